@@ -1,0 +1,1 @@
+"""Data generators, one module per input family (binary, decimal, graph, tabular)."""

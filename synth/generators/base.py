@@ -1,0 +1,105 @@
+"""The shape every task shares, and the sampling helpers generators have in common.
+
+A generator draws ``n`` positive and ``n`` negative inputs for one length from an
+explicitly seeded ``numpy.random.Generator``; it never touches global RNG state, so
+the same seed gives the same inputs on every machine and Python version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from synth.errors import InfeasibleError
+
+KINDS = ("binary", "decimal", "graph", "tabular")
+DEFAULT_LENGTHS = (100, 50, 30, 25, 20)
+
+# Rejection loops give up after this many rounds: a generator that cannot fill its
+# classes must fail loudly, never hang (the published graph generator hung at L=30).
+MAX_ROUNDS = 2000
+
+Generator = Callable[[int, int, np.random.Generator], tuple[list[str], list[str]]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One hidden function: how to label an input and how to draw balanced data."""
+
+    id: str
+    target: str
+    kind: str
+    default_lengths: tuple[int, ...]
+    generate: Generator
+    # label(x) -> 0/1 for the input string; None for tabular tasks, whose labels come
+    # from the source rows.
+    label: Callable[[str], int] | None
+    # Bump when a generator's output changes on purpose: it is part of the dataset key.
+    version: int = 1
+    # Returns why a length cannot be served (naming the rule), or None when it can.
+    length_rule: Callable[[int], str | None] = field(default=lambda L: None)
+    # Most distinct (positive, negative) inputs that exist at a length; None = more
+    # than any split we would ask for.
+    capacity: Callable[[int], tuple[int | None, int | None]] = field(
+        default=lambda L: (None, None)
+    )
+    # Whether inputs must be distinct at a length (some published generators allow
+    # duplicates, which the leakage-free splitter then keeps within one split).
+    unique: Callable[[int], bool] = field(default=lambda L: True)
+    # Tabular tasks: the fixed number of features (their only length).
+    fixed_length: int | None = None
+
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        return (self.fixed_length,) if self.fixed_length else self.default_lengths
+
+
+def bits_to_strings(bits: np.ndarray) -> list[str]:
+    """Rows of a 0/1 uint8 matrix as '0'/'1' strings, without a Python loop per bit."""
+    if bits.shape[0] == 0:
+        return []
+    chars = (bits.astype(np.uint8) + ord("0")).tobytes()
+    width = bits.shape[1]
+    return [chars[i : i + width].decode("ascii") for i in range(0, len(chars), width)]
+
+
+def random_bits(rng: np.random.Generator, count: int, length: int) -> np.ndarray:
+    """A (count, length) uint8 matrix of uniform random bits."""
+    return rng.integers(0, 2, size=(count, length), dtype=np.uint8)
+
+
+def fill_by_label(
+    rng: np.random.Generator,
+    n: int,
+    draw: Callable[[np.random.Generator, int], list[str]],
+    label: Callable[[list[str]], np.ndarray],
+    *,
+    unique: bool = True,
+    what: str = "inputs",
+) -> tuple[list[str], list[str]]:
+    """Draw batches with ``draw(rng, k)``, keep each input by ``label`` until both
+    classes hold ``n``; with ``unique`` an input is kept only once (first come).
+
+    ``label`` labels a whole batch at once (vectorised), returning 0/1 per input.
+    """
+    pos: list[str] = []
+    neg: list[str] = []
+    seen: set[str] = set()
+    batch = max(64, 2 * n)
+    for _ in range(MAX_ROUNDS):
+        if len(pos) >= n and len(neg) >= n:
+            return pos[:n], neg[:n]
+        xs = draw(rng, batch)
+        ys = label(xs)
+        for x, y in zip(xs, ys):
+            if unique:
+                if x in seen:
+                    continue
+                seen.add(x)
+            (pos if y else neg).append(x)
+    raise InfeasibleError(
+        f"could not draw {n} positive and {n} negative {what} "
+        f"(got {len(pos)} and {len(neg)} after {MAX_ROUNDS} rounds)"
+    )
