@@ -32,7 +32,9 @@ class Task:
     target: str
     kind: str
     default_lengths: tuple[int, ...]
-    generate: Generator
+    # generate(L, n, rng) -> (n positives, n negatives); None for tabular tasks, which
+    # sample rows of their source table instead (synth.generators.tabular.draw).
+    generate: Generator | None
     # label(x) -> 0/1 for the input string; None for tabular tasks, whose labels come
     # from the source rows.
     label: Callable[[str], int] | None
@@ -48,8 +50,10 @@ class Task:
     # Whether inputs must be distinct at a length (some published generators allow
     # duplicates, which the leakage-free splitter then keeps within one split).
     unique: Callable[[int], bool] = field(default=lambda L: True)
-    # Tabular tasks: the fixed number of features (their only length).
+    # Tabular tasks: the fixed number of features (their only length) and the name of
+    # the source table (a key of synth.uci.SOURCES).
     fixed_length: int | None = None
+    source: str | None = None
 
     @property
     def lengths(self) -> tuple[int, ...]:
