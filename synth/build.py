@@ -1,0 +1,60 @@
+"""`synth datasets build|export` as library functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from synth.dataset_cache import StoredDataset, ensure_datasets
+from synth.datasets import Sizes, plan_grid
+from synth.errors import SynthError
+from synth.tasks import get_task
+from tracker.dataset_files import write_dataset_folder
+from tracker.datasets import list_datasets
+from tracker.db import check_writable, db_path as resolve_db, open_db
+
+
+def build_grid(
+    *,
+    functions: Sequence[str] | None = None,
+    lengths: Sequence[int] | None = None,
+    train_size: int = 100,
+    val_size: int = 100,
+    test_size: int = 10000,
+    seed: int = 42,
+    strict_sizes: bool = False,
+    uci_dir: Path | None = None,
+    db_path: Path | None = None,
+) -> list[StoredDataset]:
+    """Check the grid and the database path, then build and store what is missing."""
+    path = resolve_db(db_path)
+    check_writable(path)
+    points = plan_grid(
+        functions, lengths, Sizes(train_size, val_size, test_size), seed,
+        strict_sizes=strict_sizes, uci_dir=uci_dir,
+    )  # fmt: skip
+    return ensure_datasets(open_db(path), points, uci_dir=uci_dir)
+
+
+def export_datasets(
+    db_path: Path | None,
+    dataset_dir: Path,
+    *,
+    functions: Sequence[str] | None = None,
+    lengths: Sequence[int] | None = None,
+) -> list[Path]:
+    """Write the stored datasets (optionally only some tasks/lengths) in the published layout."""
+    for fn in functions or ():
+        get_task(fn)
+    db = open_db(db_path, readonly=True)
+    rows = [
+        r for r in list_datasets(db)
+        if (not functions or r["fn"] in functions) and (not lengths or r["length"] in lengths)
+    ]  # fmt: skip
+    if not rows:
+        raise SynthError("no stored dataset matches; build some with `synth datasets build`")
+    try:
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SynthError(f"cannot write to {dataset_dir}: {e.strerror}") from None
+    return [write_dataset_folder(db, r, dataset_dir) for r in rows]

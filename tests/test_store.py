@@ -1,0 +1,82 @@
+"""The SQLite store: WAL, busy timeout, migrations, datasets saved once per fingerprint."""
+
+import sqlite3
+
+import pytest
+
+from tracker.datasets import find_dataset, load_examples, save_dataset
+from tracker.db import BUSY_TIMEOUT_MS, StoreError, open_db
+
+
+@pytest.fixture
+def db(tmp_path):
+    return open_db(tmp_path / "t.db")
+
+
+def meta(fingerprint="f" * 64, **over):
+    base = dict(
+        fingerprint=fingerprint, fn="fn_a", target="parity_all", kind="binary", length=4,
+        train_size=2, val_size=2, test_size=2, train_effective=2, val_effective=2,
+        test_effective=2, base_seed=42, derived_seed=123, generator_version=1,
+    )  # fmt: skip
+    return {**base, **over}
+
+
+ROWS = [("train", 0, "0001", 1), ("train", 1, "0000", 0), ("val", 0, "0111", 1),
+        ("val", 1, "0011", 0), ("test", 0, "1000", 1), ("test", 1, "1100", 0)]  # fmt: skip
+
+
+def test_open_sets_wal_busy_timeout_foreign_keys_and_migrates(db):
+    assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert db.execute("pragma busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
+    assert db.execute("pragma foreign_keys").fetchone()[0] == 1
+    assert {"datasets", "examples", "_sqlite_migrations"} <= set(db.table_names())
+    assert db["examples"].foreign_keys[0].other_table == "datasets"
+
+
+def test_reopening_applies_no_migration_twice(tmp_path):
+    open_db(tmp_path / "t.db")
+    db = open_db(tmp_path / "t.db")
+    names = [r["name"] for r in db["_sqlite_migrations"].rows]
+    assert len(names) == len(set(names)) >= 1
+
+
+def test_dataset_saved_once_per_fingerprint(db):
+    first = save_dataset(db, meta(), ROWS)
+    again = save_dataset(db, meta(derived_seed=999), ROWS)
+    assert first == again
+    assert db["datasets"].count == 1 and db["examples"].count == 6
+    assert find_dataset(db, meta())["id"] == first
+    assert find_dataset(db, meta(length=5)) is None
+    splits = load_examples(db, first)
+    assert splits["val"] == [("0111", 1), ("0011", 0)]
+
+
+def test_a_failed_write_leaves_nothing(db):
+    bad = ROWS + [("test", 1, "dup-index", 0)]  # violates the (dataset, split, idx) key
+    with pytest.raises(sqlite3.IntegrityError):
+        save_dataset(db, meta(), bad)
+    assert db["datasets"].count == 0 and db["examples"].count == 0
+
+
+def test_not_a_database_is_refused(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("hello, this is text\n" * 10)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        open_db(path)
+    assert path.read_text().startswith("hello")
+
+
+def test_missing_folder_is_refused_without_creating_it(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        open_db(tmp_path / "nope" / "t.db")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_readonly_open_needs_an_existing_database_and_cannot_write(tmp_path, db):
+    with pytest.raises(StoreError, match="no database"):
+        open_db(tmp_path / "missing.db", readonly=True)
+    ro = open_db(tmp_path / "t.db", readonly=True)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        ro.execute("insert into datasets (fingerprint, fn, length, base_seed, derived_seed) "
+                   "values ('x', 'fn_a', 1, 1, 1)")  # fmt: skip

@@ -1,0 +1,57 @@
+"""The published dataset folder layout, written from the database:
+``<dir>/<target>/L<length>/seed<derived>/{train,val,test}.txt`` and ``meta.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import sqlite_utils
+
+from tracker.datasets import load_examples
+
+
+def dataset_folder(root: Path, row: dict) -> Path:
+    return Path(root) / row["target"] / f"L{row['length']}" / f"seed{row['derived_seed']}"
+
+
+def meta_of(row: dict) -> dict:
+    return {
+        "fn": row["fn"],
+        "target_name": row["target"],
+        "kind": row["kind"],
+        "length": row["length"],
+        "sizes": {
+            "requested": {s: row[f"{s}_size"] for s in ("train", "val", "test")},
+            "effective": {s: row[f"{s}_effective"] for s in ("train", "val", "test")},
+        },
+        "base_seed": row["base_seed"],
+        "derived_seed": row["derived_seed"],
+        "fingerprint": row["fingerprint"],
+        "generator_version": row["generator_version"],
+    }
+
+
+def write_dataset_folder(db: sqlite_utils.Database, row: dict, root: Path) -> Path:
+    """Write one dataset's split files and meta.json; each file replaced atomically."""
+    folder = dataset_folder(root, row)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {f"{s}.txt": "".join(f"{x} -> {y}\n" for x, y in rows)
+             for s, rows in load_examples(db, row["id"]).items()}  # fmt: skip
+    files["meta.json"] = json.dumps(meta_of(row), indent=2) + "\n"
+    for name, text in files.items():
+        _write_atomic(folder / name, text)
+    return folder
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

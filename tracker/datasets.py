@@ -1,0 +1,56 @@
+"""Datasets in the store: saved once per fingerprint, found again by the request they answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+REQUEST_KEY = ("fn", "length", "train_size", "val_size", "test_size", "base_seed", "generator_version")
+
+
+def find_dataset(db: sqlite_utils.Database, request: dict) -> dict | None:
+    """The stored dataset that answers this request, if any."""
+    where = " and ".join(f"[{k}] = ?" for k in REQUEST_KEY)
+    rows = list(db["datasets"].rows_where(where, [request[k] for k in REQUEST_KEY]))
+    return rows[0] if rows else None
+
+
+def save_dataset(
+    db: sqlite_utils.Database, meta: dict, examples: Iterable[tuple[str, int, str, int]]
+) -> int:
+    """Store a dataset and its (split, idx, input, label) rows in one transaction; a
+    dataset whose fingerprint is already stored is not written again."""
+    existing = db.execute(
+        "select id from datasets where fingerprint = ?", [meta["fingerprint"]]
+    ).fetchone()
+    if existing:
+        return existing[0]
+    record = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with db.conn:
+        cur = db.conn.execute(
+            f"insert into datasets ({', '.join(record)}) values ({', '.join('?' * len(record))})",
+            list(record.values()),
+        )
+        dataset_id = cur.lastrowid
+        db.conn.executemany(
+            "insert into examples (dataset_id, split, idx, input, label) values (?, ?, ?, ?, ?)",
+            ((dataset_id, s, i, x, y) for s, i, x, y in examples),
+        )
+    return dataset_id
+
+
+def load_examples(db: sqlite_utils.Database, dataset_id: int) -> dict[str, list[tuple[str, int]]]:
+    """The splits of a stored dataset, each in its stored order."""
+    splits: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
+    for split, x, y in db.execute(
+        "select split, input, label from examples where dataset_id = ? order by split, idx",
+        [dataset_id],
+    ):
+        splits[split].append((x, y))
+    return splits
+
+
+def list_datasets(db: sqlite_utils.Database) -> list[dict]:
+    return list(db["datasets"].rows_where(order_by="fn, length desc, id"))

@@ -1,0 +1,71 @@
+"""Opening the one SQLite database: WAL so readers never block the writer, a busy
+timeout so nobody sees "database is locked", foreign keys on, migrations applied."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from tracker.migrations import migrations
+
+DEFAULT_DB = "synth.db"
+BUSY_TIMEOUT_MS = 30_000
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class StoreError(Exception):
+    """The database cannot be opened or used; the message says which file and why."""
+
+
+def db_path(path: str | os.PathLike | None = None) -> Path:
+    """The database to use: the argument, else $SYNTH_DB, else ./synth.db."""
+    return Path(path or os.environ.get("SYNTH_DB") or DEFAULT_DB)
+
+
+def check_writable(path: Path) -> None:
+    """Refuse a path we could not write to, before any work is done for it."""
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a database file")
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        if head and head != SQLITE_MAGIC:
+            raise StoreError(f"{path} is not a SQLite database")
+        if not os.access(path, os.W_OK):
+            raise StoreError(f"cannot write to database {path}: permission denied")
+    else:
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise StoreError(f"cannot create database {path}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise StoreError(f"cannot create database {path}: folder {parent} is not writable")
+
+
+def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) -> sqlite_utils.Database:
+    """Open (creating and migrating unless ``readonly``) the database at ``path``."""
+    path = db_path(path)
+    if readonly:
+        if not path.exists():
+            raise StoreError(f"no database at {path}")
+        uri = f"file:{path.resolve()}?mode=ro"
+    else:
+        check_writable(path)
+        uri = f"file:{path.resolve()}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        db = sqlite_utils.Database(conn)
+        if not readonly:
+            migrations.apply(db)
+        else:
+            db.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"cannot use database {path}: {e}") from None
+    return db
