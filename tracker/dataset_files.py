@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import sqlite_utils
 
 from tracker.datasets import load_examples
+from tracker.files import write_atomic
 
 
 def dataset_folder(root: Path, row: dict) -> Path:
@@ -42,16 +41,5 @@ def write_dataset_folder(db: sqlite_utils.Database, row: dict, root: Path) -> Pa
              for s, rows in load_examples(db, row["id"]).items()}  # fmt: skip
     files["meta.json"] = json.dumps(meta_of(row), indent=2) + "\n"
     for name, text in files.items():
-        _write_atomic(folder / name, text)
+        write_atomic(folder / name, text)
     return folder
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

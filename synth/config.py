@@ -1,0 +1,113 @@
+"""A run's configuration: every flag of the published runner plus ours, validated whole.
+
+The config is stored with the run (as JSON) and is all that `--resume` and `synth export`
+need. It never holds a secret: the API key is read from OPENAI_API_KEY at call time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from synth.errors import SynthError
+
+EFFORTS = ("minimal", "low", "medium", "high")
+VERBOSITIES = ("low", "medium", "high")
+TOOL_CHOICES = ("auto", "none")
+API_MODES = ("responses", "chat")
+OPENAI_PROVIDER = "openai"
+
+# What defines the experiment: a resumed run must keep every one of these.
+EXPERIMENT_FIELDS = (
+    "functions", "lengths", "attempts", "num_trials", "model", "max_output_tokens",
+    "reasoning_effort", "verbosity", "tool_choice", "enable_code_interpreter",
+    "train_size", "val_size", "test_size", "seed", "api_mode", "provider",
+    "prompt_template", "eval_timeout", "strict_sizes",
+)  # fmt: skip
+
+
+@dataclass
+class RunConfig:
+    functions: list[str] | None = None
+    lengths: list[int] | None = None
+    attempts: int = 5
+    num_trials: int = 5
+    model: str = "gpt-5"
+    max_output_tokens: int = 20000
+    reasoning_effort: str = "high"
+    verbosity: str = "low"
+    tool_choice: str = "auto"
+    enable_code_interpreter: bool = False
+    train_size: int = 100
+    val_size: int = 100
+    test_size: int = 10000
+    seed: int = 42
+    strict_sizes: bool = False
+    provider: str = OPENAI_PROVIDER
+    api_mode: str = "responses"
+    api_base_url: str | None = None
+    prompt_template: str | None = None  # the template's text, so a resume renders the same
+    prompt_template_path: str | None = None
+    concurrency: int = 5
+    timeout: float = 1200.0
+    eval_timeout: float = 60.0
+    dry_run: bool = False
+    run_id: str = field(default_factory=lambda: new_run_id())
+    dataset_dir: str | None = None
+    out_dir: str | None = None
+    out_jsonl: str | None = None
+    out_csv: str | None = None
+    out_manifest: str | None = None
+
+    def validate(self) -> None:
+        checks = [
+            (self.reasoning_effort in EFFORTS, f"--reasoning-effort must be one of {', '.join(EFFORTS)}"),
+            (self.verbosity in VERBOSITIES, f"--verbosity must be one of {', '.join(VERBOSITIES)}"),
+            (self.tool_choice in TOOL_CHOICES, f"--tool-choice must be one of {', '.join(TOOL_CHOICES)}"),
+            (self.api_mode in API_MODES, f"--api-mode must be one of {', '.join(API_MODES)}"),
+            (self.attempts >= 1, f"--attempts must be at least 1 (got {self.attempts})"),
+            (self.num_trials >= 1, f"--num-trials must be at least 1 (got {self.num_trials})"),
+            (self.concurrency >= 1, f"--concurrency must be at least 1 (got {self.concurrency})"),
+            (self.max_output_tokens >= 1, f"--max-output-tokens must be positive (got {self.max_output_tokens})"),
+            (self.timeout > 0, f"--timeout must be positive (got {self.timeout})"),
+            (self.eval_timeout > 0, f"--eval-timeout must be positive (got {self.eval_timeout})"),
+            (bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("."),
+             f"--run-id must be a plain name (got {self.run_id!r})"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise SynthError(message)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    # Where the exports go: --out-dir (default runs/<run_id>/) unless a path flag says otherwise.
+    @property
+    def out_path(self) -> Path:
+        return Path(self.out_dir or Path("runs") / self.run_id)
+
+    @property
+    def jsonl_path(self) -> Path:
+        return Path(self.out_jsonl) if self.out_jsonl else self.out_path / "results_attempts.jsonl"
+
+    @property
+    def csv_path(self) -> Path:
+        return Path(self.out_csv) if self.out_csv else self.out_path / "results_attempts.csv"
+
+    @property
+    def manifest_path(self) -> Path:
+        if self.out_manifest:
+            return Path(self.out_manifest)
+        return self.out_path / "results_attempts_manifest.json"
+
+
+def new_run_id() -> str:
+    """A timestamp id, sortable, unique to the microsecond."""
+    return datetime.now(timezone.utc).strftime("run_%Y%m%dT%H%M%S_%fZ")

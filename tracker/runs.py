@@ -1,0 +1,128 @@
+"""Writing and reading run records. Every record is committed when it happens, in one
+transaction per event, so a crash loses at most the model calls in flight."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _insert(conn, table: str, record: dict, *, or_ignore: bool = False) -> int:
+    columns = ", ".join(f"[{k}]" for k in record)
+    marks = ", ".join("?" * len(record))
+    verb = "insert or ignore" if or_ignore else "insert"
+    return conn.execute(
+        f"{verb} into [{table}] ({columns}) values ({marks})", list(record.values())
+    ).lastrowid
+
+
+def _update(conn, table: str, pk: str, key, record: dict) -> None:
+    sets = ", ".join(f"[{k}] = ?" for k in record)
+    conn.execute(f"update [{table}] set {sets} where [{pk}] = ?", [*record.values(), key])
+
+
+def create_run(
+    db: sqlite_utils.Database,
+    run: dict,
+    grid: list[tuple[str, int, int]],
+    num_trials: int,
+) -> None:
+    """The run, the dataset of each grid point, and every trial (pending), atomically."""
+    with db.conn:
+        _insert(db.conn, "runs", {**run, "created_at": now(), "status": "running"})
+        for fn, length, dataset_id in grid:
+            _insert(db.conn, "run_datasets",
+                    {"run_id": run["run_id"], "fn": fn, "length": length, "dataset_id": dataset_id})  # fmt: skip
+            for trial in range(1, num_trials + 1):
+                _insert(db.conn, "trials", {
+                    "run_id": run["run_id"], "fn": fn, "length": length, "trial": trial,
+                    "dataset_id": dataset_id, "status": "pending", "attempts_made": 0,
+                })  # fmt: skip
+
+
+def get_run(db: sqlite_utils.Database, run_id: str) -> dict | None:
+    rows = list(db["runs"].rows_where("run_id = ?", [run_id]))
+    return rows[0] if rows else None
+
+
+def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: str | None = None):
+    with db.conn:
+        finished = now() if status != "running" else None
+        _update(db.conn, "runs", "run_id", run_id,
+                {"status": status, "error": error, "finished_at": finished})  # fmt: skip
+
+
+def record_event(
+    db: sqlite_utils.Database, run_id: str, kind: str, message: str, *,
+    level: str = "info", trial_id: int | None = None, data: dict | None = None,
+) -> None:  # fmt: skip
+    with db.conn:
+        _insert(db.conn, "events", {
+            "run_id": run_id, "ts": now(), "level": level, "kind": kind, "trial_id": trial_id,
+            "message": message, "data": json.dumps(data) if data is not None else None,
+        })  # fmt: skip
+
+
+def record_attempt(
+    db: sqlite_utils.Database,
+    trial_id: int,
+    attempt: dict,
+    *,
+    prompt: tuple[str, str],
+    response: dict | None,
+    program: tuple[str, str] | None,
+) -> int:
+    """One attempt with its prompt, response and program (deduplicated by hash)."""
+    with db.conn:
+        _insert(db.conn, "prompts", {"hash": prompt[0], "text": prompt[1]}, or_ignore=True)
+        if program:
+            _insert(db.conn, "programs", {"hash": program[0], "code": program[1]}, or_ignore=True)
+        attempt_id = _insert(db.conn, "attempts", {
+            **attempt, "trial_id": trial_id, "prompt_hash": prompt[0],
+            "program_hash": program[0] if program else None, "finished_at": now(),
+        })  # fmt: skip
+        if response is not None:
+            _insert(db.conn, "responses", {**response, "attempt_id": attempt_id, "created_at": now()})
+        db.conn.execute(
+            "update trials set attempts_made = attempts_made + 1, status = 'running' where id = ?",
+            [trial_id],
+        )
+    return attempt_id
+
+
+def record_evaluation(db: sqlite_utils.Database, attempt_id: int, evaluation: dict) -> None:
+    with db.conn:
+        _insert(db.conn, "evaluations", {**evaluation, "attempt_id": attempt_id, "created_at": now()})
+        _update(db.conn, "attempts", "id", attempt_id, {"status": "evaluated"})
+
+
+def finish_trial(db: sqlite_utils.Database, trial_id: int, result: dict) -> None:
+    with db.conn:
+        _update(db.conn, "trials", "id", trial_id, {**result, "status": "done", "finished_at": now()})
+
+
+def trials_of(db: sqlite_utils.Database, run_id: str) -> list[dict]:
+    return list(db["trials"].rows_where("run_id = ?", [run_id], order_by="id"))
+
+
+def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
+    """A trial's recorded attempts with their response text, program and evaluation."""
+    return [
+        dict(r) for r in db.query(
+            """
+            select a.*, p.code, s.text, e.val_acc, e.test_acc, e.status as eval_status
+            from attempts a
+            left join programs p on p.hash = a.program_hash
+            left join responses s on s.attempt_id = a.id
+            left join evaluations e on e.attempt_id = a.id
+            where a.trial_id = ? order by a.attempt
+            """,
+            [trial_id],
+        )
+    ]  # fmt: skip
