@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["openai_server"]
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 UCI_DIR = Path(os.environ.get("SYNTH_TEST_UCI_DIR", SHARED / "uci"))
 

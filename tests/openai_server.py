@@ -1,0 +1,322 @@
+"""A real HTTP server on 127.0.0.1 that speaks the OpenAI wire formats, scripted per test.
+
+The openai SDK (3.x, over httpx2) is exercised end to end: retries, timeouts, status
+errors and body parsing all happen for real. A test sets `server.script`, a callable
+`(path, body) -> Reply`; the server records every request in `server.requests`.
+Loaded as a pytest plugin (tests/conftest.py), it provides the `openai_server` fixture;
+benchmarks can use `OpenAIServer` directly as a context manager.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+DEFAULT_TEXT = '{"code": "def f(x):\\n    return 1"}'
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 120
+    cached_tokens: int = 0
+    output_tokens: int = 40
+    reasoning_tokens: int = 16
+
+
+@dataclass
+class Reply:
+    """What the server answers to one request.
+
+    `raw_body` (bytes, str, or a dict sent as JSON) replaces the generated body; an
+    error status without one gets an OpenAI-style error body. `incomplete` is a
+    Responses incomplete reason ("max_output_tokens", "content_filter").
+    """
+
+    text: str | None = DEFAULT_TEXT
+    status: int = 200
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    raw_body: bytes | str | dict | None = None
+    usage: Usage = field(default_factory=Usage)
+    incomplete: str | None = None
+    refusal: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    path: str
+    body: dict | None
+    # Kept out of repr so an assertion failure never prints the Authorization header.
+    headers: dict[str, str] = field(repr=False)
+
+
+Script = Callable[[str, dict], Reply]
+
+
+def _id(prefix: str, sep: str = "_") -> str:
+    return f"{prefix}{sep}{uuid.uuid4().hex}"
+
+
+def responses_body(request: dict, reply: Reply) -> dict:
+    """A `response` object as POST /v1/responses returns it, echoing the request's settings."""
+    u = reply.usage
+    content = []
+    if reply.text is not None:
+        content.append(
+            {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
+        )
+    if reply.refusal is not None:
+        content.append({"type": "refusal", "refusal": reply.refusal})
+    status = "incomplete" if reply.incomplete else "completed"
+    return {
+        "id": _id("resp"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": {"reason": reply.incomplete} if reply.incomplete else None,
+        "instructions": None,
+        "max_output_tokens": request.get("max_output_tokens"),
+        "model": request.get("model", "gpt-test"),
+        "output": [
+            {"id": _id("rs"), "type": "reasoning", "summary": []},
+            {
+                "id": _id("msg"),
+                "type": "message",
+                "status": status,
+                "role": "assistant",
+                "content": content,
+            },
+        ],
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": (request.get("reasoning") or {}).get("effort"), "summary": None},
+        "store": True,
+        "temperature": 1.0,
+        "text": {
+            "format": {"type": "text"},
+            "verbosity": (request.get("text") or {}).get("verbosity", "medium"),
+        },
+        "tool_choice": request.get("tool_choice", "auto"),
+        "tools": request.get("tools", []),
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": {
+            "input_tokens": u.input_tokens,
+            "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+            "output_tokens": u.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": u.input_tokens + u.output_tokens,
+        },
+        "user": None,
+        "metadata": {},
+    }
+
+
+def code_interpreter_call(code: str, logs: list[str]) -> dict:
+    """A `code_interpreter_call` output item, to insert into a responses_body's output."""
+    return {
+        "id": _id("ci"),
+        "type": "code_interpreter_call",
+        "status": "completed",
+        "code": code,
+        "container_id": _id("cntr"),
+        "outputs": [{"type": "logs", "logs": text} for text in logs],
+    }
+
+
+def chat_body(request: dict, reply: Reply) -> dict:
+    """A `chat.completion` object as POST /v1/chat/completions returns it."""
+    u = reply.usage
+    finish = {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
+        reply.incomplete, "stop"
+    )
+    return {
+        "id": _id("chatcmpl", "-"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "gpt-test"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": reply.text,
+                    "refusal": reply.refusal,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": u.input_tokens,
+            "completion_tokens": u.output_tokens,
+            "total_tokens": u.input_tokens + u.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": u.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": "default",
+        "system_fingerprint": None,
+    }
+
+
+# The error type and code the API sends with each status.
+_ERRORS = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def error_body(status: int, message: str | None = None, code: str | None = None) -> dict:
+    kind, default_code = _ERRORS.get(status, ("server_error", None))
+    return {
+        "error": {
+            "message": message or f"scripted error {status}",
+            "type": kind,
+            "param": None,
+            "code": code or default_code,
+        }
+    }
+
+
+def default_script(path: str, body: dict) -> Reply:
+    return Reply()
+
+
+def in_order(*replies: Reply) -> Script:
+    """A script answering with `replies` in turn, repeating the last one (thread-safe)."""
+    lock = threading.Lock()
+    queue = list(replies)
+
+    def script(path: str, body: dict) -> Reply:
+        with lock:
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return script
+
+
+_BUILDERS = {"/v1/responses": responses_body, "/v1/chat/completions": chat_body}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    timeout = 60  # an idle keep-alive connection frees its thread after this
+    # Headers and body go out in two writes; with Nagle's algorithm on, the second
+    # waits for the client's delayed ACK (~40 ms a call on Linux).
+    disable_nagle_algorithm = True
+    server: OpenAIServer
+
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        sent = {name.lower(): value for name, value in self.headers.items()}
+        self.server.record(Recorded(self.path, body, sent))
+        try:
+            with self.server.answering():
+                status, headers, payload = self._answer(body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+            self.close_connection = True
+
+    def _answer(self, body: dict | None) -> tuple[int, dict[str, str], bytes]:
+        build = _BUILDERS.get(self.path)
+        if build is None:
+            reply = Reply(status=404, raw_body=error_body(404, f"no route for {self.path}"))
+        elif body is None:
+            reply = Reply(status=400, raw_body=error_body(400, "the request body is not JSON"))
+        else:
+            reply = self.server.script(self.path, body)
+        time.sleep(reply.delay)
+        payload = reply.raw_body
+        if payload is None:
+            payload = build(body, reply) if reply.status < 400 else error_body(reply.status)
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        if isinstance(payload, str):
+            payload = payload.encode()
+        headers = {"Content-Type": "application/json", "x-request-id": _id("req"), **reply.headers}
+        return reply.status, headers, payload
+
+    def log_message(self, format, *args):
+        """Silent: the server must never write requests (or their keys) anywhere."""
+
+
+class OpenAIServer(ThreadingHTTPServer):
+    """The loopback server; `base_url` is what an SDK client takes."""
+
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops bursts of connections
+
+    def __init__(self, script: Script = default_script):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script = script
+        self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests being answered at once (concurrency tests)
+        self._lock = threading.Lock()
+        # A short poll lets shutdown() return quickly (the default waits up to 0.5 s).
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def record(self, request: Recorded) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    @contextmanager
+    def answering(self):
+        """Counts the requests being answered, to measure how many arrive at once."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def __enter__(self) -> OpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def openai_server():
+    """A started OpenAIServer answering DEFAULT_TEXT until a test sets `.script`."""
+    with OpenAIServer() as server:
+        yield server

@@ -1,0 +1,282 @@
+"""The OpenAI providers against a real loopback server speaking the OpenAI wire formats."""
+
+import asyncio
+import json
+import socket
+
+import pytest
+from openai_server import (
+    DEFAULT_TEXT,
+    Reply,
+    Usage,
+    chat_body,
+    code_interpreter_call,
+    error_body,
+    in_order,
+    responses_body,
+)
+
+from synth.errors import SynthError
+from synth.providers import ProposeRequest, ProviderError, make_provider
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-test-not-a-real-key"
+REQ = ProposeRequest(
+    prompt="Find f.\n0101 -> 1\n1100 -> 0", train=[("0101", 1), ("1100", 0)],
+    kind="binary", seed=7, trial=0, attempt=1,
+)  # fmt: skip
+CODE_INTERPRETER = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+async def make(openai_server):
+    """Providers pointed at the loopback server (no retries unless asked), closed after."""
+    made = []
+
+    def make(api_mode="responses", **settings):
+        settings = {
+            "model": "gpt-test", "api_key": KEY, "base_url": openai_server.base_url,
+            "max_retries": 0, **settings,
+        }  # fmt: skip
+        made.append(make_provider(api_mode, **settings))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+def usage(p) -> tuple[int, int, int, int]:
+    return (p.input_tokens, p.cached_tokens, p.output_tokens, p.reasoning_tokens)
+
+
+async def propose_error(provider) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        await provider.propose(REQ)
+    return info.value
+
+
+async def test_responses_records_text_usage_and_request(make, openai_server):
+    openai_server.script = lambda path, body: Reply(usage=Usage(500, 128, 90, 60))
+    provider = make(
+        reasoning_effort="high", max_output_tokens=4000, verbosity="low", tool_choice="auto"
+    )
+    p = await provider.propose(REQ)
+
+    assert provider.name == "openai-responses"
+    assert (p.text, p.status, p.incomplete_reason) == (DEFAULT_TEXT, "completed", None)
+    assert usage(p) == (500, 128, 90, 60)
+    assert (p.tool_calls, p.tool_output_chars) == (0, 0)
+    assert p.response_id.startswith("resp_") and p.raw["id"] == p.response_id
+    assert p.raw["usage"]["input_tokens_details"]["cached_tokens"] == 128
+    assert p.duration_ms > 0
+    [sent] = openai_server.requests
+    assert sent.path == "/v1/responses"
+    assert sent.body == p.request == {
+        "model": "gpt-test",
+        "input": [{"role": "user", "content": REQ.prompt}],
+        "reasoning": {"effort": "high"},
+        "max_output_tokens": 4000,
+        "tool_choice": "auto",
+        "text": {"verbosity": "low"},
+    }
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert KEY not in json.dumps([p.request, p.raw]) + repr(openai_server.requests)
+
+
+async def test_unset_settings_are_not_sent(make, openai_server):
+    await make().propose(REQ)
+    await make("chat").propose(REQ)
+    sent = [set(r.body) for r in openai_server.requests]
+    assert sent == [{"model", "input"}, {"model", "messages"}]
+
+
+async def test_code_interpreter_calls_are_counted(make, openai_server):
+    calls = [code_interpreter_call("print(1)", ["1\n"]), code_interpreter_call("x", ["ab", "cde"])]
+
+    def script(path, body):
+        sent = responses_body(body, Reply())
+        sent["output"][1:1] = calls
+        return Reply(raw_body=sent)
+
+    openai_server.script = script
+    p = await make(enable_code_interpreter=True).propose(REQ)
+    assert openai_server.requests[0].body["tools"] == CODE_INTERPRETER
+    assert (p.tool_calls, p.tool_output_chars) == (2, len("1\nabcde"))
+    assert p.text == DEFAULT_TEXT
+    assert [item["type"] for item in p.raw["output"]] == [
+        "reasoning", "code_interpreter_call", "code_interpreter_call", "message",
+    ]  # fmt: skip
+
+
+async def test_raw_is_the_body_received(make, openai_server):
+    sent = responses_body({"model": "gpt-test"}, Reply(text="hello"))
+    openai_server.script = lambda path, body: Reply(raw_body=sent)
+    p = await make().propose(REQ)
+    assert p.raw == sent
+
+
+async def test_incomplete_response(make, openai_server):
+    openai_server.script = lambda path, body: Reply(text="", incomplete="max_output_tokens")
+    p = await make().propose(REQ)
+    assert (p.text, p.status, p.incomplete_reason) == (None, "incomplete", "max_output_tokens")
+    assert p.output_tokens == 40
+
+
+@pytest.mark.parametrize("api_mode", ["responses", "chat"])
+async def test_refusal_is_a_proposal_without_text(make, openai_server, api_mode):
+    openai_server.script = lambda path, body: Reply(text=None, refusal="I can't help with that.")
+    p = await make(api_mode).propose(REQ)
+    assert (p.text, p.status) == (None, "completed")
+
+
+async def test_chat_records_text_usage_and_request(make, openai_server):
+    openai_server.script = lambda path, body: Reply(usage=Usage(300, 64, 50, 20))
+    provider = make("chat", reasoning_effort="low", max_output_tokens=2000, verbosity="low")
+    p = await provider.propose(REQ)
+
+    assert provider.name == "openai-chat"
+    assert (p.text, p.status, p.incomplete_reason) == (DEFAULT_TEXT, "completed", None)
+    assert usage(p) == (300, 64, 50, 20)
+    assert p.response_id.startswith("chatcmpl-") and p.raw["object"] == "chat.completion"
+    [sent] = openai_server.requests
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body == p.request == {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": REQ.prompt}],
+        "reasoning_effort": "low",
+        "max_completion_tokens": 2000,
+    }
+
+
+async def test_chat_length_finish_is_incomplete(make, openai_server):
+    openai_server.script = lambda path, body: Reply(text="def f(x", incomplete="max_output_tokens")
+    p = await make("chat").propose(REQ)
+    assert (p.text, p.status, p.incomplete_reason) == ("def f(x", "incomplete", "max_output_tokens")
+
+
+async def test_chat_without_usage_details_counts_zero(make, openai_server):
+    def script(path, body):
+        sent = chat_body(body, Reply(usage=Usage(11, 5, 7, 3)))
+        del sent["usage"]["prompt_tokens_details"], sent["usage"]["completion_tokens_details"]
+        return Reply(raw_body=sent)
+
+    openai_server.script = script
+    p = await make("chat").propose(REQ)
+    assert usage(p) == (11, 0, 7, 0)
+
+
+@pytest.mark.parametrize("status, kind", [(401, "auth"), (403, "auth"), (404, "not_found")])
+async def test_auth_and_unknown_model_are_fatal_and_not_retried(make, openai_server, status, kind):
+    openai_server.script = lambda path, body: Reply(status=status)
+    err = await propose_error(make(max_retries=2))
+    assert (err.kind, err.fatal, err.status_code) == (kind, True, status)
+    assert len(openai_server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        Reply(status=500, headers={"retry-after-ms": "5"}),
+        Reply(status=429, headers={"retry-after": "0"}),
+    ],
+    ids=["500", "429"],
+)
+async def test_sdk_retries_then_succeeds(make, openai_server, first):
+    openai_server.script = in_order(first, Reply())
+    p = await make(max_retries=2).propose(REQ)
+    assert p.text == DEFAULT_TEXT
+    assert len(openai_server.requests) == 2
+
+
+async def test_retries_exhausted_is_a_server_error(make, openai_server):
+    openai_server.script = lambda path, body: Reply(status=503, headers={"retry-after-ms": "5"})
+    err = await propose_error(make(max_retries=1))
+    assert (err.kind, err.fatal, err.status_code) == ("server", False, 503)
+    assert len(openai_server.requests) == 2
+
+
+async def test_exhausted_quota_is_fatal(make, openai_server):
+    body = error_body(429, "You exceeded your current quota", code="insufficient_quota")
+    openai_server.script = lambda path, body_: Reply(status=429, raw_body=body)
+    err = await propose_error(make())
+    assert (err.kind, err.fatal) == ("quota", True)
+
+
+async def test_bad_request_is_not_fatal(make, openai_server):
+    openai_server.script = lambda path, body: Reply(status=400)
+    err = await propose_error(make())
+    assert (err.kind, err.fatal, err.status_code) == ("bad_request", False, 400)
+
+
+async def test_slow_reply_times_out(make, openai_server):
+    openai_server.script = lambda path, body: Reply(delay=1.0)
+    err = await propose_error(make(timeout=0.2))
+    assert (err.kind, err.fatal) == ("timeout", False)
+
+
+async def test_refused_connection(make):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    err = await propose_error(make(base_url=f"http://127.0.0.1:{port}/v1"))
+    assert (err.kind, err.fatal) == ("connection", False)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(raw_body="<html>Bad gateway</html>", headers={"Content-Type": "text/html"}),
+        Reply(raw_body="{not json"),
+        Reply(raw_body={"unexpected": True}),
+    ],
+    ids=["html", "broken-json", "wrong-shape"],
+)
+@pytest.mark.parametrize("api_mode", ["responses", "chat"])
+async def test_unreadable_200_is_bad_response(make, openai_server, reply, api_mode):
+    openai_server.script = lambda path, body: reply
+    err = await propose_error(make(api_mode))
+    assert (err.kind, err.fatal) == ("bad_response", False)
+
+
+@pytest.mark.parametrize("api_mode", ["responses", "chat"])
+def test_missing_key_is_fatal_before_any_request(openai_server, monkeypatch, api_mode):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ProviderError, match="OPENAI_API_KEY is not set") as info:
+        make_provider(api_mode, model="gpt-test", api_key=None, base_url=openai_server.base_url)
+    assert (info.value.kind, info.value.fatal) == ("auth", True)
+    assert isinstance(info.value, SynthError)  # the CLI shows it as one line
+    assert openai_server.requests == []
+
+
+async def test_key_falls_back_to_the_environment(make, openai_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    await make(api_key=None).propose(REQ)
+    assert openai_server.requests[0].headers["authorization"] == "Bearer sk-from-env"
+
+
+@pytest.mark.parametrize(
+    "api_mode, settings, message",
+    [
+        ("chat", {"enable_code_interpreter": True}, "needs the Responses API"),
+        ("completions", {}, "unknown API mode"),
+    ],
+)
+def test_settings_that_cannot_run_are_fatal(api_mode, settings, message):
+    with pytest.raises(ProviderError, match=message) as info:
+        make_provider(api_mode, model="gpt-test", api_key=KEY, **settings)
+    assert (info.value.kind, info.value.fatal) == ("config", True)
+
+
+async def test_concurrent_calls_share_one_client(make, openai_server):
+    openai_server.script = lambda path, body: Reply(delay=0.3)
+    provider = make()
+    proposals = await asyncio.gather(*(provider.propose(REQ) for _ in range(32)))
+    assert openai_server.max_in_flight == 32
+    assert len({p.response_id for p in proposals}) == 32
