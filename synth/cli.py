@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import sys
 from pathlib import Path
 
 import click
 
 from synth import __version__
+from synth.config import API_MODES, EFFORTS, TOOL_CHOICES, VERBOSITIES
 from synth.errors import SynthError
 from tracker.db import StoreError
 
@@ -34,7 +35,8 @@ class VariadicCommand(click.Command):
     def parse_args(self, ctx, args):
         out, current = [], None
         for arg in args:
-            if arg.startswith("-"):
+            negative_number = current is not None and arg[1:].isdigit()
+            if arg.startswith("-") and not negative_number:
                 name = arg.split("=", 1)[0]
                 current = name if name in VARIADIC and "=" not in arg else None
                 out.append(arg)
@@ -71,6 +73,12 @@ def parse_lengths(values: tuple[str, ...]) -> list[int] | None:
         raise UserError(f"--lengths takes whole numbers (got {' '.join(values)})") from None
 
 
+def warn_capped(points) -> None:
+    for point in points:
+        if point.cap_warning:
+            click.echo(f"Warning: {point.cap_warning}", err=True)
+
+
 def db_option(fn):
     return click.option(
         "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -104,7 +112,6 @@ def grid_options(fn):
 @click.version_option(__version__, prog_name="synth")
 def cli():
     """LLM-PV: propose-and-verify program learning, recorded in one SQLite database."""
-    logging.basicConfig(format="Warning: %(message)s", level=logging.WARNING)
 
 
 @cli.command()
@@ -147,6 +154,7 @@ def datasets_build(functions, lengths, train_size, val_size, test_size, seed,
         train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
         strict_sizes=strict_sizes, uci_dir=uci_dir, db_path=db_path,
     )  # fmt: skip
+    warn_capped(s.point for s in stored)
     built = sum(s.built for s in stored)
     click.echo(f"{built} built, {len(stored) - built} already stored", err=True)
 
@@ -190,3 +198,166 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     for folder in folders:
         click.echo(str(folder))
     click.echo(f"{len(folders)} datasets written under {dataset_dir}", err=True)
+
+
+RESUMABLE = ("concurrency", "timeout", "api_base_url", "out_dir", "out_jsonl", "out_csv",
+             "out_manifest", "dataset_dir")  # fmt: skip
+
+
+@cli.command(cls=VariadicCommand)
+@grid_options
+@click.option("--attempts", type=int, default=5, show_default=True, help="Attempts per trial")
+@click.option("--num-trials", type=int, default=5, show_default=True, help="Trials per grid point")
+@click.option("--model", default="gpt-5", show_default=True, envvar="SYNTH_MODEL", show_envvar=True)
+@click.option("--max-output-tokens", type=int, default=20000, show_default=True)
+@click.option("--reasoning-effort", type=click.Choice(EFFORTS), default="high", show_default=True)
+@click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)
+@click.option("--tool-choice", type=click.Choice(TOOL_CHOICES), default="auto", show_default=True)
+@click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")
+@click.option("--api-mode", type=click.Choice(API_MODES), default="responses", show_default=True,
+              envvar="SYNTH_API_MODE", show_envvar=True,
+              help="Responses API, or Chat Completions for compatible servers")
+@click.option("--api-base-url", envvar="SYNTH_API_BASE_URL", show_envvar=True,
+              help="Any OpenAI-compatible server  [default: OpenAI]")
+@click.option("--prompt-template", type=click.Path(path_type=Path),
+              help="Jinja template replacing the default prompt (see docs/prompts.md)")
+@click.option("--concurrency", type=int, default=5, show_default=True, envvar="SYNTH_CONCURRENCY",
+              show_envvar=True, help="Model calls in flight at most")
+@click.option("--timeout", type=float, default=1200.0, show_default=True, envvar="SYNTH_TIMEOUT",
+              show_envvar=True, help="Seconds per model call")
+@click.option("--eval-timeout", type=float, default=60.0, show_default=True,
+              envvar="SYNTH_EVAL_TIMEOUT", show_envvar=True,
+              help="Seconds per sandboxed evaluation of one program (val + test)")
+@click.option("--dataset-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also mirror the datasets here in the published layout")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for all exports  [default: runs/<run_id>/]")
+@click.option("--out-jsonl", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out-csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out-manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--run-id", help="Name of the run  [default: a timestamp id]")
+@click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
+@click.option("--resume", "resume_id", metavar="RUN_ID",
+              help="Continue a stored run; only --concurrency, --timeout, --api-base-url, "
+                   "--dataset-dir and output paths may change")
+@db_option
+@click.pass_context
+@user_errors
+def run(ctx, resume_id, db_path, uci_dir, **flags):
+    """Propose and verify: run a grid of tasks x lengths x trials x attempts.
+
+    The API key is read from OPENAI_API_KEY and never stored. Results land in the
+    database (--db) and in the exports under --out-dir.
+    """  # fmt: skip
+    from synth.config import RunConfig
+    from synth.run import resume_run, start_run
+
+    flags["functions"] = split_values(flags["functions"]) or None
+    flags["lengths"] = parse_lengths(flags["lengths"])
+    flags["prompt_template_path"] = _str(flags.pop("prompt_template"))
+    for name in ("dataset_dir", "out_dir", "out_jsonl", "out_csv", "out_manifest"):
+        flags[name] = _str(flags[name])
+    if resume_id:
+        given = {name for name in flags if _from_command_line(ctx, name)}
+        refused = sorted(given - set(RESUMABLE))
+        if refused:
+            names = ", ".join(_flag_name(n) for n in refused)
+            raise UserError(f"--resume keeps the stored experiment; cannot change {names}")
+        result = resume_run(resume_id, db_path=db_path, uci_dir=uci_dir,
+                            overrides={n: flags[n] for n in given})  # fmt: skip
+    else:
+        if flags["run_id"] is None:
+            flags.pop("run_id")
+        result = start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
+                           notify=lambda message: click.echo(message, err=True))  # fmt: skip
+    _echo_summary(result.db_path, result.run_id)
+    artifacts = result.manifest["artifacts"]
+    click.echo(f"run {result.run_id}: {result.status}", err=True)
+    click.echo(f"database: {result.db_path}", err=True)
+    click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
+
+
+def _str(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _param_name(name: str) -> str:
+    return "prompt_template" if name == "prompt_template_path" else name
+
+
+def _flag_name(name: str) -> str:
+    return "--" + _param_name(name).replace("_", "-")
+
+
+def _from_command_line(ctx, name: str) -> bool:
+    return ctx.get_parameter_source(_param_name(name)) == click.core.ParameterSource.COMMANDLINE
+
+
+def _echo_summary(db_path, run_id: str, as_json: bool = False) -> None:
+    from tracker.db import open_db
+    from tracker.exports import grid_rows
+
+    rows = [summary for _, summary in grid_rows(open_db(db_path, readonly=True), run_id)]
+    keys = ("fn", "length", "num_trials", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
+            "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
+    if as_json:
+        click.echo(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
+        return
+    click.echo(f"{'fn':<6} {'L':>4} {'trials':>6} {'val':>13} {'test':>13} {'oracle':>7} "
+               f"{'solved':>6} {'tokens in/out':>17}")  # fmt: skip
+    for r in rows:
+        click.echo(
+            f"{r['fn']:<6} {r['length']:>4} {r['num_trials']:>6} "
+            f"{r['val_acc']:>6.3f}±{r['val_acc_std']:<6.3f}{r['test_acc']:>6.3f}±{r['test_acc_std']:<6.3f}"
+            f"{r['oracle_test_acc']:>7.3f} {r['stopped_early']:>6} "
+            f"{r['prompt_tokens']:>8}/{r['completion_tokens']:<8}"
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@db_option
+@user_errors
+def runs(as_json, db_path):
+    """List the runs in the database with their status and counts."""
+    from tracker.db import open_db
+    from tracker.runs import list_runs
+
+    rows = list_runs(open_db(db_path, readonly=True))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'run_id':<34} {'status':<11} {'model':<14} {'points':>6} {'trials':>9} {'solved':>6} {'attempts':>8}")
+    for r in rows:
+        click.echo(f"{r['run_id']:<34} {r['status']:<11} {r['model']:<14} {r['grid_points']:>6} "
+                   f"{r['trials_done']:>4}/{r['trials']:<4} {r['trials_solved']:>6} {r['attempts']:>8}")  # fmt: skip
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@db_option
+@user_errors
+def show(run_id, as_json, db_path):
+    """Print a run's summary table: per grid point, selected val/test accuracy over trials."""
+    from tracker.db import open_db
+    from tracker.runs import get_run
+
+    if get_run(open_db(db_path, readonly=True), run_id) is None:
+        raise UserError(f"no run {run_id!r} in the database")
+    _echo_summary(db_path, run_id, as_json)
+
+
+@cli.command(name="export")
+@click.argument("run_id")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write here instead of the run's own export paths")  # fmt: skip
+@db_option
+@user_errors
+def export_cmd(run_id, out_dir, db_path):
+    """Write a run's JSONL, CSV, manifest and per-trial logs from the database alone."""
+    from synth.run import export_run
+
+    manifest = export_run(run_id, db_path=db_path, out_dir=out_dir)
+    for path in (manifest["artifacts"]["jsonl"], manifest["artifacts"]["csv"], manifest["artifacts"]["manifest"]):
+        click.echo(path)

@@ -8,7 +8,6 @@ impossible requests with one message naming the grid point and the rule, and
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from synth.errors import InfeasibleError, SynthError
 from synth.generators import tabular
 from synth.generators.base import Task
 from synth.tasks import DEFAULT_GRID, get_task
-
-log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -73,6 +70,17 @@ class GridPoint:
     @property
     def label(self) -> str:
         return f"{self.task.id} at L={self.length}"
+
+    @property
+    def cap_warning(self) -> str | None:
+        """What the user must be told when the data could not fill the requested test split."""
+        if self.effective == self.sizes:
+            return None
+        e = self.effective
+        return (
+            f"{self.label}: the source lacks rows of one class; test split capped at {e.test} "
+            f"of {self.sizes.test} requested (effective sizes {e.train}/{e.val}/{e.test})"
+        )
 
 
 def resolve_grid(
@@ -136,13 +144,7 @@ def _effective_sizes(
                 f"{available} of its smaller class"
                 + ("" if spare < 1 else " (drop --strict-sizes to cap the test split)")
             )
-        capped = Sizes(sizes.train, sizes.val, 2 * spare)
-        log.warning(
-            "%s: the source has %d rows of its smaller class; test split capped at %d "
-            "(train %d, val %d, test %d)",
-            task.id, available, capped.test, capped.train, capped.val, capped.test,
-        )  # fmt: skip
-        return capped
+        return Sizes(sizes.train, sizes.val, 2 * spare)
     if task.unique(length):
         for cls, limit in zip(("positive", "negative"), task.capacity(length)):
             if limit is not None and per_class > limit:

@@ -70,6 +70,15 @@ def load_template(path: str | os.PathLike) -> jinja2.Template:
         raise SynthError(f"prompt template {path}: cannot read it ({e})") from None
 
 
+def template_from_text(text: str, *, name: str = "stored template") -> jinja2.Template:
+    """Compile a template from its text: a run stores its template's text, so that a
+    resumed run renders exactly the prompts it started with."""
+    try:
+        return _ENV.from_string(text)
+    except jinja2.TemplateError as e:
+        raise _error(name, e) from None
+
+
 def _error(path: str | os.PathLike | None, e: jinja2.TemplateError) -> SynthError:
     """One line naming the file; for a syntax error, the file (maybe an included
     one) and the line."""

@@ -126,3 +126,21 @@ def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
             [trial_id],
         )
     ]  # fmt: skip
+
+
+def list_runs(db: sqlite_utils.Database) -> list[dict]:
+    """Every run with its status and counts, newest first."""
+    return [
+        dict(r) for r in db.query(
+            """
+            select r.run_id, r.status, r.provider, r.model, r.created_at, r.finished_at,
+              (select count(*) from run_datasets d where d.run_id = r.run_id) as grid_points,
+              count(t.id) as trials,
+              coalesce(sum(t.status = 'done'), 0) as trials_done,
+              coalesce(sum(t.status = 'done' and t.val_acc = 1.0), 0) as trials_solved,
+              coalesce(sum(t.attempts_made), 0) as attempts
+            from runs r left join trials t on t.run_id = r.run_id
+            group by r.run_id order by r.created_at desc
+            """
+        )
+    ]  # fmt: skip

@@ -1,0 +1,58 @@
+"""Progress on stderr while a run goes: one rewritten status line on a terminal, plain
+lines (one per finished trial) when stderr is a file or a pipe."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, total_trials: int, done_trials: int = 0, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.total = total_trials
+        self.done = done_trials
+        self.solved = 0
+        self.in_flight = 0
+        self.token_count = 0
+        self.started = time.monotonic()
+
+    def call_started(self) -> None:
+        self.in_flight += 1
+        self._status()
+
+    def call_finished(self) -> None:
+        self.in_flight -= 1
+        self._status()
+
+    def tokens(self, n: int) -> None:
+        self.token_count += n
+
+    def trial_done(self, job, trial: int, result: dict) -> None:
+        self.done += 1
+        self.solved += result["val_acc"] == 1.0
+        point = job.stored.point
+        line = (
+            f"[{self.done}/{self.total}] {point.task.id} L={point.length} trial {trial}: "
+            f"val {result['val_acc']:.3f} test {result['test_acc']:.3f} "
+            f"(attempt {result['selected_attempt']}) | solved {self.solved} | "
+            f"in flight {self.in_flight} | tokens {self.token_count:,}"
+        )
+        if self.tty:
+            self.stream.write("\r\033[K" + line + "\n")
+            self._status()
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _status(self) -> None:
+        if not self.tty:
+            return
+        elapsed = time.monotonic() - self.started
+        self.stream.write(
+            f"\r\033[K{self.done}/{self.total} trials | solved {self.solved} | "
+            f"in flight {self.in_flight} | tokens {self.token_count:,} | {elapsed:.0f}s"
+        )
+        self.stream.flush()

@@ -1,0 +1,236 @@
+"""`synth run` as a library function: check everything, record the run, run it, export.
+
+Order matters: the whole grid, the key, the template, the database and the output
+folder are checked before anything is written or any call is paid for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import sys
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import sqlite_utils
+
+from synth import __version__
+from synth.config import OPENAI_PROVIDER, RunConfig
+from synth.dataset_cache import StoredDataset, ensure_datasets
+from synth.datasets import GridPoint, Sizes, plan_grid
+from synth.errors import SynthError
+from synth.progress import Progress
+from synth.prompts import load_template, render_prompt, template_from_text
+from synth.runner import FatalRunError, GridJob, Runner
+from tracker import runs as store
+from tracker.dataset_files import write_dataset_folder
+from tracker.datasets import load_examples
+from tracker.db import check_writable, db_path as resolve_db, open_db
+from tracker.exports import ExportPaths, write_exports
+
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str
+    db_path: Path
+    manifest: dict
+
+
+def start_run(
+    config: RunConfig, *, db_path: Path | None = None, argv: list[str] | None = None,
+    uci_dir: Path | None = None, progress_stream=None, notify=lambda message: None,
+) -> RunResult:  # fmt: skip
+    """A new run of ``config``; ``notify`` receives warnings meant for the user."""
+    config.validate()
+    if config.prompt_template_path and config.prompt_template is None:
+        config.prompt_template = _read_template(config.prompt_template_path)
+    path = resolve_db(db_path)
+    check_writable(path)
+    points = _plan(config, uci_dir)
+    for point in points:
+        if point.cap_warning:
+            notify(f"Warning: {point.cap_warning}")
+    _check_template(config, points)
+    provider = None if config.dry_run else _provider(config)
+    _check_out_dir(config)
+    db = open_db(path)
+    if store.get_run(db, config.run_id):
+        raise SynthError(f"run {config.run_id!r} already exists in {path}; "
+                         f"continue it with --resume {config.run_id}")  # fmt: skip
+    stored = ensure_datasets(db, points, uci_dir=uci_dir)
+    if config.dataset_dir:
+        _mirror(db, stored, Path(config.dataset_dir))
+    store.create_run(db, _run_record(config, path, argv), [
+        (s.point.task.id, s.point.length, s.id) for s in stored], config.num_trials)  # fmt: skip
+    store.record_event(db, config.run_id, "run_started", f"{len(stored)} grid points",
+                       data={"dry_run": config.dry_run})  # fmt: skip
+    return _execute(db, path, config, stored, provider, progress_stream)
+
+
+def resume_run(
+    run_id: str, *, db_path: Path | None = None, overrides: dict | None = None,
+    uci_dir: Path | None = None, progress_stream=None,
+) -> RunResult:  # fmt: skip
+    """Continue a stored run from the database alone; recorded attempts are never redone."""
+    path = resolve_db(db_path)
+    if not path.exists():
+        raise SynthError(f"no database at {path}")
+    db = open_db(path)
+    run = store.get_run(db, run_id)
+    if run is None:
+        raise SynthError(f"no run {run_id!r} in {path}")
+    config = RunConfig.from_json({**json.loads(run["config"]), **(overrides or {})})
+    config.validate()
+    points = _plan(config, uci_dir)
+    provider = None if config.dry_run else _provider(config)
+    _check_out_dir(config)
+    stored = ensure_datasets(db, points, uci_dir=uci_dir)
+    recorded = {(r["fn"], r["length"]): r["dataset_id"] for r in db["run_datasets"].rows_where(
+        "run_id = ?", [run_id])}  # fmt: skip
+    for s in stored:
+        if recorded.get((s.point.task.id, s.point.length)) != s.id:
+            raise SynthError(f"{s.point.label}: its dataset differs from the one run {run_id} used")
+    store.set_run_status(db, run_id, "running")
+    store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}")
+    return _execute(db, path, config, stored, provider, progress_stream)
+
+
+def export_run(run_id: str, *, db_path: Path | None = None, out_dir: Path | None = None) -> dict:
+    """Write a stored run's exports again (to its own paths, or under ``out_dir``)."""
+    db = open_db(db_path, readonly=True)
+    run = store.get_run(db, run_id)
+    if run is None:
+        raise SynthError(f"no run {run_id!r} in {resolve_db(db_path)}")
+    config = RunConfig.from_json(json.loads(run["config"]))
+    if out_dir:
+        config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = str(out_dir), None, None, None
+    _check_out_dir(config)
+    return write_exports(db, run_id, export_paths(config))
+
+
+def export_paths(config: RunConfig) -> ExportPaths:
+    return ExportPaths(config.jsonl_path, config.csv_path, config.manifest_path)
+
+
+def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
+    jobs = {
+        (s.point.task.id, s.point.length): _job(db, s, config) for s in stored
+    }  # fmt: skip
+    trials = store.trials_of(db, config.run_id)
+    progress = Progress(len(trials), sum(t["status"] == "done" for t in trials), progress_stream)
+    runner = Runner(db, config, provider, progress)
+    try:
+        asyncio.run(_run_and_close(runner, jobs, trials))
+    except FatalRunError as e:
+        store.set_run_status(db, config.run_id, "failed", error=str(e))
+        store.record_event(db, config.run_id, "run_failed", str(e), level="error")
+        raise
+    except KeyboardInterrupt:
+        store.set_run_status(db, config.run_id, "interrupted")
+        store.record_event(db, config.run_id, "interrupted", "stopped by the user", level="warning")
+        raise
+    status = "dry_run" if config.dry_run else "completed"
+    store.set_run_status(db, config.run_id, status)
+    store.record_event(db, config.run_id, "run_finished", status)
+    manifest = write_exports(db, config.run_id, export_paths(config))
+    return RunResult(config.run_id, status, path, manifest)
+
+
+async def _run_and_close(runner: Runner, jobs, trials) -> None:
+    try:
+        await runner.run(jobs, trials)
+    finally:
+        if runner.provider is not None:
+            await runner.provider.aclose()
+
+
+def _job(db: sqlite_utils.Database, s: StoredDataset, config: RunConfig) -> GridJob:
+    splits = load_examples(db, s.id)
+    prompt = render_prompt(s.point.task, s.point.length, splits["train"], template=_template(config))
+    return GridJob(s, splits, prompt)
+
+
+def _plan(config: RunConfig, uci_dir: Path | None) -> list[GridPoint]:
+    return plan_grid(
+        config.functions, config.lengths,
+        Sizes(config.train_size, config.val_size, config.test_size), config.seed,
+        strict_sizes=config.strict_sizes, uci_dir=uci_dir,
+    )  # fmt: skip
+
+
+def _read_template(path: str) -> str:
+    load_template(path)  # one-line errors for a missing or broken template
+    return Path(path).read_text(encoding="utf-8")
+
+
+def _template(config: RunConfig):
+    return template_from_text(config.prompt_template) if config.prompt_template is not None else None
+
+
+def _check_template(config: RunConfig, points: list[GridPoint]) -> None:
+    """Render the template once per task with a stand-in example, so that a template
+    that fails on rendering (an undefined variable) fails before anything is written."""
+    if config.prompt_template is None:
+        return
+    for point in points:
+        render_prompt(point.task, point.length, [("0" * point.length, 0)], template=_template(config))
+
+
+def _provider(config: RunConfig):
+    if config.provider != OPENAI_PROVIDER:
+        raise SynthError(f"unknown provider {config.provider!r}")
+    key = os.environ.get(API_KEY_ENV)
+    if not key:
+        raise SynthError(f"{API_KEY_ENV} is not set: export it, or use --dry-run")
+    from synth.providers.openai_api import make_provider
+
+    return make_provider(
+        config.api_mode, model=config.model, api_key=key, base_url=config.api_base_url,
+        timeout=config.timeout, reasoning_effort=config.reasoning_effort,
+        max_output_tokens=config.max_output_tokens, verbosity=config.verbosity,
+        tool_choice=config.tool_choice, enable_code_interpreter=config.enable_code_interpreter,
+    )  # fmt: skip
+
+
+def _check_out_dir(config: RunConfig) -> None:
+    for path in {p.parent for p in (config.jsonl_path, config.csv_path, config.manifest_path)}:
+        probe = path
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK):
+            raise SynthError(f"cannot write exports to {path}: {probe} is not a writable folder")
+
+
+def _mirror(db, stored: list[StoredDataset], root: Path) -> None:
+    rows = {r["id"]: r for r in db["datasets"].rows_where(
+        f"id in ({', '.join('?' * len(stored))})", [s.id for s in stored])}  # fmt: skip
+    for s in stored:
+        write_dataset_folder(db, rows[s.id], root)
+
+
+def _run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:
+    return {
+        "run_id": config.run_id, "provider": config.provider, "model": config.model,
+        "api_mode": config.api_mode, "dry_run": int(config.dry_run),
+        "config": json.dumps(config.to_json()), "argv": json.dumps(argv or sys.argv),
+        "versions": json.dumps(_versions()),
+        "environment": json.dumps({
+            "python_executable": sys.executable, "python_version": platform.python_version(),
+            "openai_api_key_set": bool(os.environ.get(API_KEY_ENV)),
+            "database": str(path.resolve()), "platform": platform.platform(),
+        }),
+    }  # fmt: skip
+
+
+def _versions() -> dict:
+    out = {"llm-pv": __version__, "python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
+    for dist in ("openai", "numpy", "sqlite-utils", "gmpy2"):
+        out[dist] = version(dist)
+    return out

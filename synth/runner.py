@@ -1,0 +1,177 @@
+"""The propose-and-verify loop: every trial of every grid point, concurrently.
+
+At most ``concurrency`` model calls are in flight; evaluations run in sandboxed child
+processes, at most one per core, awaited without blocking the event loop. Each record
+is written when it happens (the runner is the database's only writer), so a killed run
+loses at most its calls in flight and resumes from what is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from synth.config import RunConfig
+from synth.dataset_cache import StoredDataset
+from synth.extract import extract_program
+from synth.progress import Progress
+from synth.prompts import prompt_hash
+from synth.providers.base import Proposal, ProposeRequest, Provider, ProviderError
+from synth.sandbox import evaluate_async
+from synth.selection import select
+from synth.errors import SynthError
+from tracker import runs as store
+
+# Error messages kept per evaluation, and their length.
+MAX_ERRORS_KEPT = 5
+
+
+class FatalRunError(SynthError):
+    """A failure every later call would share (bad key, unknown model): stop the run."""
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """One grid point, ready to run: its dataset, splits and rendered prompt."""
+
+    stored: StoredDataset
+    splits: dict[str, list[tuple[str, int]]]
+    prompt: str
+
+    @property
+    def prompt_hash(self) -> str:
+        return prompt_hash(self.prompt)
+
+
+class Runner:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        config: RunConfig,
+        provider: Provider | None,
+        progress: Progress,
+    ):
+        self.db = db
+        self.config = config
+        self.provider = provider  # None for a dry run
+        self.progress = progress
+        self.call_slots = asyncio.Semaphore(config.concurrency)
+        self.eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
+
+    async def run(self, jobs: dict[tuple[str, int], GridJob], trials: list[dict]) -> None:
+        """Run every unfinished trial; a fatal provider error cancels the rest."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for t in trials:
+                    if t["status"] != "done":
+                        group.create_task(self.run_trial(jobs[(t["fn"], t["length"])], t))
+        except* FatalRunError as eg:
+            raise eg.exceptions[0] from None
+
+    async def run_trial(self, job: GridJob, trial: dict) -> None:
+        results = [await self._recorded_result(job, a) for a in store.attempts_of(self.db, trial["id"])]
+        if self.config.dry_run:
+            if not results:
+                self._record(job, trial, 1, status="dry_run", proposal=None)
+                results.append((1, None, None))
+        else:
+            while len(results) < self.config.attempts and not _solved(results):
+                n = len(results) + 1
+                results.append((n, *await self.attempt(job, trial, n)))
+        result = select(results)
+        store.finish_trial(self.db, trial["id"], {**result, "attempts_made": len(results)})
+        self.progress.trial_done(job, trial["trial"], result)
+
+    async def _recorded_result(self, job: GridJob, a: dict) -> tuple[int, float | None, float | None]:
+        """A stored attempt's scores; one killed before its evaluation is evaluated now."""
+        if a["status"] == "pending_eval":
+            return (a["attempt"], *await self._evaluate(job, a["id"], a["code"], a["func_name"]))
+        return a["attempt"], a["val_acc"], a["test_acc"]
+
+    async def attempt(self, job: GridJob, trial: dict, n: int) -> tuple[float | None, float | None]:
+        request = ProposeRequest(
+            prompt=job.prompt, train=job.splits["train"], kind=job.stored.point.task.kind,
+            seed=self.config.seed, trial=trial["trial"], attempt=n,
+        )  # fmt: skip
+        try:
+            async with self.call_slots:
+                self.progress.call_started()
+                try:
+                    proposal = await self.provider.propose(request)
+                finally:
+                    self.progress.call_finished()
+        except ProviderError as e:
+            store.record_event(
+                self.db, self.config.run_id, "call_failed", str(e), level="error",
+                trial_id=trial["id"], data={"kind": e.kind, "status_code": e.status_code,
+                                            "fatal": e.fatal, "attempt": n},
+            )  # fmt: skip
+            if e.fatal:
+                raise FatalRunError(str(e)) from None
+            self._record(job, trial, n, status="call_failed", proposal=None,
+                         failure=f"call_{e.kind}", error=str(e))  # fmt: skip
+            return None, None
+        self.progress.tokens(proposal.input_tokens + proposal.output_tokens)
+        extraction = extract_program(proposal.text)
+        attempt_id = self._record(
+            job, trial, n, status="pending_eval" if extraction.ok else "extract_failed",
+            proposal=proposal, extraction=extraction,
+            failure=extraction.failure, error=extraction.error,
+        )  # fmt: skip
+        if not extraction.ok:
+            return None, None
+        return await self._evaluate(job, attempt_id, extraction.code, extraction.func_name)
+
+    def _record(self, job, trial, n, *, status, proposal: Proposal | None, extraction=None,
+                failure=None, error=None) -> int:  # fmt: skip
+        program = None
+        if extraction is not None and extraction.code is not None:
+            program = (prompt_hash(extraction.code), extraction.code)
+        attempt = {
+            "attempt": n, "status": status, "failure_class": failure, "error": error,
+            "func_name": extraction.func_name if extraction else None,
+            "extraction": extraction.source if extraction else None,
+        }  # fmt: skip
+        return store.record_attempt(
+            self.db, trial["id"], attempt, prompt=(job.prompt_hash, job.prompt),
+            response=_response_record(self.provider, self.config, proposal) if proposal else None,
+            program=program,
+        )  # fmt: skip
+
+    async def _evaluate(self, job: GridJob, attempt_id: int, code: str, func_name: str):
+        val, test = job.splits["val"], job.splits["test"]
+        inputs = [x for x, _ in val] + [x for x, _ in test]
+        async with self.eval_slots:
+            ev = await evaluate_async(
+                code, func_name, job.stored.point.task.kind, inputs,
+                timeout=self.config.eval_timeout,
+            )  # fmt: skip
+        val_acc, val_correct, _ = ev.score([y for _, y in val])
+        test_acc, test_correct, _ = ev.score([y for _, y in test], start=len(val))
+        store.record_evaluation(self.db, attempt_id, {
+            "status": ev.status, "limit_hit": ev.limit, "val_acc": val_acc,
+            "val_correct": val_correct, "val_total": len(val), "test_acc": test_acc,
+            "test_correct": test_correct, "test_total": len(test), "row_errors": ev.n_errors,
+            "errors": json.dumps(ev.errors[:MAX_ERRORS_KEPT]), "duration_ms": ev.duration_ms,
+        })  # fmt: skip
+        return val_acc, test_acc
+
+
+def _solved(results) -> bool:
+    return any(v == 1.0 for _, v, _ in results)
+
+
+def _response_record(provider, config: RunConfig, p: Proposal) -> dict:
+    return {
+        "provider": provider.name, "model": config.model, "status": p.status,
+        "incomplete_reason": p.incomplete_reason, "text": p.text,
+        "input_tokens": p.input_tokens, "cached_tokens": p.cached_tokens,
+        "output_tokens": p.output_tokens, "reasoning_tokens": p.reasoning_tokens,
+        "tool_calls": p.tool_calls, "tool_output_chars": p.tool_output_chars,
+        "duration_ms": p.duration_ms, "response_id": p.response_id,
+        "request_json": json.dumps(p.request), "raw_json": json.dumps(p.raw) if p.raw else None,
+    }  # fmt: skip

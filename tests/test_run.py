@@ -1,0 +1,211 @@
+"""`synth run` end to end: the real openai SDK over HTTP to a scripted loopback server.
+
+The server tells the tasks apart by the training examples in the prompt (the prompt
+never names the task): it solves parity_all at once, answers parity_first_half with a
+program that does not parse, and palindrome with a wrong program wrapped in prose.
+"""
+
+import csv
+import json
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from openai_server import Reply
+
+from synth.cli import cli
+from tracker.db import open_db
+from tracker.exports import PUBLISHED_COLUMNS
+
+PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
+BROKEN = '```json\n{"code": "def f(x) return 1"}\n```'
+WRONG = 'Here is my answer:\n{"code": "def f(x):\\n    return 0"}\nGood luck!'
+
+
+def examples(prompt: str) -> list[tuple[str, int]]:
+    return [(x, int(y)) for x, y in re.findall(r"^([01]+) -> ([01])$", prompt, re.M)]
+
+
+def grid_script(path, body):
+    prompt = body["input"][0]["content"] if "input" in body else body["messages"][0]["content"]
+    train = examples(prompt)
+    assert train, "the prompt shows the training examples"
+    if all(y == x.count("1") % 2 for x, y in train):
+        return Reply(text=PARITY)
+    if all(y == int(x == x[::-1]) for x, y in train):
+        return Reply(text=WRONG)
+    return Reply(text=BROKEN)
+
+
+GRID = ["--functions", "fn_a", "fn_b", "fn_g", "--lengths", "20", "25", "--num-trials", "2",
+        "--attempts", "3", "--train-size", "20", "--val-size", "20", "--test-size", "40"]  # fmt: skip
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.delenv("SYNTH_DB", raising=False)
+    return tmp_path
+
+
+def synth(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def finished_run(workdir, openai_server):
+    openai_server.script = grid_script
+    result = synth("run", *GRID, "--api-base-url", openai_server.base_url, "--run-id", "e2e",
+                   "--db", "runs.db", "--concurrency", 4)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return workdir, openai_server, result
+
+
+def test_calls_early_stops_and_selection(finished_run):
+    workdir, server, result = finished_run
+    prompts = [examples(r.body["input"][0]["content"]) for r in server.requests]
+    calls = {"parity": 0, "palindrome": 0, "other": 0}
+    for train in prompts:
+        if all(y == x.count("1") % 2 for x, y in train):
+            calls["parity"] += 1
+        elif all(y == int(x == x[::-1]) for x, y in train):
+            calls["palindrome"] += 1
+        else:
+            calls["other"] += 1
+    # parity: 2 lengths x 2 trials, stopped at attempt 1; the others use all 3 attempts
+    assert calls == {"parity": 4, "palindrome": 12, "other": 12}
+    body = server.requests[0].body
+    assert body["model"] == "gpt-5" and body["reasoning"] == {"effort": "high"}
+    assert body["max_output_tokens"] == 20000 and body["text"] == {"verbosity": "low"}
+    assert "tools" not in body
+
+    db = open_db(workdir / "runs.db", readonly=True)
+    trials = {(t["fn"], t["length"], t["trial"]): t for t in db["trials"].rows}
+    assert len(trials) == 12 and all(t["status"] == "done" for t in trials.values())
+    for (fn, _, _), t in trials.items():
+        if fn == "fn_a":
+            assert (t["attempts_made"], t["selected_attempt"], t["stopped_early"]) == (1, 1, 1)
+            assert t["val_acc"] == t["test_acc"] == 1.0
+        elif fn == "fn_g":  # `return 0` on balanced splits: 0.5 everywhere, ties -> attempt 1
+            assert (t["attempts_made"], t["selected_attempt"], t["stopped_early"]) == (3, 1, 0)
+            assert t["val_acc"] == t["test_acc"] == 0.5
+        else:
+            assert (t["attempts_made"], t["val_acc"], t["stopped_early"]) == (3, 0.0, 0)
+    failures = db.execute(
+        "select failure_class, count(*) from attempts group by 1 order by 1").fetchall()  # fmt: skip
+    assert failures == [(None, 16), ("syntax_error", 12)]
+    run = db["runs"].get("e2e")
+    assert run["status"] == "completed" and run["finished_at"]
+    assert "sk-test" not in json.dumps(dict(run))
+    assert "fn_a   " in result.stdout and "1.000±0.000" in result.stdout
+
+
+def test_exports_field_by_field(finished_run):
+    workdir, _, _ = finished_run
+    out = workdir / "runs" / "e2e"
+    jsonl = [json.loads(line) for line in (out / "results_attempts.jsonl").read_text().splitlines()]
+    # per grid point: each trial's selected row, then the summary row
+    assert [(r["fn"], r["length"], r["is_summary"]) for r in jsonl] == [
+        (fn, L, s) for fn in ("fn_a", "fn_b", "fn_g") for L in (20, 25)
+        for s in (False, False, True)
+    ]  # fmt: skip
+    for r in jsonl:
+        assert (r["run_id"], r["model"], r["reasoning_effort"], r["max_output_tokens"]) == (
+            "e2e", "gpt-5", "high", 20000)  # fmt: skip
+        assert (r["tool_choice"], r["enable_code_interpreter"], r["global_seed"]) == ("auto", False, 42)
+        assert (r["train_size"], r["val_size"], r["test_size"]) == (20, 20, 40)
+        assert (r["attempts_requested"], r["num_trials_requested"], r["dry_run"]) == (3, 2, False)
+        assert r["dataset_dir"] == ""
+    fn_a_summary = jsonl[2]
+    assert (fn_a_summary["val_acc"], fn_a_summary["val_acc_std"], fn_a_summary["num_trials"]) == (1.0, 0.0, 2)
+    assert fn_a_summary["stopped_early"] == 2 and fn_a_summary["prompt_tokens"] == 2 * 120
+    fn_a_row = jsonl[0]
+    assert (fn_a_row["attempt"], fn_a_row["trial"], fn_a_row["text"]) == (1, 1, PARITY)
+    assert fn_a_row["stopped_early"] is True and fn_a_row["compile_error"] == ""
+    assert (fn_a_row["prompt_tokens"], fn_a_row["completion_tokens"], fn_a_row["reasoning_tokens"]) == (120, 40, 16)
+    assert len(examples(fn_a_row["prompt"])) == 20
+    fn_b_row = jsonl[6]
+    assert (fn_b_row["fn"], fn_b_row["length"], fn_b_row["trial"]) == ("fn_b", 20, 1)
+    assert fn_b_row["compile_error"].startswith("syntax_error") and fn_b_row["val_acc"] == 0.0
+
+    with open(out / "results_attempts.csv", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    assert tuple(header[:36]) == PUBLISHED_COLUMNS
+    assert len(rows) == 4 * 1 + 4 * 3 + 4 * 3 + 6  # attempts + one summary per grid point
+    summaries = [r for r in rows if r[header.index("is_summary")] == "True"]
+    assert len(summaries) == 6
+    fn_g = [dict(zip(header, r)) for r in summaries][4]
+    assert (fn_g["fn"], fn_g["length"], fn_g["val_acc"], fn_g["test_acc_std"]) == ("fn_g", "20", "0.5", "0.0")
+
+    manifest = json.loads((out / "results_attempts_manifest.json").read_text())
+    assert manifest["run_id"] == "e2e" and manifest["openai_api_key_set"] is True
+    assert manifest["row_stats"] == {"total_rows": 34, "summary_rows": 6, "attempt_rows": 28,
+                                     "compile_error_rows": 12}  # fmt: skip
+    assert manifest["config"]["attempts"] == 3 and manifest["argv"]
+    assert len(manifest["dataset_fingerprints"]) == 6
+    assert manifest["database"] == str((workdir / "runs.db").resolve())
+    logs = sorted(p.name for p in out.glob("results_attempts_fn_*_trial*.jsonl"))
+    assert len(logs) == 12 and "results_attempts_fn_g_L25_trial2.jsonl" in logs
+    trial_log = [json.loads(line) for line in (out / "results_attempts_fn_g_L25_trial2.jsonl").read_text().splitlines()]
+    assert [r["attempt"] for r in trial_log] == [1, 2, 3]
+    assert "sk-test" not in "".join(p.read_text() for p in out.iterdir())
+
+
+def test_export_reproduces_the_files_from_the_database(finished_run):
+    workdir, server, _ = finished_run
+    out = workdir / "runs" / "e2e"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    shutil.rmtree(out)
+    calls = len(server.requests)
+    result = synth("export", "e2e", "--db", "runs.db")
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert len(server.requests) == calls
+
+
+def test_runs_and_show(finished_run):
+    listed = json.loads(synth("runs", "--json", "--db", "runs.db").output)
+    assert [(r["run_id"], r["status"], r["trials"], r["trials_done"], r["trials_solved"], r["attempts"])
+            for r in listed] == [("e2e", "completed", 12, 12, 4, 28)]  # fmt: skip
+    shown = json.loads(synth("show", "e2e", "--json", "--db", "runs.db").output)
+    assert [(r["fn"], r["length"], r["val_acc"]) for r in shown] == [
+        ("fn_a", 20, 1.0), ("fn_a", 25, 1.0), ("fn_b", 20, 0.0), ("fn_b", 25, 0.0),
+        ("fn_g", 20, 0.5), ("fn_g", 25, 0.5)]  # fmt: skip
+    missing = synth("show", "nope", "--db", "runs.db")
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
+
+
+def test_chat_mode_and_dry_run(workdir, openai_server):
+    openai_server.script = grid_script
+    result = synth("run", "--functions", "fn_a", "--lengths", 20, "--num-trials", 1,
+                   "--train-size", 10, "--val-size", 10, "--test-size", 20, "--api-mode", "chat",
+                   "--api-base-url", openai_server.base_url, "--run-id", "chat", "--db", "r.db",
+                   "--reasoning-effort", "low")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (request,) = openai_server.requests
+    assert request.path.endswith("/chat/completions")
+    assert request.body["reasoning_effort"] == "low" and request.body["max_completion_tokens"] == 20000
+
+    dry = synth("run", "--functions", "fn_a", "--lengths", 20, "--num-trials", 2,
+                "--train-size", 10, "--val-size", 10, "--test-size", 20, "--dry-run",
+                "--run-id", "dry", "--db", "r.db")  # fmt: skip
+    assert dry.exit_code == 0, dry.output
+    assert len(openai_server.requests) == 1, "a dry run calls nothing"
+    db = open_db(workdir / "r.db", readonly=True)
+    assert db["runs"].get("dry")["status"] == "dry_run"
+    rows = list(db.query("select status, prompt_hash from attempt_rows where run_id = 'dry'"))
+    assert [r["status"] for r in rows] == ["dry_run", "dry_run"]
+    assert len(examples(db["prompts"].get(rows[0]["prompt_hash"])["text"])) == 10
+
+
+def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
+    changed = synth("run", "--resume", "e2e", "--db", "runs.db", "--model", "gpt-4o")
+    assert changed.exit_code == 2 and "cannot change --model" in changed.stderr
+    unknown = synth("run", "--resume", "nope", "--db", "runs.db")
+    assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
+    again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
+    assert again.exit_code == 2 and "--resume e2e" in again.stderr
