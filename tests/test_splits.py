@@ -65,10 +65,10 @@ def test_mixed_label_duplicates_are_kept_together():
 
 
 def test_a_group_larger_than_every_split_is_refused():
-    pos = ["a"] * 30 + [f"p{i}" for i in range(30)]
-    neg = [f"n{i}" for i in range(60)]
+    pos = ["a"] * 30 + [f"p{i}" for i in range(10)]  # the largest split holds 20 positives
+    neg = [f"n{i}" for i in range(40)]
     with pytest.raises(InfeasibleError, match="30 copies of one input fit in no split"):
-        split_leakage_free(pos, neg, Sizes(20, 20, 80), rng())
+        split_leakage_free(pos, neg, Sizes(20, 20, 40), rng())
 
 
 def test_fingerprint_covers_content_order_and_split():
