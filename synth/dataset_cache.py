@@ -6,12 +6,16 @@ grid point that fails to build leaves nothing half-written.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import sqlite_utils
 
-from synth.datasets import SPLITS, GridPoint, build_dataset
+from synth.datasets import SPLITS, Dataset, GridPoint, build_dataset
+from synth.tasks import get_task
 from tracker.datasets import find_dataset, save_dataset
 
 
@@ -39,7 +43,8 @@ def ensure_datasets(
     db: sqlite_utils.Database, points: list[GridPoint], *, uci_dir: Path | None = None
 ) -> list[StoredDataset]:
     cached = {i: find_dataset(db, request_of(p)) for i, p in enumerate(points)}
-    built = {i: build_dataset(p, uci_dir=uci_dir) for i, p in enumerate(points) if not cached[i]}
+    missing = [i for i in cached if not cached[i]]
+    built = dict(zip(missing, build_all([points[i] for i in missing], uci_dir)))
     out = []
     for i, point in enumerate(points):
         if cached[i]:
@@ -59,3 +64,35 @@ def ensure_datasets(
         rows = ((s, j, x, y) for s in SPLITS for j, (x, y) in enumerate(ds.splits[s]))
         out.append(StoredDataset(point, save_dataset(db, meta, rows), ds.fingerprint, True))
     return out
+
+
+def build_all(points: list[GridPoint], uci_dir: Path | None) -> list[Dataset]:
+    """Build datasets, in worker processes when there are several: generation is CPU
+    bound (primes at L=100 take seconds each) and every dataset is independent."""
+    workers = min(len(points), os.cpu_count() or 1)
+    if workers < 2:
+        return [build_dataset(p, uci_dir=uci_dir) for p in points]
+    # Costliest first so that no worker is left with a long job at the end.
+    order = sorted(range(len(points)), key=lambda i: -_cost(points[i]))
+    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        futures = {i: pool.submit(_build_by_id, _spec(points[i]), uci_dir) for i in order}
+        return [
+            Dataset(points[i], *futures[i].result()) for i in range(len(points))
+        ]  # fmt: skip
+
+
+def _spec(point: GridPoint) -> tuple:
+    """A grid point as plain values: tasks hold closures, which do not pickle."""
+    return point.task.id, point.length, point.sizes, point.effective, point.seed
+
+
+def _build_by_id(spec: tuple, uci_dir: Path | None) -> tuple[dict, str]:
+    fn, length, sizes, effective, seed = spec
+    dataset = build_dataset(GridPoint(get_task(fn), length, sizes, effective, seed), uci_dir=uci_dir)
+    return dataset.splits, dataset.fingerprint
+
+
+def _cost(point: GridPoint) -> int:
+    """A rough relative cost: primality tests grow fast with the number of digits."""
+    scale = point.length**2 if point.task.kind == "decimal" else point.length
+    return scale * point.effective.total
