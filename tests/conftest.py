@@ -11,7 +11,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 UCI_DIR = Path(os.environ.get("SYNTH_TEST_UCI_DIR", SHARED / "uci"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def uci_dir():
     """The offline UCI copies beside the checkout (../shared/uci); skip when absent."""
     if not (UCI_DIR / "adult.data.gz").exists():
