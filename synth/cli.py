@@ -24,9 +24,11 @@ VARIADIC = ("--functions", "--lengths")
 
 
 class UserError(click.ClickException):
-    """A one-line error about the user's input: exit code 2, no traceback."""
+    """A one-line error, no traceback: exit code 2 for bad input unless told otherwise."""
 
-    exit_code = 2
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class VariadicCommand(click.Command):
@@ -55,7 +57,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (SynthError, StoreError) as e:
-            raise UserError(str(e)) from None
+            raise UserError(str(e), getattr(e, "exit_code", 2)) from None
 
     return wrapper
 
@@ -249,32 +251,35 @@ def run(ctx, resume_id, db_path, uci_dir, **flags):
     The API key is read from OPENAI_API_KEY and never stored. Results land in the
     database (--db) and in the exports under --out-dir.
     """  # fmt: skip
-    from synth.config import RunConfig
-    from synth.run import resume_run, start_run
-
     flags["functions"] = split_values(flags["functions"]) or None
     flags["lengths"] = parse_lengths(flags["lengths"])
     flags["prompt_template_path"] = _str(flags.pop("prompt_template"))
     for name in ("dataset_dir", "out_dir", "out_jsonl", "out_csv", "out_manifest"):
         flags[name] = _str(flags[name])
+    result = _start_or_resume(ctx, resume_id, db_path, uci_dir, flags)
+    _echo_summary(result.db_path, result.run_id)
+    artifacts = result.manifest["artifacts"]
+    click.echo(f"run {result.run_id}: {result.status}", err=True)
+    click.echo(f"database: {result.db_path}", err=True)
+    click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
+
+
+def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
+    from synth.config import RunConfig
+    from synth.run import resume_run, start_run
+
     if resume_id:
         given = {name for name in flags if _from_command_line(ctx, name)}
         refused = sorted(given - set(RESUMABLE))
         if refused:
             names = ", ".join(_flag_name(n) for n in refused)
             raise UserError(f"--resume keeps the stored experiment; cannot change {names}")
-        result = resume_run(resume_id, db_path=db_path, uci_dir=uci_dir,
-                            overrides={n: flags[n] for n in given})  # fmt: skip
-    else:
-        if flags["run_id"] is None:
-            flags.pop("run_id")
-        result = start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
-                           notify=lambda message: click.echo(message, err=True))  # fmt: skip
-    _echo_summary(result.db_path, result.run_id)
-    artifacts = result.manifest["artifacts"]
-    click.echo(f"run {result.run_id}: {result.status}", err=True)
-    click.echo(f"database: {result.db_path}", err=True)
-    click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
+        return resume_run(resume_id, db_path=db_path, uci_dir=uci_dir,
+                          overrides={n: flags[n] for n in given})  # fmt: skip
+    if flags["run_id"] is None:
+        flags.pop("run_id")
+    return start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
+                     notify=lambda message: click.echo(message, err=True))  # fmt: skip
 
 
 def _str(value) -> str | None:

@@ -2,7 +2,21 @@
 
 
 class SynthError(Exception):
-    """Base class: the message is meant for the user as it is."""
+    """Base class: the message is meant for the user as it is. Bad input exits with 2."""
+
+    exit_code = 2
+
+
+class RunFailed(SynthError):
+    """A run stopped by a failure every later call would share (bad key, unknown model)."""
+
+    exit_code = 1
+
+
+class RunInterrupted(SynthError):
+    """Ctrl-C: in-flight calls were cancelled and the run marked interrupted (as SIGINT: 130)."""
+
+    exit_code = 130
 
 
 class InfeasibleError(SynthError):

@@ -22,10 +22,10 @@ from synth import __version__
 from synth.config import OPENAI_PROVIDER, RunConfig
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import GridPoint, Sizes, plan_grid
-from synth.errors import SynthError
+from synth.errors import RunFailed, RunInterrupted, SynthError
 from synth.progress import Progress
 from synth.prompts import load_template, render_prompt, template_from_text
-from synth.runner import FatalRunError, GridJob, Runner
+from synth.runner import GridJob, Runner
 from tracker import runs as store
 from tracker.dataset_files import write_dataset_folder
 from tracker.datasets import load_examples
@@ -128,14 +128,17 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
     runner = Runner(db, config, provider, progress)
     try:
         asyncio.run(_run_and_close(runner, jobs, trials))
-    except FatalRunError as e:
+    except RunFailed as e:
         store.set_run_status(db, config.run_id, "failed", error=str(e))
         store.record_event(db, config.run_id, "run_failed", str(e), level="error")
         raise
     except KeyboardInterrupt:
         store.set_run_status(db, config.run_id, "interrupted")
         store.record_event(db, config.run_id, "interrupted", "stopped by the user", level="warning")
-        raise
+        raise RunInterrupted(
+            f"run {config.run_id} interrupted; nothing recorded is lost. Resume it with: "
+            f"synth run --resume {config.run_id} --db {path}"
+        ) from None
     status = "dry_run" if config.dry_run else "completed"
     store.set_run_status(db, config.run_id, status)
     store.record_event(db, config.run_id, "run_finished", status)

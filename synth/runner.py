@@ -23,15 +23,11 @@ from synth.prompts import prompt_hash
 from synth.providers.base import Proposal, ProposeRequest, Provider, ProviderError
 from synth.sandbox import evaluate_async
 from synth.selection import select
-from synth.errors import SynthError
+from synth.errors import RunFailed
 from tracker import runs as store
 
 # Error messages kept per evaluation, and their length.
 MAX_ERRORS_KEPT = 5
-
-
-class FatalRunError(SynthError):
-    """A failure every later call would share (bad key, unknown model): stop the run."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class Runner:
                 for t in trials:
                     if t["status"] != "done":
                         group.create_task(self.run_trial(jobs[(t["fn"], t["length"])], t))
-        except* FatalRunError as eg:
+        except* RunFailed as eg:
             raise eg.exceptions[0] from None
 
     async def run_trial(self, job: GridJob, trial: dict) -> None:
@@ -111,7 +107,7 @@ class Runner:
                                             "fatal": e.fatal, "attempt": n},
             )  # fmt: skip
             if e.fatal:
-                raise FatalRunError(str(e)) from None
+                raise RunFailed(str(e)) from None
             self._record(job, trial, n, status="call_failed", proposal=None,
                          failure=f"call_{e.kind}", error=str(e))  # fmt: skip
             return None, None
