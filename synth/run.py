@@ -137,7 +137,7 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
         store.record_event(db, config.run_id, "interrupted", "stopped by the user", level="warning")
         raise RunInterrupted(
             f"run {config.run_id} interrupted; nothing recorded is lost. Resume it with: "
-            f"synth run --resume {config.run_id} --db {path}"
+            f"synth run --resume {config.run_id} --db {path.resolve()}"
         ) from None
     status = "dry_run" if config.dry_run else "completed"
     store.set_run_status(db, config.run_id, status)

@@ -1,0 +1,174 @@
+"""Crash and resume: `synth run` killed with SIGKILL at different points (and stopped with
+Ctrl-C), then `synth run --resume`, must end with the exports of an uninterrupted run,
+no duplicate rows, and no recorded attempt requested again.
+
+The runner is a real subprocess; the loopback server answers by the prompt's content
+only, so every run of the grid gives the same results whatever the timing.
+"""
+
+import csv
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from openai_server import Reply
+
+PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
+# Wrong and slow (5 ms a row), so evaluations last long enough to be killed during.
+SLOW_WRONG = '{"code": "import time\\ndef f(x):\\n    time.sleep(0.005)\\n    return 0"}'
+GRID = ["--functions", "fn_a", "fn_g", "--lengths", "20", "25", "--num-trials", "2",
+        "--attempts", "3", "--train-size", "20", "--val-size", "20", "--test-size", "40"]  # fmt: skip
+CALLS = 2 * 2 * 1 + 2 * 2 * 3  # fn_a stops at attempt 1; fn_g uses all three
+ROWS_PER_TABLE = {"trials": 8, "attempts": CALLS, "responses": CALLS, "evaluations": CALLS,
+                  "prompts": 4, "programs": 2}  # fmt: skip
+
+
+def answer(path, body):
+    prompt = body["input"][0]["content"]
+    train = [(x, int(y)) for x, y in re.findall(r"^([01]+) -> ([01])$", prompt, re.M)]
+    if all(y == x.count("1") % 2 for x, y in train):
+        return Reply(text=PARITY)
+    return Reply(text=SLOW_WRONG)
+
+
+def synth_process(tmp_path, *args):
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-resume"}
+    env.pop("SYNTH_DB", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "synth", "run", *map(str, args)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def query(db_path, sql):
+    if not db_path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql).fetchone()
+    except sqlite3.OperationalError:  # not migrated yet
+        return None
+    finally:
+        conn.close()
+
+
+def wait_for(condition, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        assert proc.poll() is None, f"the run ended before the kill point: {proc.communicate()}"
+        time.sleep(0.005)
+    raise AssertionError("kill point never reached")
+
+
+# What differs between two runs of the same grid: call timings and the server's reply ids.
+VARYING = ("duration_ms", "response_id")
+
+
+def exports(out):
+    """Export files with the fields that differ between runs removed."""
+    files = {}
+    for path in sorted(out.glob("results_attempts*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        files[path.name] = [{k: v for k, v in r.items() if k not in VARYING} for r in rows]
+    with open(out / "results_attempts.csv", newline="") as fh:
+        files["csv"] = [{k: v for k, v in r.items() if k not in VARYING} for r in csv.DictReader(fh)]
+    manifest = json.loads((out / "results_attempts_manifest.json").read_text())
+    files["manifest"] = {k: manifest[k] for k in ("row_stats", "dataset_fingerprints", "status")}
+    return files
+
+
+def counts(db_path):
+    return {t: query(db_path, f"select count(*) from {t}")[0] for t in ROWS_PER_TABLE}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """The uninterrupted run."""
+    from openai_server import OpenAIServer
+
+    tmp = tmp_path_factory.mktemp("baseline")
+    with OpenAIServer(answer) as server:
+        proc = synth_process(tmp, *GRID, "--api-base-url", server.base_url, "--run-id", "r",
+                             "--db", "r.db", "--out-dir", "out")  # fmt: skip
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert len(server.requests) == CALLS
+    assert counts(tmp / "r.db") == ROWS_PER_TABLE
+    return exports(tmp / "out")
+
+
+def run_until_killed(tmp_path, server, kill_point, signal_=signal.SIGKILL):
+    """Start the run, send the signal at the kill point, return what the server had seen."""
+    db = tmp_path / "r.db"
+    holder = {}
+
+    def script(path, body):
+        holder.setdefault("seen", 0)
+        holder["seen"] += 1
+        if kill_point == "mid_call" and holder["seen"] == 6:
+            os.kill(holder["proc"].pid, signal_)
+            time.sleep(0.5)
+        return answer(path, body)
+
+    server.script = script
+    if kill_point == "before_first_call":
+        server.script = lambda path, body: (time.sleep(2), answer(path, body))[1]
+    proc = synth_process(tmp_path, *GRID, "--api-base-url", server.base_url, "--run-id", "r",
+                         "--db", "r.db", "--out-dir", "out")  # fmt: skip
+    holder["proc"] = proc
+    conditions = {
+        "before_first_call": lambda: query(db, "select count(*) from runs") == (1,),
+        "during_evaluation": lambda: query(db, "select count(*) from attempts where status = 'pending_eval'") == (1,),
+        "between_trials": lambda: (query(db, "select count(*) from trials where status = 'done'") or (0,))[0] >= 3,
+        "during_export": lambda: query(db, "select status from runs") == ("completed",),
+    }  # fmt: skip
+    if kill_point in conditions:
+        wait_for(conditions[kill_point], proc)
+        proc.send_signal(signal_)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err, len(server.requests)
+
+
+KILL_POINTS = ["before_first_call", "mid_call", "during_evaluation", "between_trials", "during_export"]
+
+
+@pytest.mark.parametrize("kill_point", KILL_POINTS)
+def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, baseline):
+    code, _, requested = run_until_killed(tmp_path, openai_server, kill_point)
+    assert code == -signal.SIGKILL
+    db = tmp_path / "r.db"
+    recorded = query(db, "select count(*) from responses")[0]
+    assert query(db, "pragma integrity_check") == ("ok",)
+
+    resumed = synth_process(tmp_path, "--resume", "r", "--db", "r.db")
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    # every call recorded before the kill is never asked again; only the lost in-flight ones are
+    assert len(openai_server.requests) == CALLS + (requested - recorded)
+    assert counts(db) == ROWS_PER_TABLE
+    assert query(db, "select status from runs") == ("completed",)
+    assert query(db, "select count(*) from events where kind = 'resumed'") == (1,)
+    assert exports(tmp_path / "out") == baseline
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, openai_server, baseline):
+    code, err, _ = run_until_killed(tmp_path, openai_server, "between_trials", signal.SIGINT)
+    assert code == 130
+    assert f"synth run --resume r --db {tmp_path / 'r.db'}" in err
+    assert "Traceback" not in err
+    db = tmp_path / "r.db"
+    assert query(db, "select status from runs") == ("interrupted",)
+    assert query(db, "select count(*) from events where kind = 'interrupted'") == (1,)
+    resumed = synth_process(tmp_path, "--resume", "r", "--db", "r.db")
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert counts(db) == ROWS_PER_TABLE
+    assert exports(tmp_path / "out") == baseline
