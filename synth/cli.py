@@ -31,7 +31,40 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
-class VariadicCommand(click.Command):
+def _one_line(error: click.UsageError) -> click.UsageError:
+    """Click prints usage and a hint above a usage error; we print the error alone."""
+    error.ctx = None
+    return error
+
+
+class OneLineUsage:
+    """Usage errors (a bad flag or value) as one line, exit code 2."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
+
+class Command(OneLineUsage, click.Command):
+    pass
+
+
+class Group(OneLineUsage, click.Group):
+    command_class = Command
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
+
+Group.group_class = Group
+
+
+class VariadicCommand(Command):
     """Spreads `--functions a b c` into `--functions a --functions b --functions c`."""
 
     def parse_args(self, ctx, args):
@@ -110,7 +143,7 @@ def grid_options(fn):
     return fn
 
 
-@click.group()
+@click.group(cls=Group)
 @click.version_option(__version__, prog_name="synth")
 def cli():
     """LLM-PV: propose-and-verify program learning, recorded in one SQLite database."""

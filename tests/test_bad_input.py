@@ -1,0 +1,125 @@
+"""Bad input to `synth run`: one line on stderr, exit code 2, no traceback, nothing
+written to the database, no call made."""
+
+import os
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from synth.cli import cli
+
+SMALL = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--attempts", "1",
+         "--train-size", "10", "--val-size", "10", "--test-size", "20"]  # fmt: skip
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-bad-input")
+    monkeypatch.delenv("SYNTH_DB", raising=False)
+    monkeypatch.setenv("SYNTH_UCI_BASE_URL", "http://127.0.0.1:9")  # no download leaves here
+    monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "broken.j2").write_text("{% for x in examples %}no end")
+    (tmp_path / "undefined.j2").write_text("{{ no_such_variable }}")
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "notes.db").write_text("plain text, not SQLite")
+    (tmp_path / "empty").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def existing_db(workdir, openai_server):
+    """A database holding one finished run, to check that a refused command adds nothing."""
+    result = CliRunner().invoke(cli, ["run", *SMALL, "--api-base-url", openai_server.base_url,
+                                      "--run-id", "done", "--db", "runs.db"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    openai_server.requests.clear()
+    return workdir / "runs.db"
+
+
+CASES = [
+    (["--functions", "fn_zz"], "unknown task 'fn_zz'"),
+    (["--functions", "fn_a", "--lengths", "0"], "length must be a positive integer"),
+    (["--functions", "fn_a", "--lengths", "twenty"], "--lengths takes whole numbers"),
+    (["--functions", "fn_h", "--lengths", "22"], "fn_h at L=22"),
+    (["--functions", "fn_aa", "--lengths", "30"], "fn_aa at L=30"),
+    (["--functions", "fn_a", "--lengths", "5"], "fn_a at L=5: needs"),
+    (["--train-size", "99"], "--train-size must be a positive even number"),
+    (["--val-size", "-2"], "--val-size must be a positive even number"),
+    (["--test-size", "0"], "--test-size must be a positive even number"),
+    (["--reasoning-effort", "extreme"], "Invalid value for '--reasoning-effort'"),
+    (["--verbosity", "loud"], "Invalid value for '--verbosity'"),
+    (["--tool-choice", "always"], "Invalid value for '--tool-choice'"),
+    (["--api-mode", "grpc"], "Invalid value for '--api-mode'"),
+    (["--attempts", "0"], "--attempts must be at least 1"),
+    (["--num-trials", "0"], "--num-trials must be at least 1"),
+    (["--concurrency", "0"], "--concurrency must be at least 1"),
+    (["--max-output-tokens", "0"], "--max-output-tokens must be positive"),
+    (["--timeout", "-1"], "--timeout must be positive"),
+    (["--eval-timeout", "0"], "--eval-timeout must be positive"),
+    (["--num-trials", "many"], "Invalid value for '--num-trials'"),
+    (["--run-id", "a/b"], "--run-id must be a plain name"),
+    (["--prompt-template", "missing.j2"], "prompt template missing.j2: no such file"),
+    (["--prompt-template", "broken.j2"], "prompt template broken.j2"),
+    (["--prompt-template", "undefined.j2"], "no_such_variable"),
+    (["--db", "notes.db"], "notes.db is not a SQLite database"),
+    (["--db", "nowhere/x.db"], "folder nowhere does not exist"),
+    (["--out-dir", "a-file/out"], "cannot write exports to a-file/out"),
+    (["--functions", "fn_p", "--uci-dir", "empty"], "HTRU_2.csv"),
+    (["--functions", "fn_q", "--test-size", "10000", "--strict-sizes", "--uci-dir", "UCI"],
+     "fn_q at L=36: needs"),
+    (["--no-such-flag"], "No such option '--no-such-flag'"),
+]  # fmt: skip
+
+
+def snapshot(workdir):
+    """Every file and, for SQLite files, every table's row count."""
+    state = {}
+    for path in sorted(workdir.rglob("*")):
+        if path.is_file() and not path.name.endswith(("-wal", "-shm")):
+            state[str(path)] = path.read_bytes() if path.suffix != ".db" else None
+            if path.suffix == ".db" and path.read_bytes()[:6] == b"SQLite":
+                conn = sqlite3.connect(path)
+                tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+                state[str(path)] = {t: conn.execute(f"select count(*) from [{t}]").fetchone() for t in tables}
+                conn.close()
+    return state
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[c[1][:40] for c in CASES])
+def test_bad_run_input(args, message, existing_db, openai_server, request):
+    """Each case is appended to a good command line: click keeps the last value of a
+    repeated flag, and --functions/--lengths accumulate."""
+    workdir = existing_db.parent
+    if "UCI" in args:
+        uci_dir = str(request.getfixturevalue("uci_dir"))
+        args = [uci_dir if a == "UCI" else a for a in args]
+    before = snapshot(workdir)
+    result = CliRunner().invoke(cli, ["run", *SMALL, "--db", "runs.db", "--api-base-url",
+                                      openai_server.base_url, *args])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+    assert snapshot(workdir) == before, "nothing may be written"
+    assert openai_server.requests == [], "no call may be made"
+
+
+def test_resume_of_an_unknown_run(existing_db, openai_server):
+    before = snapshot(existing_db.parent)
+    result = CliRunner().invoke(cli, ["run", "--resume", "nope", "--db", str(existing_db)])
+    assert result.exit_code == 2 and result.stderr == f"Error: no run 'nope' in {existing_db}\n"
+    assert snapshot(existing_db.parent) == before
+
+
+def test_missing_api_key(existing_db, openai_server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    before = snapshot(existing_db.parent)
+    result = CliRunner().invoke(cli, ["run", *SMALL, "--db", str(existing_db),
+                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr == "Error: OPENAI_API_KEY is not set: export it, or use --dry-run\n"
+    assert snapshot(existing_db.parent) == before and openai_server.requests == []
+    assert "OPENAI_API_KEY" not in os.environ
