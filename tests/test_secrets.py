@@ -1,0 +1,33 @@
+"""The API key is used for calls and never written anywhere: database (and its WAL),
+exports, dataset mirror, logs, or anything else the run leaves behind."""
+
+from click.testing import CliRunner
+
+from synth.cli import cli
+
+SENTINEL = "sk-SENTINEL-7f3a9c1e5b"
+
+
+def test_the_key_leaves_no_trace(tmp_path, monkeypatch, openai_server):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    runner = CliRunner()
+    result = runner.invoke(cli, [
+        "run", "--functions", "fn_a", "fn_g", "--lengths", "20", "--num-trials", "2",
+        "--attempts", "2", "--train-size", "10", "--val-size", "10", "--test-size", "20",
+        "--db", "s.db", "--api-base-url", openai_server.base_url, "--dataset-dir", "mirror",
+        "--run-id", "s",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    exported = runner.invoke(cli, ["export", "s", "--db", "s.db", "--out-dir", "again"])
+    shown = runner.invoke(cli, ["show", "s", "--db", "s.db", "--json"])
+    listed = runner.invoke(cli, ["runs", "--db", "s.db", "--json"])
+    # the key did reach the server, so its absence below means something
+    assert openai_server.requests[0].headers["authorization"] == f"Bearer {SENTINEL}"
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "s.db" for p in files) and any(p.suffix == ".csv" for p in files)
+    assert any("mirror" in p.parts for p in files)
+    for path in files:
+        assert SENTINEL.encode() not in path.read_bytes(), f"the key is in {path}"
+    for output in (result, exported, shown, listed):
+        assert SENTINEL not in output.output
