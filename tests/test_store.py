@@ -80,3 +80,9 @@ def test_readonly_open_needs_an_existing_database_and_cannot_write(tmp_path, db)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         ro.execute("insert into datasets (fingerprint, fn, length, base_seed, derived_seed) "
                    "values ('x', 'fn_a', 1, 1, 1)")  # fmt: skip
+
+
+def test_readonly_open_of_a_database_without_our_tables(tmp_path):
+    sqlite3.connect(tmp_path / "bare.db").execute("create table t (x)").connection.close()
+    with pytest.raises(StoreError, match="not an LLM-PV database yet"):
+        open_db(tmp_path / "bare.db", readonly=True)

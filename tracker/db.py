@@ -64,8 +64,8 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         db = sqlite_utils.Database(conn)
         if not readonly:
             migrations.apply(db)
-        else:
-            db.execute("select count(*) from sqlite_master").fetchone()
+        elif migrations.pending(db):
+            raise StoreError(f"{path} is not an LLM-PV database yet (or one from an older version)")
     except sqlite3.DatabaseError as e:
         raise StoreError(f"cannot use database {path}: {e}") from None
     return db

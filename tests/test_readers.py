@@ -1,0 +1,47 @@
+"""Readers while a run writes: `synth runs`, `synth show`, `synth export` and plain SQL
+read the database during a run without a single "database is locked"."""
+
+import os
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from openai_server import Reply
+
+from synth.cli import cli
+from tracker.db import open_db
+
+WRONG = '{"code": "def f(x):\\n    return 0"}'
+
+
+def test_readers_never_see_a_locked_database(tmp_path, openai_server):
+    openai_server.script = lambda path, body: Reply(text=WRONG, delay=0.02)
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-readers"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "synth", "run", "--functions", "fn_a", "fn_g", "--lengths", "20",
+         "25", "--num-trials", "4", "--attempts", "3", "--train-size", "10", "--val-size", "10",
+         "--test-size", "20", "--concurrency", "4", "--api-base-url", openai_server.base_url,
+         "--run-id", "w", "--db", "w.db"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    runner = CliRunner()
+    db = str(tmp_path / "w.db")
+    reads, seen_running = 0, False
+    while run.poll() is None:
+        if not os.path.exists(db):
+            continue
+        for args in (["runs", "--json", "--db", db], ["show", "w", "--db", db],
+                     ["export", "w", "--db", db, "--out-dir", str(tmp_path / "x")]):  # fmt: skip
+            result = runner.invoke(cli, args)
+            assert "locked" not in result.output
+            assert result.exit_code in (0, 2), result.output  # 2: the run is not recorded yet
+            reads += result.exit_code == 0
+        conn = open_db(db, readonly=True)
+        status = conn.execute("select status from runs where run_id = 'w'").fetchone()
+        seen_running |= status == ("running",)
+        conn.conn.close()
+    _, err = run.communicate()
+    assert run.returncode == 0, err
+    assert seen_running and reads >= 6, "the readers ran while the run was writing"
+    final = open_db(db, readonly=True)
+    assert final.execute("select count(*) from attempts").fetchone() == (48,)
