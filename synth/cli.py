@@ -108,6 +108,19 @@ def parse_lengths(values: tuple[str, ...]) -> list[int] | None:
         raise UserError(f"--lengths takes whole numbers (got {' '.join(values)})") from None
 
 
+def echo_rows(rows: list[dict], as_json: bool, columns: dict[str, str] | None = None) -> None:
+    """Rows as JSON, or as a table of the chosen columns ({key: header}) on stdout."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from tabulate import tabulate
+
+    columns = columns or {k: k for k in (rows[0] if rows else {})}
+    table = [[f"{r[k]:.3f}" if isinstance(r[k], float) else r[k] for k in columns] for r in rows]
+    # numparse off: a fingerprint such as "12e4..." must stay text
+    click.echo(tabulate(table, headers=list(columns.values()), disable_numparse=True))
+
+
 def warn_capped(points) -> None:
     for point in points:
         if point.cap_warning:
@@ -160,13 +173,10 @@ def tasks(as_json):
          "fixed_length": t.fixed_length is not None}
         for t in TASKS.values()
     ]  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo(f"{'id':<6} {'target':<24} {'kind':<8} lengths")
-    for r in rows:
-        lengths = " ".join(map(str, r["lengths"])) + (" (fixed)" if r["fixed_length"] else "")
-        click.echo(f"{r['id']:<6} {r['target']:<24} {r['kind']:<8} {lengths}")
+    if not as_json:
+        for r in rows:
+            r["shown"] = " ".join(map(str, r["lengths"])) + (" (fixed)" if r["fixed_length"] else "")
+    echo_rows(rows, as_json, {"id": "id", "target": "target", "kind": "kind", "shown": "lengths"})
 
 
 @cli.group()
@@ -204,15 +214,11 @@ def datasets_list(as_json, db_path):
     from tracker.db import open_db
 
     rows = list_datasets(open_db(db_path, readonly=True))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo(f"{'fn':<6} {'L':>4} {'train':>6} {'val':>6} {'test':>6} {'seed':>11}  fingerprint")
     for r in rows:
-        click.echo(
-            f"{r['fn']:<6} {r['length']:>4} {r['train_effective']:>6} {r['val_effective']:>6} "
-            f"{r['test_effective']:>6} {r['derived_seed']:>11}  {r['fingerprint'][:16]}"
-        )
+        r["fingerprint_short"] = r["fingerprint"][:16]
+    echo_rows(rows, as_json, None if as_json else {
+        "fn": "fn", "length": "L", "train_effective": "train", "val_effective": "val",
+        "test_effective": "test", "derived_seed": "seed", "fingerprint_short": "fingerprint"})  # fmt: skip
 
 
 @datasets.command(name="export", cls=VariadicCommand)
@@ -338,18 +344,15 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False) -> None:
     rows = [summary for _, summary in grid_rows(open_db(db_path, readonly=True), run_id)]
     keys = ("fn", "length", "num_trials", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
             "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
-    if as_json:
-        click.echo(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
-        return
-    click.echo(f"{'fn':<6} {'L':>4} {'trials':>6} {'val':>13} {'test':>13} {'oracle':>7} "
-               f"{'solved':>6} {'tokens in/out':>17}")  # fmt: skip
-    for r in rows:
-        click.echo(
-            f"{r['fn']:<6} {r['length']:>4} {r['num_trials']:>6} "
-            f"{r['val_acc']:>6.3f}±{r['val_acc_std']:<6.3f}{r['test_acc']:>6.3f}±{r['test_acc_std']:<6.3f}"
-            f"{r['oracle_test_acc']:>7.3f} {r['stopped_early']:>6} "
-            f"{r['prompt_tokens']:>8}/{r['completion_tokens']:<8}"
-        )
+    rows = [{k: r[k] for k in keys} for r in rows]
+    if not as_json:
+        for r in rows:
+            r["val"] = f"{r['val_acc']:.3f} ± {r['val_acc_std']:.3f}"
+            r["test"] = f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}"
+    echo_rows(rows, as_json, {
+        "fn": "fn", "length": "L", "num_trials": "trials", "val": "val (selected)",
+        "test": "test (selected)", "oracle_test_acc": "test (oracle)", "stopped_early": "solved",
+        "prompt_tokens": "tokens in", "completion_tokens": "tokens out"})  # fmt: skip
 
 
 @cli.command()
@@ -362,13 +365,10 @@ def runs(as_json, db_path):
     from tracker.runs import list_runs
 
     rows = list_runs(open_db(db_path, readonly=True))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo(f"{'run_id':<34} {'status':<11} {'model':<14} {'points':>6} {'trials':>9} {'solved':>6} {'attempts':>8}")
-    for r in rows:
-        click.echo(f"{r['run_id']:<34} {r['status']:<11} {r['model']:<14} {r['grid_points']:>6} "
-                   f"{r['trials_done']:>4}/{r['trials']:<4} {r['trials_solved']:>6} {r['attempts']:>8}")  # fmt: skip
+    echo_rows(rows, as_json, {
+        "run_id": "run_id", "status": "status", "provider": "provider", "model": "model",
+        "grid_points": "points", "trials_done": "trials done", "trials": "of",
+        "trials_solved": "solved", "attempts": "attempts"})  # fmt: skip
 
 
 @cli.command()
