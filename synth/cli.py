@@ -399,3 +399,25 @@ def export_cmd(run_id, out_dir, db_path):
     manifest = export_run(run_id, db_path=db_path, out_dir=out_dir)
     for path in (manifest["artifacts"]["jsonl"], manifest["artifacts"]["csv"], manifest["artifacts"]["manifest"]):
         click.echo(path)
+
+
+@cli.command()
+@click.argument("db", required=False, type=click.Path(dir_okay=False, path_type=Path),
+                envvar="SYNTH_DB")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+@user_errors
+def browse(db, host, port):
+    """Browse a run database in Datasette: read-only, and usable while a run writes.
+
+    DB defaults to $SYNTH_DB, else ./synth.db.
+    """
+    from tracker.browse import serve
+    from tracker.db import db_path, open_db
+
+    path = db_path(db)
+    if not path.exists():
+        raise UserError(f"no database at {path}")
+    open_db(path).conn.close()  # brings a database from an older version up to date
+    click.echo(f"Datasette on http://{host}:{port}/{path.stem} (Ctrl-C to stop)", err=True)
+    serve(path, host=host, port=port)

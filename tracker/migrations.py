@@ -152,3 +152,11 @@ def m002_runs(db):
         join datasets d on d.id = t.dataset_id
         """,
     )
+
+
+@migrations()
+def m003_search(db):
+    """Full-text search over prompt text, response text and program code (Datasette's
+    search box); triggers keep each index in step with its table, existing rows included."""
+    for table, column in [("prompts", "text"), ("responses", "text"), ("programs", "code")]:
+        db[table].enable_fts([column], create_triggers=True)

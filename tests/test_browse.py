@@ -1,0 +1,338 @@
+"""`synth browse`: Datasette over a run database built with the tracker API, through
+Datasette's test client (asyncio.run; no pytest-asyncio) and once over real HTTP."""
+
+import asyncio
+import hashlib
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+import sqlite_utils
+
+from tracker import runs as store
+from tracker.browse import make_datasette, metadata
+from tracker.datasets import save_dataset
+from tracker.db import StoreError, open_db
+from tracker.migrations import migrations
+
+PARITY = "def f(x):\n    return x.count('1') % 2  # popcount"
+BROKEN = "def f(x) return 1"
+NOT_RUNNABLE = "import nosuchmodule\ndef f(x):\n    return 1"
+WRONG = "def f(x):\n    return int(x[0] == x[-1])"
+PROMPT = "Find f. Examples:\n0001 -> 1\n0000 -> 0"
+
+# fn_g's dataset leaks: 1001 is in train and test (same label), 1000 is in train and val
+# with different labels (an input overlap that is no line overlap), 0010 repeats in test.
+CLEAN = [("train", 0, "0001", 1), ("train", 1, "0000", 0), ("val", 0, "0111", 1),
+         ("val", 1, "0011", 0), ("test", 0, "1000", 1), ("test", 1, "1100", 0)]  # fmt: skip
+LEAKY = [("train", 0, "1001", 1), ("train", 1, "1000", 0), ("val", 0, "0110", 1),
+         ("val", 1, "1000", 1), ("test", 0, "1001", 1), ("test", 1, "0010", 0),
+         ("test", 2, "0010", 0)]  # fmt: skip
+USAGE = {"input_tokens": 100, "cached_tokens": 10, "output_tokens": 50, "reasoning_tokens": 20}
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def dataset(db, fn: str, rows) -> int:
+    return save_dataset(db, {
+        "fingerprint": sha(fn), "fn": fn, "target": fn, "kind": "binary", "length": 4,
+        "train_size": 2, "val_size": 2, "test_size": 2, "train_effective": 2,
+        "val_effective": 2, "test_effective": 2, "base_seed": 42, "derived_seed": 1,
+        "generator_version": 1,
+    }, rows)  # fmt: skip
+
+
+def attempt(db, trial_id, n, status, *, code=None, failure=None, error=None, reply=True,
+            evaluation=None):  # fmt: skip
+    """One recorded attempt; the reply (when there is one) carries ``code`` as JSON."""
+    reply = {**USAGE, "status": "completed", "text": json.dumps({"code": code})} if reply else None
+    attempt_id = store.record_attempt(
+        db, trial_id, {"attempt": n, "status": status, "failure_class": failure, "error": error},
+        prompt=(sha(PROMPT), PROMPT), response=reply, program=(sha(code), code) if code else None,
+    )  # fmt: skip
+    if evaluation:
+        status, val, test = evaluation
+        store.record_evaluation(db, attempt_id, {
+            "status": status, "val_acc": val, "test_acc": test, "errors": json.dumps([f"{status} here"]),
+        })  # fmt: skip
+
+
+def run(db, run_id, model, grid, num_trials, dry_run=0):
+    store.create_run(db, {"run_id": run_id, "provider": "openai", "model": model,
+                          "dry_run": dry_run, "config": "{}"}, grid, num_trials)  # fmt: skip
+    return [t["id"] for t in store.trials_of(db, run_id)]
+
+
+def finish(db, trial_id, selected, val, test):
+    store.finish_trial(db, trial_id, {"selected_attempt": selected, "val_acc": val,
+                                      "test_acc": test})  # fmt: skip
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    """r1 (gpt-5): fn_a solved in trial 1, failed in trial 2; fn_g one trial done, one
+    pending. r2 (gpt-5-mini) solves fn_a once. r3 is a dry run."""
+    path = tmp_path / "synth.db"
+    db = open_db(path)
+    clean, leaky = dataset(db, "fn_a", CLEAN), dataset(db, "fn_g", LEAKY)
+    a1, a2, g1, _ = run(db, "r1", "gpt-5", [("fn_a", 4, clean), ("fn_g", 4, leaky)], 2)
+    attempt(db, a1, 1, "evaluated", code=WRONG, evaluation=("ok", 0.5, 0.5))
+    attempt(db, a1, 2, "evaluated", code=PARITY, evaluation=("ok", 1.0, 1.0))
+    finish(db, a1, 2, 1.0, 1.0)
+    attempt(db, a2, 1, "extract_failed", code=BROKEN, failure="syntax_error", error="invalid syntax")
+    attempt(db, a2, 2, "evaluated", code=NOT_RUNNABLE, evaluation=("compile_error", 0.0, 0.0))
+    attempt(db, a2, 3, "call_failed", failure="call_server", error="500", reply=False)
+    finish(db, a2, 1, 0.0, 0.0)
+    attempt(db, g1, 1, "evaluated", code=WRONG, evaluation=("ok", 0.75, 0.5))
+    finish(db, g1, 1, 0.75, 0.5)
+    (m1,) = run(db, "r2", "gpt-5-mini", [("fn_a", 4, clean)], 1)
+    attempt(db, m1, 1, "evaluated", code=PARITY, evaluation=("ok", 1.0, 0.75))
+    finish(db, m1, 1, 1.0, 0.75)
+    (d1,) = run(db, "r3", "gpt-5", [("fn_a", 4, clean)], 1, dry_run=1)
+    attempt(db, d1, 1, "dry_run", reply=False)
+    finish(db, d1, 1, 0.0, 0.0)
+    db.conn.close()
+    return path
+
+
+@pytest.fixture
+def ds(db_path):
+    ds = make_datasette(db_path)
+    yield ds
+    for database in ds.databases.values():
+        database.close()
+    ds.executor.shutdown()
+
+
+@pytest.fixture
+def get(ds):
+    """GET a path through Datasette's test client; JSON paths give the decoded body."""
+
+    def get(path, status=200):
+        response = asyncio.run(ds.client.get(path))
+        assert response.status_code == status, (path, response.text[:500])
+        return response.json() if ".json" in path else response.text
+
+    return get
+
+
+@pytest.fixture
+def schema(db_path):
+    """Every table and view of the database: name -> (columns, rows)."""
+    db = sqlite_utils.Database(db_path)
+    yield {t.name: (set(t.columns_dict), t.count) for t in [*db.tables, *db.views]}
+    db.close()
+
+
+def test_every_table_and_view_serves_all_its_rows(schema, get):
+    assert {"runs", "attempts", "programs_fts", "attempt_rows", "trial_results"} <= set(schema)
+    for name, (_, count) in schema.items():
+        assert "<table" in get(f"/synth/{name}") or count == 0, name
+        assert len(get(f"/synth/{name}.json?_shape=array&_size=max")) == count, name
+
+
+def test_metadata_describes_the_real_schema(schema, ds, get):
+    meta = metadata("synth")["databases"]["synth"]
+    hidden = set(asyncio.run(ds.get_database("synth").hidden_table_names()))
+    for name, (columns, _) in schema.items():
+        if name in hidden:
+            continue
+        table = meta["tables"][name]  # every visible table and view is described
+        assert table["description"], name
+        named = {*table.get("columns", {}), *table.get("facets", []), *table.get("sortable_columns", [])}
+        named |= {table["sort_desc"]} if "sort_desc" in table else set()
+        assert named <= columns, (name, named - columns)
+    assert meta["tables"]["trials"]["description"] in get("/synth/trials")
+
+
+def test_facets_appear(get):
+    facets = get("/synth/attempt_rows.json")["facet_results"]
+    assert {"fn", "length", "model", "status", "failure_class"} <= set(facets)
+    failures = {f["value"]: f["count"] for f in facets["failure_class"]["results"]}
+    assert failures == {"syntax_error": 1, "call_server": 1}
+    models = {f["value"]: f["count"] for f in facets["model"]["results"]}
+    assert models == {"gpt-5": 7, "gpt-5-mini": 1}
+    assert set(get("/synth/trial_results.json")["facet_results"]) >= {"fn", "length", "model", "status"}
+
+
+def test_sortable_columns_are_the_listed_ones(get):
+    rows = get("/synth/trials.json?_shape=array&_sort_desc=test_acc")
+    assert [r["test_acc"] for r in rows][:2] == [1.0, 0.75]
+    assert get("/synth/responses.json?_sort=text", status=500)["error"] == "Cannot sort table by text"
+
+
+def canned(get, query, **params):
+    query_string = "&".join(f"{k}={v}" for k, v in params.items())
+    return get(f"/synth/{query}.json?_shape=array&{query_string}")
+
+
+def test_leaderboard_ranks_models_per_task_and_length_without_dry_runs(get):
+    rows = canned(get, "leaderboard")
+    got = [(r["fn"], r["rank"], r["model"], r["trials"], r["solved"], r["mean_test_acc"]) for r in rows]
+    assert got == [("fn_a", 1, "gpt-5-mini", 1, 1, 0.75), ("fn_a", 2, "gpt-5", 2, 1, 0.5),
+                   ("fn_g", 1, "gpt-5", 1, 0, 0.5)]  # fmt: skip
+    assert rows[1]["min_test_acc"] == 0.0 and rows[1]["mean_attempts"] == 2.5
+    assert [r["model"] for r in canned(get, "leaderboard", run_id="r2")] == ["gpt-5-mini"]
+
+
+def test_selected_program_of_each_trial(get):
+    rows = canned(get, "selected_programs", run_id="r1")
+    assert [(r["fn"], r["trial"], r["selected_attempt"], r["code"]) for r in rows] == [
+        ("fn_a", 1, 2, PARITY), ("fn_a", 2, 1, BROKEN), ("fn_g", 1, 1, WRONG)]  # fmt: skip
+    assert len(canned(get, "selected_programs")) == 5  # with r2's trial and r3's (no program)
+
+
+def test_compile_errors(get):
+    rows = canned(get, "compile_errors")
+    assert [(r["run_id"], r["trial"], r["attempt"], r["failure"], r["code"]) for r in rows] == [
+        ("r1", 2, 1, "syntax_error", BROKEN), ("r1", 2, 2, "compile_error", NOT_RUNNABLE)]  # fmt: skip
+    assert rows[0]["error"] == "invalid syntax" and json.loads(rows[1]["error"]) == ["compile_error here"]
+
+
+def test_token_spend_per_run(get):
+    rows = {r["run_id"]: r for r in canned(get, "token_spend")}
+    keys = ["attempts", "responses", "input_tokens", "cached_tokens", "output_tokens",
+            "reasoning_tokens", "total_tokens"]  # fmt: skip
+    spend = {run_id: tuple(r[k] for k in keys) for run_id, r in rows.items()}
+    assert spend == {"r1": (6, 5, 500, 50, 250, 100, 750), "r2": (1, 1, 100, 10, 50, 20, 150),
+                     "r3": (1, 0, 0, 0, 0, 0, 0)}  # fmt: skip
+
+
+def test_all_attempts_of_one_trial(get):
+    rows = canned(get, "trial_attempts", run_id="r1", fn="fn_a", length=4, trial=2)
+    got = [(r["attempt"], r["status"], r["failure_class"], r["eval_status"], r["selected"]) for r in rows]
+    assert got == [(1, "extract_failed", "syntax_error", None, 1),
+                   (2, "evaluated", None, "compile_error", 0),
+                   (3, "call_failed", "call_server", None, 0)]  # fmt: skip
+    assert rows[0]["code"] == BROKEN and BROKEN in rows[0]["response_text"]
+    assert rows[2]["response_text"] is None
+    assert canned(get, "trial_attempts", run_id="r1", fn="fn_a", length=4, trial=3) == []
+
+
+def test_leakage_audit(get):
+    rows = {r["fn"]: r for r in canned(get, "leakage_audit")}
+    keys = ["leakage_free", "input_train_val", "input_train_test", "input_val_test",
+            "line_train_val", "line_train_test", "line_val_test",
+            "train_duplicates", "val_duplicates", "test_duplicates"]  # fmt: skip
+    assert [rows["fn_a"][k] for k in keys] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert [rows["fn_g"][k] for k in keys] == [0, 1, 1, 0, 0, 1, 0, 0, 0, 1]
+    assert rows["fn_a"]["runs"].split() == ["r1", "r2", "r3"] and rows["fn_g"]["runs"] == "r1"
+    assert [r["fn"] for r in canned(get, "leakage_audit", run_id="r2")] == ["fn_a"]
+
+
+def test_every_canned_query_renders(get):
+    params = "run_id=r1&fn=fn_a&length=4&trial=1"
+    queries = metadata("synth")["databases"]["synth"]["queries"]
+    for name, query in queries.items():
+        assert query["title"] in get(f"/synth/{name}?{params}")
+    listed = get("/synth.json")["queries"]
+    assert [q["name"] for q in listed] == list(queries)
+
+
+def test_full_text_search_over_programs_responses_and_prompts(get):
+    assert [r["code"] for r in get("/synth/programs.json?_shape=array&_search=popcount")] == [PARITY]
+    replies = get("/synth/responses.json?_shape=array&_search=popcount")
+    assert len(replies) == 2 and all("popcount" in r["text"] for r in replies)
+    assert len(get("/synth/prompts.json?_shape=array&_search=examples")) == 1
+    assert get("/synth/programs.json?_shape=array&_search=nowhere") == []
+    assert 'name="_search"' in get("/synth/programs")
+
+
+def test_search_indexes_rows_written_before_the_migration(tmp_path):
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m003_search")
+    db["programs"].insert({"hash": sha(PARITY), "code": PARITY})
+    migrations.apply(db)
+    found = db.execute("select code from programs_fts where programs_fts match 'popcount'").fetchall()
+    assert found == [(PARITY,)]
+    db["programs"].insert({"hash": sha(WRONG), "code": WRONG})  # the triggers index new rows
+    found = db.execute("select code from programs_fts where programs_fts match 'int'").fetchall()
+    assert found == [(WRONG,)]
+
+
+def test_writes_are_refused(ds, get):
+    assert "SELECT" in get("/synth.json?sql=delete+from+runs", status=400)["error"]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # plugins cannot write either
+        asyncio.run(ds.get_database("synth").execute_write("delete from runs"))
+    assert len(get("/synth/runs.json?_shape=array")) == 3
+
+
+def test_reads_while_a_run_writes(db_path, get):
+    def events():
+        return get("/synth/events.json?_size=0")["filtered_table_rows_count"]
+
+    writer = open_db(db_path)
+    before = events()
+    # An open write transaction does not block readers, who see the last commit.
+    writer.conn.execute("begin immediate")
+    writer.conn.execute("insert into events (run_id, kind, message) values ('r1', 'x', 'pending')")
+    assert events() == before
+    writer.conn.commit()
+    assert events() == before + 1  # live, not immutable
+    writer.conn.close()
+    stop, written = threading.Event(), []
+
+    def write():  # as a run does: its own connection, one commit per record
+        db = open_db(db_path)
+        while not stop.is_set():
+            store.record_event(db, "r1", "tick", "a tick")
+            written.append(1)
+            time.sleep(0.001)
+        db.conn.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        seen = []
+        for _ in range(30):
+            seen.append(events())
+            get("/synth/attempt_rows.json")
+    finally:
+        stop.set()
+        thread.join()
+    assert seen == sorted(seen) and seen[-1] > seen[0]  # each read saw more commits
+    assert events() == before + 1 + len(written)
+
+
+def test_no_database_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="no database"):
+        make_datasette(tmp_path / "missing.db")
+    (tmp_path / "notes.db").write_text("not sqlite\n" * 100)
+    with pytest.raises(StoreError, match="notes.db"):
+        make_datasette(tmp_path / "notes.db")
+
+
+@pytest.fixture
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_over_http(db_path, free_port):
+    code = f"from tracker.browse import serve; serve({str(db_path)!r}, port={free_port})"
+    server = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{free_port}/synth/runs.json?_shape=array"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    rows = json.load(response)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "the server did not answer within 30 s"
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert sorted(r["run_id"] for r in rows) == ["r1", "r2", "r3"]
