@@ -241,8 +241,8 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     click.echo(f"{len(folders)} datasets written under {dataset_dir}", err=True)
 
 
-RESUMABLE = ("concurrency", "timeout", "api_base_url", "out_dir", "out_jsonl", "out_csv",
-             "out_manifest", "dataset_dir")  # fmt: skip
+RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
+             "api_base_url", "out_dir", "out_jsonl", "out_csv", "out_manifest", "dataset_dir")  # fmt: skip
 
 
 @cli.command(cls=VariadicCommand)
@@ -266,6 +266,14 @@ RESUMABLE = ("concurrency", "timeout", "api_base_url", "out_dir", "out_jsonl", "
               show_envvar=True, help="Model calls in flight at most")
 @click.option("--timeout", type=float, default=1200.0, show_default=True, envvar="SYNTH_TIMEOUT",
               show_envvar=True, help="Seconds per model call")
+@click.option("--max-retries", type=int, default=4, show_default=True, envvar="SYNTH_MAX_RETRIES",
+              show_envvar=True, help="Retries of a failed model call (429, 5xx, timeout, lost connection)")
+@click.option("--retry-base-delay", type=float, default=1.0, show_default=True,
+              envvar="SYNTH_RETRY_BASE_DELAY", show_envvar=True,
+              help="Seconds before the first retry; doubles with each retry")
+@click.option("--retry-max-delay", type=float, default=60.0, show_default=True,
+              envvar="SYNTH_RETRY_MAX_DELAY", show_envvar=True,
+              help="Longest wait before a retry, also capping the server's retry-after")
 @click.option("--eval-timeout", type=float, default=60.0, show_default=True,
               envvar="SYNTH_EVAL_TIMEOUT", show_envvar=True,
               help="Seconds per sandboxed evaluation of one program (val + test)")
@@ -279,8 +287,8 @@ RESUMABLE = ("concurrency", "timeout", "api_base_url", "out_dir", "out_jsonl", "
 @click.option("--run-id", help="Name of the run  [default: a timestamp id]")
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
 @click.option("--resume", "resume_id", metavar="RUN_ID",
-              help="Continue a stored run; only --concurrency, --timeout, --api-base-url, "
-                   "--dataset-dir and output paths may change")
+              help="Continue a stored run; only --concurrency, --timeout, the retry settings, "
+                   "--api-base-url, --dataset-dir and output paths may change")
 @db_option
 @click.pass_context
 @user_errors

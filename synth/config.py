@@ -52,6 +52,9 @@ class RunConfig:
     prompt_template_path: str | None = None
     concurrency: int = 5
     timeout: float = 1200.0
+    max_retries: int = 4
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 60.0
     eval_timeout: float = 60.0
     dry_run: bool = False
     run_id: str = field(default_factory=lambda: new_run_id())
@@ -72,6 +75,9 @@ class RunConfig:
             (self.concurrency >= 1, f"--concurrency must be at least 1 (got {self.concurrency})"),
             (self.max_output_tokens >= 1, f"--max-output-tokens must be positive (got {self.max_output_tokens})"),
             (self.timeout > 0, f"--timeout must be positive (got {self.timeout})"),
+            (self.max_retries >= 0, f"--max-retries must not be negative (got {self.max_retries})"),
+            (self.retry_base_delay >= 0, f"--retry-base-delay must not be negative (got {self.retry_base_delay})"),
+            (self.retry_max_delay >= 0, f"--retry-max-delay must not be negative (got {self.retry_max_delay})"),
             (self.eval_timeout > 0, f"--eval-timeout must be positive (got {self.eval_timeout})"),
             (bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("."),
              f"--run-id must be a plain name (got {self.run_id!r})"),

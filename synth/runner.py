@@ -9,6 +9,7 @@ loses at most its calls in flight and resumes from what is stored.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from tracker import runs as store
 
 # Error messages kept per evaluation, and their length.
 MAX_ERRORS_KEPT = 5
+
+# The (trial id, attempt) whose model call is in flight in this task, for the events
+# record_failed_call writes (each trial runs in its own task).
+_calling: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("calling")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class Runner:
         self.db = db
         self.config = config
         self.provider = provider  # None for a dry run
+        if provider is not None:
+            provider.on_failed_call = self.record_failed_call
         self.progress = progress
         self.call_slots = asyncio.Semaphore(config.concurrency)
         self.eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
@@ -93,6 +100,7 @@ class Runner:
             prompt=job.prompt, train=job.splits["train"], kind=job.stored.point.task.kind,
             seed=self.config.seed, trial=trial["trial"], attempt=n,
         )  # fmt: skip
+        _calling.set((trial["id"], n))
         try:
             async with self.call_slots:
                 self.progress.call_started()
@@ -100,12 +108,7 @@ class Runner:
                     proposal = await self.provider.propose(request)
                 finally:
                     self.progress.call_finished()
-        except ProviderError as e:
-            store.record_event(
-                self.db, self.config.run_id, "call_failed", str(e), level="error",
-                trial_id=trial["id"], data={"kind": e.kind, "status_code": e.status_code,
-                                            "fatal": e.fatal, "attempt": n},
-            )  # fmt: skip
+        except ProviderError as e:  # each of its calls is an event already (record_failed_call)
             if e.fatal:
                 raise RunFailed(str(e)) from None
             self._record(job, trial, n, status="call_failed", proposal=None,
@@ -121,6 +124,17 @@ class Runner:
         if not extraction.ok:
             return None, None
         return await self._evaluate(job, attempt_id, extraction.code, extraction.func_name)
+
+    def record_failed_call(self, kind: str, status_code: int | None, message: str, call: int,
+                           wait_s: float | None) -> None:  # fmt: skip
+        """The provider's on_failed_call: one event per failed HTTP call, retried or final."""
+        trial_id, n = _calling.get()
+        store.record_event(
+            self.db, self.config.run_id, "call_failed", message,
+            level="warning" if wait_s is not None else "error", trial_id=trial_id,
+            data={"kind": kind, "status_code": status_code, "attempt": n, "call": call,
+                  "wait_s": wait_s},
+        )  # fmt: skip
 
     def _record(self, job, trial, n, *, status, proposal: Proposal | None, extraction=None,
                 failure=None, error=None) -> int:  # fmt: skip

@@ -10,6 +10,8 @@ benchmarks can use `OpenAIServer` directly as a context manager.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -37,7 +39,10 @@ class Reply:
 
     `raw_body` (bytes, str, or a dict sent as JSON) replaces the generated body; an
     error status without one gets an OpenAI-style error body. `incomplete` is a
-    Responses incomplete reason ("max_output_tokens", "content_filter").
+    Responses incomplete reason ("max_output_tokens", "content_filter"). Faults:
+    `delay` seconds before the reply starts; `trickle` seconds between each of the
+    body's ten pieces (every read is quick, the whole is slow); `reset` drops the
+    connection with a TCP reset instead of answering.
     """
 
     text: str | None = DEFAULT_TEXT
@@ -48,6 +53,8 @@ class Reply:
     usage: Usage = field(default_factory=Usage)
     incomplete: str | None = None
     refusal: str | None = None
+    trickle: float = 0.0
+    reset: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,17 +241,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.record(Recorded(self.path, body, sent))
         try:
             with self.server.answering():
-                status, headers, payload = self._answer(body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+                self._answer(body)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             self.close_connection = True
 
-    def _answer(self, body: dict | None) -> tuple[int, dict[str, str], bytes]:
+    def _answer(self, body: dict | None) -> None:
         build = _BUILDERS.get(self.path)
         if build is None:
             reply = Reply(status=404, raw_body=error_body(404, f"no route for {self.path}"))
@@ -253,6 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             reply = self.server.script(self.path, body)
         time.sleep(reply.delay)
+        if reply.reset:
+            self._reset()
+            return
         payload = reply.raw_body
         if payload is None:
             payload = build(body, reply) if reply.status < 400 else error_body(reply.status)
@@ -261,7 +265,24 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(payload, str):
             payload = payload.encode()
         headers = {"Content-Type": "application/json", "x-request-id": _id("req"), **reply.headers}
-        return reply.status, headers, payload
+        self.send_response(reply.status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if not reply.trickle:
+            self.wfile.write(payload)
+            return
+        step = max(1, -(-len(payload) // 10))  # ten pieces
+        for start in range(0, len(payload), step):
+            time.sleep(reply.trickle)
+            self.wfile.write(payload[start : start + step])
+
+    def _reset(self) -> None:
+        """Close at once with an RST (SO_LINGER 0), as a crashed peer or proxy does."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
 
     def log_message(self, format, *args):
         """Silent: the server must never write requests (or their keys) anywhere."""

@@ -188,7 +188,7 @@ async def test_auth_and_unknown_model_are_fatal_and_not_retried(make, openai_ser
     ],
     ids=["500", "429"],
 )
-async def test_sdk_retries_then_succeeds(make, openai_server, first):
+async def test_a_failed_call_is_retried_then_succeeds(make, openai_server, first):
     openai_server.script = in_order(first, Reply())
     p = await make(max_retries=2).propose(REQ)
     assert p.text == DEFAULT_TEXT

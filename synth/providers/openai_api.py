@@ -1,23 +1,31 @@
 """Providers over the OpenAI APIs: Responses (the default) and Chat Completions.
 
 Chat Completions is what OpenAI-compatible servers (vLLM, Ollama, gateways) speak, via
-a base URL. The SDK does the retrying (429, 5xx, timeouts, connection errors, honouring
-retry-after); whatever is left after `max_retries` becomes one `ProviderError` whose
-`kind` the runner records and whose `fatal` tells it to stop the run.
+a base URL. Retrying is ours, not the SDK's (its `max_retries` is 0; see retry.py):
+each failed HTTP call is classified, reported to `on_failed_call`, and retried or not;
+the last failure becomes one `ProviderError` whose `kind` the runner records and whose
+`fatal` tells it to stop the run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import openai
 
-from synth.providers.base import Proposal, ProposeRequest, Provider, ProviderError
-
 from synth.config import API_MODES
+from synth.providers.base import Proposal, ProposeRequest, Provider, ProviderError
+from synth.providers.retry import RetryPolicy, retry_after
+
+# Told of every failed HTTP call: (kind, status_code, message, call number from 1,
+# seconds until the next try or None when this failure is the last).
+OnFailedCall = Callable[[str, int | None, str, int, float | None], None]
 
 # Most specific first: APITimeoutError is an APIConnectionError, and every status
 # error is an APIStatusError (the last row catches 400, 409, 422 and other 4xx).
@@ -45,8 +53,25 @@ def _tokens(usage, *path: str) -> int:
     return usage or 0
 
 
+def _retry_after(error: ProviderError) -> float | None:
+    """The wait asked for by the reply behind `error`, if there was one."""
+    response = getattr(error.__cause__, "response", None)
+    return retry_after(response.headers if response is not None else None)
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost exception behind `err` that says something, e.g. " (ConnectionResetError:
+    [Errno 104] Connection reset by peer)"; the SDK's own message is only "Connection error."."""
+    said, seen, cause = None, set(), err.__cause__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        said = cause if str(cause) else said
+        cause = cause.__cause__ or cause.__context__
+    return f" ({type(said).__name__}: {said})" if said else ""
+
+
 class _OpenAIProvider(ABC):
-    """What both APIs share: the client, the key check, timing and error mapping."""
+    """What both APIs share: the client, the key check, timing, retries and error mapping."""
 
     name: str
 
@@ -57,7 +82,8 @@ class _OpenAIProvider(ABC):
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
-        max_retries: int = 2,
+        retry: RetryPolicy = RetryPolicy(),
+        on_failed_call: OnFailedCall | None = None,
         reasoning_effort: str | None = None,
         max_output_tokens: int | None = None,
     ):
@@ -72,21 +98,54 @@ class _OpenAIProvider(ABC):
         self.model = model
         self.reasoning_effort = reasoning_effort
         self.max_output_tokens = max_output_tokens
+        self.timeout = timeout
+        self.retry = retry
+        self.on_failed_call = on_failed_call
+        self.fatal: ProviderError | None = None  # once set, no more calls are made
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             # None keeps the SDK's default (10 minutes); the SDK reads None as "no limit".
             timeout=openai.NOT_GIVEN if timeout is None else timeout,
-            max_retries=max_retries,
+            max_retries=0,
         )
 
     async def propose(self, req: ProposeRequest) -> Proposal:
+        """The proposal, after up to `retry.max_retries` retries of failed calls.
+
+        After a fatal failure every later call would fail the same way, so none is made:
+        each later propose raises it again at once. (The runner stops on the first, but a
+        trial waiting for a call slot may get it before the others are cancelled.)
+        """
         body = self._body(req.prompt)
+        for call in itertools.count(1):
+            if self.fatal is not None:
+                raise ProviderError(str(self.fatal), kind=self.fatal.kind, fatal=True,
+                                    status_code=self.fatal.status_code)  # fmt: skip
+            try:
+                return await self._call(body)
+            except ProviderError as error:
+                wait = self.retry.next_wait(call, error, _retry_after(error))
+                if self.on_failed_call is not None:
+                    self.on_failed_call(error.kind, error.status_code, str(error), call, wait)
+                if error.fatal:
+                    self.fatal = error
+                if wait is None:
+                    raise
+            await asyncio.sleep(wait)
+
+    async def _call(self, body: dict) -> Proposal:
+        """One HTTP call, its failure as a ProviderError."""
         start = time.perf_counter()
         try:
-            response = await self._create(body)
+            # A deadline on the whole reply: the SDK's timeout bounds each read, so a
+            # body trickling in would otherwise never time out.
+            async with asyncio.timeout(self.timeout):
+                response = await self._create(body)
         except openai.OpenAIError as err:
             raise self._error(err) from err
+        except TimeoutError as err:
+            raise self._timed_out() from err
         except json.JSONDecodeError as err:  # a JSON content type over a non-JSON body
             raise self._bad_response(f"the body is not JSON ({err})") from err
         duration_ms = (time.perf_counter() - start) * 1000
@@ -112,22 +171,40 @@ class _OpenAIProvider(ABC):
             ((kind, fatal) for cls, kind, fatal in _ERROR_KINDS if isinstance(err, cls)),
             ("api_error", False),
         )
+        if kind == "timeout":
+            return self._timed_out()
         message = f"{self.name}: {err}"
         if kind == "rate_limit" and getattr(err, "code", None) == "insufficient_quota":
             # Out of credit: every later call would fail the same way.
             kind, fatal = "quota", True
+        elif kind == "connection":
+            message += _root_cause(err)
         elif kind == "auth":
             message += " (check OPENAI_API_KEY)"
         elif kind == "not_found":
             message += f" (unknown model {self.model!r} or wrong base URL {self.client.base_url})"
         return ProviderError(
-            message, kind=kind, fatal=fatal, status_code=getattr(err, "status_code", None)
-        )
+            self._clean(message), kind=kind, fatal=fatal,
+            status_code=getattr(err, "status_code", None),
+        )  # fmt: skip
+
+    def _timed_out(self) -> ProviderError:
+        limit = f"{self.timeout:g}s (--timeout)" if self.timeout else "the SDK's default timeout"
+        return ProviderError(f"{self.name}: no complete reply within {limit}", kind="timeout")
 
     def _bad_response(self, why: str) -> ProviderError:
         return ProviderError(
-            f"{self.name}: unreadable response: {why}", kind="bad_response", status_code=200
+            self._clean(f"{self.name}: unreadable response: {why}"),
+            kind="bad_response",
+            status_code=200,
         )
+
+    def _clean(self, message: str) -> str:
+        """A message fit to record and show: one line, and without the key even when a
+        server echoes it (a placeholder key for a local server, a few characters long,
+        is no secret and is left alone)."""
+        message, key = " ".join(message.split()), self.client.api_key
+        return message.replace(key, "[OPENAI_API_KEY]") if len(key) >= 8 else message
 
     @abstractmethod
     def _body(self, prompt: str) -> dict:
@@ -238,7 +315,10 @@ def make_provider(
     api_key: str | None = None,
     base_url: str | None = None,
     timeout: float | None = None,
-    max_retries: int = 2,
+    max_retries: int = RetryPolicy.max_retries,
+    retry_base_delay: float = RetryPolicy.base_delay,
+    retry_max_delay: float = RetryPolicy.max_delay,
+    on_failed_call: OnFailedCall | None = None,
     reasoning_effort: str | None = None,
     max_output_tokens: int | None = None,
     verbosity: str | None = None,
@@ -250,14 +330,17 @@ def make_provider(
     `api_key` falls back to OPENAI_API_KEY and `base_url` to OPENAI_BASE_URL (then
     api.openai.com). Chat Completions has no verbosity or tool choice here, so those
     settings are ignored in "chat" mode; the code interpreter is refused there, since
-    silently dropping a requested tool would change the experiment.
+    silently dropping a requested tool would change the experiment. `max_retries`,
+    `retry_base_delay` and `retry_max_delay` make the RetryPolicy (the SDK does not
+    retry); `on_failed_call` is told of every failed HTTP call, retried or not.
     """
     common = dict(
         model=model,
         api_key=api_key,
         base_url=base_url,
         timeout=timeout,
-        max_retries=max_retries,
+        retry=RetryPolicy(max_retries, retry_base_delay, retry_max_delay),
+        on_failed_call=on_failed_call,
         reasoning_effort=reasoning_effort,
         max_output_tokens=max_output_tokens,
     )
