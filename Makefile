@@ -20,14 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,baselines]'
 	@touch $(STAMP)
 
+# The main job on its embedded defaults: a small real grid with an offline proposer (no
+# key, no network). `make demo DEMO_PROVIDER=openai` runs the same grid against OpenAI.
+DEMO_PROVIDER ?= formula
 demo: $(STAMP)
-	$(BIN)/synth datasets build --db $(DEMO_DIR)/synth.db \
-	    --functions fn_a fn_c fn_e fn_g fn_m fn_q --lengths 20 50
-	$(BIN)/synth datasets export --db $(DEMO_DIR)/synth.db --dataset-dir $(DEMO_DIR)/datasets > /dev/null
-	$(BIN)/synth datasets list --db $(DEMO_DIR)/synth.db
-	@echo
-	@echo "database: $(DEMO_DIR)/synth.db"
-	@echo "datasets: $(DEMO_DIR)/datasets/<target>/L<length>/seed<derived>/"
+	$(BIN)/synth demo --out-dir $(DEMO_DIR) --provider $(DEMO_PROVIDER)
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
 test: $(STAMP)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from synth import __version__
-from synth.config import API_MODES, EFFORTS, TOOL_CHOICES, VERBOSITIES
+from synth.config import API_MODES, EFFORTS, PROVIDERS, TOOL_CHOICES, VERBOSITIES
 from synth.errors import SynthError
 from tracker.db import StoreError
 
@@ -249,7 +249,13 @@ RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry
 @grid_options
 @click.option("--attempts", type=int, default=5, show_default=True, help="Attempts per trial")
 @click.option("--num-trials", type=int, default=5, show_default=True, help="Trials per grid point")
-@click.option("--model", default="gpt-5", show_default=True, envvar="SYNTH_MODEL", show_envvar=True)
+@click.option("--provider", type=click.Choice(PROVIDERS), default="openai", show_default=True,
+              envvar="SYNTH_PROVIDER", show_envvar=True,
+              help="Who proposes programs: the OpenAI API, or an offline proposer (no key)")
+@click.option("--model", envvar="SYNTH_MODEL", show_envvar=True,
+              help="Model name  [default: gpt-5; offline proposers: their own name]")
+@click.option("--time-budget", type=float, default=2.0, show_default=True,
+              help="Seconds per proposal of the `formula` proposer")
 @click.option("--max-output-tokens", type=int, default=20000, show_default=True)
 @click.option("--reasoning-effort", type=click.Choice(EFFORTS), default="high", show_default=True)
 @click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)
@@ -429,3 +435,42 @@ def browse(db, host, port):
     open_db(path).conn.close()  # brings a database from an older version up to date
     click.echo(f"Datasette on http://{host}:{port}/{path.stem} (Ctrl-C to stop)", err=True)
     serve(path, host=host, port=port)
+
+
+@cli.command(cls=VariadicCommand)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/demo"), show_default=True,
+              help="Folder for the demo's database, exports and datasets")
+@click.option("--provider", type=click.Choice(PROVIDERS), default="formula", show_default=True,
+              help="`openai` runs the same grid against the API (needs OPENAI_API_KEY)")
+@click.option("--functions", multiple=True, metavar="FN...",
+              help="Task ids  [default: fn_a fn_c fn_e fn_g fn_m fn_q]")
+@click.option("--lengths", multiple=True, metavar="L...", help="Lengths  [default: 20 50]")
+@click.option("--num-trials", type=int, default=3, show_default=True)
+@click.option("--attempts", type=int, default=2, show_default=True)
+@click.option("--test-size", type=int, default=10000, show_default=True)
+@click.option("--uci-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="SYNTH_UCI_DIR", show_envvar=True,
+              help="Folder with the UCI files (else the download cache)")
+@user_errors
+def demo(out_dir, provider, functions, lengths, num_trials, attempts, test_size, uci_dir):
+    """Run a small real grid end to end and say where everything is.
+
+    With the default offline proposer it needs no key and no network (UCI files from
+    --uci-dir or the download cache).
+    """  # fmt: skip
+    from synth.demo import run_demo
+
+    result = run_demo(
+        out_dir, provider=provider, functions=split_values(functions) or None,
+        lengths=parse_lengths(lengths), num_trials=num_trials, attempts=attempts,
+        test_size=test_size, uci_dir=uci_dir, notify=lambda m: click.echo(m, err=True),
+    )  # fmt: skip
+    _echo_summary(result.db_path, result.run.run_id)
+    artifacts = result.run.manifest["artifacts"]
+    click.echo(f"""
+run:       {result.run.run_id} ({result.run.status}, provider {provider})
+database:  {result.db_path}
+exports:   {Path(artifacts['jsonl']).parent}/
+datasets:  {result.out_dir / 'datasets'}/
+browse:    synth browse {result.db_path}""", err=True)

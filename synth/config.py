@@ -18,13 +18,17 @@ VERBOSITIES = ("low", "medium", "high")
 TOOL_CHOICES = ("auto", "none")
 API_MODES = ("responses", "chat")
 OPENAI_PROVIDER = "openai"
+# Offline proposers (synth.providers.offline): no key, no network, no tokens.
+OFFLINE_PROVIDERS = ("tree", "formula")
+PROVIDERS = (OPENAI_PROVIDER, *OFFLINE_PROVIDERS)
+DEFAULT_MODEL = "gpt-5"
 
 # What defines the experiment: a resumed run must keep every one of these.
 EXPERIMENT_FIELDS = (
     "functions", "lengths", "attempts", "num_trials", "model", "max_output_tokens",
     "reasoning_effort", "verbosity", "tool_choice", "enable_code_interpreter",
     "train_size", "val_size", "test_size", "seed", "api_mode", "provider",
-    "prompt_template", "eval_timeout", "strict_sizes",
+    "prompt_template", "eval_timeout", "strict_sizes", "time_budget",
 )  # fmt: skip
 
 
@@ -34,7 +38,8 @@ class RunConfig:
     lengths: list[int] | None = None
     attempts: int = 5
     num_trials: int = 5
-    model: str = "gpt-5"
+    # None: gpt-5 for OpenAI; an offline proposer records its own name as the model.
+    model: str | None = None
     max_output_tokens: int = 20000
     reasoning_effort: str = "high"
     verbosity: str = "low"
@@ -46,6 +51,7 @@ class RunConfig:
     seed: int = 42
     strict_sizes: bool = False
     provider: str = OPENAI_PROVIDER
+    time_budget: float = 2.0  # seconds per proposal of the `formula` proposer
     api_mode: str = "responses"
     api_base_url: str | None = None
     prompt_template: str | None = None  # the template's text, so a resume renders the same
@@ -64,8 +70,14 @@ class RunConfig:
     out_csv: str | None = None
     out_manifest: str | None = None
 
+    def __post_init__(self):
+        if self.model is None:
+            self.model = DEFAULT_MODEL if self.provider == OPENAI_PROVIDER else self.provider
+
     def validate(self) -> None:
         checks = [
+            (self.provider in PROVIDERS, f"--provider must be one of {', '.join(PROVIDERS)}"),
+            (self.time_budget > 0, f"--time-budget must be positive (got {self.time_budget})"),
             (self.reasoning_effort in EFFORTS, f"--reasoning-effort must be one of {', '.join(EFFORTS)}"),
             (self.verbosity in VERBOSITIES, f"--verbosity must be one of {', '.join(VERBOSITIES)}"),
             (self.tool_choice in TOOL_CHOICES, f"--tool-choice must be one of {', '.join(TOOL_CHOICES)}"),

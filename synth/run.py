@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import OPENAI_PROVIDER, RunConfig
+from synth.config import OFFLINE_PROVIDERS, RunConfig
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import GridPoint, Sizes, plan_grid
 from synth.errors import RunFailed, RunInterrupted, SynthError
@@ -187,11 +187,15 @@ def _check_template(config: RunConfig, points: list[GridPoint]) -> None:
 
 
 def _provider(config: RunConfig):
-    if config.provider != OPENAI_PROVIDER:
-        raise SynthError(f"unknown provider {config.provider!r}")
+    if config.provider in OFFLINE_PROVIDERS:
+        from synth.providers.offline import make_offline_provider
+
+        options = {"time_budget": config.time_budget} if config.provider == "formula" else {}
+        return make_offline_provider(config.provider, **options)
     key = os.environ.get(API_KEY_ENV)
     if not key:
-        raise SynthError(f"{API_KEY_ENV} is not set: export it, or use --dry-run")
+        raise SynthError(f"{API_KEY_ENV} is not set: export it, use --dry-run, "
+                         f"or an offline --provider ({', '.join(OFFLINE_PROVIDERS)})")  # fmt: skip
     from synth.providers.openai_api import make_provider
 
     return make_provider(

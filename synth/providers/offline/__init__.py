@@ -1,0 +1,49 @@
+"""Offline program proposers: classical baselines that need no key and no network.
+
+They answer a ProposeRequest like a model does, with ``{"code": ...}`` text, so their
+programs go through the same extraction, sandbox, recording, selection and exports.
+See docs/baselines.md.
+"""
+
+from __future__ import annotations
+
+from synth.config import OFFLINE_PROVIDERS
+from synth.providers.base import Provider, ProviderError
+from synth.providers.offline import formula, tree
+from synth.providers.offline.base import OfflineProvider
+
+__all__ = ["OFFLINE_PROVIDERS", "make_offline_provider"]
+
+
+class TreeProvider(OfflineProvider):
+    """A CART decision tree as nested if/else. Options: max_depth, min_samples_leaf."""
+
+    name = "tree"
+    fit = staticmethod(tree.fit)
+
+    def __init__(self, **options):
+        tree.classifier()  # fail now, with the install hint, not at the first attempt
+        super().__init__(**options)
+
+
+class FormulaProvider(OfflineProvider):
+    """The shortest boolean formula fitting the training split. Options: time_budget,
+    max_candidates, max_size, max_thresholds."""
+
+    name = "formula"
+    fit = staticmethod(formula.fit)
+
+
+def make_offline_provider(name: str, **options) -> Provider:
+    """The offline proposer called ``name``, with its options (see each class)."""
+    providers = {"tree": TreeProvider, "formula": FormulaProvider}
+    if name not in providers:
+        raise ProviderError(
+            f"unknown offline proposer {name!r} (known: {', '.join(OFFLINE_PROVIDERS)})",
+            kind="config",
+            fatal=True,
+        )
+    return providers[name](**options)
+
+
+__all__ = ["OFFLINE_PROVIDERS", "FormulaProvider", "TreeProvider", "make_offline_provider"]

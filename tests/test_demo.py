@@ -1,0 +1,39 @@
+"""The demo's code path on a smaller grid, and providers sharing one grid's datasets."""
+
+import json
+
+from click.testing import CliRunner
+
+from synth.cli import cli
+from tracker.db import open_db
+
+
+def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "demo"
+    grid = ["--functions", "fn_e", "fn_q", "--lengths", "20", "--num-trials", "2",
+            "--attempts", "1", "--test-size", "200", "--uci-dir", str(uci_dir)]  # fmt: skip
+    first = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), *grid])
+    assert first.exit_code == 0, first.output
+    db_path = out / "synth.db"
+    assert f"database:  {db_path}" in first.stderr
+    assert f"browse:    synth browse {db_path}" in first.stderr
+    fn_e = next(line for line in first.stdout.splitlines() if line.startswith("fn_e"))
+    assert "1.000 ± 0.000" in fn_e, "formula finds parity of 3 positions at L=20"
+    db = open_db(db_path, readonly=True)
+    (run,) = db["runs"].rows
+    assert (run["provider"], run["model"], run["status"]) == ("formula", "formula", "completed")
+    exports = out / run["run_id"]
+    assert (exports / "results_attempts.csv").exists()
+    assert sorted(p.name for p in (out / "datasets").iterdir()) == ["chess", "parity_rand_3"]
+    assert db.execute("select sum(input_tokens + output_tokens) from responses").fetchone() == (0,)
+
+    second = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), "--provider", "tree", *grid])
+    assert second.exit_code == 0, second.output
+    db = open_db(db_path, readonly=True)
+    assert db["datasets"].count == 2, "the second provider reuses the same datasets"
+    used = db.execute("select r.provider, d.fingerprint from run_datasets rd join runs r using "
+                      "(run_id) join datasets d on d.id = rd.dataset_id order by 1, 2").fetchall()  # fmt: skip
+    assert [fp for p, fp in used if p == "formula"] == [fp for p, fp in used if p == "tree"]
+    listed = json.loads(CliRunner().invoke(cli, ["runs", "--json", "--db", str(db_path)]).output)
+    assert sorted(r["provider"] for r in listed) == ["formula", "tree"]
