@@ -3,7 +3,8 @@
 Run by hand: ``.venv/bin/python bench/eval.py [--repeats 40]``. Prints the median
 in-process and sandboxed times of a simple correct program (parity) on 100 + 10,000
 binary rows of length 100, the overhead, the same for a program that takes ~50 ms
-in-process, and evaluations per second with 2 concurrent evaluations. Wall-clock
+in-process, and evaluations per second with 2 concurrent evaluations; and which
+isolation layers the sandbox applied on this machine. Wall-clock
 figures suffer from anything else running on the machine (the load average is
 printed); the CPU figures (this process plus its children) much less so.
 """
@@ -82,6 +83,7 @@ def main() -> None:
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load average {load}")
+    print(f"isolation: {check.isolation or 'rlimits only'}")
     print(f"{ROWS} binary rows of length {LENGTH}, medians of {args.repeats} runs")
     for name, code in (("parity (fast)", FAST), ("parity (~50 ms)", SLOW)):
         base, base_cpu = measure(lambda: in_process(code, inputs), args.repeats)

@@ -48,7 +48,8 @@ def extract_program(text: str | None) -> Extraction:
     "code", else from the first ```python block defining a function (a fallback).
 
     The entry point is the top-level function named ``f``, else the first top-level
-    function; ``async def`` counts too (the sandbox knows how to call it).
+    function; an ``async def`` counts too, though calling it gives a coroutine, which
+    the published normalisation scores by truthiness (every row 1), as it does a generator.
     """
     if not text or not text.strip():
         return Extraction(None, None, "no_output")

@@ -163,7 +163,7 @@ class Runner:
         val_acc, val_correct, _ = ev.score([y for _, y in val])
         test_acc, test_correct, _ = ev.score([y for _, y in test], start=len(val))
         store.record_evaluation(self.db, attempt_id, {
-            "status": ev.status, "limit_hit": ev.limit, "val_acc": val_acc,
+            "status": ev.status, "limit_hit": ev.limit, "isolation": ev.isolation, "val_acc": val_acc,
             "val_correct": val_correct, "val_total": len(val), "test_acc": test_acc,
             "test_correct": test_correct, "test_total": len(test), "row_errors": ev.n_errors,
             "errors": json.dumps(ev.errors[:MAX_ERRORS_KEPT]), "duration_ms": ev.duration_ms,

@@ -4,9 +4,11 @@ The child (synth/sandbox_child.py) receives the code and the inputs only, never 
 labels; it returns one mark per row (1, 0 or error) and the parent scores them. Each
 evaluation gets a fresh interpreter in its own session, an empty temporary working
 directory, a scrubbed environment (no API keys) and rlimits on CPU, address space,
-file size, processes and core dumps; the parent enforces the wall clock by killing the
-whole process group and reads a bounded number of bytes. See docs/sandbox.md for what
-this does and does not protect against.
+file size, processes and core dumps; before the program runs, the child also confines
+itself with what the kernel offers (Landlock, seccomp, no capabilities, namespaces) and
+reports which. The parent enforces the wall clock by killing the whole process group
+and reads a bounded number of bytes. See docs/sandbox.md for what this does and does
+not protect against.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class Evaluation:
     errors: list[str] = field(default_factory=list)  # first distinct messages, bounded
     duration_ms: float = 0.0
     limit: str | None = None  # "wall", "cpu", "memory" or "output" when one stopped it
+    # The isolation layers the child applied before the program ran, e.g.
+    # "landlock:7 nocaps seccomp"; "" when none could be (rlimits only) or the child
+    # died before reporting. See docs/sandbox.md.
+    isolation: str = ""
 
     def score(self, labels, start: int = 0) -> tuple[float, int, int]:
         """(accuracy, correct, total) of ``predictions[start:start + len(labels)]``.
@@ -132,7 +138,8 @@ async def evaluate_async(
             out, returncode, stopped = await _run(
                 argv, job, marks.fileno(), cwd, timeout, max_output_bytes
             )
-            done = os.pread(marks.fileno(), len(inputs), 0)
+            # Padded: a row the child never marked (or a file it shrank) is "not reached".
+            done = os.pread(marks.fileno(), len(inputs), 0).ljust(len(inputs), b"\0")
     finally:
         await _remove(cwd)
     duration_ms = (time.perf_counter() - started) * 1000
@@ -214,6 +221,9 @@ async def _remove(cwd: str) -> None:
 
 
 def _evaluation(marks: bytes, out: bytes, returncode: int, stopped, duration_ms, timeout):
+    # The first line is the isolation report, written before the program ran.
+    isolation, newline, rest = out.partition(b"\n")
+    out = rest if newline else out
     n = len(marks)
     predictions = list(map(_MARKS.get, marks))
     done = f"after {n - marks.count(0)} of {n} rows"
@@ -243,6 +253,7 @@ def _evaluation(marks: bytes, out: bytes, returncode: int, stopped, duration_ms,
         errors=errors,
         duration_ms=duration_ms,
         limit=limit,
+        isolation=isolation.decode("ascii", "replace") if newline else "",
     )
 
 

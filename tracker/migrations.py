@@ -160,3 +160,13 @@ def m003_search(db):
     search box); triggers keep each index in step with its table, existing rows included."""
     for table, column in [("prompts", "text"), ("responses", "text"), ("programs", "code")]:
         db[table].enable_fts([column], create_triggers=True)
+
+
+@migrations()
+def m004_isolation(db):
+    """Which isolation layers the sandbox applied to each evaluation (e.g.
+    "landlock:7 nocaps seccomp"; empty: rlimits only)."""
+    db["evaluations"].add_column("isolation", str)
+    view = db.execute("select sql from sqlite_master where name = 'attempt_rows'").fetchone()[0]
+    db.execute("drop view attempt_rows")
+    db.execute(view.replace("e.status as eval_status,", "e.status as eval_status, e.isolation,"))

@@ -1,0 +1,748 @@
+"""Hostile programs through the real `synth run` path: nothing outside the sandbox changes.
+
+Each program below is what a model might answer, by accident or on purpose. The loopback
+server answers it as a trial's first attempt and an honest parity program as the second;
+`synth run` runs the trial in a working directory that already holds an earlier run (its
+database rows, exports and dataset mirror), a decoy tree, a bystander process and
+listening UDP and UNIX sockets. The test then checks that the run completed, that the
+hostile attempt's evaluation is classified as expected, and that the runner process
+(signals, rlimits, priority, CPU affinity), the bystander, the database (integrity and
+every earlier row), the files, the checkout and the sockets are untouched; that no label
+reached the program (those that look for labels score what their honest fallback scores);
+and that the sentinel API key appears nowhere.
+
+The programs get the paths of what they attack in a dict ``T``. A program whose attack
+depends on an isolation layer this kernel lacks is skipped, naming the layer: the
+sandbox does not claim that protection without it (docs/sandbox.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import resource
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import textwrap
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from openai_server import Reply, in_order
+
+import synth
+from synth.cli import cli
+from synth.sandbox import evaluate
+
+SENTINEL = "sk-hostile-sentinel-3f9c2e71"
+EVAL_TIMEOUT = 1.5
+ROWS = 20 + 40  # val + test rows each evaluation sees
+GRID = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--train-size", "20",
+        "--val-size", "20", "--test-size", "40", "--db", "runs.db", "--dataset-dir", "data",
+        "--eval-timeout", str(EVAL_TIMEOUT)]  # fmt: skip
+PARITY = "def f(x):\n    return x.count('1') % 2\n"
+CHECKOUT = Path(synth.__file__).resolve().parents[1]
+# Signals the runner would notice (a handler records them during each test).
+WATCHED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+           signal.SIGUSR2, signal.SIGURG)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    code: str
+    status: str  # evaluations.status
+    limit: str | None = None  # evaluations.limit_hit
+    row_errors: int | None = None  # None: not checked
+    errors: tuple[str, ...] | None = None  # expected prefixes of the recorded messages
+    acc: float | None = None  # expected val and test accuracy of the hostile attempt
+    needs: tuple[str, ...] = ()  # protections this attack requires (see `protections`)
+
+
+def case(code, status="ok", **kw):
+    return Case(textwrap.dedent(code).lstrip(), status, **kw)
+
+
+ALL = ROWS  # every row raised
+REFUSED = ("PermissionError",)
+
+CASES = {
+    # --- resources ---
+    "infinite_loop": case("""
+        def f(x):
+            while True:
+                pass
+    """, "timeout", limit="wall", row_errors=0),
+    "unbounded_memory": case("""
+        import numpy
+        hog = []
+        def f(x):
+            while True:
+                hog.append(numpy.empty(10**7))  # untouched pages: quick to the limit
+    """, "memory", limit="memory"),
+    "fork_bomb": case("""
+        import os
+        def f(x):
+            while True:
+                os.fork()
+    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
+    "fork_and_leave_the_group": case("""
+        import os, time
+        def f(x):
+            if os.fork() == 0:
+                os.setsid()
+                time.sleep(60)
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
+    "threads": case("""
+        import threading, time
+        def f(x):
+            for _ in range(50):
+                threading.Thread(target=time.sleep, args=(60,)).start()
+            return 1
+    """, row_errors=ALL, errors=("RuntimeError: can't start new thread",), needs=("processes",)),
+    "deep_recursion": case("""
+        def f(x):
+            return f(x)
+    """, row_errors=ALL, errors=("RecursionError",)),
+    "c_stack_overflow": case("""
+        import sys
+        sys.setrecursionlimit(10**8)
+        def deep(n):
+            return list(map(deep, [n + 1]))
+        def f(x):
+            return deep(0)
+    """, "crash", errors=("killed by SIGSEGV",)),
+    # --- leaving ---
+    "sys_exit": case("""
+        import sys
+        def f(x):
+            sys.exit(0)
+    """, "exit", errors=("SystemExit",)),
+    "raise_system_exit": case("""
+        def f(x):
+            raise SystemExit("bye")
+    """, "exit", errors=("SystemExit: bye",)),
+    "os_exit": case("""
+        import os
+        def f(x):
+            os._exit(3)
+    """, "exit", errors=("exited with status 3",)),
+    "exit_at_import": case("""
+        import sys
+        sys.exit(1)
+        def f(x):
+            return 1
+    """, "exit", errors=("SystemExit: 1",)),
+    "keyboard_interrupt": case("""
+        def f(x):
+            raise KeyboardInterrupt
+    """, row_errors=ALL, errors=("KeyboardInterrupt",)),
+    "kill_itself": case("""
+        import os, signal
+        def f(x):
+            os.kill(os.getpid(), signal.SIGKILL)
+    """, "crash", errors=("killed by SIGKILL",)),
+    # --- signals and other processes ---
+    "kill_the_runner": case("""
+        import os, signal
+        def f(x):
+            os.kill(os.getppid(), signal.SIGKILL)
+    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    "signal_the_runner": case("""
+        import os, signal
+        SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGURG]
+        def f(x):
+            os.kill(os.getppid(), SIGNALS[int(x, 2) % len(SIGNALS)])
+    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    "signal_the_runners_group": case("""
+        import os, signal
+        def f(x):
+            os.killpg(os.getpgid(os.getppid()), signal.SIGURG)
+    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    "signal_every_process": case("""
+        import os, signal
+        def f(x):
+            os.kill(-1, signal.SIGURG)  # harmless if it got through: the runner records it
+            return 1
+    """, needs=("signals",)),
+    "kill_a_bystander": case("""
+        import os, signal
+        def f(x):
+            os.kill(T["bystander"], signal.SIGKILL)
+    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    "degrade_the_runner": case("""
+        import os, resource
+        ATTACKS = [
+            lambda: resource.prlimit(os.getppid(), resource.RLIMIT_NOFILE, (16, 16)),
+            lambda: resource.prlimit(os.getppid(), resource.RLIMIT_AS, (1 << 20, 1 << 20)),
+            lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), 19),
+            lambda: os.sched_setaffinity(os.getppid(), {0}),
+        ]
+        def f(x):
+            done = 0
+            for attack in ATTACKS:
+                try:
+                    attack()
+                    done += 1
+                except OSError:
+                    pass
+            raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
+    """, row_errors=ALL, errors=("RuntimeError: 0 of 4 attacks worked",), needs=("processes",)),
+    # --- files ---
+    "write_files": case("""
+        import os
+        TARGETS = [T["tree"] + "/a.txt", T["tree"] + "/new.txt", T["exports"] + "/extra.txt",
+                   T["exports"] + "/results_attempts.csv", T["splits"][0], T["db"],
+                   T["probe"], f"/proc/{os.getppid()}/cwd/tree/b.txt"]
+        def f(x):
+            done = 0
+            for path in TARGETS:
+                try:
+                    with open(path, "ab") as out:
+                        out.write(b"hostile")
+                    done += 1
+                except OSError:
+                    pass
+            raise RuntimeError(f"wrote {done} of {len(TARGETS)}")
+    """, row_errors=ALL, errors=("RuntimeError: wrote 0 of 8",), needs=("files",)),
+    "delete_files": case("""
+        import os, shutil
+        ATTACKS = [
+            lambda: os.remove(T["db"]),
+            lambda: os.truncate(T["db"], 0),
+            lambda: shutil.rmtree(T["exports"]),
+            lambda: os.remove(T["splits"][1]),
+            lambda: os.rename(T["tree"] + "/a.txt", T["tree"] + "/moved.txt"),
+            lambda: os.rmdir(T["tree"] + "/empty"),
+            lambda: os.symlink("/", T["tree"] + "/link"),
+        ]
+        def f(x):
+            done = 0
+            for attack in ATTACKS:
+                try:
+                    attack()
+                    done += 1
+                except OSError:
+                    pass
+            raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
+    """, row_errors=ALL, errors=("RuntimeError: 0 of 7 attacks worked",), needs=("files",)),
+    "chmod_and_chown": case("""
+        import os
+        ATTACKS = [
+            lambda: os.chmod(T["db"], 0),
+            lambda: os.chmod(T["tree"] + "/a.txt", 0o777),
+            lambda: os.chmod(T["exports"], 0),
+            lambda: os.chown(T["splits"][0], 65534, 65534),
+            lambda: os.utime(T["tree"] + "/a.txt", (0, 0)),
+            lambda: os.setxattr(T["tree"] + "/a.txt", "user.hostile", b"1"),
+        ]
+        def f(x):
+            done = 0
+            for attack in ATTACKS:
+                try:
+                    attack()
+                    done += 1
+                except OSError:
+                    pass
+            raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
+    """, row_errors=ALL, errors=("RuntimeError: 0 of 6 attacks worked",), needs=("metadata",)),
+    # --- labels and secrets: each falls back to 0 (accuracy 0.5) when it finds nothing ---
+    "read_the_split_files": case("""
+        import glob, os
+        def labels():
+            paths = T["splits"] + glob.glob(T["mirror"] + "/**/*.txt", recursive=True)
+            paths += glob.glob(f"/proc/{os.getppid()}/cwd/data/**/*.txt", recursive=True)
+            found = {}
+            for path in paths:
+                try:
+                    with open(path) as lines:
+                        for line in lines:
+                            x, _, y = line.strip().partition(" -> ")
+                            found[x] = int(y)
+                except OSError:
+                    pass
+            return found
+        def f(x):
+            return labels().get(x, 0)
+    """, row_errors=0, acc=0.5, needs=("files",)),
+    "read_the_database": case("""
+        import os, sqlite3
+        def labels():
+            ppid = os.getppid()
+            paths = [T["db"], f"/proc/{ppid}/cwd/runs.db"]
+            paths += [f"/proc/{ppid}/fd/{n}" for n in range(3, 64)]
+            found = {}
+            for path in paths:
+                try:
+                    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                    found.update(db.execute("select input, label from examples"))
+                except Exception:
+                    pass
+            return found
+        def f(x):
+            return labels().get(x, 0)
+    """, row_errors=0, acc=0.5, needs=("files",)),
+    "read_the_runners_memory": case("""
+        import ctypes, os
+        def f(x):
+            ppid = os.getppid()
+            try:
+                with open(f"/proc/{ppid}/maps") as maps:
+                    start = int(maps.readline().split("-")[0], 16)
+                with open(f"/proc/{ppid}/mem", "rb") as mem:
+                    mem.seek(start)
+                    raise RuntimeError(f"read {len(mem.read(4096))} bytes via /proc")
+            except OSError as e:
+                via_proc = type(e).__name__
+            buffer = ctypes.create_string_buffer(4096)
+            local = (ctypes.c_void_p * 2)(ctypes.addressof(buffer), 4096)
+            remote = (ctypes.c_void_p * 2)(id(x), 4096)
+            libc = ctypes.CDLL(None, use_errno=True)
+            read = libc.process_vm_readv(ppid, local, 1, remote, 1, 0)
+            raise RuntimeError(f"{via_proc}, process_vm_readv gave {read}")
+    """, row_errors=ALL, errors=("RuntimeError: PermissionError, process_vm_readv gave -1",),
+        needs=("files", "processes")),
+    "look_for_the_api_key": case("""
+        import os
+        def f(x):
+            places = {"environ": " ".join(os.environ.values())}
+            for pid in ("self", os.getppid(), 1):
+                try:
+                    with open(f"/proc/{pid}/environ", "rb") as env:
+                        places[f"/proc/{pid}"] = env.read().decode("utf-8", "replace")
+                except OSError:
+                    pass
+            found = sorted(name for name, text in places.items() if "sk-" in text)
+            raise LookupError(f"key in {found}; could read {sorted(places)}")
+    """, row_errors=ALL, errors=("LookupError: key in []; could read ['environ']",),
+        needs=("files",)),
+    # --- network and other processes' sockets ---
+    "call_the_model_server": case("""
+        import socket
+        def f(x):
+            conn = socket.create_connection(("127.0.0.1", T["port"]), timeout=0.5)
+            conn.sendall(b"POST /v1/responses HTTP/1.1\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+            return 1
+    """, row_errors=ALL, needs=("network",)),  # refused, or unreachable in a namespace
+    "udp_datagram": case("""
+        import socket
+        def f(x):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.sendto(b"hostile", ("127.0.0.1", T["udp"]))
+            return 1
+    """, row_errors=ALL, needs=("network",)),
+    "unix_socket": case("""
+        import socket
+        def f(x):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(T["unix"])
+            s.sendall(b"hostile")
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("sockets",)),
+    # --- other programs ---
+    "subprocess": case("""
+        import subprocess
+        def f(x):
+            subprocess.run(["touch", T["tree"] + "/spawned"], check=True)
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
+    "os_system": case("""
+        import os
+        def f(x):
+            return os.system("touch " + T["tree"] + "/spawned") != 0  # -1: could not start
+    """, row_errors=0, acc=0.5, needs=("processes",)),
+    "os_exec": case("""
+        import os
+        def f(x):
+            os.execv("/bin/sh", ["sh", "-c", "touch " + T["tree"] + "/spawned"])
+    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
+    "ctypes_memory_fault": case("""
+        import ctypes
+        def f(x):
+            return ctypes.c_char.from_address(8).value
+    """, "crash", errors=("killed by SIGSEGV",)),
+    # --- output ---
+    "print_gigabytes": case("""
+        import os, sys
+        CHUNK = "x" * (1 << 20)
+        def f(x):
+            while True:
+                print(CHUNK)
+                sys.stderr.write(CHUNK)
+                os.write(1, CHUNK.encode())
+    """, "timeout", limit="wall"),
+    "flood_the_result_channel": case("""
+        import os
+        def f(x):
+            for fd in range(3, 64):
+                try:
+                    os.write(fd, b"1" * (1 << 20))
+                except OSError:
+                    pass
+            return 1
+    """, "output_limit", limit="output"),
+    "forge_the_result": case("""
+        import os, time
+        for fd in range(3, 64):
+            try:
+                os.write(fd, b"ok\\x00")
+            except OSError:
+                pass
+        def f(x):
+            time.sleep(5)
+    """, "crash", errors=("malformed result channel",)),
+    "forge_the_marks": case("""
+        import sys
+        def f(x):
+            marks = sys._getframe(1).f_locals["marks"]  # the child's own row marks
+            marks[:] = b"1" * len(marks)
+            return 1
+    """, row_errors=0, acc=0.5),
+    "write_a_big_file": case("""
+        def f(x):
+            with open("big", "wb") as out:
+                out.write(b"x" * (2 << 20))
+            return 1
+    """, row_errors=ALL, errors=("OSError: [Errno 27] File too large",)),
+    # --- numbers ---
+    "enormous_integer": case("""
+        def f(x):
+            return 10 ** (10 ** 10)
+    """, "timeout", limit="wall"),
+    "enormous_string": case("""
+        def f(x):
+            return len(x * 10**10)
+    """, "memory", limit="memory"),
+    "integer_to_a_huge_string": case("""
+        def f(x):
+            return str(10 ** 5000)
+    """, row_errors=ALL, errors=("ValueError: Exceeds the limit",)),
+    # --- results that fight the normaliser ---
+    "bool_raises": case("""
+        class Result:
+            def __bool__(self):
+                raise RuntimeError("no truth")
+        def f(x):
+            return Result()
+    """, row_errors=ALL, errors=("RuntimeError: no truth",)),
+    "bool_loops": case("""
+        class Result:
+            def __bool__(self):
+                while True:
+                    pass
+        def f(x):
+            return Result()
+    """, "timeout", limit="wall"),
+    "item_raises": case("""
+        class Result:
+            def item(self):
+                raise RuntimeError("no item")
+            def __bool__(self):
+                return True
+        def f(x):
+            return Result()
+    """, row_errors=0, acc=0.5),
+    "item_loops": case("""
+        class Result:
+            def item(self):
+                while True:
+                    pass
+        def f(x):
+            return Result()
+    """, "timeout", limit="wall"),
+    "dunders_raise_but_truth_is_honest": case("""
+        class Result:
+            def __init__(self, value):
+                self.value = value
+            def __bool__(self):
+                return self.value
+            def _raise(self, *args):
+                raise RuntimeError("do not call me")
+            __eq__ = __ne__ = __hash__ = __int__ = __index__ = __float__ = _raise
+            __str__ = __repr__ = __len__ = _raise
+        def f(x):
+            return Result(x.count("1") % 2 == 1)
+    """, row_errors=0, acc=1.0),
+    "lying_int_and_str": case("""
+        class Liar(int):
+            def __eq__(self, other):
+                return True
+            def __ne__(self, other):
+                return True
+            __hash__ = int.__hash__
+        class Shouty(str):
+            def strip(self, *args):
+                return "1"
+        def f(x):
+            return Liar(0) if x[0] == "0" else Shouty("0")
+    """, row_errors=0, acc=0.5),
+    # --- monkeypatching ---
+    "patch_builtins": case("""
+        import builtins
+        builtins.isinstance = lambda obj, cls: True
+        builtins.hasattr = lambda obj, name: False
+        builtins.len = lambda obj: 0
+        def f(x):
+            return "0"
+    """, row_errors=0, acc=0.5),
+    "patch_the_normaliser": case("""
+        import sys
+        child = sys.modules["__main__"]
+        child.to01 = lambda y: 1
+        child.describe = lambda exc: "ok"
+        def f(x):
+            return "0"
+    """, row_errors=0, acc=0.5),
+    # --- slow or broken functions ---
+    "slow_rows": case("""
+        import time
+        def f(x):
+            time.sleep(0.1)
+            return x.count("1") % 2
+    """, "timeout", limit="wall", row_errors=0),
+    "missing_module_at_import": case("""
+        import no_such_module_anywhere
+        def f(x):
+            return 1
+    """, "compile_error", errors=("ModuleNotFoundError: No module named 'no_such_module",)),
+    "missing_module_in_f": case("""
+        def f(x):
+            import no_such_module_anywhere
+            return 1
+    """, row_errors=ALL, errors=("ModuleNotFoundError",)),
+    "f_not_callable": case("""
+        def f(x):
+            return 1
+        f = 42
+    """, "no_function", errors=("no function named 'f'",)),
+    "f_takes_two_arguments": case("""
+        def f(x, y):
+            return 1
+    """, row_errors=ALL, errors=("TypeError",)),
+    "f_takes_no_argument": case("""
+        def f():
+            return 1
+    """, row_errors=ALL, errors=("TypeError",)),
+    "f_is_a_generator": case("""
+        def f(x):
+            yield x.count("1") % 2
+    """, row_errors=0, acc=0.5),  # a generator object is truthy: 1 on every row
+    "f_is_a_coroutine": case("""
+        async def f(x):
+            return x.count("1") % 2
+    """, row_errors=0, acc=0.5),  # likewise a coroutine object
+}
+
+
+@functools.cache
+def isolation() -> str:
+    return evaluate("def f(x):\n    return 1\n", "f", "binary", ["0"]).isolation
+
+
+def protections() -> set[str]:
+    """What the isolation layers on this machine protect (docs/sandbox.md)."""
+    layers = isolation().split()
+    landlock = max((int(t.split(":")[1]) for t in layers if t.startswith("landlock:")), default=0)
+    seccomp = "seccomp" in layers
+    return {
+        name for name, on in {
+            "files": landlock >= 1, "processes": seccomp, "metadata": seccomp,
+            "sockets": seccomp, "signals": seccomp or landlock >= 6,
+            "network": seccomp or "namespaces" in layers,
+        }.items() if on
+    }  # fmt: skip
+
+
+def synth(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def answer(code: str) -> Reply:
+    return Reply(text=json.dumps({"code": code}))
+
+
+def snapshot(root: Path, skip: tuple[str, ...]) -> dict[str, tuple]:
+    """Every path under ``root`` with its mode, owner and content hash."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        name = str(path.relative_to(root))
+        if name.startswith(skip):
+            continue
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
+        out[name] = (st.st_mode, st.st_uid, st.st_gid, digest)
+    return out
+
+
+def table_rows(db_path: Path) -> dict[str, set]:
+    """Every row of every table, except full-text indexes (their internals are rewritten
+    as rows are added)."""
+    with sqlite3.connect(db_path) as conn:
+        tables = conn.execute("select name, sql from sqlite_master where type = 'table'").fetchall()
+        indexes = tuple(name for name, sql in tables if sql.upper().startswith("CREATE VIRTUAL"))
+        return {name: set(conn.execute(f"select * from [{name}]"))
+                for name, _ in tables if not name.startswith(indexes)}  # fmt: skip
+
+
+def runner_state() -> dict:
+    return {
+        "pid": os.getpid(), "cwd": os.getcwd(),
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+        "as": resource.getrlimit(resource.RLIMIT_AS),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0), "affinity": os.sched_getaffinity(0),
+    }  # fmt: skip
+
+
+@pytest.fixture
+def received_signals():
+    """Signals the runner (this process: CliRunner runs `synth` in it) receives."""
+    got = []
+
+    def record(number, frame):
+        got.append(signal.Signals(number).name)
+
+    previous = {s: signal.signal(s, record) for s in WATCHED}
+    yield got
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+
+
+@pytest.fixture
+def arena(tmp_path, monkeypatch, openai_server):
+    """A working directory holding a finished run "base" (database, exports, dataset
+    mirror), a decoy tree, listening UDP and UNIX sockets, and a bystander process."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    monkeypatch.delenv("SYNTH_DB", raising=False)
+    openai_server.script = lambda path, body: answer(PARITY)
+    base = synth("run", *GRID, "--attempts", 1, "--run-id", "base",
+                 "--api-base-url", openai_server.base_url)  # fmt: skip
+    assert base.exit_code == 0, base.output
+    tree = tmp_path / "tree"
+    (tree / "empty").mkdir(parents=True)
+    (tree / "a.txt").write_text("decoy a\n")
+    (tree / "b.txt").write_text("decoy b\n")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setblocking(False)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(tmp_path / "u.sock"))
+    unix.listen(4)
+    unix.setblocking(False)
+    bystander = subprocess.Popen(["sleep", "300"])
+    splits = sorted(tmp_path.glob("data/*/L20/seed*/*.txt"))
+    assert [p.name for p in splits] == ["test.txt", "train.txt", "val.txt"]
+    targets = {
+        "db": str(tmp_path / "runs.db"), "mirror": str(tmp_path / "data"),
+        "splits": [str(p) for p in splits if p.name != "train.txt"],
+        "exports": str(tmp_path / "runs" / "base"), "tree": str(tree),
+        "probe": str(CHECKOUT / f".hostile-probe-{uuid.uuid4().hex}"),
+        "port": openai_server.server_address[1], "udp": udp.getsockname()[1],
+        "unix": str(tmp_path / "u.sock"), "bystander": bystander.pid,
+    }  # fmt: skip
+    yield tmp_path, targets, openai_server, (udp, unix, bystander)
+    bystander.kill()
+    bystander.wait()
+    udp.close()
+    unix.close()
+    Path(targets["probe"]).unlink(missing_ok=True)
+
+
+@pytest.fixture(params=list(CASES))
+def hostile(request) -> tuple[str, Case]:
+    """One program of the battery; skipped where this machine lacks what it needs."""
+    missing = set(CASES[request.param].needs) - protections()
+    if missing:
+        pytest.skip(f"no isolation of {', '.join(sorted(missing))} here (layers: {isolation()!r})")
+    return request.param, CASES[request.param]
+
+
+def test_hostile_program(hostile, arena, received_signals):
+    name, hostile = hostile
+    root, targets, server, (udp, unix, bystander) = arena
+    skip = ("runs.db", "runs/hostile")  # what the hostile run itself writes
+    files_before, rows_before = snapshot(root, skip), table_rows(root / "runs.db")
+    state, calls_before = runner_state(), len(server.requests)
+    code = f"T = {targets!r}\n\n{hostile.code}"
+    server.script = in_order(answer(code), answer(PARITY))
+
+    result = synth("run", *GRID, "--attempts", 2, "--run-id", "hostile",
+                   "--api-base-url", server.base_url)  # fmt: skip
+
+    # The run went on and finished: the honest second attempt solved the trial.
+    assert result.exit_code == 0, result.output
+    db = sqlite3.connect(root / "runs.db")
+    db.row_factory = sqlite3.Row
+    run = db.execute("select status from runs where run_id = 'hostile'").fetchone()
+    assert run["status"] == "completed"
+    trial = db.execute("select * from trials where run_id = 'hostile'").fetchone()
+    assert (trial["status"], trial["val_acc"]) == ("done", 1.0)
+    assert trial["attempts_made"] == (1 if hostile.acc == 1.0 else 2)
+    assert len(server.requests) - calls_before == trial["attempts_made"]  # no call of its own
+
+    # The hostile attempt: recorded and classified.
+    ev = db.execute(
+        "select e.* from evaluations e join attempts a on a.id = e.attempt_id"
+        " join trials t on t.id = a.trial_id where t.run_id = 'hostile' and a.attempt = 1"
+    ).fetchone()  # fmt: skip
+    errors = json.loads(ev["errors"])
+    assert ev["isolation"] == isolation()
+    outcome = (ev["status"], ev["limit_hit"])
+    assert outcome == (hostile.status, hostile.limit), errors
+    assert ev["duration_ms"] < (EVAL_TIMEOUT + 1.0) * 1000
+    if hostile.row_errors is not None:
+        assert ev["row_errors"] == hostile.row_errors, errors
+    if hostile.errors is not None:
+        assert len(errors) == len(hostile.errors)
+        assert all(e.startswith(p) for e, p in zip(errors, hostile.errors)), errors
+    if hostile.acc is not None:
+        assert (ev["val_acc"], ev["test_acc"]) == (hostile.acc, hostile.acc), errors
+    if name == "slow_rows":  # the rows done before the limit count, and were right
+        assert 0 < ev["val_correct"] < 20 and ev["test_correct"] == 0
+
+    # The runner, its neighbours, its database and its files: untouched.
+    assert runner_state() == state
+    assert received_signals == []
+    assert bystander.poll() is None
+    assert db.execute("pragma integrity_check").fetchall()[0][0] == "ok"
+    db.close()
+    rows_after = table_rows(root / "runs.db")
+    for table, rows in rows_before.items():
+        assert rows <= rows_after[table], f"rows of {table} changed or vanished"
+    assert snapshot(root, skip) == files_before
+    assert not Path(targets["probe"]).exists(), "the program wrote into the checkout"
+    with pytest.raises(BlockingIOError):
+        udp.recv(100)
+    with pytest.raises(BlockingIOError):
+        unix.accept()
+    # The key never reached the program, so it cannot be in anything it produced.
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes(), path
+
+
+def test_the_battery_covers_the_issue():
+    assert len(CASES) >= 25
+    statuses = {c.status for c in CASES.values()}
+    assert statuses == {"ok", "timeout", "memory", "crash", "exit", "output_limit",
+                        "compile_error", "no_function"}  # fmt: skip
+
+
+def test_the_child_applies_every_layer_this_machine_offers():
+    """seccomp on x86_64 and aarch64 (else namespaces stand in for its network refusal),
+    no capabilities when running as root, Landlock where the kernel has it."""
+    layers = isolation().split()
+    if os.uname().machine in ("x86_64", "aarch64"):
+        assert "seccomp" in layers and "namespaces" not in layers
+    if os.geteuid() == 0:
+        assert "nocaps" in layers
+    if not any(t.startswith("landlock:") for t in layers):
+        pytest.skip(f"no Landlock on this kernel (layers: {isolation()!r})")
