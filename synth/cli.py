@@ -418,6 +418,25 @@ def export_cmd(run_id, out_dir, db_path):
 @cli.command()
 @click.argument("db", required=False, type=click.Path(dir_okay=False, path_type=Path),
                 envvar="SYNTH_DB")  # fmt: skip
+@user_errors
+def migrate(db):
+    """Bring a database written by an older version up to date (read commands need it).
+
+    DB defaults to $SYNTH_DB, else ./synth.db. Writing commands migrate by themselves.
+    """
+    from tracker.db import db_path, open_db
+    from tracker.migrations import migrations
+
+    path = db_path(db)
+    if not path.exists():
+        raise UserError(f"no database at {path}")
+    applied = migrations.applied(open_db(path))
+    click.echo(f"{path}: schema up to date ({len(applied)} migrations applied)", err=True)
+
+
+@cli.command()
+@click.argument("db", required=False, type=click.Path(dir_okay=False, path_type=Path),
+                envvar="SYNTH_DB")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=int)
 @user_errors
@@ -473,4 +492,40 @@ run:       {result.run.run_id} ({result.run.status}, provider {provider})
 database:  {result.db_path}
 exports:   {Path(artifacts['jsonl']).parent}/
 datasets:  {result.out_dir / 'datasets'}/
+report:    {result.report}
 browse:    synth browse {result.db_path}""", err=True)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write  [default: report.html; md: stdout]")
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True,
+              help="A self-contained HTML page, or a text readout for terminals")
+@click.option("--model", multiple=True, help="Only runs of this model")
+@click.option("--provider", multiple=True, help="Only runs of this provider")
+@click.option("--task", multiple=True, help="Only these task ids")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="SYNTH_PRICES", show_envvar=True,
+              help="JSON price table merged over the built-in one")
+@db_option
+@user_errors
+def report(run_ids, output, fmt, model, provider, task, prices, db_path):
+    """Analyse runs: accuracy with CIs, leakage audit, compile stats, tokens and cost.
+
+    No RUN_ID (and no filter): the latest run. The HTML works offline: its charts'
+    JavaScript is inlined once and it references nothing outside the file.
+    """
+    from reports import ReportError, build_report
+    from tracker.db import db_path as resolve_db
+
+    filters = {k: list(v) for k, v in (("model", model), ("provider", provider), ("task", task)) if v}
+    out = output or (Path("report.html") if fmt == "html" else None)
+    try:
+        result = build_report(resolve_db(db_path), list(run_ids) or None, out, fmt, filters or None, prices)
+    except ReportError as e:
+        raise UserError(str(e)) from None
+    if out is None:
+        click.echo(result, nl=False)
+    else:
+        click.echo(f"report written to {result}", err=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from reports import build_report
 from synth.config import RunConfig
 from synth.run import RunResult, start_run
 
@@ -18,6 +19,7 @@ class DemoResult:
     run: RunResult
     out_dir: Path
     db_path: Path
+    report: Path
 
 
 def run_demo(
@@ -44,4 +46,5 @@ def run_demo(
     config.out_dir = str(out_dir / config.run_id)
     result = start_run(config, db_path=db_path, uci_dir=uci_dir, notify=notify,
                        progress_stream=progress_stream)  # fmt: skip
-    return DemoResult(result, out_dir, db_path)
+    report = build_report(db_path, [result.run_id], out_dir / "report.html")
+    return DemoResult(result, out_dir, db_path, report)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import sqlite_utils
 
 from synth.config import RunConfig
@@ -46,6 +48,15 @@ class GridJob:
     @property
     def prompt_hash(self) -> str:
         return prompt_hash(self.prompt)
+
+    @functools.cached_property
+    def eval_inputs(self) -> list[str]:
+        """Validation then test inputs: one sandboxed evaluation covers both."""
+        return [x for x, _ in self.splits["val"]] + [x for x, _ in self.splits["test"]]
+
+    @functools.cached_property
+    def labels(self) -> dict[str, np.ndarray]:
+        return {s: np.array([y for _, y in rows], dtype=np.uint8) for s, rows in self.splits.items()}
 
 
 class Runner:
@@ -153,15 +164,14 @@ class Runner:
         )  # fmt: skip
 
     async def _evaluate(self, job: GridJob, attempt_id: int, code: str, func_name: str):
-        val, test = job.splits["val"], job.splits["test"]
-        inputs = [x for x, _ in val] + [x for x, _ in test]
+        val, test = job.labels["val"], job.labels["test"]
         async with self.eval_slots:
             ev = await evaluate_async(
-                code, func_name, job.stored.point.task.kind, inputs,
+                code, func_name, job.stored.point.task.kind, job.eval_inputs,
                 timeout=self.config.eval_timeout,
             )  # fmt: skip
-        val_acc, val_correct, _ = ev.score([y for _, y in val])
-        test_acc, test_correct, _ = ev.score([y for _, y in test], start=len(val))
+        val_acc, val_correct, _ = ev.score(val)
+        test_acc, test_correct, _ = ev.score(test, start=len(val))
         store.record_evaluation(self.db, attempt_id, {
             "status": ev.status, "limit_hit": ev.limit, "isolation": ev.isolation, "val_acc": val_acc,
             "val_correct": val_correct, "val_total": len(val), "test_acc": test_acc,

@@ -141,7 +141,8 @@ def test_error_messages_are_few_distinct_and_bounded():
 
 
 def test_score_slices_one_evaluation_into_splits():
-    result = Evaluation("ok", [1, 0, None, 1, 1], n_errors=1)
+    result = Evaluation("ok", b"10E11")
+    assert (result.predictions, result.n_errors) == ([1, 0, None, 1, 1], 1)
     assert result.score([1, 0]) == (1.0, 2, 2)
     assert result.score([1, 1, 0], start=2) == (pytest.approx(1 / 3), 1, 3)
     with pytest.raises(ValueError, match="only 5 predictions"):

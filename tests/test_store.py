@@ -84,5 +84,15 @@ def test_readonly_open_needs_an_existing_database_and_cannot_write(tmp_path, db)
 
 def test_readonly_open_of_a_database_without_our_tables(tmp_path):
     sqlite3.connect(tmp_path / "bare.db").execute("create table t (x)").connection.close()
-    with pytest.raises(StoreError, match="not an LLM-PV database yet"):
+    with pytest.raises(StoreError, match="not an LLM-PV database"):
         open_db(tmp_path / "bare.db", readonly=True)
+
+
+def test_a_database_from_an_older_version_is_named_with_the_fix(tmp_path):
+    path = tmp_path / "old.db"
+    db = open_db(path)
+    last = db.execute("select max(rowid) from _sqlite_migrations").fetchone()[0]
+    db.execute("delete from _sqlite_migrations where rowid = ?", [last])
+    db.conn.commit()
+    with pytest.raises(StoreError, match=f"older version of llm-pv; upgrade it with: synth migrate {path}"):
+        open_db(path, readonly=True)

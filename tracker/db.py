@@ -65,7 +65,11 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         if not readonly:
             migrations.apply(db)
         elif migrations.pending(db):
-            raise StoreError(f"{path} is not an LLM-PV database yet (or one from an older version)")
+            if not migrations.applied(db):
+                raise StoreError(f"{path} is not an LLM-PV database (or is still being created)")
+            raise StoreError(
+                f"{path} was written by an older version of llm-pv; upgrade it with: synth migrate {path}"
+            )
     except sqlite3.DatabaseError as e:
         raise StoreError(f"cannot use database {path}: {e}") from None
     return db

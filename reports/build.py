@@ -1,0 +1,59 @@
+"""``synth report`` as a library function: one snapshot of the database, analysed and
+rendered as a self-contained HTML page or a text readout."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from reports.analyses import analyse
+from reports.errors import ReportError
+from reports.html import render_html
+from reports.prices import load_prices
+from reports.scope import resolve_scope
+from reports.text import render_text
+from tracker.db import StoreError, db_path as resolve_db, open_db
+from tracker.files import write_atomic
+
+RENDERERS = {"html": render_html, "md": render_text}
+
+
+def build_report(
+    db_path: str | os.PathLike | None,
+    run_ids: list[str] | None = None,
+    out: str | os.PathLike | None = None,
+    fmt: str = "html",
+    filters: dict | None = None,
+    prices: str | os.PathLike | None = None,
+) -> str | Path:
+    """Report on ``run_ids`` (none: the runs ``filters`` select, else the latest run).
+
+    ``filters`` keys: model, provider, task (a value or a list). ``prices``: a JSON price
+    table merged over the package's (default: $SYNTH_PRICES). Returns the text, or the
+    path it was written to when ``out`` is given. The database is opened read-only and
+    read in one transaction, so a run may keep writing meanwhile.
+    """
+    if fmt not in RENDERERS:
+        raise ReportError(f"unknown report format {fmt!r}: use {' or '.join(RENDERERS)}")
+    out = Path(out) if out is not None else None
+    if out is not None and not out.parent.is_dir():
+        raise ReportError(f"cannot write {out}: folder {out.parent} does not exist")
+    path = resolve_db(db_path)
+    price_table = load_prices(prices)
+    try:
+        db = open_db(path, readonly=True)
+    except StoreError as e:
+        raise ReportError(str(e)) from None
+    try:
+        scope = resolve_scope(db, run_ids, filters)
+        report = analyse(db, scope, price_table, str(path))
+    except sqlite3.DatabaseError as e:
+        raise ReportError(f"cannot read {path}: {e}") from None
+    finally:
+        db.conn.close()
+    text = RENDERERS[fmt](report)
+    if out is None:
+        return text
+    write_atomic(out, text)
+    return out

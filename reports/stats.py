@@ -1,0 +1,48 @@
+"""Summary statistics from SQL aggregates: SQLite sums, Python finishes.
+
+The standard deviation is the population one, as in the published summaries and the
+exports; the 95% confidence interval of the mean uses Student's t with the sample
+standard deviation, clipped to [0, 1] since the values are accuracies.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+Z_975 = 1.959964
+
+
+def t_975(df: int) -> float:
+    """The t quantile: the table up to 30, then the Cornish-Fisher expansion (error < 1e-4)."""
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = Z_975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def summary(n: int, total: float, total_sq: float) -> dict:
+    """Mean, population std and the 95% CI of the mean from count, sum and sum of squares."""
+    if not n:
+        return {"mean": None, "std": None, "ci_low": None, "ci_high": None}
+    mean = total / n
+    var = max(0.0, total_sq / n - mean * mean)
+    std = math.sqrt(var)
+    if n < 2:
+        return {"mean": mean, "std": std, "ci_low": None, "ci_high": None}
+    half = t_975(n - 1) * std / math.sqrt(n - 1)  # t * sample std / sqrt(n)
+    return {"mean": mean, "std": std, "ci_low": max(0.0, mean - half), "ci_high": min(1.0, mean + half)}
+
+
+def add_summaries(row: dict, *names: str) -> dict:
+    """Replace ``<name>_n/_sum/_sq`` columns of an SQL row by ``<name>_mean/_std/_ci_*``."""
+    for name in names:
+        n = row.pop(f"{name}_n")
+        s = summary(n, row.pop(f"{name}_sum") or 0.0, row.pop(f"{name}_sq") or 0.0)
+        row.update({f"{name}_{k}": v for k, v in s.items()})
+    return row

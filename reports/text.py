@@ -1,0 +1,56 @@
+"""The report as text for a terminal (``--format md``): Markdown headings and tables,
+the same analyses and columns as the HTML page, without charts and programs."""
+
+from __future__ import annotations
+
+from reports import tables as t
+from reports.analyses import Report
+from reports.tables import Column
+
+
+def render_text(report: Report) -> str:
+    gate, prices = report.gate, report.prices
+    leaky = [d for d in report.leakage if not d["clean"]]
+    header = (f"# LLM-PV report\n\nruns: {', '.join(report.scope.run_ids)}\n"
+              f"database: {report.database}\ngenerated: {report.generated_at}")  # fmt: skip
+    sections = {
+        f"Research-standard gate: {gate['verdict'].upper()}":
+        f"Zero input leakage and compile-ok rate >= {gate['threshold']}.\n\n" + _table(t.GATE, gate["runs"]),
+        "Runs": _table(_pick(t.RUNS, "run_id", "status", "proposer", "seed", "sizes", "grid_points",
+                             "trials_done", "attempts"), report.runs),
+        "Results per grid point (selected by validation accuracy)": _table(
+            _pick(t.GRID_POINTS, "run_id", "fn", "length", "trials", "test_mean", "test_std", "test",
+                  "val_mean", "gap_mean", "solved"), report.grid_points),
+        "Seed spread": _table(_pick(t.SEED_SPREAD, "fn", "length", "proposer", "seeds", "test_mean",
+                                    "test_std", "test_min", "test_max", "test"), report.seed_spread)
+        if report.seed_spread else "No grid point was run under several seeds.",
+        "Leakage audit": f"{len(report.leakage)} datasets audited, {len(leaky)} with inputs shared "
+        "between splits." + ("\n\n" + _table(t.LEAKAGE, leaky) if leaky else ""),
+        "Raw vs leakage-clean": _table(t.RAW_VS_CLEAN, report.raw_vs_clean),
+        "Compile and extraction": _table(_pick(t.COMPILE, "run_id", "attempts", "call_failed", "answered",
+                                               "extract_failed", "compile_ok", "compile_ok_rate"),
+                                         report.compile),
+        "Most common errors": _table(t.ERRORS, report.errors),
+        "Improvement (test-oracle: chosen with test labels, an upper bound, not a result)":
+        _table(t.IMPROVEMENT, report.run_results),
+        "Attempts to solve": _table(t.SOLVE, report.attempts_to_solve),
+        f"Tokens and cost (prices: {prices.source}, as of {prices.as_of})":
+        _table(t.TOKENS_RUNS, report.tokens_runs),
+    }  # fmt: skip
+    return header + "".join(f"\n\n## {title}\n\n{body}" for title, body in sections.items()) + "\n"
+
+
+def _pick(columns: list[Column], *keys: str) -> list[Column]:
+    by_key = {c.key: c for c in columns}
+    return [by_key[k] for k in keys]
+
+
+def _table(columns: list[Column], rows: list[dict]) -> str:
+    if not rows:
+        return "(none)"
+    lines = ["| " + " | ".join(c.label for c in columns) + " |",
+             "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|"]  # fmt: skip
+    for row in rows:
+        cells = (c.text(row).replace("|", "\\|").replace("\n", " ") for c in columns)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

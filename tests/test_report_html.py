@@ -1,0 +1,164 @@
+"""build_report: the HTML file (every chart and table, nothing external, escaping), the
+text readout, its errors, and reading a database while a run writes to it."""
+
+import json
+import re
+import sqlite3
+
+import pytest
+from openai_server import Reply
+
+from reports import ReportError, build_report
+from reports.charts import CHARTS
+from reports.html import vega_javascript
+from tracker.db import open_db
+
+
+ALL = ["r0", "r1", "r2", "r3", "r4"]
+TABLES = ["gate", "runs", "leaderboard", "grid-points", "seed-spread", "leakage", "raw-vs-clean",
+          "compile", "failures", "errors", "improvement", "attempts-to-solve", "tokens-runs",
+          "tokens-points", "programs"]  # fmt: skip
+# URL-like strings inside the vendored Vega bundle: XML namespace names, which are
+# identifiers and never fetched, and strings the page never uses (an issue link in an
+# error message, Vega's schema id, the editor link of the actions menu, which is off).
+BUNDLE_URLS = {
+    "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink", "http://www.w3.org/2000/xmlns/",
+    "https://github.com/vega/vega-lite/issues/2415", "https://vega.github.io/schema/vega/v6.json",
+    "https://vega.github.io/editor/",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page(report_db):
+    path = build_report(report_db, ALL, report_db.with_name("all.html"))
+    return path.read_text(encoding="utf-8")
+
+
+def specs(html: str) -> dict[str, dict]:
+    spec = r'<script type="application/json" class="vl-spec" data-target="chart-([\w-]+)">(.*?)</script>'
+    found = re.findall(spec, html, re.S)
+    return {id: json.loads(text) for id, text in found}
+
+
+def test_every_chart_is_embedded_with_its_data(page):
+    charts = specs(page)
+    assert sorted(charts) == sorted(id for id, *_ in CHARTS)
+    for id, spec in charts.items():
+        assert f'id="chart-{id}"' in page
+        assert "$schema" not in spec
+        assert spec["datasets"]["rows"], id  # inline data, aggregated beforehand
+    heatmap = charts["heatmap"]["datasets"]["rows"]
+    assert {(v["proposer"], v["fn"], v["test_mean"]) for v in heatmap} == {
+        ("tree", "fn_a", 0.75), ("openai/gpt-5", "fn_a", 0.6875), ("openai/gpt-5", "fn_b", 0.8125)}
+
+
+def test_every_table_is_there_and_sortable(page):
+    for name in TABLES:
+        assert re.search(rf'<table class="sortable" id="table-{name}">', page), name
+    assert page.count('class="sortable"') == len(TABLES)
+    grid = page[page.index('id="table-grid-points"'):]
+    grid = grid[:grid.index("</table>")]
+    assert grid.count("<tr>") == 1 + 5  # the header and five grid points
+    assert 'data-v="0.375">0.375</td>' in grid
+
+
+def test_gate_verdict_and_run_metadata_come_first(page):
+    gate = page.index('id="gate"')
+    assert gate < page.index('id="runs"') < page.index('id="results"')
+    assert "research-standard gate: fail" in page[gate:gate + 200]
+    assert 'class="gate fail"' in page
+
+
+def test_vega_is_inlined_once_and_nothing_refers_outside(page):
+    bundle = vega_javascript()
+    assert page.count(bundle) == 1 and len(bundle) > 500_000
+    rest = page.replace(bundle, "")
+    assert not re.search(r"https?:|ftp:|//[\w.-]+\.\w", rest, re.I)
+    assert not re.search(r"\b(src|href)\s*=\s*(?![\"']?#)", rest, re.I)  # only #anchors
+    assert "url(" not in rest and "@import" not in rest
+    assert set(re.findall(r"https?://[^\s\"'`)]+", bundle)) <= BUNDLE_URLS
+
+
+def test_text_from_the_database_is_escaped(page):
+    assert "<b>&amp; stays text</b>" not in page
+    assert "&lt;b&gt;&amp;amp; stays text&lt;/b&gt;" in page
+
+
+def test_markdown_readout(report_db):
+    text = build_report(report_db, ALL, fmt="md")
+    assert text.startswith("# LLM-PV report")
+    assert "## Research-standard gate: FAIL" in text
+    assert "| r1 | fail | 2 | 0.750 | 2 inputs shared between splits; compile-ok rate 0.750 < 0.99 |" in text
+    assert "| r1 | fn_a | 4 | 2 | 0.375 | 0.375 | [0.000, 1.000] | 0.500 | +0.125 | 1 |" in text
+    assert "4 datasets audited, 1 with inputs shared between splits." in text
+    assert "| r3 | tree | 1 | 1 | 0 | 0 | 0 | 0 | $0.0000 |" in text
+    assert "| r4 | openai/llama-3.1-8b | 1 | 1 | 100 | 40 | 50 | 30 | unknown |" in text
+
+
+def test_latest_run_by_default_and_written_atomically(report_db, tmp_path):
+    out = build_report(report_db, None, tmp_path / "latest.md", fmt="md")
+    assert out == tmp_path / "latest.md"
+    text = out.read_text()
+    assert "runs: r4" in text and "| r4 | running | openai/llama-3.1-8b |" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.md"]
+
+
+def test_errors_are_report_errors(report_db, tmp_path):
+    cases = [
+        (dict(db_path=report_db, run_ids=["nope"]), "no run 'nope'"),
+        (dict(db_path=tmp_path / "missing.db"), "no database at"),
+        (dict(db_path=report_db, fmt="pdf"), "unknown report format 'pdf'"),
+        (dict(db_path=report_db, out=tmp_path / "no" / "r.html"), "folder .* does not exist"),
+    ]
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("create table t (x)").connection.close()
+    cases.append((dict(db_path=other), "is not an LLM-PV database"))
+    (tmp_path / "text.db").write_text("not a database at all" * 10)
+    cases.append((dict(db_path=tmp_path / "text.db"), "cannot use database"))
+    for kwargs, message in cases:
+        with pytest.raises(ReportError, match=message):
+            build_report(**kwargs)
+
+
+def test_reads_a_consistent_snapshot_while_a_run_writes(fresh_report_db):
+    path = fresh_report_db
+    writer = open_db(path)
+    writer.conn.execute("begin immediate")  # the runner holds the write lock
+    writer.conn.execute(
+        "insert into runs (run_id, created_at, status, provider, model, dry_run, config) "
+        "values ('r9', '2999-01-01', 'running', 'openai', 'gpt-5', 0, '{}')"
+    )
+    try:
+        text = build_report(path, None, fmt="md")  # not blocked, and sees only committed rows
+        assert "runs: r4" in text
+    finally:
+        writer.conn.commit()
+    assert "runs: r9" in build_report(path, None, fmt="md")
+    writer.conn.close()
+
+
+PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
+
+
+def test_report_of_real_runs(openai_server, tmp_path, monkeypatch):
+    """Runs recorded by the runner itself (an OpenAI model and the offline tree)."""
+    pytest.importorskip("sklearn", reason="the tree proposer needs scikit-learn")
+    from synth.config import RunConfig
+    from synth.run import start_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    openai_server.script = lambda path, body: Reply(text=PARITY)
+    grid = dict(functions=["fn_a", "fn_g"], lengths=[20], num_trials=2, attempts=2,
+                train_size=20, val_size=20, test_size=40)  # fmt: skip
+    start_run(RunConfig(**grid, run_id="model", api_base_url=openai_server.base_url), db_path="runs.db")
+    start_run(RunConfig(**grid, run_id="tree", provider="tree"), db_path="runs.db")
+    text = build_report("runs.db", ["model", "tree"], fmt="md")
+    assert "## Research-standard gate: PASS" in text
+    assert "| model | fn_a | 20 | 2 | 1.000 | 0.000 | [1.000, 1.000] | 1.000 | +0.000 | 2 |" in text
+    assert "2 datasets audited, 0 with inputs shared between splits." in text
+    # 6 calls: parity solves fn_a at once, and never fn_g (2 trials x 2 attempts)
+    assert f"| model | openai/gpt-5 | 6 | 6 | 720 | 0 | 240 | 96 | ${(720 * 1.25 + 240 * 10) / 1e6:.4f} |" in text
+    assert "| tree | tree | " in text
+    html = build_report("runs.db", ["model", "tree"]).replace(vega_javascript(), "")
+    assert 'class="gate pass"' in html and "return x.count(&#34;1&#34;) % 2" in html
