@@ -2,7 +2,8 @@
 the wall clock to the ideal, ceil(trials / concurrency) x attempts x latency?
 
 The server answers a wrong program (`return 0`), so every trial uses all its attempts
-and every program is evaluated in the sandbox, as in a real run.
+and every program is evaluated in the sandbox, as in a real run. It runs in its own
+process, as a real API server would, so it does not share the runner's interpreter.
 
 Run: .venv/bin/python bench/grid.py [--latency 0.5] [--concurrency 8 32]
 Target: wall / ideal <= 1.15 at concurrency 8 and 32.
@@ -15,18 +16,38 @@ import io
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from openai_server import OpenAIServer, Reply  # noqa: E402  (the test suite's server)
+from synth.config import RunConfig
+from synth.run import start_run
 
-from synth.config import RunConfig  # noqa: E402
-from synth.run import start_run  # noqa: E402
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+# The test suite's loopback server, answering every call after a fixed delay.
+SERVER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from openai_server import OpenAIServer, Reply
+WRONG = '{"code": "def f(x):\\\\n    return 0"}'
+with OpenAIServer(lambda path, body: Reply(text=WRONG, delay=float(sys.argv[2]))) as server:
+    print(server.base_url, flush=True)
+    sys.stdin.read()  # serve until the benchmark closes our stdin
+"""
 
-WRONG = '{"code": "def f(x):\\n    return 0"}'
+
+@contextmanager
+def server_process(latency: float):
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(TESTS), str(latency)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
 
 
 def main() -> None:
@@ -43,23 +64,22 @@ def main() -> None:
     print(f"fn_a at L={args.lengths}, {trials} trials x {args.attempts} attempts, "
           f"latency {args.latency} s, test size {args.test_size}")  # fmt: skip
     print(f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'ratio':>6}")
-    with OpenAIServer(lambda path, body: Reply(text=WRONG, delay=args.latency)) as server:
+    with server_process(args.latency) as base_url:
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
                 config = RunConfig(
                     functions=["fn_a"], lengths=args.lengths, num_trials=args.trials,
                     attempts=args.attempts, test_size=args.test_size,
-                    concurrency=concurrency, api_base_url=server.base_url,
+                    concurrency=concurrency, api_base_url=base_url,
                     out_dir=str(Path(tmp) / "out"), run_id=f"bench-{concurrency}",
                 )  # fmt: skip
                 db = Path(tmp) / "bench.db"
                 start_run(RunConfig(**{**config.to_json(), "dry_run": True, "run_id": "warm"}),
                           db_path=db, progress_stream=io.StringIO())  # datasets built  # fmt: skip
-                calls_before = len(server.requests)
                 started = time.perf_counter()
-                start_run(config, db_path=db, progress_stream=io.StringIO())
+                result = start_run(config, db_path=db, progress_stream=io.StringIO())
                 wall = time.perf_counter() - started
-                calls = len(server.requests) - calls_before
+                calls = result.manifest["row_stats"]["attempt_rows"]
             ideal = math.ceil(trials / concurrency) * args.attempts * args.latency
             print(f"{concurrency:>11} {calls:>6} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f}")
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")

@@ -20,7 +20,7 @@ def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monk
     assert f"browse:    synth browse {db_path}" in first.stderr
     assert f"report:    {out / 'report.html'}" in first.stderr
     html = (out / "report.html").read_text()
-    assert "Research-standard gate: pass" in html and "fn_e" in html
+    assert "research-standard gate: pass" in html and "fn_e" in html
     fn_e = next(line for line in first.stdout.splitlines() if line.startswith("fn_e"))
     assert "1.000 ± 0.000" in fn_e, "formula finds parity of 3 positions at L=20"
     db = open_db(db_path, readonly=True)
