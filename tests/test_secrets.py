@@ -22,12 +22,14 @@ def test_the_key_leaves_no_trace(tmp_path, monkeypatch, openai_server):
     exported = runner.invoke(cli, ["export", "s", "--db", "s.db", "--out-dir", "again"])
     shown = runner.invoke(cli, ["show", "s", "--db", "s.db", "--json"])
     listed = runner.invoke(cli, ["runs", "--db", "s.db", "--json"])
+    reported = runner.invoke(cli, ["report", "s", "--db", "s.db", "-o", "report.html"])
+    assert reported.exit_code == 0, reported.output
     # the key did reach the server, so its absence below means something
     assert openai_server.requests[0].headers["authorization"] == f"Bearer {SENTINEL}"
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "s.db" for p in files) and any(p.suffix == ".csv" for p in files)
-    assert any("mirror" in p.parts for p in files)
+    assert any("mirror" in p.parts for p in files) and any(p.name == "report.html" for p in files)
     for path in files:
         assert SENTINEL.encode() not in path.read_bytes(), f"the key is in {path}"
-    for output in (result, exported, shown, listed):
+    for output in (result, exported, shown, listed, reported):
         assert SENTINEL not in output.output
