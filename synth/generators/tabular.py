@@ -24,6 +24,9 @@ import numpy as np
 
 from synth.errors import InfeasibleError
 from synth.generators.base import Task
+# The dict a candidate program receives (value -> float where it parses as one): the
+# sandbox child's own parser, so baselines fit on exactly what programs are given.
+from synth.sandbox_child import features as parse_input  # noqa: F401
 from synth.uci import SOURCES, Table
 
 
@@ -102,15 +105,3 @@ def draw(table: Table, n: int, rng: np.random.Generator) -> tuple[list[str], lis
     params = affine_params(table, rng)
     positives, negatives = sample_rows(table, n, rng)
     return encode_rows(table, positives, params), encode_rows(table, negatives, params)
-
-
-def parse_input(line: str) -> dict[str, float | str]:
-    """The dict a candidate program receives: a value that parses as a float is one."""
-    row: dict[str, float | str] = {}
-    for item in line.split(","):
-        key, _, value = item.partition(":")
-        try:
-            row[key] = float(value)
-        except ValueError:
-            row[key] = value
-    return row
