@@ -22,7 +22,6 @@ import http.client
 import io
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from synth.errors import SourceError
+from tracker.files import write_atomic
 
 DEFAULT_BASE_URL = "https://archive.ics.uci.edu"
 DEFAULT_CACHE_DIR = Path("~/.cache/llm-pv/uci")
@@ -213,7 +213,8 @@ def load_table(
             f"to the folder holding {source.file} or {source.file}.gz"
         ) from None
     try:
-        path = _write_atomically(cache / source.file, content)
+        cache.mkdir(parents=True, exist_ok=True)
+        path = write_atomic(cache / source.file, content)
     except OSError as e:
         raise SourceError(
             f"cannot write the UCI cache {cache} ({e}); set SYNTH_CACHE_DIR to a writable folder"
@@ -264,20 +265,6 @@ def _reason(e: Exception) -> str:
     if isinstance(e, zipfile.BadZipFile | zlib.error | EOFError):
         return f"not a valid zip archive ({e})"
     return str(e) or type(e).__name__
-
-
-def _write_atomically(path: Path, content: bytes) -> Path:
-    """Write via a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _read_file(source: Source, path: Path) -> Table:
