@@ -493,7 +493,14 @@ database:  {result.db_path}
 exports:   {Path(artifacts['jsonl']).parent}/
 datasets:  {result.out_dir / 'datasets'}/
 report:    {result.report}
-browse:    synth browse {result.db_path}""", err=True)
+browse:    {_self_command()} browse {result.db_path}""", err=True)
+
+
+def _self_command() -> str:
+    """How to call synth again from here: `synth` when on PATH, else the path used now."""
+    import shutil
+
+    return "synth" if shutil.which("synth") else sys.argv[0]
 
 
 @cli.command()
