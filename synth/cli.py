@@ -312,6 +312,8 @@ def run(ctx, resume_id, db_path, uci_dir, **flags):
     result = _start_or_resume(ctx, resume_id, db_path, uci_dir, flags)
     _echo_summary(result.db_path, result.run_id)
     artifacts = result.manifest["artifacts"]
+    if result.status == "dry_run":
+        click.echo("dry run: datasets built and prompts recorded; no model was called", err=True)
     click.echo(f"run {result.run_id}: {result.status}", err=True)
     click.echo(f"database: {result.db_path}", err=True)
     click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)

@@ -195,6 +195,7 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
                 "--train-size", 10, "--val-size", 10, "--test-size", 20, "--dry-run",
                 "--run-id", "dry", "--db", "r.db")  # fmt: skip
     assert dry.exit_code == 0, dry.output
+    assert "dry run: datasets built and prompts recorded; no model was called" in dry.stderr
     assert len(openai_server.requests) == 1, "a dry run calls nothing"
     db = open_db(workdir / "r.db", readonly=True)
     assert db["runs"].get("dry")["status"] == "dry_run"
