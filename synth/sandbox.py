@@ -1,29 +1,34 @@
 """Verifies candidate programs in a child process, never in the runner's process.
 
-The child (synth/sandbox_child.py) receives the code and the inputs only, never the
-labels; it returns one mark per row (1, 0 or error) and the parent scores them. Each
-evaluation gets a fresh interpreter in its own session, an empty temporary working
-directory, a scrubbed environment (no API keys) and rlimits on CPU, address space,
-file size, processes and core dumps; before the program runs, the child also confines
-itself with what the kernel offers (Landlock, seccomp, no capabilities, namespaces) and
-reports which. The parent enforces the wall clock by killing the whole process group
-and reads a bounded number of bytes. See docs/sandbox.md for what this does and does
-not protect against.
+The child (forked by synth/sandbox_child.py) receives the code and the inputs only,
+never the labels; it returns one mark per row (1, 0 or error) and the parent scores
+them. Children come from a zygote: one long-lived interpreter per runner, started on
+first use with a scrubbed environment (no API keys), that imports what a child needs
+and forks one child per evaluation, so an evaluation costs a fork, not an interpreter
+start. Each child runs in its own session and an empty temporary working directory
+under rlimits on CPU, address space, file size, processes and core dumps; before the
+program runs, it also confines itself with what the kernel offers (Landlock, seccomp,
+no capabilities, namespaces) and reports which. The parent enforces the wall clock by
+having the child's whole process group killed and reads a bounded number of bytes. See
+docs/sandbox.md for what this does and does not protect against.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import math
 import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from synth.generators.base import KINDS
+from synth.sandbox_child import kill_group
 
 STATUSES = (
     "ok", "timeout", "memory", "crash", "exit", "output_limit", "compile_error", "no_function",
@@ -43,11 +49,23 @@ MAX_OUTPUT_BYTES = 64 * 1024
 MAX_FILE_BYTES = 1 << 20
 
 _CHILD = Path(__file__).with_name("sandbox_child.py")
-# -I: no environment variables, user site or script directory on sys.path; -S: no
-# site import (half the startup time); -B: no .pyc writes.
-_COMMAND = (sys.executable, "-I", "-S", "-B", str(_CHILD))
-# The parent's site-packages, so programs may import numpy & co.; never the project.
+# The zygote: -I: no environment variables, user site or script directory on sys.path;
+# -S: no site import (no .pth files run); -B: no .pyc writes. Then the parent's
+# site-packages, so programs may import numpy & co.; never the project.
 _SITE = tuple(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
+_COMMAND = (sys.executable, "-I", "-S", "-B", str(_CHILD))
+# Built from scratch: nothing of ours (keys!) is inherited. Each child sets HOME and
+# TMPDIR to its own working directory.
+_ENVIRONMENT = {
+    "PATH": os.defpath,
+    "LANG": "C.UTF-8",
+    # One BLAS thread: no thread pools under RLIMIT_NPROC, less address space.
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+# How long the zygote may take to fork a child, or to report one that was killed.
+_ZYGOTE_TIMEOUT = 10.0
 _CHILD_STATUSES = {"ok", "memory", "exit", "compile_error", "no_function"}
 _MARKS = {ord("0"): 0, ord("1"): 1}
 _ERROR = ord("E")
@@ -127,15 +145,15 @@ def evaluate(
     cwd = tempfile.mkdtemp(prefix="synth-sandbox-")
     started = time.perf_counter()
     try:
-        # The job reaches the child as a file on its stdin (no pipe to pump); the marks
-        # come back through a file it maps, one byte per row.
+        # The job reaches the child as a file (no pipe to pump); the marks come back
+        # through a file it maps, one byte per row.
         with tempfile.TemporaryFile() as job, tempfile.TemporaryFile() as marks:
             job.write(payload)
             job.seek(0)
             os.ftruncate(marks.fileno(), max(len(inputs), 1))  # mmap needs a non-empty file
-            argv = (*_COMMAND, str(marks.fileno()), *limits, *_SITE)
+            request = " ".join((*limits, cwd)).encode("utf-8", "surrogateescape")
             out, returncode, stopped = _run(
-                argv, job, marks.fileno(), cwd, timeout, max_output_bytes, on_start
+                request, job.fileno(), marks.fileno(), timeout, max_output_bytes, on_start
             )
             # Padded: a row the child never marked (or a file it shrank) is "not reached".
             done = os.pread(marks.fileno(), len(inputs), 0).ljust(len(inputs), b"\0")
@@ -146,7 +164,7 @@ def evaluate(
 
 
 async def evaluate_async(code: str, func_name: str, kind: str, inputs: list[str], **limits) -> Evaluation:
-    """``evaluate`` for the asyncio runner: spawning, reading and waiting happen in a
+    """``evaluate`` for the asyncio runner: starting, reading and waiting happen in a
     worker thread, never on the event loop; cancelling kills the child at once."""
     pids: list[int] = []
     run = functools.partial(evaluate, code, func_name, kind, inputs, on_start=pids.append, **limits)
@@ -155,7 +173,7 @@ async def evaluate_async(code: str, func_name: str, kind: str, inputs: list[str]
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         for pid in pids:
-            _kill_group(pid)
+            kill_group(pid)
         await asyncio.wait([future])  # the thread sees EOF and cleans up
         raise
 
@@ -173,67 +191,144 @@ def _payload(code: str, func_name: str, kind: str, inputs: list[str]) -> bytes:
     return header + source + text.encode("utf-8")
 
 
-def _environment(cwd: str) -> dict[str, str]:
-    """A minimal environment built from scratch: nothing of ours (keys!) is inherited."""
-    return {
-        "PATH": os.defpath,
-        "LANG": "C.UTF-8",
-        "HOME": cwd,
-        "TMPDIR": cwd,
-        # One BLAS thread: no thread pools under RLIMIT_NPROC, less address space.
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
+class _Zygote:
+    """The fork server (sandbox_child.py): one interpreter that forks a child per
+    evaluation. In a session of its own, so a Ctrl-C meant for the runner does not reach
+    it; it exits when its control socket hits EOF, i.e. when the runner exits or dies
+    (not PR_SET_PDEATHSIG: that fires when the thread that started it ends)."""
+
+    def __init__(self):
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            self.proc = subprocess.Popen(
+                (*_COMMAND, str(theirs.fileno()), *_SITE),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                env=_ENVIRONMENT,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+
+    def fork(self, request: bytes, fds: tuple[int, ...]) -> tuple[socket.socket, int]:
+        """Has the zygote fork a child; returns the request's reply socket and the
+        child's pid. Raises _ZygoteGone when the zygote died or does not answer."""
+        reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with theirs:
+                fds = (theirs.fileno(), *fds)
+                socket.send_fds(self.control, [request], fds, socket.MSG_NOSIGNAL)
+            reply.settimeout(_ZYGOTE_TIMEOUT)
+            pid = reply.recv(16)
+        except OSError as exc:
+            reply.close()
+            raise _ZygoteGone from exc
+        if not pid:
+            reply.close()
+            raise _ZygoteGone
+        return reply, int(pid)
+
+    def stop(self) -> None:
+        self.control.close()  # EOF: it kills the children left and exits
+        try:
+            self.proc.wait(_ZYGOTE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def _run(argv, job, marks_fd: int, cwd: str, timeout: float, cap: int, on_start):
+class _ZygoteGone(Exception):
+    pass
+
+
+_zygote: _Zygote | None = None
+_zygote_lock = threading.Lock()
+
+
+def _fork(request: bytes, fds: tuple[int, ...]) -> tuple[socket.socket, int]:
+    """A child forked for this request: (reply socket, pid). Starts the zygote on first
+    use, and again when it died; a request it never answered started nothing, so it is
+    sent once more to the new zygote."""
+    global _zygote
+    for retry in (False, True):
+        with _zygote_lock:
+            if _zygote is None:
+                _zygote = _Zygote()
+            zygote = _zygote
+        try:
+            return zygote.fork(request, fds)
+        except _ZygoteGone as exc:
+            with _zygote_lock:
+                if _zygote is zygote:
+                    _zygote = None
+            zygote.proc.kill()  # in case it hangs rather than died
+            zygote.stop()
+            if retry:
+                raise RuntimeError("the sandbox's zygote died twice in a row") from exc
+
+
+@atexit.register
+def _stop_zygote() -> None:
+    global _zygote
+    with _zygote_lock:
+        zygote, _zygote = _zygote, None
+    if zygote is not None:
+        zygote.stop()
+
+
+def _run(request: bytes, job_fd: int, marks_fd: int, timeout: float, cap: int, on_start):
     """Starts the child, reads at most ``cap`` bytes until its end marker, EOF or the
-    deadline, then kills its process group. Returns (bytes, returncode, stopped)."""
+    deadline, then has its process group killed. Returns (bytes, returncode, stopped);
+    returncode is None when the zygote died meanwhile."""
     deadline = time.monotonic() + timeout
-    proc = subprocess.Popen(
-        argv,
-        stdin=job,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=cwd,
-        env=_environment(cwd),
-        pass_fds=(marks_fd,),
-        start_new_session=True,
-    )
-    on_start(proc.pid)
-    out = bytearray()
-    stopped = None
+    channel, channel_end = os.pipe()
     try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    stopped = "wall"
-                    break
-                chunk = os.read(proc.stdout.fileno(), 1 << 16)
-                if not chunk:
-                    break
-                out += chunk
-                if len(out) > cap:
-                    stopped = "output"
-                    break
-                if _END in chunk:
-                    break
+        try:
+            reply, pid = _fork(request, (job_fd, marks_fd, channel_end))
+        finally:
+            os.close(channel_end)
+        with reply:
+            on_start(pid)
+            out, stopped = _read(channel, deadline, cap)
+            returncode = _end(reply, pid)
     finally:
-        _kill_group(proc.pid)
-        proc.wait()
-        proc.stdout.close()
-    return bytes(out[:cap]), proc.returncode, stopped
+        os.close(channel)
+    return bytes(out[:cap]), returncode, stopped
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGKILL everything left in the child's session (its group id is its pid)."""
+def _read(channel: int, deadline: float, cap: int) -> tuple[bytearray, str | None]:
+    out = bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(channel, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                return out, "wall"
+            chunk = os.read(channel, 1 << 16)
+            if not chunk:
+                return out, None
+            out += chunk
+            if len(out) > cap:
+                return out, "output"
+            if _END in chunk:
+                return out, None
+
+
+def _end(reply: socket.socket, pid: int) -> int | None:
+    """Asks the zygote to kill the child's process group (nothing happens if it ended:
+    the zygote already did) and returns its exit code; None when the zygote died."""
+    # EOF, not a message: a message the zygote never reads (it reported the child's end
+    # and closed its side) would make the kernel discard what it sent us.
+    reply.shutdown(socket.SHUT_WR)
     try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        code = reply.recv(16)  # under the zygote timeout
+    except OSError:
+        code = b""
+    if code:
+        return int(code)
+    kill_group(pid)  # nobody else will now
+    return None
 
 
 def _remove(cwd: str) -> None:
@@ -243,7 +338,7 @@ def _remove(cwd: str) -> None:
         shutil.rmtree(cwd, ignore_errors=True)
 
 
-def _evaluation(marks: bytes, out: bytes, returncode: int, stopped, duration_ms, timeout):
+def _evaluation(marks: bytes, out: bytes, returncode: int | None, stopped, duration_ms, timeout):
     # The first line is the isolation report, written before the program ran.
     isolation, newline, rest = out.partition(b"\n")
     out = rest if newline else out
@@ -260,6 +355,8 @@ def _evaluation(marks: bytes, out: bytes, returncode: int, stopped, duration_ms,
             status, errors = "crash", [f"malformed result channel {done}"]
         elif status == "memory":
             limit = "memory"
+    elif returncode is None:
+        status, errors = "crash", [f"the sandbox's zygote died {done}"]
     elif returncode == -signal.SIGXCPU:
         status, limit, errors = "timeout", "cpu", [f"CPU limit hit {done}"]
     elif returncode == -signal.SIGALRM:

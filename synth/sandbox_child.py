@@ -1,23 +1,32 @@
-"""The sandbox child: runs ONE candidate program on the inputs it is sent, then exits.
+"""The sandbox's fork server (the zygote) and the child it forks for each evaluation.
 
-synth.sandbox starts it as ``python -I -S -B sandbox_child.py ...`` in a fresh session,
-an empty working directory and a scrubbed environment. It is deliberately standalone:
-stdlib only, nothing imported from this project, so a program cannot reach the
-runner's code, keys or database through it.
+synth.sandbox starts this file once per runner as ``python -I -S -B sandbox_child.py
+<control fd> <site dirs>...``, in a session of its own, with a scrubbed environment and
+/dev/null as fds 0-2. That process, the zygote, imports what a child needs (ctypes
+above all), then serves requests: for each it forks a child that runs ONE candidate
+program and exits. The zygote itself never runs a program, never confines itself and
+stays single-threaded, so every fork starts from the same clean state. It is
+deliberately standalone: stdlib only, nothing imported from this project, so a program
+cannot reach the runner's code, keys or database through it.
 
-Protocol.
-  argv    the marks descriptor, alarm seconds, CPU seconds, address-space bytes,
-          file-size bytes, then directories appended to sys.path (the parent's
-          site-packages, so programs may ``import numpy``; .pth files are not run).
-  stdin   a header line ``<func_name> <kind> <rows> <code bytes>``, the code (UTF-8),
-          then the inputs joined by newlines. Never labels.
+Protocol (``serve``).
+  control a SOCK_SEQPACKET socket; each message is one request, ``<alarm seconds> <CPU
+          seconds> <address-space bytes> <file-size bytes> <working directory>``, with
+          four descriptors: the request's reply socket, the job, the marks, the result
+          channel. EOF: the runner is gone; the zygote kills its children and exits.
+  reply   the zygote sends the child's pid, then, once it has ended, its exit code
+          (negative: the signal that killed it). EOF from the runner (it shuts down its
+          side when done with the child, or closes it) asks the zygote to kill the
+          child's process group; the zygote also kills it when the child ends, before
+          reaping it, so nothing of the child outlives it.
+  job     a file: a header line ``<func_name> <kind> <rows> <code bytes>``, the code
+          (UTF-8), then the inputs joined by newlines. Never labels.
   marks   a file of one byte per row, mapped into memory: row i's byte becomes ``1``,
           ``0``, or ``E`` (the row raised) as soon as the row is done, so the parent
           keeps every finished row even when a limit kills us mid-way; 0 = not reached.
-  result  the original stdout, moved to a private descriptor before user code runs:
-          first the isolation layers applied (one line, written before the program
-          runs, so the program cannot change it), then the status, one line per
-          distinct error message, then a NUL.
+  result  a pipe: first the isolation layers applied (one line, written before the
+          program runs, so the program cannot change it), then the status, one line
+          per distinct error message, then a NUL.
 
 Before the program runs, the child confines itself with what this kernel offers
 (``isolate``): rlimits; Landlock (files, TCP, signals, abstract sockets); no
@@ -27,14 +36,17 @@ or, where there is none, network and IPC namespaces of its own.
 """
 
 import builtins
+import ctypes
 import mmap
 import os
 import resource
+import select
+import socket
 import stat
 import struct
 import sys
 
-import _signal  # not `signal`: that imports enum, ~3 ms of startup per evaluation
+import signal
 
 MAX_ERRORS = 5
 MAX_MESSAGE = 200
@@ -46,7 +58,8 @@ READABLE = (
 )  # fmt: skip
 
 CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWNET = 0x08000000, 0x10000000, 0x40000000
-PR_GET_SECCOMP, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 21, 22, 38, 2
+PR_SET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 21, 22, 38
+SECCOMP_MODE_FILTER = 2
 CAPABILITY_VERSION_3 = 0x20080522
 LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446  # all arches
 FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
@@ -214,19 +227,15 @@ def limit(alarm, cpu, address_space, file_size):
     # No new processes or threads (root is exempt: seccomp refuses fork and clone).
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
     # Writing past the file-size limit fails with EFBIG (a row error) instead of a kill.
-    _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # Backstop if the parent dies without killing us: SIGALRM ends the process.
-    _signal.alarm(alarm)
+    signal.alarm(alarm)
 
 
-def isolate(limits, readable, writable):
+def isolate(libc, limits, readable, writable):
     """Confines this process with every layer the kernel offers, before the program
     runs; returns the names of those applied. rlimits always apply; each other layer is
     skipped where unavailable (old kernel, container policy, another architecture)."""
-    import ctypes  # here: only the isolating child pays for it (~2 ms)
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
     seccomp_built = libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0
     filtered = SYSCALLS.get(os.uname().machine) if seccomp_built else None
     # The seccomp filter refuses sockets and System V IPC. Where there is none, network
@@ -238,9 +247,9 @@ def isolate(limits, readable, writable):
     abi = landlock(libc, readable, writable)
     if abi:
         layers.append(f"landlock:{abi}")
-    if drop_capabilities(libc, ctypes):
+    if drop_capabilities(libc):
         layers.append("nocaps")
-    if filtered is not None and seccomp(libc, ctypes, *filtered):
+    if filtered is not None and seccomp(libc, *filtered):
         layers.append("seccomp")
     return layers
 
@@ -304,7 +313,7 @@ def landlock(libc, readable, writable):
         os.close(ruleset)
 
 
-def drop_capabilities(libc, ctypes):
+def drop_capabilities(libc):
     """Gives up every capability (when running as root): no mounts, no raising rlimits,
     no overriding file permissions. Returns whether there were any."""
     header = ctypes.create_string_buffer(struct.pack("Ii", CAPABILITY_VERSION_3, 0), 8)
@@ -314,7 +323,7 @@ def drop_capabilities(libc, ctypes):
     return libc.capset(header, ctypes.create_string_buffer(24)) == 0
 
 
-def seccomp(libc, ctypes, arch, numbers):
+def seccomp(libc, arch, numbers):
     """A seccomp filter refusing (EPERM) the syscalls in DENIED and those in SELF_ONLY
     aimed at another process; x32 numbers are refused and i386 calls kill the process.
     ``arch`` and ``numbers`` come from SYSCALLS. Returns whether it was installed."""
@@ -338,16 +347,128 @@ def seccomp(libc, ctypes, arch, numbers):
     return libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0) == 0
 
 
-def main():
-    marks_fd, alarm, cpu, address_space, file_size = map(int, sys.argv[1:6])
-    data = sys.stdin.buffer.read()
-    # The result channel leaves fd 1; fds 0-2 and sys.std* then lead to /dev/null, so
-    # prints and stray writes by the program cannot reach the parent.
-    out = os.dup(1)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+def kill_group(pid):
+    """SIGKILL the child's session (its group id is its pid), or the child alone when it
+    has not made its session yet (it cannot have started a process before that)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def serve(control, libc):
+    """The zygote's loop: a child per request on ``control``; its pid, then its exit code,
+    on the request's reply socket. Returns at EOF on ``control``."""
+    children = {}  # reply fd -> (reply socket, pid), until the child is reaped
+    zygote = os.getpid()
+    waking, wake = os.pipe()
+    os.set_blocking(waking, False)
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    signal.signal(signal.SIGCHLD, lambda number, frame: None)  # wakes poll() up
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    poller.register(waking, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == control.fileno():
+                message, fds, _, _ = socket.recv_fds(control, 1 << 16, 4)
+                if not message:  # the runner is gone
+                    for _, pid in children.values():
+                        kill_group(pid)
+                    return
+                reply = socket.socket(fileno=fds[0])
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        request = message.decode("utf-8", "surrogateescape")
+                        child(request, *fds[1:], libc, zygote)
+                    finally:
+                        os._exit(1)  # never back into this loop
+                for received in fds[1:]:
+                    os.close(received)
+                children[reply.fileno()] = reply, pid
+                poller.register(reply, select.POLLIN)
+                try:
+                    reply.send(b"%d" % pid)
+                except OSError:
+                    pass  # the runner gave up on it: poll() reports the hang-up
+            elif fd == waking:
+                while True:
+                    try:
+                        os.read(waking, 512)
+                    except BlockingIOError:
+                        break
+                reap(children, poller)
+            elif fd in children and asked_to_kill(children[fd][0]):
+                poller.unregister(fd)
+                kill_group(children[fd][1])
+
+
+def asked_to_kill(reply):
+    """Whether the runner is done with this child (its end of ``reply`` is shut or
+    closed), not an event left over from a reply socket that this round of ``poll()``
+    closed and whose number a new one took."""
+    try:
+        reply.recv(16, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def reap(children, poller):
+    """Kills the group of every child that ended, then reaps it and reports its exit code."""
+    pids = {pid: fd for fd, (_, pid) in children.items()}
+    while True:
+        try:
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if ended is None:
+            return
+        # Not yet reaped, the child still holds its group id: no other group can be hit.
+        kill_group(ended.si_pid)
+        _, status = os.waitpid(ended.si_pid, 0)
+        reply, _ = children.pop(pids[ended.si_pid])
+        try:
+            poller.unregister(reply)
+        except KeyError:
+            pass  # already asked to kill
+        try:
+            reply.send(b"%d" % os.waitstatus_to_exitcode(status))
+        except OSError:
+            pass
+        reply.close()
+
+
+def child(request, job_fd, marks_fd, out, libc, zygote):
+    """In the forked child: becomes what a freshly started child would be (its own
+    session, its working directory, no descriptor of the zygote's), then confines itself
+    and runs the program."""
+    os.setsid()
+    # Dies with the zygote: the runner then learns nothing of our end, so none must come.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != zygote:  # it died before the line above
+        os._exit(1)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    *limits, cwd = request.split(" ", 4)
+    os.chdir(cwd)
+    os.environ["HOME"] = os.environ["TMPDIR"] = cwd
+    with open(job_fd, "rb") as job:
+        data = job.read()
+    # Only the result channel and the marks stay open: not the zygote's control socket,
+    # nor the reply sockets of other evaluations. Fds 0-2 are the zygote's /dev/null.
+    low = 3
+    for fd in sorted((marks_fd, out)):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
     marks = mmap.mmap(marks_fd, 0)
     os.close(marks_fd)
 
@@ -359,15 +480,21 @@ def main():
     rows = map(features, lines) if kind == "tabular" else lines
     del data
 
-    sys.path.extend(sys.argv[6:])
-    limits = (alarm, cpu, address_space, file_size)
-    layers = isolate(limits, [*sys.path, *READABLE], [os.getcwd()])
+    layers = isolate(libc, tuple(map(int, limits)), [*sys.path, *READABLE], [cwd])
     send(out, " ".join(layers).encode("ascii") + b"\n")
     f, status, errors = load(code, func_name)
     if f is not None:
         status, errors = run(f, rows, marks)
     send(out, "\n".join([status, *errors]).encode("utf-8", "backslashreplace") + b"\x00")
     os._exit(0)  # no interpreter teardown: no user atexit handlers or finalizers
+
+
+def main():
+    control = socket.socket(fileno=int(sys.argv[1]))
+    sys.path.extend(sys.argv[2:])
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    serve(control, libc)
 
 
 if __name__ == "__main__":

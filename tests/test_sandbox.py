@@ -3,6 +3,9 @@
 import asyncio
 import inspect
 import os
+import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -424,3 +427,82 @@ def test_the_child_runs_under_its_rlimits_in_its_own_session():
     assert result.predictions == [1] * len(expected)
     sid = "import os\n\ndef f(x):\n    return os.getsid(0) == os.getpid()\n"
     assert evaluate(sid, "f", "binary", ["0"]).predictions == [1]
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_children_come_from_one_zygote_that_is_not_the_runner():
+    code = "import os\n\ndef f(x):\n    raise RuntimeError(f'{os.getpid()} {os.getppid()}')\n"
+    pids = [evaluate(code, "f", "binary", ["0"]).errors[0].split()[1:] for _ in range(3)]
+    children, zygotes = {int(c) for c, _ in pids}, {int(z) for _, z in pids}
+    assert len(children) == 3 and len(zygotes) == 1
+    assert zygotes != {os.getpid()} and parent_of(zygotes.pop()) == os.getpid()
+
+
+def test_the_child_holds_no_descriptor_of_the_zygote_or_of_other_evaluations(bits):
+    inputs, _ = bits
+    slow = "import time\ntime.sleep(1)\n" + PARITY  # in flight meanwhile: its reply socket
+    code = program("""
+        import os, stat
+
+        def f(x):
+            kinds = []
+            for fd in range(1024):
+                try:
+                    mode = os.fstat(fd).st_mode
+                except OSError:
+                    continue
+                kinds.append("socket" if stat.S_ISSOCK(mode) else "pipe" if stat.S_ISFIFO(mode)
+                             else "file" if stat.S_ISREG(mode) else "other")
+            raise RuntimeError(" ".join(kinds))
+    """)
+
+    async def main():
+        other = asyncio.ensure_future(evaluate_async(slow, "f", "binary", inputs))
+        await asyncio.sleep(0.3)
+        return await evaluate_async(code, "f", "binary", ["0"]), await other
+
+    probe, other = asyncio.run(main())
+    # /dev/null as 0-2, the result channel and the marks (the mapping's descriptor).
+    assert sorted(probe.errors[0].split()[1:]) == ["file", "other", "other", "other", "pipe"]
+    assert other.status == "ok"
+
+
+def test_a_zygote_that_dies_fails_the_evaluation_in_flight_and_is_restarted():
+    pids = []
+    started = time.monotonic()
+    result = evaluate(
+        "import time\n\ndef f(x):\n    time.sleep(0.2)\n    return 1\n", "f", "binary", ["0"] * 20,
+        on_start=lambda pid: (pids.append(pid), os.kill(parent_of(pid), signal.SIGKILL)),
+    )  # fmt: skip
+    assert time.monotonic() - started < 2  # the child died with its zygote
+    assert result.status == "crash"
+    assert result.errors == ["the sandbox's zygote died after 0 of 20 rows"]
+    time.sleep(0.1)
+    assert not alive(pids[0])
+    again = evaluate("import os\n\ndef f(x):\n    return 1\n", "f", "binary", ["0"])
+    assert (again.status, again.predictions) == ("ok", [1])
+
+
+def test_the_zygote_exits_with_the_runner():
+    probe = "import os\ndef f(x):\n    raise RuntimeError(os.getppid())\n"
+    script = (
+        "import sys\n"
+        "from synth.sandbox import evaluate\n"
+        f"print(evaluate({probe!r}, 'f', 'binary', ['0']).errors[0].split()[1], flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    zygote = int(runner.stdout.readline())
+    assert alive(zygote)
+    runner.kill()  # no atexit: the zygote sees EOF on its control socket
+    runner.wait()
+    for _ in range(50):
+        if not alive(zygote):
+            break
+        time.sleep(0.02)
+    assert not alive(zygote)
