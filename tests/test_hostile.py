@@ -153,19 +153,24 @@ CASES = {
     "kill_the_runner": case("""
         import os, signal
         def f(x):
-            os.kill(os.getppid(), signal.SIGKILL)
+            os.kill(T["runner"], signal.SIGKILL)
+    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    "kill_the_zygote": case("""
+        import os, signal
+        def f(x):
+            os.kill(os.getppid(), signal.SIGKILL)  # the sandbox's fork server
     """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
     "signal_the_runner": case("""
         import os, signal
         SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                    signal.SIGUSR1, signal.SIGUSR2, signal.SIGURG]
         def f(x):
-            os.kill(os.getppid(), SIGNALS[int(x, 2) % len(SIGNALS)])
+            os.kill(T["runner"], SIGNALS[int(x, 2) % len(SIGNALS)])
     """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
     "signal_the_runners_group": case("""
         import os, signal
         def f(x):
-            os.killpg(os.getpgid(os.getppid()), signal.SIGURG)
+            os.killpg(os.getpgid(T["runner"]), signal.SIGURG)
     """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
     "signal_every_process": case("""
         import os, signal
@@ -181,10 +186,10 @@ CASES = {
     "degrade_the_runner": case("""
         import os, resource
         ATTACKS = [
-            lambda: resource.prlimit(os.getppid(), resource.RLIMIT_NOFILE, (16, 16)),
-            lambda: resource.prlimit(os.getppid(), resource.RLIMIT_AS, (1 << 20, 1 << 20)),
-            lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), 19),
-            lambda: os.sched_setaffinity(os.getppid(), {0}),
+            lambda: resource.prlimit(T["runner"], resource.RLIMIT_NOFILE, (16, 16)),
+            lambda: resource.prlimit(T["runner"], resource.RLIMIT_AS, (1 << 20, 1 << 20)),
+            lambda: os.setpriority(os.PRIO_PROCESS, T["runner"], 19),
+            lambda: os.sched_setaffinity(T["runner"], {0}),
         ]
         def f(x):
             done = 0
@@ -201,7 +206,7 @@ CASES = {
         import os
         TARGETS = [T["tree"] + "/a.txt", T["tree"] + "/new.txt", T["exports"] + "/extra.txt",
                    T["exports"] + "/results_attempts.csv", T["splits"][0], T["db"],
-                   T["probe"], f"/proc/{os.getppid()}/cwd/tree/b.txt"]
+                   T["probe"], f"/proc/{T['runner']}/cwd/tree/b.txt"]
         def f(x):
             done = 0
             for path in TARGETS:
@@ -259,7 +264,7 @@ CASES = {
         import glob, os
         def labels():
             paths = T["splits"] + glob.glob(T["mirror"] + "/**/*.txt", recursive=True)
-            paths += glob.glob(f"/proc/{os.getppid()}/cwd/data/**/*.txt", recursive=True)
+            paths += glob.glob(f"/proc/{T['runner']}/cwd/data/**/*.txt", recursive=True)
             found = {}
             for path in paths:
                 try:
@@ -276,7 +281,7 @@ CASES = {
     "read_the_database": case("""
         import os, sqlite3
         def labels():
-            ppid = os.getppid()
+            ppid = T["runner"]
             paths = [T["db"], f"/proc/{ppid}/cwd/runs.db"]
             paths += [f"/proc/{ppid}/fd/{n}" for n in range(3, 64)]
             found = {}
@@ -293,7 +298,7 @@ CASES = {
     "read_the_runners_memory": case("""
         import ctypes, os
         def f(x):
-            ppid = os.getppid()
+            ppid = T["runner"]
             try:
                 with open(f"/proc/{ppid}/maps") as maps:
                     start = int(maps.readline().split("-")[0], 16)
@@ -314,7 +319,7 @@ CASES = {
         import os
         def f(x):
             places = {"environ": " ".join(os.environ.values())}
-            for pid in ("self", os.getppid(), 1):
+            for pid in ("self", T["runner"], 1):
                 try:
                     with open(f"/proc/{pid}/environ", "rb") as env:
                         places[f"/proc/{pid}"] = env.read().decode("utf-8", "replace")
@@ -646,7 +651,7 @@ def arena(tmp_path, monkeypatch, openai_server):
         "exports": str(tmp_path / "runs" / "base"), "tree": str(tree),
         "probe": str(CHECKOUT / f".hostile-probe-{uuid.uuid4().hex}"),
         "port": openai_server.server_address[1], "udp": udp.getsockname()[1],
-        "unix": str(tmp_path / "u.sock"), "bystander": bystander.pid,
+        "unix": str(tmp_path / "u.sock"), "bystander": bystander.pid, "runner": os.getpid(),
     }  # fmt: skip
     yield tmp_path, targets, openai_server, (udp, unix, bystander)
     bystander.kill()
