@@ -74,9 +74,11 @@ def template_from_text(text: str, *, name: str = "stored template") -> jinja2.Te
     """Compile a template from its text: a run stores its template's text, so that a
     resumed run renders exactly the prompts it started with."""
     try:
-        return _ENV.from_string(text)
+        template = _ENV.from_string(text)
     except jinja2.TemplateError as e:
         raise _error(name, e) from None
+    template.filename = name  # so that rendering errors name it too
+    return template
 
 
 def _error(path: str | os.PathLike | None, e: jinja2.TemplateError) -> SynthError:

@@ -174,7 +174,9 @@ def _read_template(path: str) -> str:
 
 
 def _template(config: RunConfig):
-    return template_from_text(config.prompt_template) if config.prompt_template is not None else None
+    if config.prompt_template is None:
+        return None
+    return template_from_text(config.prompt_template, name=config.prompt_template_path or "stored template")
 
 
 def _check_template(config: RunConfig, points: list[GridPoint]) -> None:

@@ -22,6 +22,8 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "broken.j2").write_text("{% for x in examples %}no end")
     (tmp_path / "undefined.j2").write_text("{{ no_such_variable }}")
+    (tmp_path / "includes.j2").write_text('{% include "other.j2" %}')  # runs store one file
+    (tmp_path / "other.j2").write_text("{{ examples_block }}")
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "notes.db").write_text("plain text, not SQLite")
     (tmp_path / "empty").mkdir()
@@ -63,6 +65,7 @@ CASES = [
     (["--prompt-template", "missing.j2"], "prompt template missing.j2: no such file"),
     (["--prompt-template", "broken.j2"], "prompt template broken.j2"),
     (["--prompt-template", "undefined.j2"], "no_such_variable"),
+    (["--prompt-template", "includes.j2"], "prompt template includes.j2: cannot find 'other.j2'"),
     (["--db", "notes.db"], "notes.db is not a SQLite database"),
     (["--db", "nowhere/x.db"], "folder nowhere does not exist"),
     (["--out-dir", "a-file/out"], "cannot write exports to a-file/out"),
