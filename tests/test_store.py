@@ -96,3 +96,14 @@ def test_a_database_from_an_older_version_is_named_with_the_fix(tmp_path):
     db.conn.commit()
     with pytest.raises(StoreError, match=f"older version of llm-pv; upgrade it with: synth migrate {path}"):
         open_db(path, readonly=True)
+
+
+def test_odd_characters_in_the_path_name_the_file_they_say(tmp_path):
+    for name in ("a#b", "p%41", "q?x=1"):
+        folder = tmp_path / name
+        folder.mkdir()
+        db = open_db(folder / "s.db")
+        db["t"].insert({"x": 1})
+        assert (folder / "s.db").exists()
+        assert open_db(folder / "s.db", readonly=True)["t"].count == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a#b", "p%41", "q?x=1"]

@@ -5,6 +5,7 @@ columns, canned queries; full-text search comes from the m003_search migration).
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import uvicorn
@@ -32,8 +33,11 @@ class ReadOnlyDatabase(Database):
     query can write, and the busy timeout is the store's."""
 
     def connect(self, write=False):
-        conn = super().connect(write=False)
+        # Our own URI (Datasette's does not escape a "#" or "?" in the file name).
+        uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._all_file_connections.append(conn)
         return conn
 
 

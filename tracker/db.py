@@ -50,10 +50,10 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
     if readonly:
         if not path.exists():
             raise StoreError(f"no database at {path}")
-        uri = f"file:{path.resolve()}?mode=ro"
+        uri = f"{path.resolve().as_uri()}?mode=ro"  # as_uri: a "#" or "?" in a name is escaped
     else:
         check_writable(path)
-        uri = f"file:{path.resolve()}"
+        uri = path.resolve().as_uri()
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
