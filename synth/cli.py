@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from synth import __version__
 from synth.config import API_MODES, EFFORTS, PROVIDERS, TOOL_CHOICES, VERBOSITIES
@@ -73,7 +74,7 @@ class VariadicCommand(Command):
             negative_number = current is not None and arg[1:].isdigit()
             if arg.startswith("-") and not negative_number:
                 name = arg.split("=", 1)[0]
-                current = name if name in VARIADIC and "=" not in arg else None
+                current = name if name in VARIADIC else None  # `--functions=a b` too
                 out.append(arg)
             elif current and out[-1] != current:
                 out.extend([current, arg])
@@ -324,13 +325,15 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
     from synth.run import resume_run, start_run
 
     if resume_id:
-        given = {name for name in flags if _from_command_line(ctx, name)}
+        given = {name for name in flags if _source(ctx, name) == ParameterSource.COMMANDLINE}
         refused = sorted(given - set(RESUMABLE))
         if refused:
             names = ", ".join(_flag_name(n) for n in refused)
             raise UserError(f"--resume keeps the stored experiment; cannot change {names}")
-        return resume_run(resume_id, db_path=db_path, uci_dir=uci_dir,
-                          overrides={n: flags[n] for n in given})  # fmt: skip
+        # Settings a resume may change come from flags or environment variables.
+        chosen = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        overrides = {n: flags[n] for n in RESUMABLE if _source(ctx, n) in chosen}
+        return resume_run(resume_id, db_path=db_path, overrides=overrides)
     if flags["run_id"] is None:
         flags.pop("run_id")
     return start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
@@ -349,8 +352,8 @@ def _flag_name(name: str) -> str:
     return "--" + _param_name(name).replace("_", "-")
 
 
-def _from_command_line(ctx, name: str) -> bool:
-    return ctx.get_parameter_source(_param_name(name)) == click.core.ParameterSource.COMMANDLINE
+def _source(ctx, name: str):
+    return ctx.get_parameter_source(_param_name(name))
 
 
 def _echo_summary(db_path, run_id: str, as_json: bool = False) -> None:

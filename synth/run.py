@@ -26,6 +26,7 @@ from synth.errors import RunFailed, RunInterrupted, SynthError
 from synth.progress import Progress
 from synth.prompts import load_template, render_prompt, template_from_text
 from synth.runner import GridJob, Runner
+from synth.tasks import get_task
 from tracker import runs as store
 from tracker.dataset_files import write_dataset_folder
 from tracker.datasets import load_examples
@@ -76,9 +77,12 @@ def start_run(
 
 def resume_run(
     run_id: str, *, db_path: Path | None = None, overrides: dict | None = None,
-    uci_dir: Path | None = None, progress_stream=None,
+    progress_stream=None,
 ) -> RunResult:  # fmt: skip
-    """Continue a stored run from the database alone; recorded attempts are never redone."""
+    """Continue a stored run from the database alone; recorded attempts are never redone.
+
+    ``overrides`` (settings that do not change the experiment: concurrency, timeouts,
+    retries, server, output paths) are stored with the run's config."""
     path = resolve_db(db_path)
     if not path.exists():
         raise SynthError(f"no database at {path}")
@@ -88,18 +92,34 @@ def resume_run(
         raise SynthError(f"no run {run_id!r} in {path}")
     config = RunConfig.from_json({**json.loads(run["config"]), **(overrides or {})})
     config.validate()
-    points = _plan(config, uci_dir)
     provider = None if config.dry_run else _provider(config)
     _check_out_dir(config)
-    stored = ensure_datasets(db, points, uci_dir=uci_dir)
-    recorded = {(r["fn"], r["length"]): r["dataset_id"] for r in db["run_datasets"].rows_where(
-        "run_id = ?", [run_id])}  # fmt: skip
-    for s in stored:
-        if recorded.get((s.point.task.id, s.point.length)) != s.id:
-            raise SynthError(f"{s.point.label}: its dataset differs from the one run {run_id} used")
+    stored = _recorded_grid(db, config)
+    if config.dataset_dir:
+        _mirror(db, stored, Path(config.dataset_dir))
+    store.set_run_config(db, run_id, config.to_json())
     store.set_run_status(db, run_id, "running")
-    store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}")
+    store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
     return _execute(db, path, config, stored, provider, progress_stream)
+
+
+def _recorded_grid(db: sqlite_utils.Database, config: RunConfig) -> list[StoredDataset]:
+    """The grid points of a stored run with the datasets it used, from the database."""
+    sizes = Sizes(config.train_size, config.val_size, config.test_size)
+    rows = db.query(
+        "select rd.fn, rd.length, d.id, d.fingerprint, d.train_effective, d.val_effective, "
+        "d.test_effective from run_datasets rd join datasets d on d.id = rd.dataset_id "
+        "where rd.run_id = ? order by rd.rowid",
+        [config.run_id],
+    )
+    return [
+        StoredDataset(
+            GridPoint(get_task(r["fn"]), r["length"], sizes,
+                      Sizes(r["train_effective"], r["val_effective"], r["test_effective"]), config.seed),
+            r["id"], r["fingerprint"], built=False,
+        )  # fmt: skip
+        for r in rows
+    ]
 
 
 def export_run(run_id: str, *, db_path: Path | None = None, out_dir: Path | None = None) -> dict:

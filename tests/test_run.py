@@ -211,3 +211,33 @@ def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
     assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
     again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
     assert again.exit_code == 2 and "--resume e2e" in again.stderr
+
+
+def test_resume_needs_no_source_data_and_keeps_its_new_settings(workdir, uci_dir, monkeypatch):
+    args = ["run", "--provider", "tree", "--functions", "fn_a", "fn_q", "--lengths", "20",
+            "--num-trials", "1", "--attempts", "1", "--test-size", "200", "--run-id", "t",
+            "--db", "t.db", "--uci-dir", str(uci_dir)]  # fmt: skip
+    assert synth(*args).exit_code == 0
+    # the UCI files are gone: a resume reads its datasets from the database alone
+    monkeypatch.delenv("SYNTH_UCI_DIR", raising=False)
+    monkeypatch.setenv("SYNTH_CACHE_DIR", str(workdir / "empty-cache"))
+    monkeypatch.setenv("SYNTH_UCI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SYNTH_CONCURRENCY", "1")
+    resumed = synth("run", "--resume", "t", "--db", "t.db", "--dataset-dir", "mirror",
+                    "--out-dir", "again")  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(p.name for p in (workdir / "mirror").iterdir()) == ["chess", "parity_all"]
+    manifest = json.loads((workdir / "again" / "results_attempts_manifest.json").read_text())
+    assert (manifest["config"]["out_dir"], manifest["config"]["dataset_dir"]) == ("again", "mirror")
+    assert manifest["config"]["concurrency"] == 1, "SYNTH_CONCURRENCY applies to a resume"
+    exported = synth("export", "t", "--db", "t.db")
+    assert exported.stdout.splitlines()[0] == "again/results_attempts.jsonl"
+
+
+def test_variadic_flags_also_take_the_equals_form(workdir):
+    result = synth("run", "--provider", "tree", "--functions=fn_a", "fn_e", "--lengths=20", "25",
+                   "--num-trials", "1", "--attempts", "1", "--test-size", "20", "--db", "v.db",
+                   "--run-id", "v")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    db = open_db(workdir / "v.db", readonly=True)
+    assert db.execute("select count(*) from run_datasets").fetchone() == (4,)

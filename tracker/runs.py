@@ -51,6 +51,12 @@ def get_run(db: sqlite_utils.Database, run_id: str) -> dict | None:
     return rows[0] if rows else None
 
 
+def set_run_config(db: sqlite_utils.Database, run_id: str, config: dict) -> None:
+    """The config a resumed run goes on with (its settings, never its experiment)."""
+    with db.conn:
+        _update(db.conn, "runs", "run_id", run_id, {"config": json.dumps(config)})
+
+
 def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: str | None = None):
     with db.conn:
         finished = now() if status != "running" else None
