@@ -25,13 +25,15 @@ def build_grid(
     strict_sizes: bool = False,
     uci_dir: Path | None = None,
     db_path: Path | None = None,
+    notify=lambda message: None,
 ) -> list[StoredDataset]:
-    """Check the grid and the database path, then build and store what is missing."""
+    """Check the grid and the database path, then build and store what is missing;
+    ``notify`` receives warnings meant for the user."""
     path = resolve_db(db_path)
     check_writable(path)
     points = plan_grid(
         functions, lengths, Sizes(train_size, val_size, test_size), seed,
-        strict_sizes=strict_sizes, uci_dir=uci_dir,
+        strict_sizes=strict_sizes, uci_dir=uci_dir, notify=notify,
     )  # fmt: skip
     return ensure_datasets(open_db(path), points, uci_dir=uci_dir)
 

@@ -122,10 +122,9 @@ def echo_rows(rows: list[dict], as_json: bool, columns: dict[str, str] | None = 
     click.echo(tabulate(table, headers=list(columns.values()), disable_numparse=True))
 
 
-def warn_capped(points) -> None:
-    for point in points:
-        if point.cap_warning:
-            click.echo(f"Warning: {point.cap_warning}", err=True)
+def echo_err(message: str) -> None:
+    """Messages and warnings go to stderr; data goes to stdout."""
+    click.echo(message, err=True)
 
 
 def db_option(fn):
@@ -198,11 +197,10 @@ def datasets_build(functions, lengths, train_size, val_size, test_size, seed,
         functions=split_values(functions) or None,
         lengths=parse_lengths(lengths),
         train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
-        strict_sizes=strict_sizes, uci_dir=uci_dir, db_path=db_path,
+        strict_sizes=strict_sizes, uci_dir=uci_dir, db_path=db_path, notify=echo_err,
     )  # fmt: skip
-    warn_capped(s.point for s in stored)
     built = sum(s.built for s in stored)
-    click.echo(f"{built} built, {len(stored) - built} already stored", err=True)
+    echo_err(f"{built} built, {len(stored) - built} already stored")
 
 
 @datasets.command(name="list")
@@ -337,7 +335,7 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
     if flags["run_id"] is None:
         flags.pop("run_id")
     return start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
-                     notify=lambda message: click.echo(message, err=True))  # fmt: skip
+                     notify=echo_err)
 
 
 def _str(value) -> str | None:
@@ -488,7 +486,7 @@ def demo(out_dir, provider, functions, lengths, num_trials, attempts, test_size,
     result = run_demo(
         out_dir, provider=provider, functions=split_values(functions) or None,
         lengths=parse_lengths(lengths), num_trials=num_trials, attempts=attempts,
-        test_size=test_size, uci_dir=uci_dir, notify=lambda m: click.echo(m, err=True),
+        test_size=test_size, uci_dir=uci_dir, notify=echo_err,
     )  # fmt: skip
     _echo_summary(result.db_path, result.run.run_id)
     artifacts = result.run.manifest["artifacts"]

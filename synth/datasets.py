@@ -114,8 +114,10 @@ def plan_grid(
     *,
     strict_sizes: bool = False,
     uci_dir: Path | None = None,
+    notify=lambda message: None,
 ) -> list[GridPoint]:
-    """Check the whole grid before anything is spent; return its points with effective sizes."""
+    """Check the whole grid before anything is spent; return its points with effective
+    sizes. ``notify`` is told of every test split capped to what the data allows."""
     points, refused = [], []
     for task, length in resolve_grid(functions, lengths):
         try:
@@ -126,6 +128,9 @@ def plan_grid(
         points.append(GridPoint(task, length, sizes, effective, seed))
     if refused:
         raise InfeasibleError("; ".join(refused))
+    for point in points:
+        if point.cap_warning:
+            notify(f"Warning: {point.cap_warning}")
     return points
 
 

@@ -54,10 +54,7 @@ def start_run(
         config.prompt_template = _read_template(config.prompt_template_path)
     path = resolve_db(db_path)
     check_writable(path)
-    points = _plan(config, uci_dir)
-    for point in points:
-        if point.cap_warning:
-            notify(f"Warning: {point.cap_warning}")
+    points = _plan(config, uci_dir, notify)
     _check_template(config, points)
     provider = None if config.dry_run else _provider(config)
     _check_out_dir(config)
@@ -140,9 +137,8 @@ def export_paths(config: RunConfig) -> ExportPaths:
 
 
 def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
-    jobs = {
-        (s.point.task.id, s.point.length): _job(db, s, config) for s in stored
-    }  # fmt: skip
+    template = _template(config)
+    jobs = {(s.point.task.id, s.point.length): _job(db, s, template) for s in stored}
     trials = store.trials_of(db, config.run_id)
     progress = Progress(len(trials), sum(t["status"] == "done" for t in trials), progress_stream)
     runner = Runner(db, config, provider, progress)
@@ -174,17 +170,17 @@ async def _run_and_close(runner: Runner, jobs, trials) -> None:
             await runner.provider.aclose()
 
 
-def _job(db: sqlite_utils.Database, s: StoredDataset, config: RunConfig) -> GridJob:
+def _job(db: sqlite_utils.Database, s: StoredDataset, template) -> GridJob:
     splits = load_examples(db, s.id)
-    prompt = render_prompt(s.point.task, s.point.length, splits["train"], template=_template(config))
+    prompt = render_prompt(s.point.task, s.point.length, splits["train"], template=template)
     return GridJob(s, splits, prompt)
 
 
-def _plan(config: RunConfig, uci_dir: Path | None) -> list[GridPoint]:
+def _plan(config: RunConfig, uci_dir: Path | None, notify) -> list[GridPoint]:
     return plan_grid(
         config.functions, config.lengths,
         Sizes(config.train_size, config.val_size, config.test_size), config.seed,
-        strict_sizes=config.strict_sizes, uci_dir=uci_dir,
+        strict_sizes=config.strict_sizes, uci_dir=uci_dir, notify=notify,
     )  # fmt: skip
 
 
@@ -204,8 +200,9 @@ def _check_template(config: RunConfig, points: list[GridPoint]) -> None:
     that fails on rendering (an undefined variable) fails before anything is written."""
     if config.prompt_template is None:
         return
+    template = _template(config)
     for point in points:
-        render_prompt(point.task, point.length, [("0" * point.length, 0)], template=_template(config))
+        render_prompt(point.task, point.length, [("0" * point.length, 0)], template=template)
 
 
 def _provider(config: RunConfig):
