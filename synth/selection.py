@@ -1,4 +1,4 @@
-"""Choosing each trial's result and summarising a grid point.
+"""Choosing each trial's result.
 
 The published runner picked the best attempt by TEST accuracy; that leaks the test set
 into the result. Here the result is the best attempt by validation accuracy (ties: the
@@ -8,7 +8,6 @@ An attempt with no evaluation (call failed, no program) scores 0.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 
 
@@ -22,8 +21,3 @@ def select(attempts: Sequence[tuple[int, float | None, float | None]]) -> dict:
         "oracle_attempt": oracle[0], "oracle_test_acc": oracle[2],
         "stopped_early": int(any(v == 1.0 for _, v, _ in scored)),
     }  # fmt: skip
-
-
-def summarise(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population standard deviation, as the published summaries."""
-    return statistics.fmean(values), statistics.pstdev(values)

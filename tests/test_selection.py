@@ -2,7 +2,8 @@
 
 import pytest
 
-from synth.selection import select, summarise
+from synth.selection import select
+from tracker.exports import summarise
 
 
 def test_selects_by_validation_not_test():

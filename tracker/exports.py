@@ -116,23 +116,26 @@ def attempt_row(meta: dict, r: dict) -> dict:
     }  # fmt: skip
 
 
+def summarise(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation over trials, as the published summaries."""
+    return statistics.fmean(values), statistics.pstdev(values)
+
+
 def summary_row(meta: dict, rows: list[dict]) -> dict:
     """One grid point: mean and population std over trials of the selected accuracies."""
     selected = [r for r in rows if r["selected"]]
     trials = {r["trial"]: r for r in rows}
-    oracle = [r["test_acc"] for r in rows if r["test_oracle"]]
+    val, val_std = summarise([r["val_acc"] for r in selected])
+    test, test_std = summarise([r["test_acc"] for r in selected])
+    oracle, oracle_std = summarise([r["test_acc"] for r in rows if r["test_oracle"]])
     first = rows[0]
     return {
         **{c: None for c in COLUMNS}, **meta,
         "dataset_seed": first["dataset_seed"], "fn": first["fn"], "length": first["length"],
         "attempt": None, "trial": None, "prompt": "", "text": "",
         **{c: sum(r[c] for r in rows) for c in TOKEN_COLUMNS},
-        "val_acc": statistics.fmean(r["val_acc"] for r in selected),
-        "val_acc_std": statistics.pstdev(r["val_acc"] for r in selected),
-        "test_acc": statistics.fmean(r["test_acc"] for r in selected),
-        "test_acc_std": statistics.pstdev(r["test_acc"] for r in selected),
-        "oracle_test_acc": statistics.fmean(oracle),
-        "oracle_test_acc_std": statistics.pstdev(oracle),
+        "val_acc": val, "val_acc_std": val_std, "test_acc": test, "test_acc_std": test_std,
+        "oracle_test_acc": oracle, "oracle_test_acc_std": oracle_std,
         "stopped_early": sum(r["stopped_early"] for r in selected),
         "compile_error": "", "num_trials": len(trials), "is_summary": True,
         "selected": False, "test_oracle": False, "dataset_fingerprint": first["dataset_fingerprint"],
