@@ -7,6 +7,11 @@ process, as a real API server would, so it does not share the runner's interpret
 
 Run: .venv/bin/python bench/grid.py [--latency 0.5] [--concurrency 8 32]
 Target: wall / ideal <= 1.15 at concurrency 8 and 32.
+
+Also printed, per call: the wall clock beyond the ideal, and the CPU time of the
+runner's event-loop thread for the whole run (the openai SDK's request and reply work,
+recording attempts and evaluations, setup and exports; the evaluations' own threads and
+children excluded). docs/BENCHMARKS.md explains how the two relate.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ def main() -> None:
     trials = args.trials * len(args.lengths)
     print(f"fn_a at L={args.lengths}, {trials} trials x {args.attempts} attempts, "
           f"latency {args.latency} s, test size {args.test_size}")  # fmt: skip
-    print(f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'ratio':>6}")
+    print(f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'ratio':>6} "
+          f"{'over ms/call':>12} {'loop CPU ms/call':>16}")  # fmt: skip
     with server_process(args.latency) as base_url:
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
@@ -76,12 +82,13 @@ def main() -> None:
                 db = Path(tmp) / "bench.db"
                 start_run(RunConfig(**{**config.to_json(), "dry_run": True, "run_id": "warm"}),
                           db_path=db, progress_stream=io.StringIO())  # datasets built  # fmt: skip
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 result = start_run(config, db_path=db, progress_stream=io.StringIO())
-                wall = time.perf_counter() - started
+                wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
                 calls = result.manifest["row_stats"]["attempt_rows"]
             ideal = math.ceil(trials / concurrency) * args.attempts * args.latency
-            print(f"{concurrency:>11} {calls:>6} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f}")
+            print(f"{concurrency:>11} {calls:>6} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f} "
+                  f"{1000 * (wall - ideal) / calls:>12.2f} {1000 * cpu / calls:>16.2f}")  # fmt: skip
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
 
 
