@@ -11,7 +11,8 @@ Target: wall / ideal <= 1.15 at concurrency 8 and 32.
 Also printed, per call: the wall clock beyond the ideal, and the CPU time of the
 runner's event-loop thread for the whole run (the openai SDK's request and reply work,
 recording attempts and evaluations, setup and exports; the evaluations' own threads and
-children excluded). docs/BENCHMARKS.md explains how the two relate.
+children excluded; the first concurrency listed also pays the SDK's first-use imports).
+docs/BENCHMARKS.md explains how the two relate.
 """
 
 from __future__ import annotations
