@@ -8,11 +8,14 @@ process, as a real API server would, so it does not share the runner's interpret
 Run: .venv/bin/python bench/grid.py [--latency 0.5] [--concurrency 8 32]
 Target: wall / ideal <= 1.15 at concurrency 8 and 32.
 
-Also printed, per call: the wall clock beyond the ideal, and the CPU time of the
-runner's event-loop thread for the whole run (the openai SDK's request and reply work,
-recording attempts and evaluations, setup and exports; the evaluations' own threads and
-children excluded; the first concurrency listed also pays the SDK's first-use imports).
-docs/BENCHMARKS.md explains how the two relate.
+Also printed: where the wall clock goes, read from the run's own records (each
+response's time and duration): setup, from calling start_run to the start of the first model call;
+the calls, from the first call's start to the last reply recorded, against the ideal; the
+tail, from the last reply to start_run's return (the last evaluations, then the exports).
+And the CPU time of the runner's event-loop thread per call over the whole run (the
+openai SDK's request and reply work, recording, setup and exports; the evaluations' own
+threads and children excluded; the first concurrency listed also pays the SDK's
+first-use imports). docs/BENCHMARKS.md explains how these relate.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from synth.config import RunConfig
 from synth.run import start_run
+from tracker.db import open_db
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 # The test suite's loopback server, answering every call after a fixed delay.
@@ -43,6 +48,21 @@ with OpenAIServer(lambda path, body: Reply(text=WRONG, delay=float(sys.argv[2]))
     print(server.base_url, flush=True)
     sys.stdin.read()  # serve until the benchmark closes our stdin
 """
+
+
+def call_span(db_path: Path, run_id: str) -> tuple[float, float]:
+    """The start of the run's first model call and the time its last reply was recorded,
+    as Unix times, from the responses table (created_at less duration_ms is a call's start)."""
+    db = open_db(db_path, readonly=True)
+    try:
+        rows = db.execute(
+            "select r.created_at, r.duration_ms from responses r join attempts a on a.id = r.attempt_id "
+            "join trials t on t.id = a.trial_id where t.run_id = ?", [run_id],
+        ).fetchall()  # fmt: skip
+    finally:
+        db.close()
+    ends = [datetime.fromisoformat(at).timestamp() for at, _ in rows]
+    return min(end - ms / 1000 for end, (_, ms) in zip(ends, rows)), max(ends)
 
 
 @contextmanager
@@ -70,7 +90,7 @@ def main() -> None:
     print(f"fn_a at L={args.lengths}, {trials} trials x {args.attempts} attempts, "
           f"latency {args.latency} s, test size {args.test_size}")  # fmt: skip
     print(f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'ratio':>6} "
-          f"{'over ms/call':>12} {'loop CPU ms/call':>16}")  # fmt: skip
+          f"{'setup ms':>8} {'calls s':>8} {'/ ideal':>7} {'tail ms':>7} {'loop CPU ms/call':>16}")  # fmt: skip
     with server_process(args.latency) as base_url:
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
@@ -83,13 +103,16 @@ def main() -> None:
                 db = Path(tmp) / "bench.db"
                 start_run(RunConfig(**{**config.to_json(), "dry_run": True, "run_id": "warm"}),
                           db_path=db, progress_stream=io.StringIO())  # datasets built  # fmt: skip
-                started, cpu = time.perf_counter(), time.thread_time()
+                started, cpu = time.time(), time.thread_time()
                 result = start_run(config, db_path=db, progress_stream=io.StringIO())
-                wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+                ended, cpu = time.time(), time.thread_time() - cpu
                 calls = result.manifest["row_stats"]["attempt_rows"]
+                first, last = call_span(db, config.run_id)
+            wall = ended - started
             ideal = math.ceil(trials / concurrency) * args.attempts * args.latency
             print(f"{concurrency:>11} {calls:>6} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f} "
-                  f"{1000 * (wall - ideal) / calls:>12.2f} {1000 * cpu / calls:>16.2f}")  # fmt: skip
+                  f"{1000 * (first - started):>8.0f} {last - first:>8.2f} {(last - first) / ideal:>7.3f} "
+                  f"{1000 * (ended - last):>7.0f} {1000 * cpu / calls:>16.2f}")  # fmt: skip
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
 
 
