@@ -1,0 +1,40 @@
+"""Atomic file writes: whole files only, with the mode a new file normally gets."""
+
+import os
+import stat
+
+import pytest
+
+from tracker.files import write_atomic
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, and put the old one back."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_written_file_gets_the_mode_the_umask_allows(tmp_path, umask, mask, mode):
+    umask(mask)
+    path = write_atomic(tmp_path / "results.csv", "a,b\n")
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert path.read_text() == "a,b\n"
+
+
+def test_rewriting_replaces_the_whole_file_and_leaves_no_temp_file(tmp_path, umask):
+    path = tmp_path / "report.html"
+    write_atomic(path, "x" * 1000)
+    write_atomic(path, b"short")
+    assert path.read_bytes() == b"short"
+    assert os.listdir(tmp_path) == ["report.html"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, umask):
+    (tmp_path / "target").mkdir()  # renaming a file over a folder fails
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "target", "data")
+    assert sorted(os.listdir(tmp_path)) == ["target"]
+    assert (tmp_path / "target").is_dir()
