@@ -54,15 +54,21 @@ def start_run(
         config.prompt_template = _read_template(config.prompt_template_path)
     path = resolve_db(db_path)
     check_writable(path)
+    provider = None if config.dry_run else _provider(config)  # the key, before any download
     points = _plan(config, uci_dir, notify)
     _check_template(config, points)
-    provider = None if config.dry_run else _provider(config)
-    _check_out_dir(config)
+    _check_outputs(config)
+    created = not path.exists()
     db = open_db(path)
-    if store.get_run(db, config.run_id):
-        raise SynthError(f"run {config.run_id!r} already exists in {path}; "
-                         f"continue it with --resume {config.run_id}")  # fmt: skip
-    stored = ensure_datasets(db, points, uci_dir=uci_dir)
+    try:
+        if store.get_run(db, config.run_id):
+            raise SynthError(f"run {config.run_id!r} already exists in {path}; "
+                             f"continue it with --resume {config.run_id}")  # fmt: skip
+        stored = ensure_datasets(db, points, uci_dir=uci_dir)
+    except BaseException:
+        if created:  # refused before anything was recorded: leave no empty database behind
+            _remove_database(db, path)
+        raise
     if config.dataset_dir:
         _mirror(db, stored, Path(config.dataset_dir))
     store.create_run(db, _run_record(config, path, argv), [
@@ -90,7 +96,7 @@ def resume_run(
     config = RunConfig.from_json({**json.loads(run["config"]), **(overrides or {})})
     config.validate()
     provider = None if config.dry_run else _provider(config)
-    _check_out_dir(config)
+    _check_outputs(config)
     stored = _recorded_grid(db, config)
     if config.dataset_dir:
         _mirror(db, stored, Path(config.dataset_dir))
@@ -228,12 +234,38 @@ def _provider(config: RunConfig):
 
 
 def _check_out_dir(config: RunConfig) -> None:
+    """The exports' folders are writable, and hold no other run's exports (their
+    per-trial logs would be left among ours)."""
     for path in {p.parent for p in (config.jsonl_path, config.csv_path, config.manifest_path)}:
-        probe = path
-        while not probe.exists():
-            probe = probe.parent
-        if not probe.is_dir() or not os.access(probe, os.W_OK):
-            raise SynthError(f"cannot write exports to {path}: {probe} is not a writable folder")
+        _check_folder(path, "exports")
+    try:
+        other = json.loads(config.manifest_path.read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return
+    if other not in (None, config.run_id):
+        raise SynthError(f"{config.manifest_path.parent} holds the exports of run {other!r}; "
+                         f"choose another --out-dir, or remove them first")  # fmt: skip
+
+
+def _check_outputs(config: RunConfig) -> None:
+    """Every folder a run writes to, before anything is spent."""
+    _check_out_dir(config)
+    if config.dataset_dir:
+        _check_folder(Path(config.dataset_dir), "datasets")
+
+
+def _check_folder(path: Path, what: str) -> None:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise SynthError(f"cannot write {what} to {path}: {probe} is not a writable folder")
+
+
+def _remove_database(db: sqlite_utils.Database, path: Path) -> None:
+    db.close()
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        name.unlink(missing_ok=True)
 
 
 def _mirror(db, stored: list[StoredDataset], root: Path) -> None:

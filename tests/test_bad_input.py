@@ -27,6 +27,8 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "notes.db").write_text("plain text, not SQLite")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "taken").mkdir()  # another run's exports
+    (tmp_path / "taken" / "results_attempts_manifest.json").write_text('{"run_id": "theirs"}')
     return tmp_path
 
 
@@ -69,6 +71,8 @@ CASES = [
     (["--db", "notes.db"], "notes.db is not a SQLite database"),
     (["--db", "nowhere/x.db"], "folder nowhere does not exist"),
     (["--out-dir", "a-file/out"], "cannot write exports to a-file/out"),
+    (["--out-dir", "taken"], "taken holds the exports of run 'theirs'; choose another --out-dir"),
+    (["--dataset-dir", "a-file/datasets"], "cannot write datasets to a-file/datasets"),
     (["--functions", "fn_p", "--uci-dir", "empty"], "HTRU_2.csv"),
     (["--functions", "fn_q", "--test-size", "10000", "--strict-sizes", "--uci-dir", "UCI"],
      "fn_q at L=36: needs"),
@@ -117,13 +121,24 @@ def test_resume_of_an_unknown_run(existing_db, openai_server):
     assert snapshot(existing_db.parent) == before
 
 
-def test_missing_api_key(existing_db, openai_server, monkeypatch):
+@pytest.mark.parametrize("more", [[], ["--functions", "fn_p", "--uci-dir", "empty"]],
+                         ids=["binary", "before a UCI download"])  # fmt: skip
+def test_missing_api_key(existing_db, openai_server, monkeypatch, more):
     monkeypatch.delenv("OPENAI_API_KEY")
     before = snapshot(existing_db.parent)
     result = CliRunner().invoke(cli, ["run", *SMALL, "--db", str(existing_db),
-                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+                                      "--api-base-url", openai_server.base_url, *more])  # fmt: skip
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: OPENAI_API_KEY is not set: export it, use --dry-run")
     assert len(result.stderr.splitlines()) == 1
     assert snapshot(existing_db.parent) == before and openai_server.requests == []
     assert "OPENAI_API_KEY" not in os.environ
+
+
+def test_a_grid_refused_while_its_data_is_drawn_leaves_no_new_database(workdir):
+    """fn_g at L=4 passes the plan, but its draws repeat inputs too often to split."""
+    result = CliRunner().invoke(cli, ["run", "--dry-run", "--functions", "fn_g", "--lengths", "4",
+                                      "--db", "new.db"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "cannot split without leakage" in result.stderr
+    assert not any(workdir.glob("new.db*"))
