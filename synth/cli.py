@@ -449,12 +449,15 @@ def browse(db, host, port):
     DB defaults to $SYNTH_DB, else ./synth.db.
     """
     from tracker.browse import serve
-    from tracker.db import db_path, open_db
+    from tracker.db import OutdatedDatabase, db_path, open_db
 
     path = db_path(db)
     if not path.exists():
         raise UserError(f"no database at {path}")
-    open_db(path).conn.close()  # brings a database from an older version up to date
+    try:
+        open_db(path, readonly=True).conn.close()
+    except OutdatedDatabase:  # brought up to date first: the one time browse writes
+        open_db(path).conn.close()
     click.echo(f"Datasette on http://{host}:{port}/{path.stem} (Ctrl-C to stop)", err=True)
     serve(path, host=host, port=port)
 

@@ -1,6 +1,8 @@
 """The SQLite store: WAL, busy timeout, migrations, datasets saved once per fingerprint."""
 
+import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +109,21 @@ def test_odd_characters_in_the_path_name_the_file_they_say(tmp_path):
         assert (folder / "s.db").exists()
         assert open_db(folder / "s.db", readonly=True)["t"].count == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a#b", "p%41", "q?x=1"]
+
+
+def test_a_database_in_a_folder_we_cannot_write_is_read_without_writing(tmp_path, monkeypatch):
+    """As on a read-only mount or in someone else's results folder: SQLite cannot create
+    the -shm file a WAL read needs, so the file is read as immutable, and nothing is
+    created beside it."""
+    path = tmp_path / "shared.db"
+    db = open_db(path)
+    db["notes"].insert({"text": "kept"})
+    db.close()  # the last connection checkpoints and removes -wal and -shm
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.db"]
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and access(p, mode)
+                        if Path(p) == tmp_path else access(p, mode))  # fmt: skip
+    ro = open_db(path, readonly=True)
+    assert ro.execute("select text from notes").fetchall() == [("kept",)]
+    ro.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.db"]

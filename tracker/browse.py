@@ -13,7 +13,7 @@ import yaml
 from datasette.app import Datasette
 from datasette.database import Database
 
-from tracker.db import BUSY_TIMEOUT_MS, open_db
+from tracker.db import BUSY_TIMEOUT_MS, open_db, readonly_uri
 
 METADATA = Path(__file__).with_name("datasette") / "metadata.yaml"
 SETTINGS = {
@@ -25,17 +25,17 @@ SETTINGS = {
 
 
 class ReadOnlyDatabase(Database):
-    """A database file Datasette may read but never write, and never treats as immutable.
+    """A database file Datasette may read but never write.
 
     Datasette opens `-i` files with immutable=1: SQLite then takes no locks and assumes
-    the file never changes, wrong for a WAL database a run is writing. A mutable file is
-    read with mode=ro; here its write connection is mode=ro too, so no plugin or canned
-    query can write, and the busy timeout is the store's."""
+    the file never changes, wrong for a WAL database a run is writing. Here every
+    connection, its write connection too, uses the store's read-only URI (mode=ro;
+    immutable only in a folder no writer can use), so no plugin or canned query can
+    write, and the busy timeout is the store's."""
 
     def connect(self, write=False):
         # Our own URI (Datasette's does not escape a "#" or "?" in the file name).
-        uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn = sqlite3.connect(readonly_uri(Path(self.path)), uri=True, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._all_file_connections.append(conn)
         return conn

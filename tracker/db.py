@@ -20,6 +20,10 @@ class StoreError(Exception):
     """The database cannot be opened or used; the message says which file and why."""
 
 
+class OutdatedDatabase(StoreError):
+    """A database written by an older version, opened read-only: `synth migrate` fixes it."""
+
+
 def db_path(path: str | os.PathLike | None = None) -> Path:
     """The database to use: the argument, else $SYNTH_DB, else ./synth.db."""
     return Path(path or os.environ.get("SYNTH_DB") or DEFAULT_DB)
@@ -44,13 +48,27 @@ def check_writable(path: Path) -> None:
             raise StoreError(f"cannot create database {path}: folder {parent} is not writable")
 
 
+def readonly_uri(path: Path) -> str:
+    """The URI to read ``path`` without writing it.
+
+    Reading a WAL database needs its -shm file, which SQLite creates when it is missing;
+    in a folder we cannot write (a read-only mount, someone else's results) it cannot, so
+    such a file is opened as immutable: with no -shm there, no writer can be at work on it
+    and its last writer checkpointed everything into the file."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"  # as_uri: a "#" or "?" in a name is escaped
+    shm = path.with_name(f"{path.name}-shm")
+    if not shm.exists() and not os.access(path.parent if str(path.parent) else ".", os.W_OK):
+        uri += "&immutable=1"
+    return uri
+
+
 def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) -> sqlite_utils.Database:
     """Open (creating and migrating unless ``readonly``) the database at ``path``."""
     path = db_path(path)
     if readonly:
         if not path.exists():
             raise StoreError(f"no database at {path}")
-        uri = f"{path.resolve().as_uri()}?mode=ro"  # as_uri: a "#" or "?" in a name is escaped
+        uri = readonly_uri(path)
     else:
         check_writable(path)
         uri = path.resolve().as_uri()
@@ -67,7 +85,7 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         elif migrations.pending(db):
             if not migrations.applied(db):
                 raise StoreError(f"{path} is not an LLM-PV database (or is still being created)")
-            raise StoreError(
+            raise OutdatedDatabase(
                 f"{path} was written by an older version of llm-pv; upgrade it with: synth migrate {path}"
             )
     except sqlite3.DatabaseError as e:
