@@ -156,6 +156,36 @@ def grid_options(fn):
     return fn
 
 
+def api_options(fn):
+    """How model calls are made: the model, the server, concurrency, timeouts, retries."""
+    options = [
+        click.option("--model", envvar="SYNTH_MODEL", show_envvar=True,
+                     help="Model name  [default: gpt-5; offline proposers: their own name]"),
+        click.option("--api-mode", type=click.Choice(API_MODES), default="responses",
+                     show_default=True, envvar="SYNTH_API_MODE", show_envvar=True,
+                     help="Responses API, or Chat Completions for compatible servers"),
+        click.option("--api-base-url", envvar="SYNTH_API_BASE_URL", show_envvar=True,
+                     help="Any OpenAI-compatible server  [default: OpenAI]"),
+        click.option("--concurrency", type=int, default=5, show_default=True,
+                     envvar="SYNTH_CONCURRENCY", show_envvar=True,
+                     help="Model calls in flight at most"),
+        click.option("--timeout", type=float, default=1200.0, show_default=True,
+                     envvar="SYNTH_TIMEOUT", show_envvar=True, help="Seconds per model call"),
+        click.option("--max-retries", type=int, default=4, show_default=True,
+                     envvar="SYNTH_MAX_RETRIES", show_envvar=True,
+                     help="Retries of a failed model call (429, 5xx, timeout, lost connection)"),
+        click.option("--retry-base-delay", type=float, default=1.0, show_default=True,
+                     envvar="SYNTH_RETRY_BASE_DELAY", show_envvar=True,
+                     help="Seconds before the first retry; doubles with each retry"),
+        click.option("--retry-max-delay", type=float, default=60.0, show_default=True,
+                     envvar="SYNTH_RETRY_MAX_DELAY", show_envvar=True,
+                     help="Longest wait before a retry, also capping the server's retry-after"),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.group(cls=Group)
 @click.version_option(__version__, prog_name="synth")
 def cli():
@@ -251,8 +281,7 @@ RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry
 @click.option("--provider", type=click.Choice(PROVIDERS), default="openai", show_default=True,
               envvar="SYNTH_PROVIDER", show_envvar=True,
               help="Who proposes programs: the OpenAI API, or an offline proposer (no key)")
-@click.option("--model", envvar="SYNTH_MODEL", show_envvar=True,
-              help="Model name  [default: gpt-5; offline proposers: their own name]")
+@api_options
 @click.option("--time-budget", type=float, default=2.0, show_default=True,
               help="Seconds per proposal of the `formula` proposer")
 @click.option("--max-output-tokens", type=int, default=20000, show_default=True)
@@ -260,25 +289,8 @@ RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry
 @click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)
 @click.option("--tool-choice", type=click.Choice(TOOL_CHOICES), default="auto", show_default=True)
 @click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")
-@click.option("--api-mode", type=click.Choice(API_MODES), default="responses", show_default=True,
-              envvar="SYNTH_API_MODE", show_envvar=True,
-              help="Responses API, or Chat Completions for compatible servers")
-@click.option("--api-base-url", envvar="SYNTH_API_BASE_URL", show_envvar=True,
-              help="Any OpenAI-compatible server  [default: OpenAI]")
 @click.option("--prompt-template", type=click.Path(path_type=Path),
               help="Jinja template replacing the default prompt (see docs/prompts.md)")
-@click.option("--concurrency", type=int, default=5, show_default=True, envvar="SYNTH_CONCURRENCY",
-              show_envvar=True, help="Model calls in flight at most")
-@click.option("--timeout", type=float, default=1200.0, show_default=True, envvar="SYNTH_TIMEOUT",
-              show_envvar=True, help="Seconds per model call")
-@click.option("--max-retries", type=int, default=4, show_default=True, envvar="SYNTH_MAX_RETRIES",
-              show_envvar=True, help="Retries of a failed model call (429, 5xx, timeout, lost connection)")
-@click.option("--retry-base-delay", type=float, default=1.0, show_default=True,
-              envvar="SYNTH_RETRY_BASE_DELAY", show_envvar=True,
-              help="Seconds before the first retry; doubles with each retry")
-@click.option("--retry-max-delay", type=float, default=60.0, show_default=True,
-              envvar="SYNTH_RETRY_MAX_DELAY", show_envvar=True,
-              help="Longest wait before a retry, also capping the server's retry-after")
 @click.option("--eval-timeout", type=float, default=60.0, show_default=True,
               envvar="SYNTH_EVAL_TIMEOUT", show_envvar=True,
               help="Seconds per sandboxed evaluation of one program (val + test)")
@@ -477,19 +489,23 @@ def browse(db, host, port):
 @click.option("--uci-dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="SYNTH_UCI_DIR", show_envvar=True,
               help="Folder with the UCI files (else the download cache)")
+@click.option("--time-budget", type=float, default=0.5, show_default=True,
+              help="Seconds per proposal of the `formula` proposer (`synth run`: 2.0); "
+                   "searches it cuts short may miss what a longer one finds")
+@api_options
 @user_errors
-def demo(out_dir, provider, functions, lengths, num_trials, attempts, test_size, uci_dir):
+def demo(out_dir, provider, functions, lengths, uci_dir, **settings):
     """Run a small real grid end to end and say where everything is.
 
     With the default offline proposer it needs no key and no network (UCI files from
-    --uci-dir or the download cache).
+    --uci-dir or the download cache). With `--provider openai` the model-call flags and
+    their environment variables apply as in `synth run`.
     """  # fmt: skip
     from synth.demo import run_demo
 
     result = run_demo(
         out_dir, provider=provider, functions=split_values(functions) or None,
-        lengths=parse_lengths(lengths), num_trials=num_trials, attempts=attempts,
-        test_size=test_size, uci_dir=uci_dir, notify=echo_err,
+        lengths=parse_lengths(lengths), uci_dir=uci_dir, notify=echo_err, **settings,
     )  # fmt: skip
     _echo_summary(result.db_path, result.run.run_id)
     artifacts = result.run.manifest["artifacts"]

@@ -31,20 +31,30 @@ def run_demo(
     num_trials: int = 3,
     attempts: int = 2,
     test_size: int = 10000,
+    time_budget: float = 0.5,
     uci_dir: Path | None = None,
     notify=lambda message: None,
     progress_stream=None,
+    **settings,
 ) -> DemoResult:
-    """Run the demo grid into ``out_dir``: its database, exports and dataset mirror."""
+    """Run the demo grid into ``out_dir``: its database, exports and dataset mirror.
+
+    ``settings`` are further RunConfig fields (the model, the server, concurrency...)."""
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "synth.db"
     config = RunConfig(
         functions=functions or DEMO_FUNCTIONS, lengths=lengths or DEMO_LENGTHS,
         num_trials=num_trials, attempts=attempts, test_size=test_size, provider=provider,
-        time_budget=0.5, dataset_dir=str(out_dir / "datasets"),
+        time_budget=time_budget, dataset_dir=str(out_dir / "datasets"), **settings,
     )  # fmt: skip
     config.out_dir = str(out_dir / config.run_id)
-    result = start_run(config, db_path=db_path, uci_dir=uci_dir, notify=notify,
-                       progress_stream=progress_stream)  # fmt: skip
+    try:
+        result = start_run(config, db_path=db_path, uci_dir=uci_dir, notify=notify,
+                           progress_stream=progress_stream)  # fmt: skip
+    except BaseException:
+        if created and not any(out_dir.iterdir()):  # refused before anything was written
+            out_dir.rmdir()
+        raise
     report = build_report(db_path, [result.run_id], out_dir / "report.html")
     return DemoResult(result, out_dir, db_path, report)

@@ -40,3 +40,33 @@ def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monk
     assert [fp for p, fp in used if p == "formula"] == [fp for p, fp in used if p == "tree"]
     listed = json.loads(CliRunner().invoke(cli, ["runs", "--json", "--db", str(db_path)]).output)
     assert sorted(r["provider"] for r in listed) == ["formula", "tree"]
+
+
+def test_demo_against_a_server_takes_the_model_call_settings_from_the_environment(
+    tmp_path, openai_server, monkeypatch
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-demo-test")
+    monkeypatch.setenv("SYNTH_API_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("SYNTH_CONCURRENCY", "3")
+    monkeypatch.setenv("SYNTH_MODEL", "local-model")
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, [
+        "demo", "--out-dir", str(out), "--provider", "openai", "--functions", "fn_a",
+        "--lengths", "20", "--num-trials", "2", "--attempts", "1", "--test-size", "20",
+        "--max-retries", "0",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(openai_server.requests) == 2
+    assert {r.body["model"] for r in openai_server.requests} == {"local-model"}
+    (run,) = open_db(out / "synth.db", readonly=True)["runs"].rows
+    config = json.loads(run["config"])
+    assert (config["api_base_url"], config["concurrency"], config["max_retries"]) == (
+        openai_server.base_url, 3, 0)  # fmt: skip
+
+
+def test_a_refused_demo_leaves_no_folder_behind(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), "--provider", "openai"])
+    assert result.exit_code == 2 and "OPENAI_API_KEY is not set" in result.stderr
+    assert not out.exists()
