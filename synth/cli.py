@@ -367,10 +367,18 @@ def _source(ctx, name: str):
 
 
 def _echo_summary(db_path, run_id: str, as_json: bool = False) -> None:
+    """The summary table on stdout, and on stderr a warning when model calls failed."""
     from tracker.db import open_db
     from tracker.exports import grid_rows
+    from tracker.runs import failed_calls
 
-    rows = [summary for _, summary in grid_rows(open_db(db_path, readonly=True), run_id)]
+    db = open_db(db_path, readonly=True)
+    made, failed = failed_calls(db, run_id)
+    if failed:
+        classes = ", ".join(f"{n} {kind}" for kind, n in failed.items())
+        echo_err(f"Warning: {sum(failed.values())} of {made} attempts got no answer from the "
+                 f"model ({classes}); they score as wrong. The events table says why.")  # fmt: skip
+    rows = [summary for _, summary in grid_rows(db, run_id)]
     keys = ("fn", "length", "num_trials", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
             "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
     rows = [{k: r[k] for k in keys} for r in rows]

@@ -311,6 +311,7 @@ def test_transient_faults_are_retried_and_each_is_an_event(run, openai_server):
     )  # fmt: skip
     result, db = run("--attempts", 3, "--max-retries", 5, "--timeout", 0.3)
     assert result.exit_code == 0, result.output
+    assert "no answer" not in result.stderr, "retried faults that end in an answer are no warning"
     assert len(openai_server.requests) == 6
     events = failed_calls(db)
     assert [(e["kind"], e["status_code"], e["call"], e["attempt"], e["level"]) for e in events] == [
@@ -336,6 +337,7 @@ def test_a_call_that_still_fails_consumes_an_attempt(run, openai_server):
         (1, "call_failed", "call_server", None, None, None),
         (2, "evaluated", None, "completed", None, 1.0),
     ]  # fmt: skip
+    assert "Warning: 1 of 2 attempts got no answer from the model (1 call_server)" in result.stderr
     trial = next(db["trials"].rows)
     assert (trial["attempts_made"], trial["selected_attempt"]) == (2, 2)
 
@@ -349,6 +351,8 @@ def test_the_run_finishes_when_every_call_fails(run, openai_server):
     assert [a[2] for a in attempts(db)] == ["call_server", "call_server"]
     assert db["runs"].get("faults")["status"] == "completed"
     assert (next(db["trials"].rows)["status"], next(db["trials"].rows)["val_acc"]) == ("done", 0.0)
+    assert ("Warning: 2 of 2 attempts got no answer from the model (2 call_server); they "
+            "score as wrong.") in result.stderr  # fmt: skip
 
 
 def test_answers_without_a_program_consume_attempts_without_retries(run, openai_server):

@@ -117,6 +117,21 @@ def trials_of(db: sqlite_utils.Database, run_id: str) -> list[dict]:
     return list(db["trials"].rows_where("run_id = ?", [run_id], order_by="id"))
 
 
+def failed_calls(db: sqlite_utils.Database, run_id: str) -> tuple[int, dict[str, int]]:
+    """How many attempts the run made, and those whose model call still failed after its
+    retries, by failure class (most first): they score as wrong programs."""
+    made = db.execute(
+        "select count(*) from attempts a join trials t on t.id = a.trial_id where t.run_id = ?",
+        [run_id],
+    ).fetchone()[0]
+    failed = db.execute(
+        "select a.failure_class, count(*) from attempts a join trials t on t.id = a.trial_id "
+        "where t.run_id = ? and a.status = 'call_failed' group by 1 order by 2 desc, 1",
+        [run_id],
+    ).fetchall()
+    return made, dict(failed)
+
+
 def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
     """A trial's recorded attempts with their response text, program and evaluation."""
     return [
