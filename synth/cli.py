@@ -336,7 +336,9 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
 
     if resume_id:
         given = {name for name in flags if _source(ctx, name) == ParameterSource.COMMANDLINE}
-        refused = sorted(given - set(RESUMABLE))
+        stored = _stored_config(db_path, resume_id)
+        # A flag repeating the stored value changes nothing (a command line run again).
+        refused = sorted(n for n in given - set(RESUMABLE) if stored.get(n, flags[n]) != flags[n])
         if refused:
             names = ", ".join(_flag_name(n) for n in refused)
             raise UserError(f"--resume keeps the stored experiment; cannot change {names}")
@@ -348,6 +350,16 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
         flags.pop("run_id")
     return start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
                      notify=echo_err)
+
+
+def _stored_config(db_path, run_id: str) -> dict:
+    """The stored config of a run, or {} when there is none (resume_run then says so)."""
+    from tracker.db import db_path as resolve_db, open_db
+    from tracker.runs import get_run
+
+    path = resolve_db(db_path)
+    run = get_run(open_db(path, readonly=True), run_id) if path.exists() else None
+    return json.loads(run["config"]) if run else {}
 
 
 def _str(value) -> str | None:

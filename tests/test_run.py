@@ -205,8 +205,10 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
 
 
 def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
-    changed = synth("run", "--resume", "e2e", "--db", "runs.db", "--model", "gpt-4o")
-    assert changed.exit_code == 2 and "cannot change --model" in changed.stderr
+    changed = synth("run", "--resume", "e2e", "--db", "runs.db", "--model", "gpt-4o", "--seed", 42)
+    assert changed.exit_code == 2 and changed.stderr.endswith("cannot change --model\n")
+    same = synth("run", "--resume", "e2e", "--db", "runs.db", "--model", "gpt-5", "--seed", 42)
+    assert same.exit_code == 0, "flags repeating the stored values change nothing"
     unknown = synth("run", "--resume", "nope", "--db", "runs.db")
     assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
     again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
