@@ -395,9 +395,11 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False) -> None:
             "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
     rows = [{k: r[k] for k in keys} for r in rows]
     if not as_json:
+        dry = db["runs"].get(run_id)["dry_run"]  # nothing was scored: say so, not 0.000
         for r in rows:
-            r["val"] = f"{r['val_acc']:.3f} ± {r['val_acc_std']:.3f}"
-            r["test"] = f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}"
+            r["val"] = "— (dry run)" if dry else f"{r['val_acc']:.3f} ± {r['val_acc_std']:.3f}"
+            r["test"] = "—" if dry else f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}"
+            r["oracle_test_acc"] = "—" if dry else r["oracle_test_acc"]
     echo_rows(rows, as_json, {
         "fn": "fn", "length": "L", "num_trials": "trials", "val": "val (selected)",
         "test": "test (selected)", "oracle_test_acc": "test (oracle)", "stopped_early": "solved",
@@ -414,10 +416,13 @@ def runs(as_json, db_path):
     from tracker.runs import list_runs
 
     rows = list_runs(open_db(db_path, readonly=True))
+    if not as_json:
+        for r in rows:
+            r["done"] = f"{r['trials_done']}/{r['trials']}"
     echo_rows(rows, as_json, {
         "run_id": "run_id", "status": "status", "provider": "provider", "model": "model",
-        "grid_points": "points", "trials_done": "trials done", "trials": "of",
-        "trials_solved": "solved", "attempts": "attempts"})  # fmt: skip
+        "grid_points": "points", "done": "trials done", "trials_solved": "solved",
+        "attempts": "attempts"})  # fmt: skip
 
 
 @cli.command()

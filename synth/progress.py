@@ -9,12 +9,14 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total_trials: int, done_trials: int = 0, stream: TextIO | None = None):
+    def __init__(self, total_trials: int, done_trials: int = 0, stream: TextIO | None = None,
+                 solved_trials: int = 0):  # fmt: skip
+        """``done_trials`` and ``solved_trials``: those a resumed run finished before."""
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.total = total_trials
         self.done = done_trials
-        self.solved = 0
+        self.solved = solved_trials
         self.in_flight = 0
         self.token_count = 0
         self.started = time.monotonic()
@@ -30,15 +32,20 @@ class Progress:
     def tokens(self, n: int) -> None:
         self.token_count += n
 
-    def trial_done(self, job, trial: int, result: dict) -> None:
+    def trial_done(self, job, trial: int, result: dict | None) -> None:
+        """``result`` is None for a dry run's trial: its prompt is recorded, nothing scored."""
         self.done += 1
-        self.solved += result["val_acc"] == 1.0
         point = job.stored.point
+        if result is None:
+            outcome = "prompt recorded (dry run)"
+        else:
+            self.solved += result["val_acc"] == 1.0
+            outcome = (f"val {result['val_acc']:.3f} test {result['test_acc']:.3f} "
+                       f"(attempt {result['selected_attempt']})")  # fmt: skip
         line = (
             f"[{self.done}/{self.total}] {point.task.id} L={point.length} trial {trial}: "
-            f"val {result['val_acc']:.3f} test {result['test_acc']:.3f} "
-            f"(attempt {result['selected_attempt']}) | solved {self.solved} | "
-            f"in flight {self.in_flight} | tokens {self.token_count:,}"
+            f"{outcome} | solved {self.solved} | in flight {self.in_flight} | "
+            f"tokens {self.token_count:,}"
         )
         if self.tty:
             self.stream.write("\r\033[K" + line + "\n")

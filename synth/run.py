@@ -146,7 +146,9 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
     template = _template(config)
     jobs = {(s.point.task.id, s.point.length): _job(db, s, template) for s in stored}
     trials = store.trials_of(db, config.run_id)
-    progress = Progress(len(trials), sum(t["status"] == "done" for t in trials), progress_stream)
+    done = [t for t in trials if t["status"] == "done"]
+    progress = Progress(len(trials), len(done), progress_stream,
+                        solved_trials=sum(t["val_acc"] == 1.0 for t in done))  # fmt: skip
     runner = Runner(db, config, provider, progress)
     try:
         asyncio.run(_run_and_close(runner, jobs, trials))

@@ -98,7 +98,7 @@ class Runner:
                 results.append((n, *await self.attempt(job, trial, n)))
         result = select(results)
         store.finish_trial(self.db, trial["id"], {**result, "attempts_made": len(results)})
-        self.progress.trial_done(job, trial["trial"], result)
+        self.progress.trial_done(job, trial["trial"], None if self.config.dry_run else result)
 
     async def _recorded_result(self, job: GridJob, a: dict) -> tuple[int, float | None, float | None]:
         """A stored attempt's scores; one killed before its evaluation is evaluated now."""

@@ -157,6 +157,12 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
     assert query(db, "select status from runs") == ("completed",)
     assert query(db, "select count(*) from events where kind = 'resumed'") == (1,)
     assert exports(tmp_path / "out") == baseline
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    if kill_point == "during_export":  # every trial had finished: none is run again
+        assert lines == []
+    else:
+        solved = query(db, "select count(*) from trials where val_acc = 1.0")[0]
+        assert f"| solved {solved} |" in lines[-1], "progress counts trials solved before the kill"
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, openai_server, baseline):

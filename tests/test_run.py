@@ -172,6 +172,10 @@ def test_runs_and_show(finished_run):
     listed = json.loads(synth("runs", "--json", "--db", "runs.db").output)
     assert [(r["run_id"], r["status"], r["trials"], r["trials_done"], r["trials_solved"], r["attempts"])
             for r in listed] == [("e2e", "completed", 12, 12, 4, 28)]  # fmt: skip
+    table = synth("runs", "--db", "runs.db").stdout.splitlines()
+    assert table[0].split() == ["run_id", "status", "provider", "model", "points", "trials",
+                                "done", "solved", "attempts"]  # fmt: skip
+    assert table[2].split() == ["e2e", "completed", "openai", "gpt-5", "6", "12/12", "4", "28"]
     shown = json.loads(synth("show", "e2e", "--json", "--db", "runs.db").output)
     assert [(r["fn"], r["length"], r["val_acc"]) for r in shown] == [
         ("fn_a", 20, 1.0), ("fn_a", 25, 1.0), ("fn_b", 20, 0.0), ("fn_b", 25, 0.0),
@@ -196,6 +200,8 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
                 "--run-id", "dry", "--db", "r.db")  # fmt: skip
     assert dry.exit_code == 0, dry.output
     assert "dry run: datasets built and prompts recorded; no model was called" in dry.stderr
+    assert "[2/2] fn_a L=20 trial 2: prompt recorded (dry run) | solved 0" in dry.stderr
+    assert dry.stdout.splitlines()[2].split()[:6] == ["fn_a", "20", "2", "—", "(dry", "run)"]
     assert len(openai_server.requests) == 1, "a dry run calls nothing"
     db = open_db(workdir / "r.db", readonly=True)
     assert db["runs"].get("dry")["status"] == "dry_run"
