@@ -1,5 +1,6 @@
 """The report as text for a terminal (``--format md``): Markdown headings and tables,
-the same analyses and columns as the HTML page, without charts and programs."""
+the same analyses as the HTML page, without charts and programs; wide tables keep the
+columns that fit a terminal, and the leakage audit lists only datasets with leakage."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def render_text(report: Report) -> str:
         f"Zero input leakage and compile-ok rate >= {gate['threshold']}.\n\n" + _table(t.GATE, gate["runs"]),
         "Runs": _table(_pick(t.RUNS, "run_id", "status", "proposer", "seed", "sizes", "grid_points",
                              "trials_done", "attempts"), report.runs),
+        "Leaderboard: each proposer over all its runs": _table(t.LEADERBOARD, report.leaderboard),
         "Results per grid point (selected by validation accuracy)": _table(
             _pick(t.GRID_POINTS, "run_id", "fn", "length", "trials", "test_mean", "test_std", "test",
                   "val_mean", "gap_mean", "solved"), report.grid_points),
@@ -30,12 +32,14 @@ def render_text(report: Report) -> str:
         "Compile and extraction": _table(_pick(t.COMPILE, "run_id", "attempts", "call_failed", "answered",
                                                "extract_failed", "compile_ok", "compile_ok_rate"),
                                          report.compile),
+        "Failure classes": _table(t.FAILURES, report.failure_classes),
         "Most common errors": _table(t.ERRORS, report.errors),
         "Improvement (test-oracle: chosen with test labels, an upper bound, not a result)":
         _table(t.IMPROVEMENT, report.run_results),
         "Attempts to solve": _table(t.SOLVE, report.attempts_to_solve),
         f"Tokens and cost (prices: {prices.source}, as of {prices.as_of})":
         _table(t.TOKENS_RUNS, report.tokens_runs),
+        "Tokens and cost per grid point": _table(t.TOKENS_POINTS, report.tokens_points),
     }  # fmt: skip
     return header + "".join(f"\n\n## {title}\n\n{body}" for title, body in sections.items()) + "\n"
 

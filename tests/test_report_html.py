@@ -93,6 +93,10 @@ def test_markdown_readout(report_db):
     assert "4 datasets audited, 1 with inputs shared between splits." in text
     assert "| r3 | tree | 1 | 1 | 0 | 0 | 0 | 0 | $0.0000 |" in text
     assert "| r4 | openai/llama-3.1-8b | 1 | 1 | 100 | 40 | 50 | 30 | unknown |" in text
+    # every analysis of the HTML page, without its charts and programs
+    assert "| fn_a | 4 | openai/gpt-5 | 2 | 4 | 0.688 | 0.410 | [0.000, 1.000] | 0.750 | +0.062 | 3 |" in text
+    assert "| r1 | openai/gpt-5 | extraction | no_json | 1 |" in text  # failure classes
+    assert "| r1 | openai/gpt-5 | fn_a | 4 | 4 | 400 | 160 | 200 | 120 | $0.0023 |" in text  # per point
 
 
 def test_latest_run_by_default_and_written_atomically(report_db, tmp_path):
