@@ -558,7 +558,8 @@ def _self_command() -> str:
               help="A self-contained HTML page, or a text readout for terminals")
 @click.option("--model", multiple=True, help="Only runs of this model")
 @click.option("--provider", multiple=True, help="Only runs of this provider")
-@click.option("--task", multiple=True, help="Only these task ids")
+@click.option("--task", multiple=True, metavar="FN",
+              help="Only these task ids (repeat the flag, or separate them with commas)")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               envvar="SYNTH_PRICES", show_envvar=True,
               help="JSON price table merged over the built-in one")
@@ -573,6 +574,7 @@ def report(run_ids, output, fmt, model, provider, task, prices, db_path):
     from reports import ReportError, build_report
     from tracker.db import db_path as resolve_db
 
+    task = split_values(task)
     filters = {k: list(v) for k, v in (("model", model), ("provider", provider), ("task", task)) if v}
     out = output or (Path("report.html") if fmt == "html" else None)
     try:

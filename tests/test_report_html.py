@@ -6,11 +6,13 @@ import re
 import sqlite3
 
 import pytest
+from click.testing import CliRunner
 from openai_server import Reply
 
 from reports import ReportError, build_report
 from reports.charts import CHARTS
 from reports.html import vega_javascript
+from synth.cli import cli
 from tracker.db import open_db
 
 
@@ -166,3 +168,13 @@ def test_report_of_real_runs(openai_server, tmp_path, monkeypatch):
     assert "| tree | tree | " in text
     html = build_report("runs.db", ["model", "tree"]).replace(vega_javascript(), "")
     assert 'class="gate pass"' in html and "return x.count(&#34;1&#34;) % 2" in html
+
+
+@pytest.mark.parametrize("tasks", [["--task", "fn_b"], ["--task", "fn_a,fn_b"],
+                                   ["--task", "fn_a", "--task", "fn_b"]])  # fmt: skip
+def test_report_task_filter_takes_a_list_as_synth_run_does(report_db, tasks):
+    result = CliRunner().invoke(cli, ["report", *tasks, "--format", "md", "--db", str(report_db)])
+    assert result.exit_code == 0, result.output
+    section = result.stdout.split("## Results per grid point")[1].split("## ")[0]
+    shown = {line.split(" | ")[1] for line in section.splitlines() if re.match(r"\| r\d ", line)}
+    assert shown == {t for arg in tasks[1::2] for t in arg.split(",")}
