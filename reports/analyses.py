@@ -26,6 +26,9 @@ GATE_COMPILE_OK = 0.99
 NOT_COMPILED = ("compile_error", "no_function")
 TOP_ERRORS = 10
 
+# The reasoning effort a run asked for; none for offline proposers, which have no such
+# setting (their config keeps the flag's default).
+EFFORT = "case when r.provider = 'openai' then json_extract(r.config, '$.reasoning_effort') end"
 DONE_TRIALS = f"""
 from trials t
 join runs r on r.run_id = t.run_id
@@ -127,7 +130,7 @@ def runs_overview(db, scope: Scope) -> list[dict]:
         select r.run_id, r.status, r.provider, r.model, r.api_mode, r.dry_run, r.created_at,
           r.finished_at, r.error, json_extract(r.versions, '$."llm-pv"') as version,
           json_extract(r.config, '$.seed') as seed,
-          json_extract(r.config, '$.reasoning_effort') as reasoning_effort,
+          {EFFORT} as reasoning_effort,
           json_extract(r.config, '$.attempts') as attempts_requested,
           json_extract(r.config, '$.num_trials') as num_trials,
           json_extract(r.config, '$.train_size') as train_size,
@@ -184,7 +187,7 @@ def seed_spread(db, scope: Scope) -> list[dict]:
     each run's mean selected test accuracy as one value. Only points with 2+ seeds."""
     rows = _query(db, f"""
         with per_run as (
-          select r.provider, r.model, json_extract(r.config, '$.reasoning_effort') as effort,
+          select r.provider, r.model, {EFFORT} as effort,
             json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
             d.test_size, t.fn, t.length, d.base_seed as seed, avg(t.test_acc) as test
           {DONE_TRIALS}

@@ -54,6 +54,12 @@ def test_grid_points_over_selected_trials(report):
     assert tree["test_std"] == 0.0 and tree["test_ci_low"] is None and tree["test_ci_high"] is None
 
 
+def test_offline_proposers_have_no_reasoning_effort(report):
+    runs = by(report.runs, "run_id")
+    assert runs["r3"]["provider"] == "tree" and runs["r3"]["reasoning_effort"] is None
+    assert runs["r1"]["provider"] == "openai" and runs["r1"]["reasoning_effort"] == "high"
+
+
 def test_dry_runs_and_unfinished_trials_have_no_results(report):
     assert not {r["run_id"] for r in report.grid_points} & {"r0", "r4"}
     assert {r["run_id"] for r in report.programs} == {"r1", "r2", "r3"}
