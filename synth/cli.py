@@ -391,6 +391,9 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False) -> None:
         echo_err(f"Warning: {sum(failed.values())} of {made} attempts got no answer from the "
                  f"model ({classes}); they score as wrong. The events table says why.")  # fmt: skip
     rows = [summary for _, summary in grid_rows(db, run_id)]
+    if not rows:
+        status = db["runs"].get(run_id)["status"]
+        echo_err(f"run {run_id} ({status}): no trial has finished yet")
     keys = ("fn", "length", "num_trials", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
             "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
     rows = [{k: r[k] for k in keys} for r in rows]

@@ -9,6 +9,7 @@ import csv
 import json
 import re
 import shutil
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -182,6 +183,11 @@ def test_runs_and_show(finished_run):
         ("fn_g", 20, 0.5), ("fn_g", 25, 0.5)]  # fmt: skip
     missing = synth("show", "nope", "--db", "runs.db")
     assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
+    with sqlite3.connect("runs.db") as conn:  # as when a run was killed before any trial ended
+        conn.execute("update runs set status = 'interrupted'")
+        conn.execute("update trials set status = 'pending'")
+    early = synth("show", "e2e", "--db", "runs.db")
+    assert early.exit_code == 0 and "run e2e (interrupted): no trial has finished yet" in early.stderr
 
 
 def test_chat_mode_and_dry_run(workdir, openai_server):
