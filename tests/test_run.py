@@ -255,3 +255,15 @@ def test_variadic_flags_also_take_the_equals_form(workdir):
     assert result.exit_code == 0, result.output
     db = open_db(workdir / "v.db", readonly=True)
     assert db.execute("select count(*) from run_datasets").fetchone() == (4,)
+
+
+def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
+    grid = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--attempts", "1",
+            "--test-size", "20", "--db", "w.db", "--dry-run"]  # fmt: skip
+    told = synth("run", "--provider", "tree", *grid, "--reasoning-effort", "low",
+                 "--time-budget", 3, "--run-id", "told")  # fmt: skip
+    assert told.exit_code == 0, told.output
+    assert told.stderr.startswith(
+        "Warning: --reasoning-effort, --time-budget do not apply to --provider tree; ignored\n")
+    formula = synth("run", "--provider", "formula", *grid, "--time-budget", 3, "--run-id", "f")
+    assert formula.exit_code == 0 and "Warning" not in formula.stderr
