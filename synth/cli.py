@@ -364,8 +364,17 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
         echo_err(f"Warning: {', '.join(map(_flag_name, unused))} "
                  f"{'does' if len(unused) == 1 else 'do'} not apply to --provider "
                  f"{flags['provider']}; ignored")  # fmt: skip
+    if _source(ctx, "uci_dir") == ParameterSource.COMMANDLINE and _no_uci_task(flags["functions"]):
+        echo_err("Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions")
     return start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
                      notify=echo_err)
+
+
+def _no_uci_task(functions: list[str] | None) -> bool:
+    """Whether a chosen grid holds no tabular task (None: the default grid, which does)."""
+    from synth.tasks import TASKS
+
+    return functions is not None and not any(TASKS[f].source for f in functions if f in TASKS)
 
 
 def _stored_config(db_path, run_id: str) -> dict:

@@ -267,3 +267,6 @@ def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
         "Warning: --reasoning-effort, --time-budget do not apply to --provider tree; ignored\n")
     formula = synth("run", "--provider", "formula", *grid, "--time-budget", 3, "--run-id", "f")
     assert formula.exit_code == 0 and "Warning" not in formula.stderr
+    uci = synth("run", "--provider", "tree", *grid, "--uci-dir", ".", "--run-id", "u")
+    assert uci.exit_code == 0, uci.output
+    assert "Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions" in uci.stderr
