@@ -19,7 +19,7 @@ import sqlite_utils
 from reports.leakage import leakage_audit
 from reports.prices import PriceTable
 from reports.scope import Scope, scoped
-from reports.stats import add_summaries
+from reports.stats import add_means, add_summaries
 
 GATE_COMPILE_OK = 0.99
 # Evaluation statuses that mean the program never ran: it did not compile or define f.
@@ -37,17 +37,15 @@ left join attempts a1 on a1.trial_id = t.id and a1.attempt = 1
 left join evaluations e1 on e1.attempt_id = a1.id
 where t.status = 'done' and not r.dry_run and {scoped()}
 """
-# Selected (by validation) accuracies over trials, as count/sum/sum of squares for
-# stats.add_summaries; attempt 1 and the test-oracle choice beside them.
+# Selected (by validation) accuracies over trials, as per-trial values for
+# stats.add_summaries and add_means; attempt 1 and the test-oracle choice beside them.
 ACCURACY = """
 count(*) as trials, sum(t.stopped_early) as solved, avg(t.attempts_made) as attempts_mean,
-count(*) as test_n, sum(t.test_acc) as test_sum, sum(t.test_acc * t.test_acc) as test_sq,
-min(t.test_acc) as test_min, max(t.test_acc) as test_max,
-count(*) as val_n, sum(t.val_acc) as val_sum, sum(t.val_acc * t.val_acc) as val_sq,
-min(t.val_acc) as val_min, max(t.val_acc) as val_max,
-avg(t.val_acc - t.test_acc) as gap_mean,
-avg(coalesce(e1.test_acc, 0)) as first_test_mean,
-avg(t.oracle_test_acc) as oracle_test_mean
+json_group_array(t.test_acc) as test_values, min(t.test_acc) as test_min, max(t.test_acc) as test_max,
+json_group_array(t.val_acc) as val_values, min(t.val_acc) as val_min, max(t.val_acc) as val_max,
+json_group_array(t.val_acc - t.test_acc) as gap_values,
+json_group_array(coalesce(e1.test_acc, 0)) as first_test_values,
+json_group_array(t.oracle_test_acc) as oracle_test_values
 """
 ATTEMPTS = f"""
 from attempts a
@@ -149,6 +147,7 @@ def runs_overview(db, scope: Scope) -> list[dict]:
 def _accuracy(rows: list[dict]) -> list[dict]:
     for row in rows:
         add_summaries(row, "test", "val")
+        add_means(row, "gap", "first_test", "oracle_test")
         row["improvement_selected"] = row["test_mean"] - row["first_test_mean"]
         row["improvement_oracle"] = row["oracle_test_mean"] - row["first_test_mean"]
     return rows
@@ -173,12 +172,15 @@ def run_results(db, scope: Scope) -> list[dict]:
 
 
 def leaderboard(db, scope: Scope) -> list[dict]:
-    """Per task and length, each proposer over all its runs, best first."""
+    """Per task and length, each proposer and setting (reasoning effort, attempts) over
+    all its runs, best first: runs that differ only in seed pool, other settings do not."""
     return _accuracy(_query(db, f"""
-        select r.provider, r.model, t.fn, t.length, count(distinct t.run_id) as runs, {ACCURACY}
+        select r.provider, r.model, {EFFORT} as effort,
+          json_extract(r.config, '$.attempts') as attempts, t.fn, t.length,
+          count(distinct t.run_id) as runs, {ACCURACY}
         {DONE_TRIALS}
-        group by r.provider, r.model, t.fn, t.length
-        order by t.fn, t.length, avg(t.test_acc) desc, r.provider, r.model
+        group by r.provider, r.model, effort, attempts, t.fn, t.length
+        order by t.fn, t.length, avg(t.test_acc) desc, r.provider, r.model, effort, attempts
         """, scope))  # fmt: skip
 
 
@@ -195,8 +197,7 @@ def seed_spread(db, scope: Scope) -> list[dict]:
         )
         select provider, model, effort, attempts, train_size, val_size, test_size, fn, length,
           count(*) as runs, count(distinct seed) as seeds, group_concat(distinct seed) as seed_list,
-          count(*) as test_n, sum(test) as test_sum, sum(test * test) as test_sq,
-          min(test) as test_min, max(test) as test_max
+          json_group_array(test) as test_values, min(test) as test_min, max(test) as test_max
         from per_run
         group by provider, model, effort, attempts, train_size, val_size, test_size, fn, length
         having count(distinct seed) > 1

@@ -1,13 +1,18 @@
-"""Summary statistics from SQL aggregates: SQLite sums, Python finishes.
+"""Summary statistics of per-trial values that SQL collects (json_group_array).
 
-The standard deviation is the population one, as in the published summaries and the
-exports; the 95% confidence interval of the mean uses Student's t with the sample
-standard deviation, clipped to [0, 1] since the values are accuracies.
+Means and standard deviations come from tracker.exports.summarise, so the report, `synth
+show` and the exports print the same digits (SQLite's sum() adds naively; fmean rounds
+once). The standard deviation is the population one, as in the published summaries; the
+95% confidence interval of the mean uses Student's t with the sample standard deviation,
+clipped to [0, 1] since the values are accuracies.
 """
 
 from __future__ import annotations
 
+import json
 import math
+
+from tracker.exports import summarise
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
 T_975 = (
@@ -26,13 +31,12 @@ def t_975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def summary(n: int, total: float, total_sq: float) -> dict:
-    """Mean, population std and the 95% CI of the mean from count, sum and sum of squares."""
-    if not n:
+def summary(values: list[float]) -> dict:
+    """Mean, population std and the 95% CI of the mean."""
+    if not values:
         return {"mean": None, "std": None, "ci_low": None, "ci_high": None}
-    mean = total / n
-    var = max(0.0, total_sq / n - mean * mean)
-    std = math.sqrt(var)
+    mean, std = summarise(values)
+    n = len(values)
     if n < 2:
         return {"mean": mean, "std": std, "ci_low": None, "ci_high": None}
     half = t_975(n - 1) * std / math.sqrt(n - 1)  # t * sample std / sqrt(n)
@@ -40,9 +44,15 @@ def summary(n: int, total: float, total_sq: float) -> dict:
 
 
 def add_summaries(row: dict, *names: str) -> dict:
-    """Replace ``<name>_n/_sum/_sq`` columns of an SQL row by ``<name>_mean/_std/_ci_*``."""
+    """Replace the ``<name>_values`` JSON arrays of an SQL row by ``<name>_mean/_std/_ci_*``."""
     for name in names:
-        n = row.pop(f"{name}_n")
-        s = summary(n, row.pop(f"{name}_sum") or 0.0, row.pop(f"{name}_sq") or 0.0)
+        s = summary(json.loads(row.pop(f"{name}_values")))
         row.update({f"{name}_{k}": v for k, v in s.items()})
+    return row
+
+
+def add_means(row: dict, *names: str) -> dict:
+    """Replace the ``<name>_values`` JSON arrays of an SQL row by ``<name>_mean``."""
+    for name in names:
+        row[f"{name}_mean"] = summary(json.loads(row.pop(f"{name}_values")))["mean"]
     return row

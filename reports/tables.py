@@ -102,7 +102,8 @@ GRID_POINTS = [
     Column("attempts_mean", "attempts", "acc", "mean attempts made per trial"),
 ]  # fmt: skip
 LEADERBOARD = [
-    TASK, LENGTH, PROPOSER, Column("runs", "runs", "int"), TRIALS,
+    TASK, LENGTH, PROPOSER, Column("effort", "effort"), Column("attempts", "attempts", "int"),
+    Column("runs", "runs", "int"), TRIALS,
     Column("test_mean", "test mean", "acc"), Column("test_std", "test std", "acc"),
     Column("test", "test 95% CI", "ci"), Column("val_mean", "val mean", "acc"),
     Column("gap_mean", "val-test gap", "delta"), Column("solved", "solved", "int"),

@@ -19,7 +19,8 @@ def render_text(report: Report) -> str:
         f"Zero input leakage and compile-ok rate >= {gate['threshold']}.\n\n" + _table(t.GATE, gate["runs"]),
         "Runs": _table(_pick(t.RUNS, "run_id", "status", "proposer", "seed", "sizes", "grid_points",
                              "trials_done", "attempts"), report.runs),
-        "Leaderboard: each proposer over all its runs": _table(t.LEADERBOARD, report.leaderboard),
+        "Leaderboard: each proposer and setting over all its runs":
+        _table(t.LEADERBOARD, report.leaderboard),
         "Results per grid point (selected by validation accuracy)": _table(
             _pick(t.GRID_POINTS, "run_id", "fn", "length", "trials", "test_mean", "test_std", "test",
                   "val_mean", "gap_mean", "solved"), report.grid_points),

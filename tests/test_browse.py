@@ -25,6 +25,7 @@ PARITY = "def f(x):\n    return x.count('1') % 2  # popcount"
 BROKEN = "def f(x) return 1"
 NOT_RUNNABLE = "import nosuchmodule\ndef f(x):\n    return 1"
 WRONG = "def f(x):\n    return int(x[0] == x[-1])"
+CONFIG = '{"reasoning_effort": "high", "attempts": 3}'
 PROMPT = "Find f. Examples:\n0001 -> 1\n0000 -> 0"
 
 # fn_g's dataset leaks: 1001 is in train and test (same label), 1000 is in train and val
@@ -67,7 +68,7 @@ def attempt(db, trial_id, n, status, *, code=None, failure=None, error=None, rep
 
 def run(db, run_id, model, grid, num_trials, dry_run=0):
     store.create_run(db, {"run_id": run_id, "provider": "openai", "model": model,
-                          "dry_run": dry_run, "config": "{}"}, grid, num_trials)  # fmt: skip
+                          "dry_run": dry_run, "config": CONFIG}, grid, num_trials)  # fmt: skip
     return [t["id"] for t in store.trials_of(db, run_id)]
 
 
@@ -180,6 +181,7 @@ def test_leaderboard_ranks_models_per_task_and_length_without_dry_runs(get):
     assert got == [("fn_a", 1, "gpt-5-mini", 1, 1, 0.75), ("fn_a", 2, "gpt-5", 2, 1, 0.5),
                    ("fn_g", 1, "gpt-5", 1, 0, 0.5)]  # fmt: skip
     assert rows[1]["min_test_acc"] == 0.0 and rows[1]["mean_attempts"] == 2.5
+    assert [(r["effort"], r["attempts"]) for r in rows] == [("high", 3)] * 3  # settings kept apart
     assert [r["model"] for r in canned(get, "leaderboard", run_id="r2")] == ["gpt-5-mini"]
 
 

@@ -10,6 +10,7 @@ from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.stats import summary, t_975
 from tracker.db import open_db
+from tracker.exports import summarise
 
 
 ALL = ["r0", "r1", "r2", "r3", "r4"]
@@ -83,6 +84,42 @@ def test_leaderboard_ranks_proposers_over_their_runs(report):
     assert fn_b["test_std"] == pytest.approx(0.207289, abs=1e-6)
     assert fn_b["test_ci_low"] == pytest.approx(0.8125 - 3.182 * 0.207289 / 3**0.5, abs=1e-5)
     assert fn_b["test_ci_high"] == 1.0
+
+
+@pytest.fixture
+def own_db(report_db, tmp_path):
+    """A writable copy of the fixture database, for a test that changes it."""
+    path = tmp_path / "own.db"
+    path.write_bytes(report_db.read_bytes())
+    db = open_db(path)
+    yield db
+    db.conn.close()
+
+
+def test_the_leaderboard_keeps_settings_apart_but_pools_seeds(own_db):
+    own_db.execute("update runs set config = json_set(config, '$.reasoning_effort', 'low') "
+                   "where run_id = 'r2'")  # fmt: skip
+    own_db.conn.commit()
+    rows = report_of(own_db, ALL).leaderboard
+    assert {(r["fn"], r["provider"], r["effort"], r["attempts"], r["runs"]) for r in rows} == {
+        ("fn_a", "tree", None, 3, 1), ("fn_a", "openai", "high", 3, 1),
+        ("fn_a", "openai", "low", 3, 1), ("fn_b", "openai", "high", 3, 1),
+        ("fn_b", "openai", "low", 3, 1)}  # fmt: skip
+
+
+def test_means_are_the_exports_means_to_the_last_digit(own_db):
+    """SQLite adds naively (0.5 + 0.47 + 0.45 + 0.45 = 1.8699999999999999); the exports'
+    fmean rounds once (0.4675 prints as 0.468): the report must print what `show` does."""
+    trials = [r[0] for r in own_db.execute(
+        "select id from trials where fn = 'fn_b' and status = 'done' order by id")]  # fmt: skip
+    values = [0.5, 0.47, 0.45, 0.45]
+    assert len(trials) == len(values)
+    for trial_id, value in zip(trials, values):
+        own_db.execute("update trials set test_acc = ? where id = ?", [value, trial_id])
+    own_db.conn.commit()
+    (row,) = [r for r in report_of(own_db, ALL).leaderboard if r["fn"] == "fn_b"]
+    assert row["test_mean"] == summarise(values)[0] == 0.4675
+    assert f"{row['test_mean']:.3f}" == "0.468"
 
 
 def test_seed_spread_across_runs_sharing_a_grid(report):
@@ -221,10 +258,10 @@ def test_t_quantiles_and_summary():
     assert t_975(4) == 2.776
     assert t_975(31) == pytest.approx(2.0395, abs=1e-4)
     assert t_975(120) == pytest.approx(1.9799, abs=1e-4)
-    s = summary(4, 3.0, 2.5)  # values 1, 1, 0.5, 0.5
+    s = summary([1, 1, 0.5, 0.5])
     assert (s["mean"], s["std"]) == (0.75, 0.25)
     assert s["ci_low"] == pytest.approx(0.75 - 3.182 * 0.25 / 3**0.5)
-    assert summary(0, 0, 0)["mean"] is None
+    assert summary([])["mean"] is None
 
 
 def test_prices_snapshots_overrides_and_bad_files(tmp_path, monkeypatch):
