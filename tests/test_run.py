@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,7 +18,7 @@ from openai_server import Reply
 
 from synth.cli import cli
 from tracker.db import open_db
-from tracker.exports import PUBLISHED_COLUMNS
+from tracker.exports import EXTRA_COLUMNS, PUBLISHED_COLUMNS
 
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 BROKEN = '```json\n{"code": "def f(x) return 1"}\n```'
@@ -270,3 +271,32 @@ def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
     uci = synth("run", "--provider", "tree", *grid, "--uci-dir", ".", "--run-id", "u")
     assert uci.exit_code == 0, uci.output
     assert "Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions" in uci.stderr
+
+
+def test_exports_carry_the_sizes_a_capped_dataset_really_has(workdir, uci_dir):
+    """chess has 1,527 rows of its smaller class: a 10,000-row test split is capped at
+    2,854. The published columns keep the request; the effective sizes follow them."""
+    result = synth("run", "--provider", "tree", "--functions", "fn_q", "--num-trials", 1,
+                   "--attempts", 1, "--uci-dir", uci_dir, "--db", "c.db", "--run-id", "c",
+                   "--out-dir", "out")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with open(workdir / "out" / "results_attempts.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["is_summary"], r["test_size"], r["test_effective"], r["train_effective"])
+            for r in rows] == [("False", "10000", "2854", "100"), ("True", "10000", "2854", "100")]
+    assert int(rows[0]["test_total"]) == 2854
+    assert rows[0]["reasoning_effort"] == rows[0]["tool_choice"] == "", "the tree has no such setting"
+    manifest = json.loads((workdir / "out" / "results_attempts_manifest.json").read_text())
+    (dataset,) = manifest["dataset_fingerprints"]
+    assert (dataset["test_effective"], dataset["fingerprint"]) == (2854, rows[0]["dataset_fingerprint"])
+    header = list(rows[0])
+    for line in (workdir / "out" / "results_attempts.jsonl").read_text().splitlines():
+        assert list(json.loads(line)) == header, "JSONL keys follow the CSV's columns"
+
+
+def test_the_columns_docs_list_are_the_columns_exported():
+    text = (Path(__file__).parents[1] / "docs" / "running.md").read_text()
+    published = re.search(r"published header in the published order:\s+`([^`]+)`", text)[1]
+    ours = re.search(r"Ours follow: `([^`]+)`", text)[1]
+    assert [c.strip() for c in " ".join(published.split()).split(",")] == list(PUBLISHED_COLUMNS)
+    assert [c.strip() for c in " ".join(ours.split()).split(",")] == list(EXTRA_COLUMNS)

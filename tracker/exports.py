@@ -33,9 +33,13 @@ EXTRA_COLUMNS = (
     "provider", "api_mode", "status", "failure_class", "response_status",
     "incomplete_reason", "eval_status", "limit_hit", "val_correct", "val_total",
     "test_correct", "test_total", "row_errors", "selected", "test_oracle",
-    "oracle_test_acc", "oracle_test_acc_std", "response_id", "dataset_fingerprint", "code",
+    "oracle_test_acc", "oracle_test_acc_std", "response_id", "dataset_fingerprint",
+    "train_effective", "val_effective", "test_effective", "code",
 )  # fmt: skip
 COLUMNS = PUBLISHED_COLUMNS + EXTRA_COLUMNS
+# The dataset a grid point used: its fingerprint and the split sizes it really has (a
+# tabular test split may be capped below the requested --test-size).
+EFFECTIVE_COLUMNS = ("dataset_fingerprint", "train_effective", "val_effective", "test_effective")
 TOKEN_COLUMNS = ("duration_ms", "cached_tokens", "prompt_tokens", "completion_tokens",
                  "reasoning_tokens", "tool_uses", "tool_results_chars")  # fmt: skip
 
@@ -57,7 +61,8 @@ select t.fn, t.length, t.trial, a.attempt, a.status, a.failure_class, a.error,
   s.output_tokens, s.reasoning_tokens, s.tool_calls, s.tool_output_chars, s.status as
   response_status, s.incomplete_reason, s.response_id, e.status as eval_status,
   e.limit_hit, e.val_acc, e.val_correct, e.val_total, e.test_acc, e.test_correct,
-  e.test_total, e.row_errors, g.code, d.derived_seed, d.fingerprint,
+  e.test_total, e.row_errors, g.code, d.derived_seed, d.fingerprint, d.train_effective,
+  d.val_effective, d.test_effective,
   t.stopped_early as trial_stopped_early, t.selected_attempt
 from attempts a
 join trials t on t.id = a.trial_id
@@ -73,13 +78,16 @@ order by rd.rowid, t.trial, a.attempt
 
 
 def run_metadata(run: dict) -> dict:
-    """The run columns every published row carries."""
+    """The run columns every published row carries. The API settings are left empty for
+    an offline proposer, which never reads them (its config keeps the flags' defaults)."""
     config = json.loads(run["config"])
+    api = config["provider"] == "openai"
     return {
         "run_id": run["run_id"], "model": config["model"],
-        "reasoning_effort": config["reasoning_effort"],
-        "max_output_tokens": config["max_output_tokens"], "tool_choice": config["tool_choice"],
-        "enable_code_interpreter": config["enable_code_interpreter"],
+        "reasoning_effort": config["reasoning_effort"] if api else None,
+        "max_output_tokens": config["max_output_tokens"] if api else None,
+        "tool_choice": config["tool_choice"] if api else None,
+        "enable_code_interpreter": config["enable_code_interpreter"] if api else None,
         "global_seed": config["seed"], "train_size": config["train_size"],
         "val_size": config["val_size"], "test_size": config["test_size"],
         "dataset_dir": config["dataset_dir"] or "",
@@ -112,7 +120,9 @@ def attempt_row(meta: dict, r: dict) -> dict:
         "row_errors": r["row_errors"], "selected": bool(r["selected"]),
         "test_oracle": bool(r["test_oracle"]), "oracle_test_acc": None,
         "oracle_test_acc_std": None, "response_id": r["response_id"],
-        "dataset_fingerprint": r["fingerprint"], "code": r["code"],
+        "dataset_fingerprint": r["fingerprint"], "train_effective": r["train_effective"],
+        "val_effective": r["val_effective"], "test_effective": r["test_effective"],
+        "code": r["code"],
     }  # fmt: skip
 
 
@@ -138,7 +148,8 @@ def summary_row(meta: dict, rows: list[dict]) -> dict:
         "oracle_test_acc": oracle, "oracle_test_acc_std": oracle_std,
         "stopped_early": sum(r["stopped_early"] for r in selected),
         "compile_error": "", "num_trials": len(trials), "is_summary": True,
-        "selected": False, "test_oracle": False, "dataset_fingerprint": first["dataset_fingerprint"],
+        "selected": False, "test_oracle": False,
+        **{c: first[c] for c in EFFECTIVE_COLUMNS},
     }  # fmt: skip
 
 
@@ -182,7 +193,8 @@ def write_exports(db: sqlite_utils.Database, run_id: str, paths: ExportPaths) ->
 
 
 def _jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    """One JSON object a line, its keys in the CSV's column order."""
+    return "".join(json.dumps({c: r[c] for c in COLUMNS}, ensure_ascii=False) + "\n" for r in rows)
 
 
 def _csv(rows: list[dict]) -> str:
@@ -195,15 +207,12 @@ def _csv(rows: list[dict]) -> str:
 
 def _manifest(db, run: dict, paths: ExportPaths, table: list[dict], logs: list[str]) -> dict:
     environment = json.loads(run["environment"] or "{}")
-    fingerprints = [
-        {"fn": r["fn"], "length": r["length"], "fingerprint": r["fingerprint"],
-         "derived_seed": r["derived_seed"]}
-        for r in db.query(
-            "select rd.fn, rd.length, d.fingerprint, d.derived_seed from run_datasets rd "
-            "join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.rowid",
-            [run["run_id"]],
-        )
-    ]  # fmt: skip
+    fingerprints = list(db.query(
+        "select rd.fn, rd.length, d.fingerprint, d.derived_seed, d.train_effective, "
+        "d.val_effective, d.test_effective from run_datasets rd "
+        "join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.rowid",
+        [run["run_id"]],
+    ))  # fmt: skip
     summaries = [r for r in table if r["is_summary"]]
     return {
         "run_id": run["run_id"],
