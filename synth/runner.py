@@ -97,6 +97,8 @@ class Runner:
                 n = len(results) + 1
                 results.append((n, *await self.attempt(job, trial, n)))
         result = select(results)
+        if self.config.dry_run:  # nothing was scored: no accuracy, rather than a 0 to average
+            result.update(val_acc=None, test_acc=None, oracle_test_acc=None)
         store.finish_trial(self.db, trial["id"], {**result, "attempts_made": len(results)})
         self.progress.trial_done(job, trial["trial"], None if self.config.dry_run else result)
 

@@ -212,6 +212,8 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
     assert len(openai_server.requests) == 1, "a dry run calls nothing"
     db = open_db(workdir / "r.db", readonly=True)
     assert db["runs"].get("dry")["status"] == "dry_run"
+    assert {(t["status"], t["val_acc"], t["test_acc"]) for t in db["trials"].rows_where(
+        "run_id = 'dry'")} == {("done", None, None)}, "nothing scored: no accuracy, not 0"  # fmt: skip
     rows = list(db.query("select status, prompt_hash from attempt_rows where run_id = 'dry'"))
     assert [r["status"] for r in rows] == ["dry_run", "dry_run"]
     assert len(examples(db["prompts"].get(rows[0]["prompt_hash"])["text"])) == 10
