@@ -488,18 +488,27 @@ def export_cmd(run_id, out_dir, db_path):
                 envvar="SYNTH_DB")  # fmt: skip
 @user_errors
 def migrate(db):
-    """Bring a database written by an older version up to date (read commands need it).
+    """Bring a database written by an older version up to date (read commands refuse one).
 
-    DB defaults to $SYNTH_DB, else ./synth.db. Writing commands migrate by themselves.
+    DB defaults to $SYNTH_DB, else ./synth.db. Writing commands, and browse, migrate by
+    themselves.
     """
-    from tracker.db import db_path, open_db
+    import sqlite_utils
+
+    from tracker.db import OutdatedDatabase, db_path, open_db
     from tracker.migrations import migrations
 
     path = db_path(db)
     if not path.exists():
         raise UserError(f"no database at {path}")
+    try:
+        open_db(path, readonly=True).conn.close()
+        pending = []
+    except OutdatedDatabase:
+        pending = [m.name for m in migrations.pending(sqlite_utils.Database(path))]
     applied = migrations.applied(open_db(path))
-    click.echo(f"{path}: schema up to date ({len(applied)} migrations applied)", err=True)
+    done = f"applied {', '.join(pending)}; " if pending else "nothing to do: "
+    click.echo(f"{path}: {done}schema up to date ({len(applied)} migrations)", err=True)
 
 
 @cli.command()

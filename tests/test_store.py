@@ -5,9 +5,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlite_utils
+from click.testing import CliRunner
 
+from synth.cli import cli
 from tracker.datasets import find_dataset, load_examples, save_dataset
 from tracker.db import BUSY_TIMEOUT_MS, StoreError, open_db
+from tracker.migrations import migrations
 
 
 @pytest.fixture
@@ -127,3 +131,16 @@ def test_a_database_in_a_folder_we_cannot_write_is_read_without_writing(tmp_path
     assert ro.execute("select text from notes").fetchall() == [("kept",)]
     ro.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.db"]
+
+
+def test_synth_migrate_says_what_it_applied(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    last = migrations.pending(old)[-1].name
+    migrations.apply(old, stop_before=last)  # as the version before the last step wrote it
+    old.close()
+    first = CliRunner().invoke(cli, ["migrate", str(path)])
+    assert first.exit_code == 0, first.output
+    assert f"{path}: applied {last}; schema up to date" in first.stderr
+    again = CliRunner().invoke(cli, ["migrate", str(path)])
+    assert f"{path}: nothing to do: schema up to date" in again.stderr
