@@ -272,10 +272,6 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     click.echo(f"{len(folders)} datasets written under {dataset_dir}", err=True)
 
 
-RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
-             "api_base_url", "out_dir", "out_jsonl", "out_csv", "out_manifest", "dataset_dir")  # fmt: skip
-
-
 @cli.command(cls=VariadicCommand)
 @grid_options
 @click.option("--attempts", type=int, default=5, show_default=True, help="Attempts per trial")
@@ -342,7 +338,7 @@ _UNUSED_BY = {OPENAI_PROVIDER: ("time_budget",), "tree": (*_API_ONLY, "time_budg
 
 def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
     from synth.config import RunConfig
-    from synth.run import resume_run, start_run
+    from synth.run import RESUMABLE, resume_run, start_run
 
     if resume_id:
         given = {name for name in flags if _source(ctx, name) == ParameterSource.COMMANDLINE}

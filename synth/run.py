@@ -34,6 +34,9 @@ from tracker.db import check_writable, db_path as resolve_db, open_db
 from tracker.exports import ExportPaths, write_exports
 
 API_KEY_ENV = "OPENAI_API_KEY"
+# What a resume may change: how hard and where a run works, never what it measures.
+RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
+             "api_base_url", "out_dir", "out_jsonl", "out_csv", "out_manifest", "dataset_dir")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ def resume_run(
 
     ``overrides`` (settings that do not change the experiment: concurrency, timeouts,
     retries, server, output paths) are stored with the run's config."""
+    refused = sorted(set(overrides or {}) - set(RESUMABLE))
+    if refused:
+        raise SynthError(f"a resume keeps the stored experiment; cannot change {', '.join(refused)}")
     path = resolve_db(db_path)
     if not path.exists():
         raise SynthError(f"no database at {path}")

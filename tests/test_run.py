@@ -17,6 +17,8 @@ from click.testing import CliRunner
 from openai_server import Reply
 
 from synth.cli import cli
+from synth.errors import SynthError
+from synth.run import resume_run
 from tracker.db import open_db
 from tracker.exports import EXTRA_COLUMNS, PUBLISHED_COLUMNS
 
@@ -224,6 +226,8 @@ def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
     assert changed.exit_code == 2 and changed.stderr.endswith("cannot change --model\n")
     same = synth("run", "--resume", "e2e", "--db", "runs.db", "--model", "gpt-5", "--seed", 42)
     assert same.exit_code == 0, "flags repeating the stored values change nothing"
+    with pytest.raises(SynthError, match="a resume keeps the stored experiment; cannot change seed"):
+        resume_run("e2e", db_path=Path("runs.db"), overrides={"seed": 7, "concurrency": 2})
     unknown = synth("run", "--resume", "nope", "--db", "runs.db")
     assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
     again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
