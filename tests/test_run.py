@@ -170,6 +170,12 @@ def test_export_reproduces_the_files_from_the_database(finished_run):
     assert result.exit_code == 0, result.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert len(server.requests) == calls
+    theirs = workdir / "theirs"
+    theirs.mkdir()
+    (theirs / "results_attempts_manifest.json").write_text('{"run_id": "other"}')
+    refused = synth("export", "e2e", "--db", "runs.db", "--out-dir", theirs)
+    assert refused.exit_code == 2 and "holds the exports of run 'other'" in refused.stderr
+    assert [p.name for p in theirs.iterdir()] == ["results_attempts_manifest.json"]
 
 
 def test_runs_and_show(finished_run):
