@@ -341,16 +341,10 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
     from synth.run import RESUMABLE, resume_run, start_run
 
     if resume_id:
-        given = {name for name in flags if _source(ctx, name) == ParameterSource.COMMANDLINE}
-        stored = _stored_config(db_path, resume_id)
-        # A flag repeating the stored value changes nothing (a command line run again).
-        refused = sorted(n for n in given - set(RESUMABLE) if stored.get(n, flags[n]) != flags[n])
-        if refused:
-            names = ", ".join(_flag_name(n) for n in refused)
-            raise UserError(f"--resume keeps the stored experiment; cannot change {names}")
-        # Settings a resume may change come from flags or environment variables.
-        chosen = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-        overrides = {n: flags[n] for n in RESUMABLE if _source(ctx, n) in chosen}
+        # Every flag given, for resume_run to check; the resumable ones also from the
+        # environment.
+        overrides = {n: v for n, v in flags.items() if _source(ctx, n) == ParameterSource.COMMANDLINE
+                     or (n in RESUMABLE and _source(ctx, n) == ParameterSource.ENVIRONMENT)}  # fmt: skip
         return resume_run(resume_id, db_path=db_path, overrides=overrides)
     if flags["run_id"] is None:
         flags.pop("run_id")
@@ -371,16 +365,6 @@ def _no_uci_task(functions: list[str] | None) -> bool:
     from synth.tasks import TASKS
 
     return functions is not None and not any(TASKS[f].source for f in functions if f in TASKS)
-
-
-def _stored_config(db_path, run_id: str) -> dict:
-    """The stored config of a run, or {} when there is none (resume_run then says so)."""
-    from tracker.db import db_path as resolve_db, open_db
-    from tracker.runs import get_run
-
-    path = resolve_db(db_path)
-    run = get_run(open_db(path, readonly=True), run_id) if path.exists() else None
-    return json.loads(run["config"]) if run else {}
 
 
 def _str(value) -> str | None:

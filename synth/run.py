@@ -87,11 +87,9 @@ def resume_run(
 ) -> RunResult:  # fmt: skip
     """Continue a stored run from the database alone; recorded attempts are never redone.
 
-    ``overrides`` (settings that do not change the experiment: concurrency, timeouts,
-    retries, server, output paths) are stored with the run's config."""
-    refused = sorted(set(overrides or {}) - set(RESUMABLE))
-    if refused:
-        raise SynthError(f"a resume keeps the stored experiment; cannot change {', '.join(refused)}")
+    ``overrides`` may hold the RESUMABLE settings (they do not change the experiment:
+    concurrency, timeouts, retries, server, output paths), stored with the run's config;
+    any other setting only with its stored value (a command line given again)."""
     path = resolve_db(db_path)
     if not path.exists():
         raise SynthError(f"no database at {path}")
@@ -99,7 +97,14 @@ def resume_run(
     run = store.get_run(db, run_id)
     if run is None:
         raise SynthError(f"no run {run_id!r} in {path}")
-    config = RunConfig.from_json({**json.loads(run["config"]), **(overrides or {})})
+    stored = json.loads(run["config"])
+    overrides = overrides or {}
+    changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and stored.get(k) != v)
+    if changed:
+        names = ", ".join("--" + k.removesuffix("_path").replace("_", "-") for k in changed)
+        raise SynthError(f"--resume keeps the stored experiment; cannot change {names}")
+    overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
+    config = RunConfig.from_json({**stored, **overrides})
     config.validate()
     provider = None if config.dry_run else _provider(config)
     _check_outputs(config)

@@ -232,12 +232,25 @@ def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
     assert changed.exit_code == 2 and changed.stderr.endswith("cannot change --model\n")
     same = synth("run", "--resume", "e2e", "--db", "runs.db", "--model", "gpt-5", "--seed", 42)
     assert same.exit_code == 0, "flags repeating the stored values change nothing"
-    with pytest.raises(SynthError, match="a resume keeps the stored experiment; cannot change seed"):
-        resume_run("e2e", db_path=Path("runs.db"), overrides={"seed": 7, "concurrency": 2})
+    with pytest.raises(SynthError, match="--resume keeps the stored experiment; cannot change --seed$"):
+        resume_run("e2e", db_path=Path("runs.db"), overrides={"seed": 7, "model": "gpt-5"})
     unknown = synth("run", "--resume", "nope", "--db", "runs.db")
     assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
     again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
     assert again.exit_code == 2 and "--resume e2e" in again.stderr
+
+
+def test_resume_brings_a_database_from_an_older_version_up_to_date(finished_run):
+    with sqlite3.connect("runs.db") as conn:  # undo m004_isolation, as an older version wrote it
+        (view,) = conn.execute("select sql from sqlite_master where name = 'attempt_rows'").fetchone()
+        conn.execute("drop view attempt_rows")
+        conn.execute(view.replace(" e.isolation,", ""))
+        conn.execute("alter table evaluations drop column isolation")
+        conn.execute("delete from _sqlite_migrations where name = 'm004_isolation'")
+    assert synth("show", "e2e", "--db", "runs.db").exit_code == 2, "read commands refuse it"
+    resumed = synth("run", "--resume", "e2e", "--db", "runs.db")
+    assert resumed.exit_code == 0, resumed.output
+    assert synth("show", "e2e", "--db", "runs.db").exit_code == 0
 
 
 def test_resume_needs_no_source_data_and_keeps_its_new_settings(workdir, uci_dir, monkeypatch):
