@@ -15,9 +15,7 @@ import click
 from click.core import ParameterSource
 
 from synth import __version__
-from synth.config import (
-    API_MODES, EFFORTS, OPENAI_PROVIDER, PROVIDERS, TOOL_CHOICES, VERBOSITIES,
-)
+from synth.config import API_MODES, EFFORTS, PROVIDERS, TOOL_CHOICES, VERBOSITIES
 from synth.errors import SynthError
 from tracker.db import StoreError
 
@@ -328,17 +326,9 @@ def run(ctx, resume_id, db_path, uci_dir, **flags):
     click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
 
 
-# Settings a proposer never reads: given anyway, they are said to be ignored.
-_API_ONLY = ("model", "max_output_tokens", "reasoning_effort", "verbosity", "tool_choice",
-             "enable_code_interpreter", "api_mode", "api_base_url", "timeout", "max_retries",
-             "retry_base_delay", "retry_max_delay")  # fmt: skip
-_UNUSED_BY = {OPENAI_PROVIDER: ("time_budget",), "tree": (*_API_ONLY, "time_budget"),
-              "formula": _API_ONLY}  # fmt: skip
-
-
 def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
-    from synth.config import RunConfig
-    from synth.run import RESUMABLE, resume_run, start_run
+    from synth.config import RESUMABLE, RunConfig, unread_settings
+    from synth.run import resume_run, start_run
 
     if resume_id:
         # Every flag given, for resume_run to check; the resumable ones also from the
@@ -348,7 +338,7 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
         return resume_run(resume_id, db_path=db_path, overrides=overrides)
     if flags["run_id"] is None:
         flags.pop("run_id")
-    unused = [n for n in _UNUSED_BY[flags["provider"]]
+    unused = [n for n in unread_settings(flags["provider"])
               if _source(ctx, n) == ParameterSource.COMMANDLINE]  # fmt: skip
     if unused:
         echo_err(f"Warning: {', '.join(map(_flag_name, unused))} "

@@ -23,13 +23,19 @@ OFFLINE_PROVIDERS = ("tree", "formula")
 PROVIDERS = (OPENAI_PROVIDER, *OFFLINE_PROVIDERS)
 DEFAULT_MODEL = "gpt-5"
 
-# What defines the experiment: a resumed run must keep every one of these.
-EXPERIMENT_FIELDS = (
-    "functions", "lengths", "attempts", "num_trials", "model", "max_output_tokens",
-    "reasoning_effort", "verbosity", "tool_choice", "enable_code_interpreter",
-    "train_size", "val_size", "test_size", "seed", "api_mode", "provider",
-    "prompt_template", "eval_timeout", "strict_sizes", "time_budget",
-)  # fmt: skip
+# What a resume may change: how hard and where a run works, never what it measures.
+RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
+             "api_base_url", "out_dir", "out_jsonl", "out_csv", "out_manifest", "dataset_dir")  # fmt: skip
+# Settings only the OpenAI providers read (an offline proposer records --model as its label).
+API_SETTINGS = ("max_output_tokens", "reasoning_effort", "verbosity", "tool_choice",
+                "enable_code_interpreter", "api_mode", "api_base_url", "timeout", "max_retries",
+                "retry_base_delay", "retry_max_delay")  # fmt: skip
+
+
+def unread_settings(provider: str) -> tuple[str, ...]:
+    """The RunConfig fields ``provider`` never reads: given anyway, they change nothing."""
+    unread = () if provider == OPENAI_PROVIDER else API_SETTINGS
+    return unread if provider == "formula" else (*unread, "time_budget")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import OFFLINE_PROVIDERS, RunConfig
+from synth.config import OFFLINE_PROVIDERS, RESUMABLE, RunConfig
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import GridPoint, Sizes, plan_grid
 from synth.errors import RunFailed, RunInterrupted, SynthError
@@ -34,9 +34,6 @@ from tracker.db import check_writable, db_path as resolve_db, open_db
 from tracker.exports import ExportPaths, write_exports
 
 API_KEY_ENV = "OPENAI_API_KEY"
-# What a resume may change: how hard and where a run works, never what it measures.
-RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
-             "api_base_url", "out_dir", "out_jsonl", "out_csv", "out_manifest", "dataset_dir")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -287,10 +287,11 @@ def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
     grid = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--attempts", "1",
             "--test-size", "20", "--db", "w.db", "--dry-run"]  # fmt: skip
     told = synth("run", "--provider", "tree", *grid, "--reasoning-effort", "low",
-                 "--time-budget", 3, "--run-id", "told")  # fmt: skip
+                 "--time-budget", 3, "--model", "my-tree", "--run-id", "told")  # fmt: skip
     assert told.exit_code == 0, told.output
     assert told.stderr.startswith(
         "Warning: --reasoning-effort, --time-budget do not apply to --provider tree; ignored\n")
+    assert open_db("w.db", readonly=True)["runs"].get("told")["model"] == "my-tree", "a label"
     formula = synth("run", "--provider", "formula", *grid, "--time-budget", 3, "--run-id", "f")
     assert formula.exit_code == 0 and "Warning" not in formula.stderr
     uci = synth("run", "--provider", "tree", *grid, "--uci-dir", ".", "--run-id", "u")
