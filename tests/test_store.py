@@ -144,3 +144,22 @@ def test_synth_migrate_says_what_it_applied(tmp_path):
     assert f"{path}: applied {last}; schema up to date" in first.stderr
     again = CliRunner().invoke(cli, ["migrate", str(path)])
     assert f"{path}: nothing to do: schema up to date" in again.stderr
+
+
+def test_a_database_whose_wal_holds_changes_is_refused_where_it_cannot_be_read(tmp_path, monkeypatch):
+    """A copy of a database and its -wal (no -shm) in a folder we cannot write: as
+    immutable, SQLite would ignore the -wal and show old data, so it is refused."""
+    source = open_db(tmp_path / "live.db")
+    source.execute("pragma wal_autocheckpoint = 0")
+    source["notes"].insert({"text": "only in the wal"})
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("live.db", "live.db-wal"):
+        (copy / name).write_bytes((tmp_path / name).read_bytes())
+    source.close()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and access(p, mode)
+                        if Path(p) == copy else access(p, mode))  # fmt: skip
+    with pytest.raises(StoreError, match="its -wal file holds changes"):
+        open_db(copy / "live.db", readonly=True)
+    assert sorted(p.name for p in copy.iterdir()) == ["live.db", "live.db-wal"]

@@ -52,14 +52,19 @@ def readonly_uri(path: Path) -> str:
     """The URI to read ``path`` without writing it.
 
     Reading a WAL database needs its -shm file, which SQLite creates when it is missing;
-    in a folder we cannot write (a read-only mount, someone else's results) it cannot, so
-    such a file is opened as immutable: with no -shm there, no writer can be at work on it
-    and its last writer checkpointed everything into the file."""
+    in a folder we cannot write (a read-only mount, someone else's results) it cannot. A
+    database there with neither -shm nor -wal was checkpointed whole by its last writer,
+    and no writer can be at work on it: it is opened as immutable. One whose -wal still
+    holds changes cannot be read there without losing them, and is refused."""
     uri = f"{path.resolve().as_uri()}?mode=ro"  # as_uri: a "#" or "?" in a name is escaped
-    shm = path.with_name(f"{path.name}-shm")
-    if not shm.exists() and not os.access(path.parent if str(path.parent) else ".", os.W_OK):
-        uri += "&immutable=1"
-    return uri
+    shm, wal = (path.with_name(f"{path.name}-{end}") for end in ("shm", "wal"))
+    if shm.exists() or os.access(path.parent, os.W_OK):
+        return uri
+    if wal.exists() and wal.stat().st_size:
+        raise StoreError(f"cannot read {path}: its -wal file holds changes SQLite cannot read "
+                         f"without creating {shm.name} in {path.parent}, which is not writable; "
+                         f"copy the database with its -wal file to a folder you can write")  # fmt: skip
+    return uri + "&immutable=1"
 
 
 def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) -> sqlite_utils.Database:
