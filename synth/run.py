@@ -67,7 +67,7 @@ def start_run(
         stored = ensure_datasets(db, points, uci_dir=uci_dir)
     except BaseException:
         if created:  # refused before anything was recorded: leave no empty database behind
-            _remove_database(db, path)
+            _remove_if_empty(db, path)
         raise
     if config.dataset_dir:
         _mirror(db, stored, Path(config.dataset_dir))
@@ -272,10 +272,16 @@ def _check_folder(path: Path, what: str) -> None:
         raise SynthError(f"cannot write {what} to {path}: {probe} is not a writable folder")
 
 
-def _remove_database(db: sqlite_utils.Database, path: Path) -> None:
+def _remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:
+    """Remove the database this call created, unless it holds a run or a dataset by now
+    (another process may have started to use the new file meanwhile)."""
+    db.conn.execute("begin immediate")  # no writer in the middle of recording one
+    empty = not any(db.execute(f"select 1 from {t} limit 1").fetchone() for t in ("runs", "datasets"))
+    db.conn.rollback()
     db.close()
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        name.unlink(missing_ok=True)
+    if empty:
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            name.unlink(missing_ok=True)
 
 
 def _mirror(db, stored: list[StoredDataset], root: Path) -> None:

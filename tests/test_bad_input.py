@@ -7,7 +7,11 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
+import synth.run
 from synth.cli import cli
+from synth.errors import SynthError
+from tracker import runs as store
+from tracker.db import open_db
 
 SMALL = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--attempts", "1",
          "--train-size", "10", "--val-size", "10", "--test-size", "20"]  # fmt: skip
@@ -142,3 +146,19 @@ def test_a_grid_refused_while_its_data_is_drawn_leaves_no_new_database(workdir):
     assert result.exit_code == 2, result.output
     assert "cannot split without leakage" in result.stderr
     assert not any(workdir.glob("new.db*"))
+
+
+def test_a_new_database_another_process_used_meanwhile_is_kept(workdir, monkeypatch):
+    """This run created the file, but while it drew its data another run recorded itself
+    there: refusing this run must not delete that one."""
+    def meanwhile(db, points, uci_dir=None):
+        other = open_db(workdir / "shared.db")
+        store.create_run(other, {"run_id": "theirs", "provider": "tree", "model": "tree",
+                                 "dry_run": 0, "config": "{}"}, [], 1)  # fmt: skip
+        other.close()
+        raise SynthError("refused while drawing data")
+
+    monkeypatch.setattr(synth.run, "ensure_datasets", meanwhile)
+    result = CliRunner().invoke(cli, ["run", *SMALL, "--dry-run", "--db", "shared.db"])
+    assert result.exit_code == 2 and "refused while drawing data" in result.stderr
+    assert open_db(workdir / "shared.db", readonly=True)["runs"].get("theirs")["model"] == "tree"
