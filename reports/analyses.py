@@ -37,15 +37,23 @@ left join attempts a1 on a1.trial_id = t.id and a1.attempt = 1
 left join evaluations e1 on e1.attempt_id = a1.id
 where t.status = 'done' and not r.dry_run and {scoped()}
 """
-# Selected (by validation) accuracies over trials, as per-trial values for
-# stats.add_summaries and add_means; attempt 1 and the test-oracle choice beside them.
-ACCURACY = """
+
+
+def values(expr: str, name: str) -> str:
+    """Every value of ``expr`` in the group, for stats.add_summaries and add_means: 17
+    significant digits, so each float comes back exactly (json_group_array keeps 15)."""
+    return f"group_concat(printf('%!.17g', {expr}), ' ') as {name}_values"
+
+
+# Selected (by validation) accuracies over trials, as per-trial values; attempt 1 and the
+# test-oracle choice beside them.
+ACCURACY = f"""
 count(*) as trials, sum(t.stopped_early) as solved, avg(t.attempts_made) as attempts_mean,
-json_group_array(t.test_acc) as test_values, min(t.test_acc) as test_min, max(t.test_acc) as test_max,
-json_group_array(t.val_acc) as val_values, min(t.val_acc) as val_min, max(t.val_acc) as val_max,
-json_group_array(t.val_acc - t.test_acc) as gap_values,
-json_group_array(coalesce(e1.test_acc, 0)) as first_test_values,
-json_group_array(t.oracle_test_acc) as oracle_test_values
+{values("t.test_acc", "test")}, min(t.test_acc) as test_min, max(t.test_acc) as test_max,
+{values("t.val_acc", "val")}, min(t.val_acc) as val_min, max(t.val_acc) as val_max,
+{values("t.val_acc - t.test_acc", "gap")},
+{values("coalesce(e1.test_acc, 0)", "first_test")},
+{values("t.oracle_test_acc", "oracle_test")}
 """
 ATTEMPTS = f"""
 from attempts a
@@ -197,7 +205,7 @@ def seed_spread(db, scope: Scope) -> list[dict]:
         )
         select provider, model, effort, attempts, train_size, val_size, test_size, fn, length,
           count(*) as runs, count(distinct seed) as seeds, group_concat(distinct seed) as seed_list,
-          json_group_array(test) as test_values, min(test) as test_min, max(test) as test_max
+          {values("test", "test")}, min(test) as test_min, max(test) as test_max
         from per_run
         group by provider, model, effort, attempts, train_size, val_size, test_size, fn, length
         having count(distinct seed) > 1

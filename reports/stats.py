@@ -1,4 +1,4 @@
-"""Summary statistics of per-trial values that SQL collects (json_group_array).
+"""Summary statistics of per-trial values that SQL collects (reports.analyses.values).
 
 Means and standard deviations come from tracker.exports.summarise, so the report, `synth
 show` and the exports print the same digits (SQLite's sum() adds naively; fmean rounds
@@ -9,7 +9,6 @@ clipped to [0, 1] since the values are accuracies.
 
 from __future__ import annotations
 
-import json
 import math
 
 from tracker.exports import summarise
@@ -44,15 +43,19 @@ def summary(values: list[float]) -> dict:
 
 
 def add_summaries(row: dict, *names: str) -> dict:
-    """Replace the ``<name>_values`` JSON arrays of an SQL row by ``<name>_mean/_std/_ci_*``."""
+    """Replace the ``<name>_values`` of an SQL row by ``<name>_mean/_std/_ci_*``."""
     for name in names:
-        s = summary(json.loads(row.pop(f"{name}_values")))
-        row.update({f"{name}_{k}": v for k, v in s.items()})
+        row.update({f"{name}_{k}": v for k, v in summary(_values(row, name)).items()})
     return row
 
 
 def add_means(row: dict, *names: str) -> dict:
-    """Replace the ``<name>_values`` JSON arrays of an SQL row by ``<name>_mean``."""
+    """Replace the ``<name>_values`` of an SQL row by ``<name>_mean``."""
     for name in names:
-        row[f"{name}_mean"] = summary(json.loads(row.pop(f"{name}_values")))["mean"]
+        row[f"{name}_mean"] = summary(_values(row, name))["mean"]
     return row
+
+
+def _values(row: dict, name: str) -> list[float]:
+    """The space-separated values reports.analyses.values collected."""
+    return [float(v) for v in (row.pop(f"{name}_values") or "").split()]

@@ -120,6 +120,12 @@ def test_means_are_the_exports_means_to_the_last_digit(own_db):
     (row,) = [r for r in report_of(own_db, ALL).leaderboard if r["fn"] == "fn_b"]
     assert row["test_mean"] == summarise(values)[0] == 0.4675
     assert f"{row['test_mean']:.3f}" == "0.468"
+    values = [2853 / 2854, 1 / 3, 2 / 7, 5 / 9]  # 17 significant digits each
+    for trial_id, value in zip(trials, values):
+        own_db.execute("update trials set test_acc = ? where id = ?", [value, trial_id])
+    own_db.conn.commit()
+    (row,) = [r for r in report_of(own_db, ALL).leaderboard if r["fn"] == "fn_b"]
+    assert (row["test_mean"], row["test_std"]) == summarise(values), "every bit of every value"
 
 
 def test_seed_spread_across_runs_sharing_a_grid(report):
