@@ -180,14 +180,15 @@ def run_results(db, scope: Scope) -> list[dict]:
 
 
 def leaderboard(db, scope: Scope) -> list[dict]:
-    """Per task and length, each proposer and setting (reasoning effort, attempts) over
-    all its runs, best first: runs that differ only in seed pool, other settings do not."""
+    """Per task and length, each proposer and setting (reasoning effort, attempts, split
+    sizes) over all its runs, best first: runs of one setting under several seeds pool."""
     return _accuracy(_query(db, f"""
         select r.provider, r.model, {EFFORT} as effort,
-          json_extract(r.config, '$.attempts') as attempts, t.fn, t.length,
-          count(distinct t.run_id) as runs, {ACCURACY}
+          json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
+          d.test_size, t.fn, t.length, count(distinct t.run_id) as runs, {ACCURACY}
         {DONE_TRIALS}
-        group by r.provider, r.model, effort, attempts, t.fn, t.length
+        group by r.provider, r.model, effort, attempts, d.train_size, d.val_size, d.test_size,
+          t.fn, t.length
         order by t.fn, t.length, avg(t.test_acc) desc, r.provider, r.model, effort, attempts
         """, scope))  # fmt: skip
 

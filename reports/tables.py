@@ -103,7 +103,7 @@ GRID_POINTS = [
 ]  # fmt: skip
 LEADERBOARD = [
     TASK, LENGTH, PROPOSER, Column("effort", "effort"), Column("attempts", "attempts", "int"),
-    Column("runs", "runs", "int"), TRIALS,
+    Column("sizes", "train/val/test", get=sizes), Column("runs", "runs", "int"), TRIALS,
     Column("test_mean", "test mean", "acc"), Column("test_std", "test std", "acc"),
     Column("test", "test 95% CI", "ci"), Column("val_mean", "val mean", "acc"),
     Column("gap_mean", "val-test gap", "delta"), Column("solved", "solved", "int"),

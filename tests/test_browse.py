@@ -185,6 +185,15 @@ def test_leaderboard_ranks_models_per_task_and_length_without_dry_runs(get):
     assert [r["model"] for r in canned(get, "leaderboard", run_id="r2")] == ["gpt-5-mini"]
 
 
+def test_the_leaderboard_keeps_settings_apart(db_path, get):
+    with sqlite3.connect(db_path) as conn:  # r2 becomes gpt-5 at another effort than r1's
+        conn.execute("update runs set model = 'gpt-5', "
+                     "config = json_set(config, '$.reasoning_effort', 'low') where run_id = 'r2'")  # fmt: skip
+    rows = [r for r in canned(get, "leaderboard") if r["fn"] == "fn_a"]
+    assert sorted((r["model"], r["effort"], r["runs"], r["test_size"]) for r in rows) == [
+        ("gpt-5", "high", 1, 2), ("gpt-5", "low", 1, 2)]  # fmt: skip
+
+
 def test_selected_program_of_each_trial(get):
     rows = canned(get, "selected_programs", run_id="r1")
     assert [(r["fn"], r["trial"], r["selected_attempt"], r["code"]) for r in rows] == [

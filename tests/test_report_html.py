@@ -96,8 +96,8 @@ def test_markdown_readout(report_db):
     assert "| r3 | tree | 1 | 1 | 0 | 0 | 0 | 0 | $0.0000 |" in text
     assert "| r4 | openai/llama-3.1-8b | 1 | 1 | 100 | 40 | 50 | 30 | unknown |" in text
     # every analysis of the HTML page, without its charts and programs
-    assert ("| fn_a | 4 | openai/gpt-5 | high | 3 | 2 | 4 | 0.688 | 0.410 | [0.000, 1.000] | 0.750 "
-            "| +0.062 | 3 |") in text  # fmt: skip
+    assert ("| fn_a | 4 | openai/gpt-5 | high | 3 | 2/2/4 | 2 | 4 | 0.688 | 0.410 | [0.000, 1.000] "
+            "| 0.750 | +0.062 | 3 |") in text  # fmt: skip
     assert "| r1 | openai/gpt-5 | extraction | no_json | 1 |" in text  # failure classes
     assert "| r1 | openai/gpt-5 | fn_a | 4 | 4 | 400 | 160 | 200 | 120 | $0.0023 |" in text  # per point
 
