@@ -463,8 +463,6 @@ def migrate(db):
     DB defaults to $SYNTH_DB, else ./synth.db. Writing commands, and browse, migrate by
     themselves.
     """
-    import sqlite_utils
-
     from tracker.db import OutdatedDatabase, db_path, open_db
     from tracker.migrations import migrations
 
@@ -472,13 +470,15 @@ def migrate(db):
     if not path.exists():
         raise UserError(f"no database at {path}")
     try:
-        open_db(path, readonly=True).conn.close()
+        db = open_db(path, readonly=True)  # up to date: nothing to write
         pending = []
-    except OutdatedDatabase:
-        pending = [m.name for m in migrations.pending(sqlite_utils.Database(path))]
-    applied = migrations.applied(open_db(path))
+    except OutdatedDatabase as e:
+        pending = e.pending
+        db = open_db(path)
+    count = len(migrations.applied(db))
+    db.close()
     done = f"applied {', '.join(pending)}; " if pending else "nothing to do: "
-    click.echo(f"{path}: {done}schema up to date ({len(applied)} migrations)", err=True)
+    click.echo(f"{path}: {done}schema up to date ({count} migrations)", err=True)
 
 
 @cli.command()

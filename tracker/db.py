@@ -21,7 +21,12 @@ class StoreError(Exception):
 
 
 class OutdatedDatabase(StoreError):
-    """A database written by an older version, opened read-only: `synth migrate` fixes it."""
+    """A database written by an older version, opened read-only: `synth migrate` fixes it.
+    ``pending`` names the migrations it lacks."""
+
+    def __init__(self, message: str, pending: list[str]):
+        super().__init__(message)
+        self.pending = pending
 
 
 def db_path(path: str | os.PathLike | None = None) -> Path:
@@ -79,6 +84,9 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         uri = path.resolve().as_uri()
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"cannot use database {path}: {e}") from None
+    try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
         if not readonly:
@@ -87,12 +95,17 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         db = sqlite_utils.Database(conn)
         if not readonly:
             migrations.apply(db)
-        elif migrations.pending(db):
+        elif pending := migrations.pending(db):
             if not migrations.applied(db):
                 raise StoreError(f"{path} is not an LLM-PV database (or is still being created)")
             raise OutdatedDatabase(
-                f"{path} was written by an older version of llm-pv; upgrade it with: synth migrate {path}"
+                f"{path} was written by an older version of llm-pv; upgrade it with: synth migrate {path}",
+                [m.name for m in pending],
             )
+    except StoreError:
+        conn.close()  # refused: nothing of it stays open
+        raise
     except sqlite3.DatabaseError as e:
+        conn.close()
         raise StoreError(f"cannot use database {path}: {e}") from None
     return db
