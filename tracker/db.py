@@ -46,7 +46,7 @@ def check_writable(path: Path) -> None:
         if not os.access(path, os.W_OK):
             raise StoreError(f"cannot write to database {path}: permission denied")
     else:
-        parent = path.parent if str(path.parent) else Path(".")
+        parent = path.parent
         if not parent.is_dir():
             raise StoreError(f"cannot create database {path}: folder {parent} does not exist")
         if not os.access(parent, os.W_OK):
