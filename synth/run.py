@@ -244,17 +244,27 @@ def _provider(config: RunConfig):
 
 
 def _check_out_dir(config: RunConfig) -> None:
-    """The exports' folders are writable, and hold no other run's exports (their
-    per-trial logs would be left among ours)."""
+    """The exports' folders are writable, and hold no other run's exports: its manifest
+    where ours goes, or its per-trial logs beside our JSONL (they would be left among
+    ours)."""
     for path in {p.parent for p in (config.jsonl_path, config.csv_path, config.manifest_path)}:
         _check_folder(path, "exports")
+    logs = sorted(config.jsonl_path.parent.glob(f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))
+    for path in [config.manifest_path, *logs[:1]]:
+        other = _run_id_in(path)
+        if other not in (None, config.run_id):
+            raise SynthError(f"{path.parent} holds the exports of run {other!r}; "
+                             f"choose another --out-dir, or remove them first")  # fmt: skip
+
+
+def _run_id_in(path: Path) -> str | None:
+    """The run id an export file names (a manifest, or a JSONL file's first row), if any."""
     try:
-        other = json.loads(config.manifest_path.read_text(encoding="utf-8")).get("run_id")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.readline() if path.suffix == ".jsonl" else fh.read()
+        return json.loads(text).get("run_id")
     except (OSError, ValueError, AttributeError):
-        return
-    if other not in (None, config.run_id):
-        raise SynthError(f"{config.manifest_path.parent} holds the exports of run {other!r}; "
-                         f"choose another --out-dir, or remove them first")  # fmt: skip
+        return None
 
 
 def _check_outputs(config: RunConfig) -> None:
