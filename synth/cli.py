@@ -417,6 +417,8 @@ def runs(as_json, db_path):
     if not as_json:
         for r in rows:
             r["done"] = f"{r['trials_done']}/{r['trials']}"
+            if r["alive"] is False:  # killed outright: it could not mark itself
+                r["status"] = "running (process gone)"
     echo_rows(rows, as_json, {
         "run_id": "run_id", "status": "status", "provider": "provider", "model": "model",
         "grid_points": "points", "done": "trials done", "trials_solved": "solved",

@@ -17,7 +17,10 @@ import sys
 import time
 
 import pytest
+from click.testing import CliRunner
 from openai_server import Reply
+
+from synth.cli import cli
 
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 # Wrong and slow (5 ms a row), so evaluations last long enough to be killed during.
@@ -147,6 +150,9 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
     db = tmp_path / "r.db"
     recorded = query(db, "select count(*) from responses")[0]
     assert query(db, "pragma integrity_check") == ("ok",)
+    (listed,) = json.loads(CliRunner().invoke(cli, ["runs", "--json", "--db", str(db)]).output)
+    killed = ("completed", None) if kill_point == "during_export" else ("running", False)
+    assert (listed["status"], listed["alive"]) == killed, "killed mid-run: its process is gone"
 
     resumed = synth_process(tmp_path, "--resume", "r", "--db", "r.db")
     _, err = resumed.communicate(timeout=120)

@@ -7,9 +7,12 @@ program that does not parse, and palindrome with a wrong program wrapped in pros
 
 import csv
 import json
+import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,6 +200,20 @@ def test_runs_and_show(finished_run):
         conn.execute("update trials set status = 'pending'")
     early = synth("show", "e2e", "--db", "runs.db")
     assert early.exit_code == 0 and "run e2e (interrupted): no trial has finished yet" in early.stderr
+
+    def listed_as(pid):  # the run marked running by process `pid` of this machine
+        with sqlite3.connect("runs.db") as conn:
+            conn.execute("update runs set status = 'running', environment = "
+                         "json_set(environment, '$.pid', ?)", [pid])  # fmt: skip
+        (row,) = json.loads(synth("runs", "--json", "--db", "runs.db").output)
+        return row["alive"], synth("runs", "--db", "runs.db").stdout.splitlines()[2]
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that ended: as a run killed with kill -9
+    alive, line = listed_as(gone.pid)
+    assert alive is False and "running (process gone)" in line
+    alive, line = listed_as(os.getpid())
+    assert alive is True and "running" in line and "gone" not in line
 
 
 def test_chat_mode_and_dry_run(workdir, openai_server):

@@ -4,6 +4,8 @@ transaction per event, so a crash loses at most the model calls in flight."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 from datetime import datetime, timezone
 
 import sqlite_utils
@@ -58,10 +60,35 @@ def set_run_config(db: sqlite_utils.Database, run_id: str, config: dict) -> None
 
 
 def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: str | None = None):
+    """The run's status; the process that marks it running is recorded as its owner."""
     with db.conn:
         finished = now() if status != "running" else None
         _update(db.conn, "runs", "run_id", run_id,
                 {"status": status, "error": error, "finished_at": finished})  # fmt: skip
+        if status == "running":
+            db.conn.execute(
+                "update runs set environment = json_set(coalesce(environment, '{}'), "
+                "'$.pid', ?, '$.host', ?) where run_id = ?", [*this_process(), run_id])
+
+
+def this_process() -> tuple[int, str]:
+    """(pid, host name): who is running a run, to tell later whether it still is."""
+    return os.getpid(), platform.node()
+
+
+def process_alive(environment: str | None) -> bool | None:
+    """Whether the process a run's environment names is alive: None when it ran on
+    another machine or named none (a pid reused since may read as alive)."""
+    env = json.loads(environment or "{}")
+    if env.get("host") != platform.node() or not env.get("pid"):
+        return None
+    try:
+        os.kill(env["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def record_event(
@@ -150,11 +177,13 @@ def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
 
 
 def list_runs(db: sqlite_utils.Database) -> list[dict]:
-    """Every run with its status and counts, newest first."""
-    return [
+    """Every run with its status and counts, newest first. ``alive`` says, for a run
+    marked running, whether its process still is (None: unknown, e.g. another machine)."""
+    rows = [
         dict(r) for r in db.query(
             """
             select r.run_id, r.status, r.provider, r.model, r.created_at, r.finished_at,
+              r.environment,
               (select count(*) from run_datasets d where d.run_id = r.run_id) as grid_points,
               count(t.id) as trials,
               coalesce(sum(t.status = 'done'), 0) as trials_done,
@@ -165,3 +194,7 @@ def list_runs(db: sqlite_utils.Database) -> list[dict]:
             """
         )
     ]  # fmt: skip
+    for r in rows:
+        environment = r.pop("environment")
+        r["alive"] = process_alive(environment) if r["status"] == "running" else None
+    return rows
