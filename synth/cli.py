@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -317,7 +318,7 @@ def run(ctx, resume_id, db_path, uci_dir, **flags):
     for name in ("dataset_dir", "out_dir", "out_jsonl", "out_csv", "out_manifest"):
         flags[name] = _str(flags[name])
     result = _start_or_resume(ctx, resume_id, db_path, uci_dir, flags)
-    _echo_summary(result.db_path, result.run_id)
+    _echo_summary(result.db_path, result.run_id, readonly=False)
     artifacts = result.manifest["artifacts"]
     if result.status == "dry_run":
         click.echo("dry run: datasets built and prompts recorded; no model was called", err=True)
@@ -373,27 +374,30 @@ def _source(ctx, name: str):
     return ctx.get_parameter_source(_param_name(name))
 
 
-def _echo_summary(db_path, run_id: str, as_json: bool = False) -> None:
-    """The summary table on stdout, and on stderr a warning when model calls failed."""
+def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool = True) -> None:
+    """The summary table on stdout, and on stderr a warning when model calls failed.
+
+    After a run, ``readonly=False``: the one connection left to close then folds the WAL
+    into the file and removes it (a read-only one would leave an empty -wal and -shm)."""
     from tracker.db import open_db
     from tracker.exports import grid_rows
     from tracker.runs import failed_calls
 
-    db = open_db(db_path, readonly=True)
-    made, failed = failed_calls(db, run_id)
+    with closing(open_db(db_path, readonly=readonly)) as db:
+        made, failed = failed_calls(db, run_id)
+        rows = [summary for _, summary in grid_rows(db, run_id)]
+        run = db["runs"].get(run_id)
     if failed:
         classes = ", ".join(f"{n} {kind}" for kind, n in failed.items())
         echo_err(f"Warning: {sum(failed.values())} of {made} attempts got no answer from the "
                  f"model ({classes}); they score as wrong. The events table says why.")  # fmt: skip
-    rows = [summary for _, summary in grid_rows(db, run_id)]
     if not rows:
-        status = db["runs"].get(run_id)["status"]
-        echo_err(f"run {run_id} ({status}): no trial has finished yet")
+        echo_err(f"run {run_id} ({run['status']}): no trial has finished yet")
     keys = ("fn", "length", "num_trials", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
             "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
     rows = [{k: r[k] for k in keys} for r in rows]
     if not as_json:
-        dry = db["runs"].get(run_id)["dry_run"]  # nothing was scored: say so, not 0.000
+        dry = run["dry_run"]  # nothing was scored: say so, not 0.000
         for r in rows:
             r["val"] = "— (dry run)" if dry else f"{r['val_acc']:.3f} ± {r['val_acc_std']:.3f}"
             r["test"] = "—" if dry else f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}"
@@ -541,7 +545,7 @@ def demo(out_dir, provider, functions, lengths, uci_dir, **settings):
         out_dir, provider=provider, functions=split_values(functions) or None,
         lengths=parse_lengths(lengths), uci_dir=uci_dir, notify=echo_err, **settings,
     )  # fmt: skip
-    _echo_summary(result.db_path, result.run.run_id)
+    _echo_summary(result.db_path, result.run.run_id, readonly=False)
     artifacts = result.run.manifest["artifacts"]
     click.echo(f"""
 run:       {result.run.run_id} ({result.run.status}, provider {provider})

@@ -12,6 +12,7 @@ import os
 import platform
 import sqlite3
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -59,23 +60,25 @@ def start_run(
     _check_template(config, points)
     _check_outputs(config)
     created = not path.exists()
-    db = open_db(path)
-    try:
-        if store.get_run(db, config.run_id):
-            raise SynthError(f"run {config.run_id!r} already exists in {path}; "
-                             f"continue it with --resume {config.run_id}")  # fmt: skip
-        stored = ensure_datasets(db, points, uci_dir=uci_dir)
-    except BaseException:
-        if created:  # refused before anything was recorded: leave no empty database behind
-            _remove_if_empty(db, path)
-        raise
-    if config.dataset_dir:
-        _mirror(db, stored, Path(config.dataset_dir))
-    store.create_run(db, _run_record(config, path, argv), [
-        (s.point.task.id, s.point.length, s.id) for s in stored], config.num_trials)  # fmt: skip
-    store.record_event(db, config.run_id, "run_started", f"{len(stored)} grid points",
-                       data={"dry_run": config.dry_run})  # fmt: skip
-    return _execute(db, path, config, stored, provider, progress_stream)
+    # Closed at the end: the last connection to close folds the WAL into the file, so
+    # the database file alone holds everything (as a copy or an archive of it will).
+    with closing(open_db(path)) as db:
+        try:
+            if store.get_run(db, config.run_id):
+                raise SynthError(f"run {config.run_id!r} already exists in {path}; "
+                                 f"continue it with --resume {config.run_id}")  # fmt: skip
+            stored = ensure_datasets(db, points, uci_dir=uci_dir)
+        except BaseException:
+            if created:  # refused before anything was recorded: leave no empty database behind
+                _remove_if_empty(db, path)
+            raise
+        if config.dataset_dir:
+            _mirror(db, stored, Path(config.dataset_dir))
+        store.create_run(db, _run_record(config, path, argv), [
+            (s.point.task.id, s.point.length, s.id) for s in stored], config.num_trials)  # fmt: skip
+        store.record_event(db, config.run_id, "run_started", f"{len(stored)} grid points",
+                           data={"dry_run": config.dry_run})  # fmt: skip
+        return _execute(db, path, config, stored, provider, progress_stream)
 
 
 def resume_run(
@@ -90,28 +93,39 @@ def resume_run(
     path = resolve_db(db_path)
     if not path.exists():
         raise SynthError(f"no database at {path}")
-    db = open_db(path)
-    run = store.get_run(db, run_id)
-    if run is None:
-        raise SynthError(f"no run {run_id!r} in {path}")
-    stored = json.loads(run["config"])
-    overrides = overrides or {}
-    changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and stored.get(k) != v)
-    if changed:
-        names = ", ".join("--" + k.removesuffix("_path").replace("_", "-") for k in changed)
-        raise SynthError(f"--resume keeps the stored experiment; cannot change {names}")
-    overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
-    config = RunConfig.from_json({**stored, **overrides})
-    config.validate()
-    provider = None if config.dry_run else _provider(config)
-    _check_outputs(config)
-    stored = _recorded_grid(db, config)
-    if config.dataset_dir:
-        _mirror(db, stored, Path(config.dataset_dir))
-    store.set_run_config(db, run_id, config.to_json())
-    store.set_run_status(db, run_id, "running")
-    store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
-    return _execute(db, path, config, stored, provider, progress_stream)
+    with closing(open_db(path)) as db:
+        run = store.get_run(db, run_id)
+        if run is None:
+            raise SynthError(f"no run {run_id!r} in {path}")
+        stored = json.loads(run["config"])
+        overrides = overrides or {}
+        changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and not _same(k, v, stored))
+        if changed:
+            names = ", ".join("--" + k.removesuffix("_path").replace("_", "-") for k in changed)
+            raise SynthError(f"--resume keeps the stored experiment; cannot change {names}")
+        overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
+        config = RunConfig.from_json({**stored, **overrides})
+        config.validate()
+        provider = None if config.dry_run else _provider(config)
+        _check_outputs(config)
+        stored = _recorded_grid(db, config)
+        if config.dataset_dir:
+            _mirror(db, stored, Path(config.dataset_dir))
+        store.set_run_config(db, run_id, config.to_json())
+        store.set_run_status(db, run_id, "running")
+        store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
+        return _execute(db, path, config, stored, provider, progress_stream)
+
+
+def _same(key: str, value, stored: dict) -> bool:
+    """Whether a setting given to a resume is the stored one; a template by its text,
+    whatever path names it now."""
+    if key == "prompt_template_path" and value is not None:
+        try:
+            return Path(value).read_text(encoding="utf-8") == stored.get("prompt_template")
+        except OSError:
+            return False
+    return stored.get(key) == value
 
 
 def _recorded_grid(db: sqlite_utils.Database, config: RunConfig) -> list[StoredDataset]:

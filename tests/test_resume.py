@@ -150,7 +150,7 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
     db = tmp_path / "r.db"
     recorded = query(db, "select count(*) from responses")[0]
     assert query(db, "pragma integrity_check") == ("ok",)
-    (listed,) = json.loads(CliRunner().invoke(cli, ["runs", "--json", "--db", str(db)]).output)
+    (listed,) = json.loads(CliRunner().invoke(cli, ["runs", "--json", "--db", str(db)]).stdout)
     killed = ("completed", None) if kill_point == "during_export" else ("running", False)
     assert (listed["status"], listed["alive"]) == killed, "killed mid-run: its process is gone"
 

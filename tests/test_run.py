@@ -67,6 +67,7 @@ def finished_run(workdir, openai_server):
     result = synth("run", *GRID, "--api-base-url", openai_server.base_url, "--run-id", "e2e",
                    "--db", "runs.db", "--concurrency", 4)  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert not list(workdir.glob("runs.db-*")), "closed: the WAL is folded into the file"
     return workdir, openai_server, result
 
 
@@ -205,7 +206,7 @@ def test_runs_and_show(finished_run):
         with sqlite3.connect("runs.db") as conn:
             conn.execute("update runs set status = 'running', environment = "
                          "json_set(environment, '$.pid', ?)", [pid])  # fmt: skip
-        (row,) = json.loads(synth("runs", "--json", "--db", "runs.db").output)
+        (row,) = json.loads(synth("runs", "--json", "--db", "runs.db").stdout)
         return row["alive"], synth("runs", "--db", "runs.db").stdout.splitlines()[2]
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -255,6 +256,19 @@ def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
     assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
     again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
     assert again.exit_code == 2 and "--resume e2e" in again.stderr
+
+
+def test_resume_takes_the_same_template_under_another_path(workdir):
+    (workdir / "t.j2").write_text("Examples:\n{{ examples_block }}\nReply with JSON.")
+    args = ["run", "--provider", "tree", "--functions", "fn_a", "--lengths", "20",
+            "--num-trials", "1", "--attempts", "1", "--test-size", "20", "--db", "t.db",
+            "--run-id", "t"]  # fmt: skip
+    assert synth(*args, "--prompt-template", "t.j2").exit_code == 0
+    same = synth("run", "--resume", "t", "--db", "t.db", "--prompt-template", workdir / "t.j2")
+    assert same.exit_code == 0, same.output
+    (workdir / "t.j2").write_text("{{ examples_block }}")
+    other = synth("run", "--resume", "t", "--db", "t.db", "--prompt-template", "t.j2")
+    assert other.exit_code == 2 and other.stderr.endswith("cannot change --prompt-template\n")
 
 
 def test_resume_brings_a_database_from_an_older_version_up_to_date(finished_run):
