@@ -243,8 +243,8 @@ def _provider(config: RunConfig):
         return make_offline_provider(config.provider, **options)
     key = os.environ.get(API_KEY_ENV)
     if not key:
-        raise SynthError(f"{API_KEY_ENV} is not set: export it, use --dry-run, "
-                         f"or an offline --provider ({', '.join(OFFLINE_PROVIDERS)})")  # fmt: skip
+        raise SynthError(f"{API_KEY_ENV} is not set: export it, or use an offline --provider "
+                         f"({', '.join(OFFLINE_PROVIDERS)}); `synth run --dry-run` needs none either")  # fmt: skip
     from synth.providers.openai_api import make_provider
 
     return make_provider(

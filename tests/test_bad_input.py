@@ -136,7 +136,8 @@ def test_missing_api_key(existing_db, openai_server, monkeypatch, more):
     result = CliRunner().invoke(cli, ["run", *SMALL, "--db", str(existing_db),
                                       "--api-base-url", openai_server.base_url, *more])  # fmt: skip
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: OPENAI_API_KEY is not set: export it, use --dry-run")
+    assert result.stderr.startswith("Error: OPENAI_API_KEY is not set: export it, or use an offline "
+                                    "--provider (tree, formula); `synth run --dry-run` needs none")  # fmt: skip
     assert len(result.stderr.splitlines()) == 1
     assert snapshot(existing_db.parent) == before and openai_server.requests == []
     assert "OPENAI_API_KEY" not in os.environ
