@@ -7,6 +7,7 @@ folder are checked before anything is written or any call is paid for.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import platform
@@ -264,7 +265,7 @@ def _check_out_dir(config: RunConfig) -> None:
     for path in {p.parent for p in (config.jsonl_path, config.csv_path, config.manifest_path)}:
         _check_folder(path, "exports")
     logs = sorted(config.jsonl_path.parent.glob(f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))
-    for path in [config.manifest_path, *logs[:1]]:
+    for path in [config.manifest_path, config.jsonl_path, config.csv_path, *logs[:1]]:
         other = _run_id_in(path)
         if other not in (None, config.run_id):
             raise SynthError(f"{path.parent} holds the exports of run {other!r}; "
@@ -272,12 +273,14 @@ def _check_out_dir(config: RunConfig) -> None:
 
 
 def _run_id_in(path: Path) -> str | None:
-    """The run id an export file names (a manifest, or a JSONL file's first row), if any."""
+    """The run id an export file names (a manifest, or the first row of a JSONL or CSV
+    file), if any."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.readline() if path.suffix == ".jsonl" else fh.read()
-        return json.loads(text).get("run_id")
-    except (OSError, ValueError, AttributeError):
+        with open(path, encoding="utf-8", newline="") as fh:
+            if path.suffix == ".csv":
+                return next(csv.DictReader(fh)).get("run_id")
+            return json.loads(fh.readline() if path.suffix == ".jsonl" else fh.read()).get("run_id")
+    except (OSError, ValueError, AttributeError, StopIteration, csv.Error):
         return None
 
 

@@ -33,6 +33,8 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     (tmp_path / "taken").mkdir()  # another run's exports
     (tmp_path / "taken" / "results_attempts_manifest.json").write_text('{"run_id": "theirs"}')
+    (tmp_path / "csv").mkdir()  # another run's CSV
+    (tmp_path / "csv" / "results.csv").write_text("run_id,model\ntheirs,gpt-5\n")
     (tmp_path / "logs").mkdir()  # another run's per-trial log, its manifest elsewhere
     (tmp_path / "logs" / "results_attempts_fn_a_L20_trial1.jsonl").write_text('{"run_id": "theirs"}\n')
     return tmp_path
@@ -79,6 +81,7 @@ CASES = [
     (["--out-dir", "a-file/out"], "cannot write exports to a-file/out"),
     (["--out-dir", "taken"], "taken holds the exports of run 'theirs'; choose another --out-dir"),
     (["--out-dir", "logs", "--out-manifest", "elsewhere.json"], "logs holds the exports of run 'theirs'"),
+    (["--out-csv", "csv/results.csv"], "csv holds the exports of run 'theirs'"),
     (["--dataset-dir", "a-file/datasets"], "cannot write datasets to a-file/datasets"),
     (["--functions", "fn_p", "--uci-dir", "empty"], "HTRU_2.csv"),
     (["--functions", "fn_q", "--test-size", "10000", "--strict-sizes", "--uci-dir", "UCI"],
