@@ -94,13 +94,19 @@ def test_readonly_open_of_a_database_without_our_tables(tmp_path):
         open_db(tmp_path / "bare.db", readonly=True)
 
 
-def test_a_database_from_an_older_version_is_named_with_the_fix(tmp_path):
+def test_a_database_from_an_older_version_is_named_with_the_fix(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
     db = open_db(path)
     last = db.execute("select max(rowid) from _sqlite_migrations").fetchone()[0]
     db.execute("delete from _sqlite_migrations where rowid = ?", [last])
     db.conn.commit()
-    with pytest.raises(StoreError, match=f"older version of llm-pv; upgrade it with: synth migrate {path}"):
+    db.close()
+    with pytest.raises(StoreError, match=f"older version of llm-pv; upgrade it with: synth migrate {path}$"):
+        open_db(path, readonly=True)
+    access = os.access  # now on a read-only mount: migrate could not write it there
+    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and access(p, mode)
+                        if Path(p) in (tmp_path, path) else access(p, mode))  # fmt: skip
+    with pytest.raises(StoreError, match=r"synth migrate \S+ \(after copying it to a folder you can write\)$"):
         open_db(path, readonly=True)
 
 

@@ -53,6 +53,11 @@ def check_writable(path: Path) -> None:
             raise StoreError(f"cannot create database {path}: folder {parent} is not writable")
 
 
+def _writable(path: Path) -> bool:
+    """Whether SQLite could write ``path`` (the file, and its folder for -wal and -shm)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 def readonly_uri(path: Path) -> str:
     """The URI to read ``path`` without writing it.
 
@@ -98,8 +103,10 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         elif pending := migrations.pending(db):
             if not migrations.applied(db):
                 raise StoreError(f"{path} is not an LLM-PV database (or is still being created)")
+            where = "" if _writable(path) else " (after copying it to a folder you can write)"
             raise OutdatedDatabase(
-                f"{path} was written by an older version of llm-pv; upgrade it with: synth migrate {path}",
+                f"{path} was written by an older version of llm-pv; upgrade it with: "
+                f"synth migrate {path}{where}",
                 [m.name for m in pending],
             )
     except StoreError:
