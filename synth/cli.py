@@ -135,9 +135,19 @@ def db_option(fn):
     )(fn)  # fmt: skip
 
 
-def grid_options(fn):
-    """The dataset grid flags, named and defaulted as in the published runner."""
-    options = [
+def option_group(*options):
+    """A decorator adding several click options at once, in the order given."""
+
+    def add(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return add
+
+
+# The dataset grid flags, named and defaulted as in the published runner.
+grid_options = option_group(
         click.option("--functions", multiple=True, metavar="FN...",
                      help="Task ids (space or comma separated)  [default: the published grid]"),
         click.option("--lengths", multiple=True, metavar="L...",
@@ -151,15 +161,9 @@ def grid_options(fn):
         click.option("--uci-dir", type=click.Path(file_okay=False, path_type=Path),
                      envvar="SYNTH_UCI_DIR", show_envvar=True,
                      help="Folder with the UCI files (else the download cache)"),
-    ]  # fmt: skip
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def api_options(fn):
-    """How model calls are made: the model, the server, concurrency, timeouts, retries."""
-    options = [
+)  # fmt: skip
+# How model calls are made: the model, the server, concurrency, timeouts, retries.
+api_options = option_group(
         click.option("--model", envvar="SYNTH_MODEL", show_envvar=True,
                      help="Model name  [default: gpt-5; offline proposers: their own name]"),
         click.option("--api-mode", type=click.Choice(API_MODES), default="responses",
@@ -181,10 +185,7 @@ def api_options(fn):
         click.option("--retry-max-delay", type=float, default=60.0, show_default=True,
                      envvar="SYNTH_RETRY_MAX_DELAY", show_envvar=True,
                      help="Longest wait before a retry, also capping the server's retry-after"),
-    ]  # fmt: skip
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+)  # fmt: skip
 
 
 @click.group(cls=Group)
@@ -476,13 +477,13 @@ def migrate(db):
     if not path.exists():
         raise UserError(f"no database at {path}")
     try:
-        db = open_db(path, readonly=True)  # up to date: nothing to write
+        store = open_db(path, readonly=True)  # up to date: nothing to write
         pending = []
     except OutdatedDatabase as e:
         pending = e.pending
-        db = open_db(path)
-    count = len(migrations.applied(db))
-    db.close()
+        store = open_db(path)
+    count = len(migrations.applied(store))
+    store.close()
     done = f"applied {', '.join(pending)}; " if pending else "nothing to do: "
     click.echo(f"{path}: {done}schema up to date ({count} migrations)", err=True)
 
