@@ -328,7 +328,6 @@ def _run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:
             "python_executable": sys.executable, "python_version": platform.python_version(),
             "openai_api_key_set": bool(os.environ.get(API_KEY_ENV)),
             "database": str(path.resolve()), "platform": platform.platform(),
-            **dict(zip(("pid", "host"), store.this_process())),
         }),
     }  # fmt: skip
 

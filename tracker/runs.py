@@ -38,6 +38,7 @@ def create_run(
     """The run, the dataset of each grid point, and every trial (pending), atomically."""
     with db.conn:
         _insert(db.conn, "runs", {**run, "created_at": now(), "status": "running"})
+        _own(db.conn, run["run_id"])
         for fn, length, dataset_id in grid:
             _insert(db.conn, "run_datasets",
                     {"run_id": run["run_id"], "fn": fn, "length": length, "dataset_id": dataset_id})  # fmt: skip
@@ -66,14 +67,15 @@ def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: s
         _update(db.conn, "runs", "run_id", run_id,
                 {"status": status, "error": error, "finished_at": finished})  # fmt: skip
         if status == "running":
-            db.conn.execute(
-                "update runs set environment = json_set(coalesce(environment, '{}'), "
-                "'$.pid', ?, '$.host', ?) where run_id = ?", [*this_process(), run_id])
+            _own(db.conn, run_id)
 
 
-def this_process() -> tuple[int, str]:
-    """(pid, host name): who is running a run, to tell later whether it still is."""
-    return os.getpid(), platform.node()
+def _own(conn, run_id: str) -> None:
+    """Record this process (pid, host) as the run's: marking a run running claims it, so
+    that later a reader can tell whether it still runs (process_alive)."""
+    conn.execute(
+        "update runs set environment = json_set(coalesce(environment, '{}'), "
+        "'$.pid', ?, '$.host', ?) where run_id = ?", [os.getpid(), platform.node(), run_id])
 
 
 def process_alive(environment: str | None) -> bool | None:
