@@ -101,8 +101,9 @@ def main() -> None:
                     out_dir=str(Path(tmp) / "out"), run_id=f"bench-{concurrency}",
                 )  # fmt: skip
                 db = Path(tmp) / "bench.db"
-                start_run(RunConfig(**{**config.to_json(), "dry_run": True, "run_id": "warm"}),
-                          db_path=db, progress_stream=io.StringIO())  # datasets built  # fmt: skip
+                warm = {"dry_run": True, "run_id": "warm", "out_dir": str(Path(tmp) / "warm")}
+                start_run(RunConfig(**{**config.to_json(), **warm}), db_path=db,
+                          progress_stream=io.StringIO())  # datasets built  # fmt: skip
                 started, cpu = time.time(), time.thread_time()
                 result = start_run(config, db_path=db, progress_stream=io.StringIO())
                 ended, cpu = time.time(), time.thread_time() - cpu
