@@ -5,6 +5,7 @@ import json
 import socket
 
 import pytest
+from openai.types.responses import Response
 from openai_server import (
     DEFAULT_TEXT,
     Reply,
@@ -122,6 +123,28 @@ async def test_raw_is_the_body_received(make, openai_server):
     assert p.raw == sent
 
 
+async def test_text_is_the_sdks_output_text(make, openai_server):
+    """Read from the JSON, the text is what the SDK's `Response.output_text` gives: the
+    output_text parts of every message item, joined; refusals and other items left out."""
+    sent = responses_body({"model": "gpt-test"}, Reply(text="part one, ", refusal="no"))
+    message = sent["output"][1]
+    message["content"].append({"type": "output_text", "text": "part two", "annotations": []})
+    sent["output"].append({**message, "content": [{"type": "output_text", "text": "; again"}]})
+    openai_server.script = lambda path, body: Reply(raw_body=sent)
+    p = await make().propose(REQ)
+    assert p.text == Response.construct(**sent).output_text == "part one, part two; again"
+
+
+@pytest.mark.parametrize("api_mode", ["responses", "chat"])
+async def test_a_reply_without_its_id_is_a_bad_response(make, openai_server, api_mode):
+    build = responses_body if api_mode == "responses" else chat_body
+    sent = {k: v for k, v in build({"model": "gpt-test"}, Reply()).items() if k != "id"}
+    openai_server.script = lambda path, body: Reply(raw_body=sent)
+    err = await propose_error(make(api_mode))
+    assert (err.kind, err.fatal) == ("bad_response", False)
+    assert "'id'" in str(err)
+
+
 async def test_incomplete_response(make, openai_server):
     openai_server.script = lambda path, body: Reply(text="", incomplete="max_output_tokens")
     p = await make().propose(REQ)
@@ -230,19 +253,22 @@ async def test_refused_connection(make):
 
 
 @pytest.mark.parametrize(
-    "reply",
+    "reply, said",
     [
-        Reply(raw_body="<html>Bad gateway</html>", headers={"Content-Type": "text/html"}),
-        Reply(raw_body="{not json"),
-        Reply(raw_body={"unexpected": True}),
+        (Reply(raw_body="<html>Bad gateway</html>", headers={"Content-Type": "text/html"}),
+         "the body is not a JSON object: b'<html>Bad gateway</html>'"),
+        (Reply(raw_body="{not json"), "the body is not a JSON object: b'{not json'"),
+        (Reply(raw_body="[1, 2]"), "the body is not a JSON object: b'[1, 2]'"),
+        (Reply(raw_body={"unexpected": True}), "a field is missing or malformed (KeyError("),
     ],
-    ids=["html", "broken-json", "wrong-shape"],
-)
+    ids=["html", "broken-json", "json-list", "wrong-shape"],
+)  # fmt: skip
 @pytest.mark.parametrize("api_mode", ["responses", "chat"])
-async def test_unreadable_200_is_bad_response(make, openai_server, reply, api_mode):
+async def test_unreadable_200_is_bad_response(make, openai_server, reply, said, api_mode):
     openai_server.script = lambda path, body: reply
     err = await propose_error(make(api_mode))
-    assert (err.kind, err.fatal) == ("bad_response", False)
+    assert (err.kind, err.fatal, err.status_code) == ("bad_response", False, 200)
+    assert said in str(err)
 
 
 @pytest.mark.parametrize("api_mode", ["responses", "chat"])

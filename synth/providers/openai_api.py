@@ -5,6 +5,11 @@ a base URL. Retrying is ours, not the SDK's (its `max_retries` is 0; see retry.p
 each failed HTTP call is classified, reported to `on_failed_call`, and retried or not;
 the last failure becomes one `ProviderError` whose `kind` the runner records and whose
 `fatal` tells it to stop the run.
+
+A reply is read from the JSON the server sent (the SDK's `with_raw_response`), not from
+the SDK's response model: the raw JSON is what we record anyway, the few fields we need
+are plain lookups, and building the model would cost the event loop more per call than
+the rest of our handling of a reply (docs/BENCHMARKS.md, "Grid concurrency").
 """
 
 from __future__ import annotations
@@ -46,11 +51,18 @@ _ERROR_KINDS = (
 _CHAT_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def _tokens(usage, *path: str) -> int:
-    """A count inside a usage object; 0 when any step is absent (gateways omit details)."""
+def _field(obj: dict | None, *path: str):
+    """A value inside nested JSON objects; None when a step is absent or null."""
     for name in path:
-        usage = getattr(usage, name, None)
-    return usage or 0
+        if obj is None:
+            return None
+        obj = obj.get(name)
+    return obj
+
+
+def _tokens(usage: dict | None, *path: str) -> int:
+    """A count inside a usage object; 0 when any step is absent (gateways omit details)."""
+    return _field(usage, *path) or 0
 
 
 def _retry_after(error: ProviderError) -> float | None:
@@ -141,27 +153,23 @@ class _OpenAIProvider(ABC):
             # A deadline on the whole reply: the SDK's timeout bounds each read, so a
             # body trickling in would otherwise never time out.
             async with asyncio.timeout(self.timeout):
-                response = await self._create(body)
+                content = (await self._create(body)).http_response.content
         except openai.OpenAIError as err:
             raise self._error(err) from err
         except TimeoutError as err:
             raise self._timed_out() from err
-        except json.JSONDecodeError as err:  # a JSON content type over a non-JSON body
-            raise self._bad_response(f"the body is not JSON ({err})") from err
         duration_ms = (time.perf_counter() - start) * 1000
-        # Without strict validation the SDK hands back the text of a non-JSON body.
-        if not isinstance(response, openai.BaseModel):
-            raise self._bad_response(f"the body is not a response object: {str(response)[:200]!r}")
         try:
-            fields = self._read(response)
-        except (AttributeError, IndexError, TypeError) as err:
-            raise self._bad_response(f"a field is missing or malformed ({err})") from err
-        return Proposal(
-            **fields,
-            duration_ms=duration_ms,
-            raw=response.model_dump(mode="json", exclude_unset=True),
-            request=body,
-        )
+            reply = json.loads(content)
+        except ValueError:  # not JSON, or not UTF-8
+            reply = None
+        if not isinstance(reply, dict):  # e.g. a proxy's HTML error page
+            raise self._bad_response(f"the body is not a JSON object: {content[:200]!r}")
+        try:
+            fields = self._read(reply)
+        except (AttributeError, IndexError, KeyError, TypeError) as err:
+            raise self._bad_response(f"a field is missing or malformed ({err!r})") from err
+        return Proposal(**fields, duration_ms=duration_ms, raw=reply, request=body)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -212,11 +220,11 @@ class _OpenAIProvider(ABC):
 
     @abstractmethod
     async def _create(self, body: dict):
-        """Send the body through the SDK; returns its response object."""
+        """Send the body through the SDK; returns its raw response (`with_raw_response`)."""
 
     @abstractmethod
-    def _read(self, response) -> dict:
-        """The Proposal fields a response holds (all but timing, raw and request)."""
+    def _read(self, reply: dict) -> dict:
+        """The Proposal fields the reply's JSON holds (all but timing, raw and request)."""
 
 
 class ResponsesProvider(_OpenAIProvider):
@@ -252,25 +260,31 @@ class ResponsesProvider(_OpenAIProvider):
         return body
 
     async def _create(self, body: dict):
-        return await self.client.responses.create(**body)
+        # As extra_body, the body goes out exactly as built and recorded: the SDK's
+        # transform of typed parameters (key aliases, iterables to lists) has nothing to
+        # change in plain JSON, and walking the prompt's message list costs ~0.35 ms a call.
+        return await self.client.responses.with_raw_response.create(extra_body=body)
 
-    def _read(self, response) -> dict:
-        usage = response.usage
-        calls = [item for item in response.output if item.type == "code_interpreter_call"]
+    def _read(self, reply: dict) -> dict:
+        usage, output = reply.get("usage"), reply["output"]
+        calls = [item for item in output if item["type"] == "code_interpreter_call"]
+        # As the SDK's `output_text`: the text parts of the message items, joined.
+        texts = [part.get("text") or "" for item in output if item["type"] == "message"
+                 for part in item["content"] if part["type"] == "output_text"]  # fmt: skip
+        logs = [out.get("logs") or "" for call in calls for out in call.get("outputs") or ()
+                if out["type"] == "logs"]  # fmt: skip
         return dict(
-            text=response.output_text or None,
+            text="".join(texts) or None,
             # Gateways may leave the status out of a finished response.
-            status=response.status or "completed",
-            incomplete_reason=getattr(response.incomplete_details, "reason", None),
+            status=reply.get("status") or "completed",
+            incomplete_reason=_field(reply, "incomplete_details", "reason"),
             input_tokens=_tokens(usage, "input_tokens"),
             cached_tokens=_tokens(usage, "input_tokens_details", "cached_tokens"),
             output_tokens=_tokens(usage, "output_tokens"),
             reasoning_tokens=_tokens(usage, "output_tokens_details", "reasoning_tokens"),
             tool_calls=len(calls),
-            tool_output_chars=sum(
-                len(out.logs) for call in calls for out in call.outputs or () if out.type == "logs"
-            ),
-            response_id=response.id,
+            tool_output_chars=sum(map(len, logs)),
+            response_id=reply["id"],
         )
 
 
@@ -288,14 +302,14 @@ class ChatProvider(_OpenAIProvider):
         return body
 
     async def _create(self, body: dict):
-        return await self.client.chat.completions.create(**body)
+        return await self.client.chat.completions.with_raw_response.create(**body)
 
-    def _read(self, response) -> dict:
-        choice = response.choices[0]
-        usage = response.usage
-        reason = _CHAT_INCOMPLETE.get(choice.finish_reason)
+    def _read(self, reply: dict) -> dict:
+        choice = reply["choices"][0]
+        usage = reply.get("usage")
+        reason = _CHAT_INCOMPLETE.get(choice.get("finish_reason"))
         return dict(
-            text=choice.message.content or None,
+            text=choice["message"].get("content") or None,
             status="incomplete" if reason else "completed",
             incomplete_reason=reason,
             input_tokens=_tokens(usage, "prompt_tokens"),
@@ -304,7 +318,7 @@ class ChatProvider(_OpenAIProvider):
             reasoning_tokens=_tokens(usage, "completion_tokens_details", "reasoning_tokens"),
             tool_calls=0,
             tool_output_chars=0,
-            response_id=response.id,
+            response_id=reply["id"],
         )
 
 
