@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import OFFLINE_PROVIDERS, RESUMABLE, RunConfig
+from synth.config import OFFLINE_PROVIDERS, RESUMABLE, RunConfig, unread_settings
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import GridPoint, Sizes, plan_grid
 from synth.errors import RunFailed, RunInterrupted, SynthError
@@ -321,7 +321,9 @@ def _mirror(db, stored: list[StoredDataset], root: Path) -> None:
 def _run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:
     return {
         "run_id": config.run_id, "provider": config.provider, "model": config.model,
-        "api_mode": config.api_mode, "dry_run": int(config.dry_run),
+        # An offline proposer calls no API: no mode, as its exports say.
+        "api_mode": None if "api_mode" in unread_settings(config.provider) else config.api_mode,
+        "dry_run": int(config.dry_run),
         "config": json.dumps(config.to_json()), "argv": json.dumps(argv or sys.argv),
         "versions": json.dumps(_versions()),
         "environment": json.dumps({

@@ -322,7 +322,11 @@ def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
     assert told.exit_code == 0, told.output
     assert told.stderr.startswith(
         "Warning: --reasoning-effort, --time-budget do not apply to --provider tree; ignored\n")
-    assert open_db("w.db", readonly=True)["runs"].get("told")["model"] == "my-tree", "a label"
+    run = open_db("w.db", readonly=True)["runs"].get("told")
+    assert (run["model"], run["api_mode"]) == ("my-tree", None), "a label, and no API"
+    with open(workdir / "runs" / "told" / "results_attempts.csv", newline="") as fh:
+        (row, _) = csv.DictReader(fh)
+    assert [row[k] for k in ("reasoning_effort", "tool_choice", "api_mode")] == ["", "", ""]
     formula = synth("run", "--provider", "formula", *grid, "--time-budget", 3, "--run-id", "f")
     assert formula.exit_code == 0 and "Warning" not in formula.stderr
     uci = synth("run", "--provider", "tree", *grid, "--uci-dir", ".", "--run-id", "u")

@@ -93,7 +93,7 @@ def run_metadata(run: dict) -> dict:
         "dataset_dir": config["dataset_dir"] or "",
         "attempts_requested": config["attempts"], "num_trials_requested": config["num_trials"],
         "dry_run": bool(config["dry_run"]), "provider": config["provider"],
-        "api_mode": config["api_mode"],
+        "api_mode": config["api_mode"] if api else None,
     }  # fmt: skip
 
 
