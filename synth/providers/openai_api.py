@@ -37,7 +37,6 @@ OnFailedCall = Callable[[str, int | None, str, int, float | None], None]
 _ERROR_KINDS = (
     (openai.APITimeoutError, "timeout", False),
     (openai.APIConnectionError, "connection", False),
-    (openai.APIResponseValidationError, "bad_response", False),
     (openai.AuthenticationError, "auth", True),
     (openai.PermissionDeniedError, "auth", True),
     (openai.NotFoundError, "not_found", True),
@@ -51,18 +50,30 @@ _ERROR_KINDS = (
 _CHAT_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def _field(obj: dict | None, *path: str):
-    """A value inside nested JSON objects; None when a step is absent or null."""
+def _field(obj, *path: str):
+    """A value inside nested JSON objects; None when a step is absent, null or not an
+    object (gateways omit details, or send `[]` for an empty object)."""
     for name in path:
-        if obj is None:
+        if not isinstance(obj, dict):
             return None
         obj = obj.get(name)
     return obj
 
 
-def _tokens(usage: dict | None, *path: str) -> int:
-    """A count inside a usage object; 0 when any step is absent (gateways omit details)."""
-    return _field(usage, *path) or 0
+def _tokens(usage, *path: str) -> int:
+    """A count inside a usage object, as an int ("12" and 12.0 are 12); 0 when absent."""
+    try:
+        return int(_field(usage, *path) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _text(content) -> str | None:
+    """A chat message's text: a string, or the text parts of a list of parts (as some
+    compatible servers send, e.g. with reasoning parts before the answer)."""
+    if isinstance(content, list):
+        content = "".join(_field(p, "text") or "" for p in content if _field(p, "type") == "text")
+    return content if isinstance(content, str) and content else None
 
 
 def _retry_after(error: ProviderError) -> float | None:
@@ -161,9 +172,9 @@ class _OpenAIProvider(ABC):
         duration_ms = (time.perf_counter() - start) * 1000
         try:
             reply = json.loads(content)
-        except ValueError:  # not JSON, or not UTF-8
-            reply = None
-        if not isinstance(reply, dict):  # e.g. a proxy's HTML error page
+        except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, or nested too deep
+            raise self._bad_response(f"the body is not JSON ({err}): {content[:200]!r}") from err
+        if not isinstance(reply, dict):
             raise self._bad_response(f"the body is not a JSON object: {content[:200]!r}")
         try:
             fields = self._read(reply)
@@ -267,12 +278,12 @@ class ResponsesProvider(_OpenAIProvider):
 
     def _read(self, reply: dict) -> dict:
         usage, output = reply.get("usage"), reply["output"]
-        calls = [item for item in output if item["type"] == "code_interpreter_call"]
+        calls = [item for item in output if item.get("type") == "code_interpreter_call"]
         # As the SDK's `output_text`: the text parts of the message items, joined.
-        texts = [part.get("text") or "" for item in output if item["type"] == "message"
-                 for part in item["content"] if part["type"] == "output_text"]  # fmt: skip
+        texts = [part.get("text") or "" for item in output if item.get("type") == "message"
+                 for part in item["content"] if part.get("type") == "output_text"]  # fmt: skip
         logs = [out.get("logs") or "" for call in calls for out in call.get("outputs") or ()
-                if out["type"] == "logs"]  # fmt: skip
+                if out.get("type") == "logs"]  # fmt: skip
         return dict(
             text="".join(texts) or None,
             # Gateways may leave the status out of a finished response.
@@ -284,7 +295,7 @@ class ResponsesProvider(_OpenAIProvider):
             reasoning_tokens=_tokens(usage, "output_tokens_details", "reasoning_tokens"),
             tool_calls=len(calls),
             tool_output_chars=sum(map(len, logs)),
-            response_id=reply["id"],
+            response_id=reply.get("id"),
         )
 
 
@@ -302,6 +313,8 @@ class ChatProvider(_OpenAIProvider):
         return body
 
     async def _create(self, body: dict):
+        # Not as extra_body, as Responses does: this method requires `model` and
+        # `messages` as arguments, so the SDK transforms the body (and orders its keys).
         return await self.client.chat.completions.with_raw_response.create(**body)
 
     def _read(self, reply: dict) -> dict:
@@ -309,7 +322,7 @@ class ChatProvider(_OpenAIProvider):
         usage = reply.get("usage")
         reason = _CHAT_INCOMPLETE.get(choice.get("finish_reason"))
         return dict(
-            text=choice["message"].get("content") or None,
+            text=_text(choice["message"].get("content")),
             status="incomplete" if reason else "completed",
             incomplete_reason=reason,
             input_tokens=_tokens(usage, "prompt_tokens"),
@@ -318,7 +331,7 @@ class ChatProvider(_OpenAIProvider):
             reasoning_tokens=_tokens(usage, "completion_tokens_details", "reasoning_tokens"),
             tool_calls=0,
             tool_output_chars=0,
-            response_id=reply["id"],
+            response_id=reply.get("id"),
         )
 
 
