@@ -382,12 +382,14 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
     into the file and removes it (a read-only one would leave an empty -wal and -shm)."""
     from tracker.db import open_db
     from tracker.exports import grid_rows
-    from tracker.runs import failed_calls
+    from tracker.runs import failed_calls, get_run
 
     with closing(open_db(db_path, readonly=readonly)) as db:
+        run = get_run(db, run_id)
+        if run is None:
+            raise UserError(f"no run {run_id!r} in the database")
         made, failed = failed_calls(db, run_id)
         rows = [summary for _, summary in grid_rows(db, run_id)]
-        run = db["runs"].get(run_id)
     if failed:
         classes = ", ".join(f"{n} {kind}" for kind, n in failed.items())
         echo_err(f"Warning: {sum(failed.values())} of {made} attempts got no answer from the "
@@ -437,11 +439,6 @@ def runs(as_json, db_path):
 @user_errors
 def show(run_id, as_json, db_path):
     """Print a run's summary table: per grid point, selected val/test accuracy over trials."""
-    from tracker.db import open_db
-    from tracker.runs import get_run
-
-    if get_run(open_db(db_path, readonly=True), run_id) is None:
-        raise UserError(f"no run {run_id!r} in the database")
     _echo_summary(db_path, run_id, as_json)
 
 
