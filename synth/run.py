@@ -110,10 +110,13 @@ def resume_run(
         provider = None if config.dry_run else _provider(config)
         _check_outputs(config)
         stored = _recorded_grid(db, config)
+        owner = store.claim_run(db, run_id)
+        if owner is not None:
+            raise SynthError(f"run {run_id!r} is still running (process {owner} on this "
+                             "machine); stop it before resuming, or let it finish")  # fmt: skip
         if config.dataset_dir:
             _mirror(db, stored, Path(config.dataset_dir))
         store.set_run_config(db, run_id, config.to_json())
-        store.set_run_status(db, run_id, "running")
         store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
         return _execute(db, path, config, stored, provider, progress_stream)
 

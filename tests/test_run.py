@@ -8,6 +8,7 @@ program that does not parse, and palindrome with a wrong program wrapped in pros
 import csv
 import json
 import os
+import platform
 import re
 import shutil
 import sqlite3
@@ -256,6 +257,27 @@ def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
     assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
     again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
     assert again.exit_code == 2 and "--resume e2e" in again.stderr
+
+
+def test_resume_refuses_a_run_whose_process_still_runs(finished_run):
+    """Two processes on one run would pay for the same attempts twice."""
+    with subprocess.Popen(["sleep", "60"]) as other:
+        with sqlite3.connect("runs.db") as conn:  # as a run still going in another process
+            conn.execute("update runs set status = 'running', environment = json_set("
+                         "environment, '$.pid', ?, '$.host', ?)", [other.pid, platform.node()])  # fmt: skip
+        events = open_db("runs.db", readonly=True)["events"].count
+        refused = synth("run", "--resume", "e2e", "--db", "runs.db")
+        assert refused.exit_code == 2
+        assert refused.stderr == (f"Error: run 'e2e' is still running (process {other.pid} on "
+                                  "this machine); stop it before resuming, or let it finish\n")  # fmt: skip
+        db = open_db("runs.db", readonly=True)
+        run = db["runs"].get("e2e")
+        assert (run["status"], json.loads(run["environment"])["pid"]) == ("running", other.pid)
+        assert db["events"].count == events, "nothing recorded"
+        other.kill()
+    resumed = synth("run", "--resume", "e2e", "--db", "runs.db")
+    assert resumed.exit_code == 0, "its process is gone: the run is resumed"
+    assert open_db("runs.db", readonly=True)["runs"].get("e2e")["status"] == "completed"
 
 
 def test_resume_takes_the_same_template_under_another_path(workdir):

@@ -61,18 +61,32 @@ def set_run_config(db: sqlite_utils.Database, run_id: str, config: dict) -> None
 
 
 def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: str | None = None):
-    """The run's status; the process that marks it running is recorded as its owner."""
+    """The status a run ended with (completed, failed, interrupted, dry_run)."""
     with db.conn:
-        finished = now() if status != "running" else None
         _update(db.conn, "runs", "run_id", run_id,
-                {"status": status, "error": error, "finished_at": finished})  # fmt: skip
-        if status == "running":
-            _own(db.conn, run_id)
+                {"status": status, "error": error, "finished_at": now()})  # fmt: skip
+
+
+def claim_run(db: sqlite_utils.Database, run_id: str) -> int | None:
+    """Mark a stored run running again, owned by this process; unless a live process on
+    this machine still runs it: then nothing changes and that process's pid is returned.
+    Checked and claimed in one write transaction, so two resumes cannot both claim it."""
+    with db.conn:
+        db.conn.execute("begin immediate")
+        status, environment = db.conn.execute(
+            "select status, environment from runs where run_id = ?", [run_id]).fetchone()  # fmt: skip
+        owner = json.loads(environment or "{}").get("pid")
+        if status == "running" and owner != os.getpid() and process_alive(environment):
+            return owner
+        _update(db.conn, "runs", "run_id", run_id,
+                {"status": "running", "error": None, "finished_at": None})  # fmt: skip
+        _own(db.conn, run_id)
+    return None
 
 
 def _own(conn, run_id: str) -> None:
-    """Record this process (pid, host) as the run's: marking a run running claims it, so
-    that later a reader can tell whether it still runs (process_alive)."""
+    """Record this process (pid, host) as the run's: creating or resuming a run claims
+    it, so that later a reader can tell whether it still runs (process_alive)."""
     conn.execute(
         "update runs set environment = json_set(coalesce(environment, '{}'), "
         "'$.pid', ?, '$.host', ?) where run_id = ?", [os.getpid(), platform.node(), run_id])
