@@ -190,9 +190,8 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
             f"synth run --resume {config.run_id} --db {path.resolve()}"
         ) from None
     status = "dry_run" if config.dry_run else "completed"
-    store.set_run_status(db, config.run_id, status)
-    store.record_event(db, config.run_id, "run_finished", status)
-    manifest = write_exports(db, config.run_id, export_paths(config))
+    manifest = store.end_run(db, config.run_id, status,
+                             lambda: write_exports(db, config.run_id, export_paths(config)))  # fmt: skip
     return RunResult(config.run_id, status, path, manifest)
 
 

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from tracker.files import write_atomic
+from tracker.files import remove_parts, write_atomic
 
 
 @pytest.fixture
@@ -38,3 +38,14 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, umask):
         write_atomic(tmp_path / "target", "data")
     assert sorted(os.listdir(tmp_path)) == ["target"]
     assert (tmp_path / "target").is_dir()
+
+
+def test_remove_parts_takes_only_the_temp_files_of_the_paths_given(tmp_path):
+    """What a writer killed mid-way leaves; other files, and other names' parts, stay."""
+    keep = [".results.csv.0a1b2c3d4e5f", ".other.csv.0a1b2c3d4e5f.part", "results.csv.part",
+            "results.csv"]  # fmt: skip
+    gone = [".results.csv.0a1b2c3d4e5f.part", ".results.csv.ffffffffffff.part", ".log.jsonl.123456abcdef.part"]
+    for name in keep + gone:
+        (tmp_path / name).write_text("x")
+    remove_parts([tmp_path / "results.csv", tmp_path / "log.jsonl", tmp_path / "absent" / "x.csv"])
+    assert sorted(os.listdir(tmp_path)) == sorted(keep)

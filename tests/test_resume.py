@@ -131,7 +131,7 @@ def run_until_killed(tmp_path, server, kill_point, signal_=signal.SIGKILL):
         "before_first_call": lambda: query(db, "select count(*) from runs") == (1,),
         "during_evaluation": lambda: (query(db, "select count(*) from attempts where status = 'pending_eval'") or (0,))[0] >= 1,
         "between_trials": lambda: (query(db, "select count(*) from trials where status = 'done'") or (0,))[0] >= 3,
-        "during_export": lambda: query(db, "select status from runs") == ("completed",),
+        "during_export": lambda: (tmp_path / "out" / "results_attempts.jsonl").exists(),
     }  # fmt: skip
     if kill_point in conditions:
         wait_for(conditions[kill_point], proc)
@@ -151,8 +151,11 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
     recorded = query(db, "select count(*) from responses")[0]
     assert query(db, "pragma integrity_check") == ("ok",)
     (listed,) = json.loads(CliRunner().invoke(cli, ["runs", "--json", "--db", str(db)]).stdout)
-    killed = ("completed", None) if kill_point == "during_export" else ("running", False)
-    assert (listed["status"], listed["alive"]) == killed, "killed mid-run: its process is gone"
+    if listed["status"] == "completed":  # the kill came after the exports were all written
+        assert kill_point == "during_export"
+        assert (tmp_path / "out" / "results_attempts_manifest.json").exists(), "completed: exported"
+    else:
+        assert (listed["status"], listed["alive"]) == ("running", False), "its process is gone"
 
     resumed = synth_process(tmp_path, "--resume", "r", "--db", "r.db")
     _, err = resumed.communicate(timeout=120)
@@ -163,6 +166,7 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
     assert query(db, "select status from runs") == ("completed",)
     assert query(db, "select count(*) from events where kind = 'resumed'") == (1,)
     assert exports(tmp_path / "out") == baseline
+    assert not list((tmp_path / "out").glob(".*.part")), "what a killed export left is gone"
     lines = [line for line in err.splitlines() if line.startswith("[")]
     if kill_point == "during_export":  # every trial had finished: none is run again
         assert lines == []

@@ -169,3 +169,23 @@ def test_a_database_whose_wal_holds_changes_is_refused_where_it_cannot_be_read(t
     with pytest.raises(StoreError, match="its -wal file holds changes"):
         open_db(copy / "live.db", readonly=True)
     assert sorted(p.name for p in copy.iterdir()) == ["live.db", "live.db-wal"]
+
+
+def test_a_run_is_marked_ended_only_with_its_exports_written(db):
+    """end_run marks the run and writes its exports in one transaction: exports that fail
+    (or a process killed while they are written) leave the run as it was, running."""
+    from tracker.runs import create_run, end_run, get_run
+
+    create_run(db, {"run_id": "r", "provider": "tree", "config": "{}"}, [], 1)
+
+    def exports():
+        assert get_run(db, "r")["status"] == "completed", "the exports see the run ended"
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        end_run(db, "r", "completed", exports)
+    assert (get_run(db, "r")["status"], get_run(db, "r")["finished_at"]) == ("running", None)
+    assert db["events"].count == 0
+    assert end_run(db, "r", "completed", lambda: "manifest") == "manifest"
+    assert get_run(db, "r")["status"] == "completed"
+    assert [e["kind"] for e in db["events"].rows] == ["run_finished"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from tracker.files import write_atomic
+from tracker.files import remove_parts, write_atomic
 
 # The published CSV header, in order; our extra columns follow it.
 PUBLISHED_COLUMNS = (
@@ -183,6 +183,7 @@ def write_exports(db: sqlite_utils.Database, run_id: str, paths: ExportPaths) ->
             logs.setdefault(paths.trial_log(r["fn"], r["length"], r["trial"]), []).append(r)
     for path in {paths.jsonl.parent, paths.csv.parent, paths.manifest.parent}:
         path.mkdir(parents=True, exist_ok=True)
+    remove_parts([paths.jsonl, paths.csv, paths.manifest, *logs])
     write_atomic(paths.jsonl, _jsonl(jsonl))
     write_atomic(paths.csv, _csv(table))
     for path, rows in logs.items():

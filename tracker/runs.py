@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import sqlite_utils
+
+T = TypeVar("T")
 
 
 def now() -> str:
@@ -63,8 +67,21 @@ def set_run_config(db: sqlite_utils.Database, run_id: str, config: dict) -> None
 def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: str | None = None):
     """The status a run ended with (completed, failed, interrupted, dry_run)."""
     with db.conn:
-        _update(db.conn, "runs", "run_id", run_id,
-                {"status": status, "error": error, "finished_at": now()})  # fmt: skip
+        _ended(db.conn, run_id, status, error)
+
+
+def end_run(db: sqlite_utils.Database, run_id: str, status: str, exports: Callable[[], T]) -> T:
+    """Mark the run ended (its status and a run_finished event) and write its exports
+    with ``exports()``, in one transaction: a run killed while its exports are written
+    was never marked ended, so it reads as stopped mid-run and a resume writes them."""
+    with db.conn:
+        _ended(db.conn, run_id, status)
+        _event(db.conn, run_id, "run_finished", status)
+        return exports()
+
+
+def _ended(conn, run_id: str, status: str, error: str | None = None) -> None:
+    _update(conn, "runs", "run_id", run_id, {"status": status, "error": error, "finished_at": now()})
 
 
 def claim_run(db: sqlite_utils.Database, run_id: str) -> int | None:
@@ -112,10 +129,15 @@ def record_event(
     level: str = "info", trial_id: int | None = None, data: dict | None = None,
 ) -> None:  # fmt: skip
     with db.conn:
-        _insert(db.conn, "events", {
-            "run_id": run_id, "ts": now(), "level": level, "kind": kind, "trial_id": trial_id,
-            "message": message, "data": json.dumps(data) if data is not None else None,
-        })  # fmt: skip
+        _event(db.conn, run_id, kind, message, level=level, trial_id=trial_id, data=data)
+
+
+def _event(conn, run_id: str, kind: str, message: str, *, level: str = "info",
+           trial_id: int | None = None, data: dict | None = None) -> None:  # fmt: skip
+    _insert(conn, "events", {
+        "run_id": run_id, "ts": now(), "level": level, "kind": kind, "trial_id": trial_id,
+        "message": message, "data": json.dumps(data) if data is not None else None,
+    })  # fmt: skip
 
 
 def record_attempt(
