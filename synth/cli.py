@@ -33,9 +33,14 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
+# Raised by click >= 8.2 for a group called without a command: it prints the help.
+_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _one_line(error: click.UsageError) -> click.UsageError:
     """Click prints usage and a hint above a usage error; we print the error alone."""
-    error.ctx = None
+    if not isinstance(error, _HELP):
+        error.ctx = None
     return error
 
 
@@ -101,13 +106,26 @@ def split_values(values: tuple[str, ...]) -> list[str]:
     return [v for value in values for v in value.replace(",", " ").split()]
 
 
+def parse_functions(values: tuple[str, ...]) -> list[str] | None:
+    return _given(values, "--functions")
+
+
 def parse_lengths(values: tuple[str, ...]) -> list[int] | None:
-    if not values:
-        return None
+    lengths = _given(values, "--lengths")
     try:
-        return [int(v) for v in split_values(values)]
+        return None if lengths is None else [int(v) for v in lengths]
     except ValueError:
         raise UserError(f"--lengths takes whole numbers (got {' '.join(values)})") from None
+
+
+def _given(values: tuple[str, ...], flag: str) -> list[str] | None:
+    """A list flag's values; None when it was not given. Given empty (say `--functions
+    "$FNS"` with FNS unset) it is refused, not read as "the default grid"."""
+    if not values:
+        return None
+    if not (items := split_values(values)):
+        raise UserError(f"{flag} was given no value")
+    return items
 
 
 def echo_rows(rows: list[dict], as_json: bool, columns: dict[str, str] | None = None) -> None:
@@ -226,7 +244,7 @@ def datasets_build(functions, lengths, train_size, val_size, test_size, seed,
     from synth.build import build_grid
 
     stored = build_grid(
-        functions=split_values(functions) or None,
+        functions=parse_functions(functions),
         lengths=parse_lengths(lengths),
         train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
         strict_sizes=strict_sizes, uci_dir=uci_dir, db_path=db_path, notify=echo_err,
@@ -264,7 +282,7 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     from synth.build import export_datasets
 
     folders = export_datasets(
-        db_path, dataset_dir, functions=split_values(functions) or None,
+        db_path, dataset_dir, functions=parse_functions(functions),
         lengths=parse_lengths(lengths),
     )  # fmt: skip
     for folder in folders:
@@ -313,7 +331,7 @@ def run(ctx, resume_id, db_path, uci_dir, **flags):
     The API key is read from OPENAI_API_KEY and never stored. Results land in the
     database (--db) and in the exports under --out-dir.
     """  # fmt: skip
-    flags["functions"] = split_values(flags["functions"]) or None
+    flags["functions"] = parse_functions(flags["functions"])
     flags["lengths"] = parse_lengths(flags["lengths"])
     flags["prompt_template_path"] = _str(flags.pop("prompt_template"))
     for name in ("dataset_dir", "out_dir", "out_jsonl", "out_csv", "out_manifest"):
@@ -332,7 +350,7 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
     from synth.config import RESUMABLE, RunConfig, unread_settings
     from synth.run import resume_run, start_run
 
-    if resume_id:
+    if resume_id is not None:  # "" too: an empty RUN_ID is no reason to start a new run
         # Every flag given, for resume_run to check; the resumable ones also from the
         # environment.
         overrides = {n: v for n, v in flags.items() if _source(ctx, n) == ParameterSource.COMMANDLINE
@@ -340,6 +358,8 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
         return resume_run(resume_id, db_path=db_path, overrides=overrides)
     if flags["run_id"] is None:
         flags.pop("run_id")
+    config = RunConfig(**flags)
+    config.validate()  # a bad value is an error, without a warning that it is ignored first
     unused = [n for n in unread_settings(flags["provider"])
               if _source(ctx, n) == ParameterSource.COMMANDLINE]  # fmt: skip
     if unused:
@@ -348,8 +368,7 @@ def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
                  f"{flags['provider']}; ignored")  # fmt: skip
     if _source(ctx, "uci_dir") == ParameterSource.COMMANDLINE and _no_uci_task(flags["functions"]):
         echo_err("Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions")
-    return start_run(RunConfig(**flags), db_path=db_path, uci_dir=uci_dir, argv=sys.argv,
-                     notify=echo_err)
+    return start_run(config, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err)
 
 
 def _no_uci_task(functions: list[str] | None) -> bool:
@@ -540,7 +559,7 @@ def demo(out_dir, provider, functions, lengths, uci_dir, **settings):
     from synth.demo import run_demo
 
     result = run_demo(
-        out_dir, provider=provider, functions=split_values(functions) or None,
+        out_dir, provider=provider, functions=parse_functions(functions),
         lengths=parse_lengths(lengths), uci_dir=uci_dir, notify=echo_err, **settings,
     )  # fmt: skip
     _echo_summary(result.db_path, result.run.run_id, readonly=False)

@@ -22,6 +22,9 @@ OPENAI_PROVIDER = "openai"
 OFFLINE_PROVIDERS = ("tree", "formula")
 PROVIDERS = (OPENAI_PROVIDER, *OFFLINE_PROVIDERS)
 DEFAULT_MODEL = "gpt-5"
+# Durations in seconds are at most a week: inf or 1e300 would overflow the clocks.
+MAX_SECONDS = 7 * 24 * 3600
+WEEK = f" and at most {MAX_SECONDS} (a week)"
 
 # What a resume may change: how hard and where a run works, never what it measures.
 RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
@@ -83,7 +86,8 @@ class RunConfig:
     def validate(self) -> None:
         checks = [
             (self.provider in PROVIDERS, f"--provider must be one of {', '.join(PROVIDERS)}"),
-            (self.time_budget > 0, f"--time-budget must be positive (got {self.time_budget})"),
+            (0 < self.time_budget <= MAX_SECONDS,
+             f"--time-budget must be positive{WEEK} (got {self.time_budget})"),
             (self.reasoning_effort in EFFORTS, f"--reasoning-effort must be one of {', '.join(EFFORTS)}"),
             (self.verbosity in VERBOSITIES, f"--verbosity must be one of {', '.join(VERBOSITIES)}"),
             (self.tool_choice in TOOL_CHOICES, f"--tool-choice must be one of {', '.join(TOOL_CHOICES)}"),
@@ -92,11 +96,14 @@ class RunConfig:
             (self.num_trials >= 1, f"--num-trials must be at least 1 (got {self.num_trials})"),
             (self.concurrency >= 1, f"--concurrency must be at least 1 (got {self.concurrency})"),
             (self.max_output_tokens >= 1, f"--max-output-tokens must be positive (got {self.max_output_tokens})"),
-            (self.timeout > 0, f"--timeout must be positive (got {self.timeout})"),
+            (0 < self.timeout <= MAX_SECONDS, f"--timeout must be positive{WEEK} (got {self.timeout})"),
             (self.max_retries >= 0, f"--max-retries must not be negative (got {self.max_retries})"),
-            (self.retry_base_delay >= 0, f"--retry-base-delay must not be negative (got {self.retry_base_delay})"),
-            (self.retry_max_delay >= 0, f"--retry-max-delay must not be negative (got {self.retry_max_delay})"),
-            (self.eval_timeout > 0, f"--eval-timeout must be positive (got {self.eval_timeout})"),
+            (0 <= self.retry_base_delay <= MAX_SECONDS,
+             f"--retry-base-delay must not be negative{WEEK} (got {self.retry_base_delay})"),
+            (0 <= self.retry_max_delay <= MAX_SECONDS,
+             f"--retry-max-delay must not be negative{WEEK} (got {self.retry_max_delay})"),
+            (0 < self.eval_timeout <= MAX_SECONDS,
+             f"--eval-timeout must be positive{WEEK} (got {self.eval_timeout})"),
             (bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("."),
              f"--run-id must be a plain name (got {self.run_id!r})"),
         ]  # fmt: skip

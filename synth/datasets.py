@@ -21,6 +21,9 @@ from synth.generators.base import Task
 from synth.tasks import DEFAULT_GRID, get_task
 
 SPLITS = ("train", "val", "test")
+# Examples x length a grid point may hold: ~200 times the largest of the published grid
+# (10,200 x 100), and still within memory; far larger requests are refused, not tried.
+MAX_SYMBOLS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -117,17 +120,29 @@ def plan_grid(
     notify=lambda message: None,
 ) -> list[GridPoint]:
     """Check the whole grid before anything is spent; return its points with effective
-    sizes. ``notify`` is told of every test split capped to what the data allows."""
-    points, refused = [], []
-    for task, length in resolve_grid(functions, lengths):
+    sizes. ``notify`` is told of every test split capped to what the data allows.
+
+    Tabular points are checked last: their check reads the source (downloading it when
+    it is not cached), which a refusal elsewhere in the grid would make needless."""
+    if not 0 <= seed < 2**63:  # stored as SQLite's 64-bit integer
+        raise SynthError(f"--seed must be a whole number from 0 to 2^63 - 1 (got {seed})")
+    pairs = resolve_grid(functions, lengths)
+    effective, refused = {}, []
+    for task, length in sorted(pairs, key=lambda pair: pair[0].source is not None):
+        if task.source and refused:
+            break
         try:
-            effective = _effective_sizes(task, length, sizes, strict_sizes, uci_dir)
+            if sizes.total * length > MAX_SYMBOLS:
+                raise InfeasibleError(
+                    f"{sizes.total:,} examples of {length:,} symbols are more than a grid "
+                    f"point may hold ({MAX_SYMBOLS:,} symbols)"
+                )
+            effective[task.id, length] = _effective_sizes(task, length, sizes, strict_sizes, uci_dir)
         except InfeasibleError as e:
             refused.append(f"{task.id} at L={length}: {e}")
-            continue
-        points.append(GridPoint(task, length, sizes, effective, seed))
     if refused:
         raise InfeasibleError("; ".join(refused))
+    points = [GridPoint(task, length, sizes, effective[task.id, length], seed) for task, length in pairs]
     for point in points:
         if point.cap_warning:
             notify(f"Warning: {point.cap_warning}")

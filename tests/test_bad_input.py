@@ -87,6 +87,13 @@ CASES = [
     (["--functions", "fn_q", "--test-size", "10000", "--strict-sizes", "--uci-dir", "UCI"],
      "fn_q at L=36: needs"),
     (["--no-such-flag"], "No such option '--no-such-flag'"),
+    (["--eval-timeout", "inf"], "--eval-timeout must be positive and at most 604800 (a week)"),
+    (["--timeout", "nan"], "--timeout must be positive and at most 604800 (a week)"),
+    (["--retry-max-delay", "1e300"], "--retry-max-delay must not be negative and at most"),
+    (["--seed", "99999999999999999999999"], "--seed must be a whole number from 0 to 2^63 - 1"),
+    (["--seed", "-1"], "--seed must be a whole number from 0 to 2^63 - 1 (got -1)"),
+    (["--lengths", "99999999999999999999"], "symbols are more than a grid point may hold"),
+    (["--test-size", "1000000000"], "1,000,000,020 examples of 20 symbols are more than"),
 ]  # fmt: skip
 
 
@@ -122,6 +129,32 @@ def test_bad_run_input(args, message, existing_db, openai_server, request):
     assert isinstance(result.exception, SystemExit)
     assert snapshot(workdir) == before, "nothing may be written"
     assert openai_server.requests == [], "no call may be made"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resume", ""], "no run '' in"),
+    (["--functions", ""], "--functions was given no value"),
+    (["--functions", ",", "--lengths", "20"], "--functions was given no value"),
+    (["--functions", "fn_a", "--lengths", " "], "--lengths was given no value"),
+], ids=["resume", "functions", "functions-comma", "lengths"])  # fmt: skip
+def test_an_empty_value_is_refused_not_read_as_the_default(args, message, existing_db, openai_server):
+    """`--resume "$RUN"` or `--functions "$FNS"` with the variable unset must not start
+    the published grid, paid for, in its place."""
+    before = snapshot(existing_db.parent)
+    result = CliRunner().invoke(cli, ["run", *args, "--db", str(existing_db),
+                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert snapshot(existing_db.parent) == before and openai_server.requests == []
+
+
+def test_a_grid_refused_elsewhere_reads_no_uci_source(workdir, openai_server):
+    """fn_a at L=4 cannot be split: the UCI source of fn_p is then never looked for."""
+    result = CliRunner().invoke(cli, ["run", *SMALL, "--functions", "fn_p", "--lengths", "4",
+                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: fn_a at L=4: needs 20 distinct")
+    assert "fn_p" not in result.stderr and "HTRU" not in result.stderr
 
 
 def test_resume_of_an_unknown_run(existing_db, openai_server):
