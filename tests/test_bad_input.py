@@ -202,3 +202,10 @@ def test_a_new_database_another_process_used_meanwhile_is_kept(workdir, monkeypa
     result = CliRunner().invoke(cli, ["run", *SMALL, "--dry-run", "--db", "shared.db"])
     assert result.exit_code == 2 and "refused while drawing data" in result.stderr
     assert open_db(workdir / "shared.db", readonly=True)["runs"].get("theirs")["model"] == "tree"
+
+
+@pytest.mark.parametrize("args", [[], ["datasets"]], ids=["synth", "synth datasets"])
+def test_a_group_without_a_command_prints_its_help(args):
+    result = CliRunner().invoke(cli, args)
+    assert "Usage: " in result.output and "Commands:" in result.output
+    assert isinstance(result.exception, SystemExit) or result.exception is None
