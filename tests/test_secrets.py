@@ -2,6 +2,7 @@
 exports, dataset mirror, logs, or anything else the run leaves behind."""
 
 from click.testing import CliRunner
+from openai_server import Reply
 
 from synth.cli import cli
 
@@ -9,8 +10,12 @@ SENTINEL = "sk-SENTINEL-7f3a9c1e5b"
 
 
 def test_the_key_leaves_no_trace(tmp_path, monkeypatch, openai_server):
+    """Even when the server echoes it in its answers (a proxy that logs into the reply, a
+    model shown it somehow): the reply is recorded with the key masked."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    echoed = '{"code": "def f(x):\\n    return 1  # ' + SENTINEL + '"}'
+    openai_server.script = lambda path, body: Reply(text=echoed)
     runner = CliRunner()
     result = runner.invoke(cli, [
         "run", "--functions", "fn_a", "fn_g", "--lengths", "20", "--num-trials", "2",
@@ -33,3 +38,4 @@ def test_the_key_leaves_no_trace(tmp_path, monkeypatch, openai_server):
         assert SENTINEL.encode() not in path.read_bytes(), f"the key is in {path}"
     for output in (result, exported, shown, listed, reported):
         assert SENTINEL not in output.output
+    assert b"# [OPENAI_API_KEY]" in (tmp_path / "s.db").read_bytes(), "the answer, masked"

@@ -170,6 +170,7 @@ class _OpenAIProvider(ABC):
         except TimeoutError as err:
             raise self._timed_out() from err
         duration_ms = (time.perf_counter() - start) * 1000
+        content = self._masked(content)
         try:
             reply = json.loads(content)
         except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, or nested too deep
@@ -220,10 +221,15 @@ class _OpenAIProvider(ABC):
 
     def _clean(self, message: str) -> str:
         """A message fit to record and show: one line, and without the key even when a
-        server echoes it (a placeholder key for a local server, a few characters long,
-        is no secret and is left alone)."""
-        message, key = " ".join(message.split()), self.client.api_key
-        return message.replace(key, "[OPENAI_API_KEY]") if len(key) >= 8 else message
+        server echoes it."""
+        message = " ".join(message.split()).encode("utf-8", "surrogatepass")
+        return self._masked(message).decode("utf-8", "surrogatepass")
+
+    def _masked(self, data: bytes) -> bytes:
+        """``data`` with the key masked, should a server echo it (a placeholder key for a
+        local server, a few characters long, is no secret and is left alone)."""
+        key = self.client.api_key.encode()
+        return data.replace(key, b"[OPENAI_API_KEY]") if len(key) >= 8 else data
 
     @abstractmethod
     def _body(self, prompt: str) -> dict:
