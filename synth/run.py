@@ -11,9 +11,11 @@ import csv
 import json
 import os
 import platform
+import signal
 import sqlite3
 import sys
-from contextlib import closing
+import threading
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -177,7 +179,8 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
                         solved_trials=sum(t["val_acc"] == 1.0 for t in done))  # fmt: skip
     runner = Runner(db, config, provider, progress)
     try:
-        asyncio.run(_run_and_close(runner, jobs, trials))
+        with _terminate_as_interrupt():
+            asyncio.run(_run_and_close(runner, jobs, trials))
     except RunFailed as e:
         store.set_run_status(db, config.run_id, "failed", error=str(e))
         store.record_event(db, config.run_id, "run_failed", str(e), level="error")
@@ -193,6 +196,21 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
     manifest = store.end_run(db, config.run_id, status,
                              lambda: write_exports(db, config.run_id, export_paths(config)))  # fmt: skip
     return RunResult(config.run_id, status, path, manifest)
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (`kill`, `docker stop`, a batch scheduler's time limit) stops a run as
+    Ctrl-C does: marked interrupted, the resume command printed; not silently. Signals
+    are the main thread's to handle: from another thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _run_and_close(runner: Runner, jobs, trials) -> None:

@@ -175,8 +175,11 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
         assert f"| solved {solved} |" in lines[-1], "progress counts trials solved before the kill"
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, openai_server, baseline):
-    code, err, _ = run_until_killed(tmp_path, openai_server, "between_trials", signal.SIGINT)
+@pytest.mark.parametrize("signal_", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_marks_the_run_interrupted_and_says_how_to_resume(
+    signal_, tmp_path, openai_server, baseline
+):
+    code, err, _ = run_until_killed(tmp_path, openai_server, "between_trials", signal_)
     assert code == 130
     assert f"synth run --resume r --db {tmp_path / 'r.db'}" in err
     assert "Traceback" not in err
