@@ -418,9 +418,12 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
     keys = ("fn", "length", "num_trials", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
             "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
     rows = [{k: r[k] for k in keys} for r in rows]
-    if not as_json:
-        dry = run["dry_run"]  # nothing was scored: say so, not 0.000
-        for r in rows:
+    dry = run["dry_run"]  # nothing was scored: say so, not 0.000
+    for r in rows:
+        if dry:
+            r.update(dict.fromkeys(("val_acc", "val_acc_std", "test_acc", "test_acc_std",
+                                    "oracle_test_acc")))  # fmt: skip
+        if not as_json:
             r["val"] = "— (dry run)" if dry else f"{r['val_acc']:.3f} ± {r['val_acc_std']:.3f}"
             r["test"] = "—" if dry else f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}"
             r["oracle_test_acc"] = "—" if dry else r["oracle_test_acc"]

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from synth.errors import SynthError
 
@@ -104,7 +105,11 @@ class RunConfig:
              f"--retry-max-delay must not be negative{WEEK} (got {self.retry_max_delay})"),
             (0 < self.eval_timeout <= MAX_SECONDS,
              f"--eval-timeout must be positive{WEEK} (got {self.eval_timeout})"),
-            (bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("."),
+            (bool(self.model), "--model must not be empty"),
+            (self.api_base_url is None or _http_url(self.api_base_url),
+             f"--api-base-url must be an http(s) URL, e.g. http://localhost:8000/v1 (got {self.api_base_url!r})"),
+            (bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith(".")
+             and self.run_id.isprintable() and not any(c.isspace() for c in self.run_id),
              f"--run-id must be a plain name (got {self.run_id!r})"),
         ]  # fmt: skip
         for ok, message in checks:
@@ -137,6 +142,11 @@ class RunConfig:
         if self.out_manifest:
             return Path(self.out_manifest)
         return self.out_path / "results_attempts_manifest.json"
+
+
+def _http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def new_run_id() -> str:

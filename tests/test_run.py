@@ -237,6 +237,8 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
     assert "[2/2] fn_a L=20 trial 2: prompt recorded (dry run) | solved 0" in dry.stderr
     assert dry.stdout.splitlines()[2].split()[:6] == ["fn_a", "20", "2", "—", "(dry", "run)"]
     assert len(openai_server.requests) == 1, "a dry run calls nothing"
+    (shown,) = json.loads(synth("show", "dry", "--db", "r.db", "--json").stdout)
+    assert [shown[k] for k in ("val_acc", "test_acc", "oracle_test_acc")] == [None] * 3
     db = open_db(workdir / "r.db", readonly=True)
     assert db["runs"].get("dry")["status"] == "dry_run"
     assert {(t["status"], t["val_acc"], t["test_acc"]) for t in db["trials"].rows_where(
