@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -112,10 +113,11 @@ def parse_functions(values: tuple[str, ...]) -> list[str] | None:
 
 def parse_lengths(values: tuple[str, ...]) -> list[int] | None:
     lengths = _given(values, "--lengths")
-    try:
-        return None if lengths is None else [int(v) for v in lengths]
-    except ValueError:
-        raise UserError(f"--lengths takes whole numbers (got {' '.join(values)})") from None
+    if lengths is None:
+        return None
+    if not all(re.fullmatch(r"-?[0-9]+", v) for v in lengths):  # int() also reads "2_0"
+        raise UserError(f"--lengths takes whole numbers (got {' '.join(values)})")
+    return [int(v) for v in lengths]
 
 
 def _given(values: tuple[str, ...], flag: str) -> list[str] | None:

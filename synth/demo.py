@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reports import build_report
 from synth.config import RunConfig
-from synth.run import RunResult, start_run
+from synth.run import RunResult, check_folder, start_run
 
 DEMO_FUNCTIONS = ["fn_a", "fn_c", "fn_e", "fn_g", "fn_m", "fn_q"]
 DEMO_LENGTHS = [20, 50]
@@ -40,6 +40,7 @@ def run_demo(
     """Run the demo grid into ``out_dir``: its database, exports and dataset mirror.
 
     ``settings`` are further RunConfig fields (the model, the server, concurrency...)."""
+    check_folder(out_dir, "the demo")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "synth.db"

@@ -14,6 +14,7 @@ import platform
 import signal
 import sqlite3
 import sys
+import tempfile
 import threading
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -279,11 +280,18 @@ def _provider(config: RunConfig):
 
 
 def _check_out_dir(config: RunConfig) -> None:
-    """The exports' folders are writable, and hold no other run's exports: its manifest
-    where ours goes, or its per-trial logs beside our JSONL (they would be left among
-    ours)."""
-    for path in {p.parent for p in (config.jsonl_path, config.csv_path, config.manifest_path)}:
-        _check_folder(path, "exports")
+    """The exports' folders are writable, the exports three files, and no other run's
+    exports are there: its manifest where ours goes, or its per-trial logs beside our
+    JSONL (they would be left among ours)."""
+    named = {"--out-jsonl": config.jsonl_path, "--out-csv": config.csv_path,
+             "--out-manifest": config.manifest_path}  # fmt: skip
+    seen: dict[Path, str] = {}
+    for flag, path in named.items():
+        if (other := seen.setdefault(path.resolve(), flag)) != flag:
+            raise SynthError(f"{other} and {flag} name the same file, {path}: "
+                             "one export would overwrite the other")  # fmt: skip
+    for path in {p.parent for p in named.values()}:
+        check_folder(path, "exports")
     logs = sorted(config.jsonl_path.parent.glob(f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))
     for path in [config.manifest_path, config.jsonl_path, config.csv_path, *logs[:1]]:
         other = _run_id_in(path)
@@ -308,15 +316,20 @@ def _check_outputs(config: RunConfig) -> None:
     """Every folder a run writes to, before anything is spent."""
     _check_out_dir(config)
     if config.dataset_dir:
-        _check_folder(Path(config.dataset_dir), "datasets")
+        check_folder(Path(config.dataset_dir), "datasets")
 
 
-def _check_folder(path: Path, what: str) -> None:
+def check_folder(path: Path, what: str) -> None:
+    """That ``path`` can be made a folder to write ``what`` in, before anything is spent:
+    its nearest existing ancestor takes a new folder (tried, not guessed from
+    permissions, which /proc or a read-only mount would misreport)."""
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise SynthError(f"cannot write {what} to {path}: {probe} is not a writable folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".synth-probe-", dir=probe))
+    except OSError:
+        raise SynthError(f"cannot write {what} to {path}: {probe} is not a writable folder") from None
 
 
 def _remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:

@@ -70,3 +70,11 @@ def test_a_refused_demo_leaves_no_folder_behind(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), "--provider", "openai"])
     assert result.exit_code == 2 and "OPENAI_API_KEY is not set" in result.stderr
     assert not out.exists()
+
+
+def test_a_demo_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    result = CliRunner().invoke(cli, ["demo", "--out-dir", str(tmp_path / "a-file" / "demo")])
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: cannot write the demo to {tmp_path / 'a-file' / 'demo'}: "
+                             f"{tmp_path / 'a-file'} is not a writable folder\n")  # fmt: skip
