@@ -302,6 +302,9 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @api_options
 @click.option("--time-budget", type=float, default=2.0, show_default=True,
               help="Seconds per proposal of the `formula` proposer")
+@click.option("--max-candidates", type=int,
+              help="Formulas the `formula` proposer may look at per proposal: unlike "
+                   "--time-budget, the same on every machine  [default: no limit]")
 @click.option("--max-output-tokens", type=int, default=20000, show_default=True)
 @click.option("--reasoning-effort", type=click.Choice(EFFORTS), default="high", show_default=True)
 @click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)

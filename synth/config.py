@@ -36,10 +36,14 @@ API_SETTINGS = ("max_output_tokens", "reasoning_effort", "verbosity", "tool_choi
                 "retry_base_delay", "retry_max_delay")  # fmt: skip
 
 
+# What only the `formula` proposer reads.
+FORMULA_SETTINGS = ("time_budget", "max_candidates")
+
+
 def unread_settings(provider: str) -> tuple[str, ...]:
     """The RunConfig fields ``provider`` never reads: given anyway, they change nothing."""
     unread = () if provider == OPENAI_PROVIDER else API_SETTINGS
-    return unread if provider == "formula" else (*unread, "time_budget")
+    return unread if provider == "formula" else (*unread, *FORMULA_SETTINGS)
 
 
 @dataclass
@@ -62,6 +66,7 @@ class RunConfig:
     strict_sizes: bool = False
     provider: str = OPENAI_PROVIDER
     time_budget: float = 2.0  # seconds per proposal of the `formula` proposer
+    max_candidates: int | None = None  # formulas it may look at: reproducible on any machine
     api_mode: str = "responses"
     api_base_url: str | None = None
     prompt_template: str | None = None  # the template's text, so a resume renders the same
@@ -89,6 +94,8 @@ class RunConfig:
             (self.provider in PROVIDERS, f"--provider must be one of {', '.join(PROVIDERS)}"),
             (0 < self.time_budget <= MAX_SECONDS,
              f"--time-budget must be positive{WEEK} (got {self.time_budget})"),
+            (self.max_candidates is None or self.max_candidates >= 1,
+             f"--max-candidates must be at least 1 (got {self.max_candidates})"),
             (self.reasoning_effort in EFFORTS, f"--reasoning-effort must be one of {', '.join(EFFORTS)}"),
             (self.verbosity in VERBOSITIES, f"--verbosity must be one of {', '.join(VERBOSITIES)}"),
             (self.tool_choice in TOOL_CHOICES, f"--tool-choice must be one of {', '.join(TOOL_CHOICES)}"),

@@ -24,7 +24,7 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import OFFLINE_PROVIDERS, RESUMABLE, RunConfig, unread_settings
+from synth.config import FORMULA_SETTINGS, OFFLINE_PROVIDERS, RESUMABLE, RunConfig, unread_settings
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import GridPoint, Sizes, plan_grid
 from synth.errors import RunFailed, RunInterrupted, SynthError
@@ -261,7 +261,8 @@ def _provider(config: RunConfig):
     if config.provider in OFFLINE_PROVIDERS:
         from synth.providers.offline import make_offline_provider
 
-        options = {"time_budget": config.time_budget} if config.provider == "formula" else {}
+        formula = config.provider == "formula"
+        options = {n: getattr(config, n) for n in FORMULA_SETTINGS} if formula else {}
         return make_offline_provider(config.provider, **options)
     key = os.environ.get(API_KEY_ENV)
     if not key:

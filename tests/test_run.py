@@ -385,3 +385,24 @@ def test_the_columns_docs_list_are_the_columns_exported():
     ours = re.search(r"Ours follow: `([^`]+)`", text)[1]
     assert [c.strip() for c in " ".join(published.split()).split(",")] == list(PUBLISHED_COLUMNS)
     assert [c.strip() for c in " ".join(ours.split()).split(",")] == list(EXTRA_COLUMNS)
+
+
+def test_formula_runs_cut_by_max_candidates_are_the_same_twice(workdir):
+    """A search cut by --time-budget depends on the machine's speed; one cut by
+    --max-candidates is the same on any machine, and so are the exports."""
+    args = ["run", "--provider", "formula", "--functions", "fn_a", "fn_e", "--lengths", 20,
+            "--num-trials", 2, "--attempts", 2, "--test-size", 200, "--max-candidates", 3000,
+            "--time-budget", 600, "--db", "f.db"]  # fmt: skip
+    runs = []
+    for run_id in ("f1", "f2"):
+        assert synth(*args, "--run-id", run_id).exit_code == 0
+        lines = (workdir / "runs" / run_id / "results_attempts.jsonl").read_text().splitlines()
+        runs.append([{k: v for k, v in json.loads(line).items() if k not in ("run_id", "duration_ms")}
+                     for line in lines])  # fmt: skip
+    assert runs[0] == runs[1]
+    db = open_db("f.db", readonly=True)
+    stopped = [json.loads(r["raw_json"])["stopped"] for r in db["responses"].rows]
+    assert "max_candidates" in stopped, "some searches were cut by the count, none by the clock"
+    assert "time" not in stopped
+    requests = [json.loads(r["request_json"]) for r in db["responses"].rows]
+    assert {r["max_candidates"] for r in requests} == {3000}
