@@ -14,7 +14,7 @@ from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.text import render_text
 from tracker.db import StoreError, db_path as resolve_db, open_db
-from tracker.files import write_atomic
+from tracker.files import NotAFile, check_replaceable, write_atomic
 
 RENDERERS = {"html": render_html, "md": render_text}
 
@@ -37,8 +37,8 @@ def build_report(
     if fmt not in RENDERERS:
         raise ReportError(f"unknown report format {fmt!r}: use {' or '.join(RENDERERS)}")
     out = Path(out) if out is not None else None
-    if out is not None and not out.parent.is_dir():
-        raise ReportError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out is not None:
+        check_output(out)
     path = resolve_db(db_path)
     price_table = load_prices(prices)
     try:
@@ -55,5 +55,27 @@ def build_report(
     text = RENDERERS[fmt](report)
     if out is None:
         return text
-    write_atomic(out, text)
+    try:
+        write_atomic(out, text)
+    except OSError as e:  # a full disk, a name too long, a folder changed meanwhile
+        raise ReportError(f"cannot write {out}: {e.strerror or e}") from None
     return out
+
+
+def check_output(out: Path) -> None:
+    """Refuse, before any work, an output the report could not be written to: a folder
+    that does not exist or we may not write in, or at ``out`` something other than a
+    regular file (a folder, a device, a pipe, a symbolic link; `-o ''` is the current
+    folder), which writing would replace."""
+    try:
+        check_replaceable(out)
+        if not out.parent.is_dir():
+            raise ReportError(f"cannot write {out}: folder {out.parent} does not exist")
+        writable = os.access(out.parent, os.W_OK | os.X_OK,
+                             effective_ids=os.access in os.supports_effective_ids)  # fmt: skip
+    except NotAFile as e:
+        raise ReportError(f"cannot write {out}: it is {e.strerror}; only a plain file is replaced") from None
+    except OSError as e:
+        raise ReportError(f"cannot write {out}: {e.strerror or e}") from None
+    if not writable:
+        raise ReportError(f"cannot write {out}: no permission to write in folder {out.parent}")

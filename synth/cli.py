@@ -516,7 +516,8 @@ def migrate(db):
 @click.argument("db", required=False, type=click.Path(dir_okay=False, path_type=Path),
                 envvar="SYNTH_DB")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8001, show_default=True, type=int)
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
+              help="0: any free port (the URL printed names it)")
 @user_errors
 def browse(db, host, port):
     """Browse a run database in Datasette: read-only, and usable while a run writes.
@@ -533,8 +534,9 @@ def browse(db, host, port):
         open_db(path, readonly=True).conn.close()
     except OutdatedDatabase:  # brought up to date first: the one time browse writes
         open_db(path).conn.close()
-    click.echo(f"Datasette on http://{host}:{port}/{path.stem} (Ctrl-C to stop)", err=True)
-    serve(path, host=host, port=port)
+    # Said once the port is bound: a port in use is one line, and port 0 shows its number.
+    serve(path, host=host, port=port,
+          ready=lambda url: click.echo(f"Datasette on {url} (Ctrl-C to stop)", err=True))
 
 
 @cli.command(cls=VariadicCommand)

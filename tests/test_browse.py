@@ -4,6 +4,8 @@ Datasette's test client (asyncio.run; no pytest-asyncio) and once over real HTTP
 import asyncio
 import hashlib
 import json
+import re
+import select
 import socket
 import sqlite3
 import subprocess
@@ -14,9 +16,11 @@ import urllib.request
 
 import pytest
 import sqlite_utils
+from click.testing import CliRunner
 
+from synth.cli import cli
 from tracker import runs as store
-from tracker.browse import make_datasette, metadata
+from tracker.browse import make_datasette, metadata, serve
 from tracker.datasets import save_dataset
 from tracker.db import StoreError, open_db
 from tracker.migrations import migrations
@@ -347,3 +351,75 @@ def test_serve_over_http(db_path, free_port):
         server.terminate()
         server.wait(timeout=10)
     assert sorted(r["run_id"] for r in rows) == ["r1", "r2", "r3"]
+
+
+@pytest.fixture
+def busy_port():
+    """A port something else listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_a_port_that_cannot_be_served_is_a_one_line_error(db_path, busy_port):
+    """uvicorn logged four lines and exited with 3 for a port in use; a port out of range
+    was an OverflowError."""
+    with pytest.raises(StoreError, match=rf"^port {busy_port} is in use; choose another with --port$"):
+        serve(db_path, port=busy_port)
+    for port in (70000, -1):
+        with pytest.raises(StoreError, match=rf"^port {port} is not a port: use 1-65535"):
+            serve(db_path, port=port)
+
+
+@pytest.mark.parametrize("port, message", [
+    ("70000", r"Invalid value for '--port': 70000 is not in the range 0<=x<=65535\."),
+    ("-1", r"Invalid value for '--port': -1 is not in the range 0<=x<=65535\."),
+    ("busy", r"port \d+ is in use; choose another with --port"),
+], ids=["too-high", "negative", "in-use"])  # fmt: skip
+def test_browse_refuses_a_port_in_one_line(db_path, busy_port, port, message):
+    """The CLI says nothing of serving (no "Datasette on ...") when it will not serve."""
+    port = str(busy_port) if port == "busy" else port
+    result = CliRunner().invoke(cli, ["browse", str(db_path), "--port", port])
+    assert result.exit_code == 2, result.output
+    assert re.fullmatch(f"Error: {message}\n", result.output), result.output
+
+
+def first_line(stream, pattern: str, timeout: float = 30) -> re.Match:
+    """The first line of ``stream`` (a process's pipe) matching ``pattern``."""
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        if select.select([stream], [], [], 0.1)[0]:
+            line = stream.readline().decode()
+            assert line, f"the process ended: {''.join(lines)}"
+            lines.append(line)
+            if found := re.search(pattern, line):
+                return found
+    raise AssertionError(f"no line matching {pattern!r} within {timeout} s: {''.join(lines)}")
+
+
+def runs_over_http(url: str) -> list[str]:
+    with urllib.request.urlopen(f"{url}/runs.json?_shape=array", timeout=10) as response:
+        return sorted(r["run_id"] for r in json.load(response))
+
+
+@pytest.mark.parametrize("how", ["library", "cli"])
+def test_port_0_serves_on_a_free_port_and_says_which(db_path, how):
+    """serve() calls ``ready`` with the URL once the port is bound; `synth browse --port 0`
+    prints it (it printed port 0)."""
+    if how == "library":
+        code = f"from tracker.browse import serve; serve({str(db_path)!r}, port=0, ready=print)"
+        args, pattern = ["-u", "-c", code], r"^(http://127\.0\.0\.1:(\d+)/synth)$"
+    else:
+        args = ["-c", "from synth.cli import cli; cli()", "browse", str(db_path), "--port", "0"]
+        pattern = r"^Datasette on (http://127\.0\.0\.1:(\d+)/synth) \(Ctrl-C to stop\)$"
+    out, log = (subprocess.PIPE, subprocess.DEVNULL) if how == "library" else (subprocess.DEVNULL, subprocess.PIPE)
+    server = subprocess.Popen([sys.executable, *args], stdout=out, stderr=log)
+    try:
+        found = first_line(server.stdout or server.stderr, pattern)
+        assert int(found[2]) > 0
+        assert runs_over_http(found[1]) == ["r1", "r2", "r3"]  # connections wait: no retry needed
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

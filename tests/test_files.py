@@ -49,3 +49,45 @@ def test_remove_parts_takes_only_the_temp_files_of_the_paths_given(tmp_path):
         (tmp_path / name).write_text("x")
     remove_parts([tmp_path / "results.csv", tmp_path / "log.jsonl", tmp_path / "absent" / "x.csv"])
     assert sorted(os.listdir(tmp_path)) == sorted(keep)
+
+
+def fifo(path):
+    os.mkfifo(path)
+
+
+def folder(path):
+    path.mkdir()
+
+
+def link_to(make):
+    """A symbolic link at the path, to what ``make`` puts beside it."""
+
+    def make_link(path):
+        make(path.with_name("real"))
+        path.symlink_to("real")
+
+    return make_link
+
+
+def regular(path):
+    path.write_text("kept\n")
+
+
+@pytest.mark.parametrize("make, kind", [
+    (folder, "a folder"), (fifo, "a pipe"), (link_to(fifo), r"a symbolic link \(to a pipe\)"),
+    (link_to(folder), r"a symbolic link \(to a folder\)"),
+    (link_to(regular), r"a symbolic link \(to a file\)"),  # /dev/stdout -> a file, as root
+    (link_to(lambda path: None), r"a symbolic link \(to nothing\)"),
+], ids=["folder", "pipe", "link-to-pipe", "link-to-folder", "link-to-file", "dangling-link"])  # fmt: skip
+def test_only_a_plain_file_is_replaced(tmp_path, make, kind):
+    """Renaming over a device, a pipe or a link would replace it (`-o /dev/stdout` as root
+    replaced the /dev/stdout link): refused before anything is written, all left as it was."""
+    target = tmp_path / "target"
+    make(target)
+    before = {p.name: (os.lstat(p).st_mode, os.path.islink(p) and os.readlink(p)) for p in tmp_path.iterdir()}
+    with pytest.raises(OSError, match=rf"target is {kind}; only a plain file is replaced"):
+        write_atomic(target, "data")
+    after = {p.name: (os.lstat(p).st_mode, os.path.islink(p) and os.readlink(p)) for p in tmp_path.iterdir()}
+    assert after == before  # no temp file either
+    if (tmp_path / "real").is_file():
+        assert (tmp_path / "real").read_text() == "kept\n"

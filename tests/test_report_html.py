@@ -2,8 +2,15 @@
 text readout, its errors, and reading a database while a run writes to it."""
 
 import json
+import os
+import pwd
 import re
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -179,3 +186,77 @@ def test_report_task_filter_takes_a_list_as_synth_run_does(report_db, tasks):
     section = result.stdout.split("## Results per grid point")[1].split("## ")[0]
     shown = {line.split(" | ")[1] for line in section.splitlines() if re.match(r"\| r\d ", line)}
     assert shown == {t for arg in tasks[1::2] for t in arg.split(",")}
+
+
+def listing(folder):
+    """Each entry of ``folder``: its type and, for a link, where it points."""
+    return {p.name: (os.lstat(p).st_mode, os.path.islink(p) and os.readlink(p)) for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("output, make", [
+    ("", None),  # the current folder: renaming over it failed with "Device or resource busy"
+    ("fifo", lambda path: os.mkfifo(path)),
+    ("link", lambda path: (os.mkfifo(path.with_name("pipe")), path.symlink_to("pipe"))),
+    ("link", lambda path: (path.with_name("file").write_text("kept"), path.symlink_to("file"))),
+], ids=["empty", "pipe", "link-to-pipe", "link-to-file"])  # fmt: skip
+def test_the_output_must_be_a_plain_file_or_a_new_path(report_db, tmp_path, monkeypatch, output, make):
+    """`-o /dev/stdout` as root replaced the /dev/stdout link with the report: a link, a
+    device, a pipe, a folder are refused in one line before any work, left as they were."""
+    monkeypatch.chdir(tmp_path)
+    if make:
+        make(tmp_path / output)
+    before = listing(tmp_path)
+    result = CliRunner().invoke(cli, ["report", "--db", str(report_db), "-o", output])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.splitlines()) == 1
+    assert re.match(r"Error: cannot write \S*: it is a (folder|pipe|symbolic link \(to a (pipe|file)\)); "
+                    r"only a plain file is replaced$", result.output)  # fmt: skip
+    assert listing(tmp_path) == before
+
+
+def test_a_failed_write_is_one_line_and_leaves_nothing(report_db, tmp_path):
+    """The temp file's longer name is too long for the file system: OSError at write."""
+    out = tmp_path / ("r" * 245 + ".html")
+    result = CliRunner().invoke(cli, ["report", "--db", str(report_db), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"Error: cannot write {out}: File name too long\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_we_may_not_write_in_is_refused_up_front(report_db, tmp_path):
+    """A PermissionError traceback as a user who may not write there. Root may write
+    anywhere, so as root the command runs as nobody (setpriv), aimed at a folder of root's."""
+    if os.geteuid() != 0:
+        base = tmp_path
+        (base / "ro").mkdir(mode=0o555)
+        try:
+            result = CliRunner().invoke(cli, ["report", "--db", str(report_db), "-o", str(base / "ro" / "r.html")])
+        finally:
+            (base / "ro").chmod(0o755)
+        code, output = result.exit_code, result.output
+    else:
+        setpriv = shutil.which("setpriv")
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            nobody = None
+        if not setpriv or not nobody:
+            pytest.skip("as root this needs setpriv and the user nobody")
+        base = Path(tempfile.mkdtemp(prefix="synth-report-"))  # tmp_path is root's alone
+        try:
+            base.chmod(0o755)
+            shutil.copy(report_db, base / "runs.db")
+            (base / "ro").mkdir(mode=0o755)  # root's: nobody may not write in it
+            user = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+            synth = [sys.executable, "-c", "from synth.cli import cli; cli()"]
+            run = subprocess.run(
+                [*user, *synth, "report", "--db", "runs.db", "-o", str(base / "ro" / "r.html")],
+                cwd=base, capture_output=True, text=True, timeout=120,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            )  # fmt: skip
+            code, output = run.returncode, run.stdout + run.stderr
+            assert os.listdir(base / "ro") == []
+        finally:
+            shutil.rmtree(base)
+    assert code == 2, output
+    assert output == f"Error: cannot write {base / 'ro' / 'r.html'}: no permission to write in folder {base / 'ro'}\n"

@@ -4,8 +4,12 @@ columns, canned queries; full-text search comes from the m003_search migration).
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import socket
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -13,7 +17,7 @@ import yaml
 from datasette.app import Datasette
 from datasette.database import Database
 
-from tracker.db import BUSY_TIMEOUT_MS, open_db, readonly_uri
+from tracker.db import BUSY_TIMEOUT_MS, StoreError, open_db, readonly_uri
 
 METADATA = Path(__file__).with_name("datasette") / "metadata.yaml"
 SETTINGS = {
@@ -22,6 +26,11 @@ SETTINGS = {
     "facet_time_limit_ms": 2_000,
     "suggest_facets": False,
 }
+
+
+class ServeError(StoreError):
+    """The server cannot listen where asked (a port in use, a bad port or host). A
+    StoreError, so the CLI prints it as one line (exit 2) as it does the store's errors."""
 
 
 class ReadOnlyDatabase(Database):
@@ -60,7 +69,63 @@ def make_datasette(db_path: str | os.PathLike) -> Datasette:
     return ds
 
 
-def serve(db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8001) -> None:
-    """Serve the database over HTTP until interrupted (blocking)."""
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets for ``host`` and ``port`` (0: any free port), one per address the
+    host has, bound as asyncio's create_server (what uvicorn uses) would bind them.
+
+    Raises ServeError, one line, when that cannot be done: bound here, not inside
+    uvicorn, whose failures are log lines and an exit."""
+    if not 0 <= port <= 65535:
+        raise ServeError(f"port {port} is not a port: use 1-65535 (or 0 for any free port)")
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ServeError(f"cannot serve on {host}: {e.strerror}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen()  # connections wait from now on, not only once uvicorn starts
+    except OSError as e:
+        for sock in sockets:
+            sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} is in use; choose another with --port") from None
+        raise ServeError(f"cannot serve on {host}:{port}: {e.strerror}") from None
+    return sockets
+
+
+def serve(
+    db_path: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the database over HTTP until interrupted (blocking).
+
+    ``ready`` is called with the database's URL once the port is bound (with ``port`` 0,
+    the port the system chose). Raises ServeError when the port cannot be bound, StoreError
+    when there is no database."""
     ds = make_datasette(db_path)
-    uvicorn.run(ds.app(), host=host, port=port, log_level="info", lifespan="on")
+    sockets = listen(host, port)
+    try:
+        bound = sockets[0].getsockname()[1]
+        base = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+        config = uvicorn.Config(ds.app(), host=host, port=bound, log_level="info", lifespan="on")
+        server = uvicorn.Server(config)
+        # what uvicorn logs when it binds the port itself
+        logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", base)
+        if ready:
+            ready(f"{base}/{Path(db_path).resolve().stem}")
+        try:
+            server.run(sockets=sockets)
+        except KeyboardInterrupt:  # Ctrl-C, re-raised once uvicorn has shut down
+            pass
+    finally:
+        for sock in sockets:
+            sock.close()

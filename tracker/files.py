@@ -4,18 +4,63 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 PART = ".part"  # the suffix of a file being written
 
 
+class NotAFile(OSError):
+    """What is where a file is to be written is no regular file (a folder, a device, a
+    pipe, a symbolic link): write_atomic would replace it, so it refuses. ``strerror``
+    says what is there."""
+
+    def __str__(self) -> str:
+        return f"{self.filename} is {self.strerror}; only a plain file is replaced"
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISFIFO, "a pipe"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a file")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "an unknown kind of file"
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise NotAFile unless ``path`` is absent or a regular file: the only things
+    write_atomic may create or replace. A symbolic link is refused whatever it points to:
+    renaming over it would replace the link (`/dev/stdout`, say), and writing through it
+    would replace whatever file it leads to. OSError when the path cannot be looked at (a
+    name too long, a folder we may not search)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # absent: created
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISLNK(mode):
+        try:
+            kind = f"a symbolic link (to {_kind(os.stat(path).st_mode)})"
+        except OSError:
+            kind = "a symbolic link (to nothing)"
+    else:
+        kind = _kind(mode)
+    raise NotAFile(None, kind, str(path))
+
+
 def write_atomic(path: Path, content: str | bytes) -> Path:
     """Write to a temp file beside ``path``, then rename it over ``path``.
+
+    Only a regular file is replaced: a folder, a device, a pipe, a symbolic link are
+    refused (NotAFile, see check_replaceable) before anything is written.
 
     Text is written as UTF-8 with LF line endings. The file gets the usual mode for a new
     file (0666 less the umask), as `open` would give it; mkstemp's 0600 would keep
     exports and reports from the other users they are meant for."""
     data = content.encode("utf-8") if isinstance(content, str) else content
+    check_replaceable(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{PART}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
