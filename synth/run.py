@@ -15,8 +15,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
-import threading
-from contextlib import closing, contextmanager
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -180,8 +179,7 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
                         solved_trials=sum(t["val_acc"] == 1.0 for t in done))  # fmt: skip
     runner = Runner(db, config, provider, progress)
     try:
-        with _terminate_as_interrupt():
-            asyncio.run(_run_and_close(runner, jobs, trials))
+        asyncio.run(_run_and_close(runner, jobs, trials))
     except RunFailed as e:
         store.set_run_status(db, config.run_id, "failed", error=str(e))
         store.record_event(db, config.run_id, "run_failed", str(e), level="error")
@@ -199,25 +197,18 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
     return RunResult(config.run_id, status, path, manifest)
 
 
-@contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (`kill`, `docker stop`, a batch scheduler's time limit) stops a run as
-    Ctrl-C does: marked interrupted, the resume command printed; not silently. Signals
-    are the main thread's to handle: from another thread, nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 async def _run_and_close(runner: Runner, jobs, trials) -> None:
+    loop = asyncio.get_running_loop()
+    # SIGTERM (`kill`, `docker stop`, a scheduler's time limit) stops the run as Ctrl-C
+    # does, through asyncio's own Ctrl-C handling: the run marked interrupted and the
+    # resume command printed, not a silent exit. Signals are the main thread's only.
+    with suppress(RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, signal.raise_signal, signal.SIGINT)
     try:
         await runner.run(jobs, trials)
     finally:
+        with suppress(RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
         if runner.provider is not None:
             await runner.provider.aclose()
 
