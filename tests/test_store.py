@@ -1,7 +1,11 @@
 """The SQLite store: WAL, busy timeout, migrations, datasets saved once per fingerprint."""
 
 import os
+import re
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +193,132 @@ def test_a_run_is_marked_ended_only_with_its_exports_written(db):
     assert end_run(db, "r", "completed", lambda: "manifest") == "manifest"
     assert get_run(db, "r")["status"] == "completed"
     assert [e["kind"] for e in db["events"].rows] == ["run_finished"]
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path):
+    """As a newer llm-pv would leave it: a migration this version does not know. Reading
+    it could misread it, writing it could break it: every open refuses, migrate too."""
+    path = tmp_path / "new.db"
+    db = open_db(path)
+    db["_sqlite_migrations"].insert(
+        {"migration_set": "llm-pv", "name": "m005_future", "applied_at": "2030-01-01"})  # fmt: skip
+    db.close()
+    message = (f"{path} was written by a newer version of llm-pv (migrations this one does "
+               f"not know: m005_future); upgrade llm-pv to use it")  # fmt: skip
+    for readonly in (False, True):
+        with pytest.raises(StoreError) as refused:
+            open_db(path, readonly=readonly)
+        assert str(refused.value) == message
+    result = CliRunner().invoke(cli, ["migrate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {message}\n"
+
+
+def test_another_programs_database_is_not_taken_over_by_a_writer(tmp_path):
+    """A SQLite file with someone else's tables is refused, as by the read commands, and
+    left as it was (journal mode included); a new or empty file becomes ours."""
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table t (x)")
+        conn.execute("insert into t values (1)")
+    conn.close()
+    with pytest.raises(StoreError, match=f"^{re.escape(str(path))} is not an LLM-PV database"):
+        open_db(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("select name from sqlite_master").fetchall() == [("t",)]
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "delete"
+    conn.close()
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # an empty file, as a new database starts
+    assert not migrations.pending(open_db(empty))
+
+
+# A worker process reads commands, one a line: "open PATH" opens (creating and migrating)
+# the database and answers "ok"; "save PATH" opens it, answers "saving", saves the dataset
+# meta() describes and answers its id. A command that fails answers with its error.
+WORKER = """
+import sys
+from tracker.db import open_db
+from tracker.datasets import save_dataset
+meta, rows = eval(sys.argv[1]), eval(sys.argv[2])
+for line in sys.stdin:
+    command, path = line.split()
+    try:
+        db = open_db(path)
+        if command == "save":
+            print("saving", flush=True)
+            print(save_dataset(db, meta, rows), flush=True)
+        else:
+            print("ok", flush=True)
+        db.close()
+    except Exception as e:
+        print(f"{type(e).__name__}: {e}".replace("\\n", " "), flush=True)
+"""
+
+
+@pytest.fixture
+def workers():
+    """Start n worker processes (already importing) and stop them after the test."""
+    started = []
+
+    def start(n):
+        procs = [subprocess.Popen([sys.executable, "-c", WORKER, repr(meta()), repr(ROWS)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for _ in range(n)]  # fmt: skip
+        started.extend(procs)
+        return procs
+
+    yield start
+    for proc in started:
+        proc.stdin.close()  # they end when their input does
+    for proc in started:
+        proc.wait(timeout=60)
+
+
+def tell(procs, line):
+    """Send every worker the same line, as close to the same moment as we can."""
+    for proc in procs:
+        proc.stdin.write(line + "\n")
+    for proc in procs:
+        proc.stdin.flush()
+
+
+def test_processes_creating_one_new_database_at_once_all_wait_their_turn(tmp_path, workers):
+    """Switching a new file to WAL and applying the first migrations fail at once with
+    "database is locked" (or "table already exists") when another process does it at the
+    same moment; each open now waits its turn. Several rounds: one rarely collides."""
+    procs = workers(6)
+    for round_ in range(8):
+        path = tmp_path / f"new{round_}.db"
+        tell(procs, f"open {path}")
+        assert [proc.stdout.readline().strip() for proc in procs] == ["ok"] * 6
+        db = open_db(path, readonly=True)
+        names = [r["name"] for r in db["_sqlite_migrations"].rows]
+        assert sorted(names) == sorted(set(names)) and not migrations.pending(db)
+        db.close()
+
+
+def test_processes_saving_one_dataset_at_once_store_it_once(tmp_path, workers):
+    """Each process checks that the dataset is not stored and then stores it; another
+    that stored it in between made the insert fail (UNIQUE constraint). The check is
+    now made inside the write transaction: all get the id of the one stored. Made certain
+    here: this process stores it while the workers are between their check and insert."""
+    path = tmp_path / "t.db"
+    open_db(path).close()
+    procs = workers(4)
+    first = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    first.execute("begin immediate")
+    record = {**meta(), "created_at": "2025-01-01T00:00:00+00:00"}
+    dataset_id = first.execute(
+        f"insert into datasets ({', '.join(record)}) values ({', '.join('?' * len(record))})",
+        list(record.values()),
+    ).lastrowid
+    tell(procs, f"save {path}")
+    assert [proc.stdout.readline().strip() for proc in procs] == ["saving"] * 4
+    time.sleep(0.5)  # let them reach the write lock this transaction holds
+    first.execute("commit")
+    first.close()
+    assert [proc.stdout.readline().strip() for proc in procs] == [str(dataset_id)] * 4
+    db = open_db(path, readonly=True)
+    assert db["datasets"].count == 1 and db["examples"].count == 0
+    db.close()

@@ -21,14 +21,17 @@ def save_dataset(
     db: sqlite_utils.Database, meta: dict, examples: Iterable[tuple[str, int, str, int]]
 ) -> int:
     """Store a dataset and its (split, idx, input, label) rows in one transaction; a
-    dataset whose fingerprint is already stored is not written again."""
-    existing = db.execute(
-        "select id from datasets where fingerprint = ?", [meta["fingerprint"]]
-    ).fetchone()
-    if existing:
-        return existing[0]
+    dataset whose fingerprint is already stored is not written again. The check is made
+    inside that write transaction (BEGIN IMMEDIATE: one writer at a time), so that when
+    two processes build the same dataset the second returns the one the first stored."""
     record = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with db.conn:
+        db.conn.execute("begin immediate")
+        existing = db.conn.execute(
+            "select id from datasets where fingerprint = ?", [meta["fingerprint"]]
+        ).fetchone()
+        if existing:
+            return existing[0]
         cur = db.conn.execute(
             f"insert into datasets ({', '.join(record)}) values ({', '.join('?' * len(record))})",
             list(record.values()),

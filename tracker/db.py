@@ -1,10 +1,14 @@
 """Opening the one SQLite database: WAL so readers never block the writer, a busy
-timeout so nobody sees "database is locked", foreign keys on, migrations applied."""
+timeout so nobody sees "database is locked", foreign keys on, migrations applied.
+Only our own databases are used: another program's SQLite file, or one written by a
+newer llm-pv, is refused rather than changed."""
 
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 from pathlib import Path
 
 import sqlite_utils
@@ -14,6 +18,8 @@ from tracker.migrations import migrations
 DEFAULT_DB = "synth.db"
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# Every migration this version has: all are pending on an empty database.
+KNOWN_MIGRATIONS = frozenset(m.name for m in migrations.pending(sqlite_utils.Database(memory=True)))
 
 
 class StoreError(Exception):
@@ -94,21 +100,11 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
-        if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
         db = sqlite_utils.Database(conn)
-        if not readonly:
-            migrations.apply(db)
-        elif pending := migrations.pending(db):
-            if not migrations.applied(db):
-                raise StoreError(f"{path} is not an LLM-PV database (or is still being created)")
-            where = "" if _writable(path) else " (after copying it to a folder you can write)"
-            raise OutdatedDatabase(
-                f"{path} was written by an older version of llm-pv; upgrade it with: "
-                f"synth migrate {path}{where}",
-                [m.name for m in pending],
-            )
+        if readonly:
+            _check_readable(db, path)
+        else:
+            _retry_while_locked(conn, lambda: _prepare(db, path))
     except StoreError:
         conn.close()  # refused: nothing of it stays open
         raise
@@ -116,3 +112,90 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         conn.close()
         raise StoreError(f"cannot use database {path}: {e}") from None
     return db
+
+
+def _check_readable(db: sqlite_utils.Database, path: Path) -> None:
+    """Refuse to read what is not ours, is newer than us, or lacks migrations (then
+    ``synth migrate`` is the fix): the read commands cannot migrate it themselves."""
+    _refuse_newer(db, path)
+    if pending := migrations.pending(db):
+        if not migrations.applied(db):
+            raise StoreError(_not_ours(path))
+        where = "" if _writable(path) else " (after copying it to a folder you can write)"
+        raise OutdatedDatabase(
+            f"{path} was written by an older version of llm-pv; upgrade it with: "
+            f"synth migrate {path}{where}",
+            [m.name for m in pending],
+        )
+
+
+def _prepare(db: sqlite_utils.Database, path: Path) -> None:
+    """WAL on, then the migrations applied: in one write transaction (BEGIN IMMEDIATE),
+    so two processes creating one database take turns, and the second finds the work
+    done, instead of both creating the same tables. A database another program or a
+    newer llm-pv wrote is refused before anything is changed, and again inside that
+    transaction."""
+    conn = db.conn
+    _refuse_foreign(db, path)
+    # Switching takes a lock SQLite does not wait for: only switch a file not yet in WAL
+    # (the mode is kept in the file), and let the caller retry while another holds it.
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if not migrations.pending(db):
+        return  # the usual case: read only, no write lock taken
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _refuse_foreign(db, path)  # as it is now that nobody else writes it
+        migrations.apply(db)  # in our transaction, each step is a savepoint of it
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _retry_while_locked(conn: sqlite3.Connection, step, seconds: float = BUSY_TIMEOUT_MS / 1000):
+    """Run ``step`` again, for up to ``seconds``, while it fails with "database is locked".
+
+    The busy timeout covers most waits, but SQLite reports some locks at once without
+    waiting: switching a new file to WAL while another process opens it, or the first
+    read of a file another process is switching. Each try starts with no transaction."""
+    deadline = time.monotonic() + seconds
+    pause = 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if conn.in_transaction:
+                conn.rollback()
+            if "database is locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))  # jitter: the processes do not retry in step
+        pause = min(pause * 2, 0.1)
+
+
+def _refuse_newer(db: sqlite_utils.Database, path: Path) -> None:
+    """Refuse a database with migrations this version does not know: a newer llm-pv
+    wrote it, and this one would misread it or write rows that break its schema."""
+    if unknown := [m.name for m in migrations.applied(db) if m.name not in KNOWN_MIGRATIONS]:
+        raise StoreError(
+            f"{path} was written by a newer version of llm-pv (migrations this one does not "
+            f"know: {', '.join(unknown)}); upgrade llm-pv to use it"
+        )
+
+
+def _refuse_foreign(db: sqlite_utils.Database, path: Path) -> None:
+    """Refuse to write a database that is not ours: one with tables but none of our
+    migrations is another program's, and ours would be added to it. A new or empty file
+    is fine (a lone, empty migrations table is one whose creation was interrupted)."""
+    _refuse_newer(db, path)
+    if migrations.applied(db):
+        return
+    if db.execute(
+        "select 1 from sqlite_master where tbl_name != ? limit 1", [migrations.migrations_table]
+    ).fetchone():
+        raise StoreError(_not_ours(path))
+
+
+def _not_ours(path: Path) -> str:
+    return f"{path} is not an LLM-PV database (or is still being created)"
