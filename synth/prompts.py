@@ -58,7 +58,8 @@ def load_template(path: str | os.PathLike) -> jinja2.Template:
     """
     path = Path(path)
     if not path.is_file():
-        raise SynthError(f"prompt template {path}: no such file")
+        what = "a folder, not a file" if path.is_dir() else "not a file" if path.exists() else "no such file"
+        raise SynthError(f"prompt template {path}: {what}")
     env = _environment(
         jinja2.ChoiceLoader([jinja2.FileSystemLoader(path.parent), _DEFAULTS])
     )

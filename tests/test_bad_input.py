@@ -81,6 +81,8 @@ CASES = [
     (["--model", ""], "--model must not be empty"),
     (["--api-base-url", "localhost:8000/v1"], "--api-base-url must be an http(s) URL"),
     (["--prompt-template", "missing.j2"], "prompt template missing.j2: no such file"),
+    (["--prompt-template", "empty"], "prompt template empty: a folder, not a file"),
+    (["--prompt-template", "/dev/null"], "prompt template /dev/null: not a file"),
     (["--prompt-template", "broken.j2"], "prompt template broken.j2"),
     (["--prompt-template", "undefined.j2"], "no_such_variable"),
     (["--prompt-template", "includes.j2"], "prompt template includes.j2: cannot find 'other.j2'"),
