@@ -147,7 +147,7 @@ def test_load_template_reports_a_bad_file_before_rendering(tmp_path, content):
 
 
 def test_directory_is_not_a_template(tmp_path):
-    with pytest.raises(SynthError, match="no such file"):
+    with pytest.raises(SynthError, match="a folder, not a file$"):
         load_template(tmp_path)
 
 
