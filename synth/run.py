@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -198,19 +198,38 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
 
 
 async def _run_and_close(runner: Runner, jobs, trials) -> None:
+    with _terminate_cancels(asyncio.current_task()) as terminated:
+        try:
+            await runner.run(jobs, trials)
+        except asyncio.CancelledError:
+            if terminated:
+                raise KeyboardInterrupt from None  # handled as Ctrl-C is
+            raise
+        finally:
+            if runner.provider is not None:
+                await runner.provider.aclose()
+
+
+@contextmanager
+def _terminate_cancels(task: asyncio.Task):
+    """SIGTERM (`kill`, `docker stop`, a scheduler's time limit) cancels the run, which
+    then stops as on Ctrl-C: marked interrupted, the resume command printed; not a
+    silent exit. Yields a list that is non-empty once it did. Signals are the main
+    thread's only: from another thread nothing changes. The handler in place before is
+    put back."""
+    terminated: list[bool] = []
     loop = asyncio.get_running_loop()
-    # SIGTERM (`kill`, `docker stop`, a scheduler's time limit) stops the run as Ctrl-C
-    # does, through asyncio's own Ctrl-C handling: the run marked interrupted and the
-    # resume command printed, not a silent exit. Signals are the main thread's only.
-    with suppress(RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGTERM, signal.raise_signal, signal.SIGINT)
+    previous = signal.getsignal(signal.SIGTERM)
     try:
-        await runner.run(jobs, trials)
+        loop.add_signal_handler(signal.SIGTERM, lambda: (terminated.append(True), task.cancel()))
+    except (RuntimeError, ValueError):
+        yield terminated
+        return
+    try:
+        yield terminated
     finally:
-        with suppress(RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGTERM)
-        if runner.provider is not None:
-            await runner.provider.aclose()
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _job(db: sqlite_utils.Database, s: StoredDataset, template) -> GridJob:

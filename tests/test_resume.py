@@ -40,12 +40,15 @@ def answer(path, body):
     return Reply(text=SLOW_WRONG)
 
 
-def synth_process(tmp_path, *args):
+def synth_process(tmp_path, *args, background=False):
+    """`synth run` in a child process; ``background``: as a script's `synth run &`
+    starts it, with Ctrl-C (SIGINT) ignored."""
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-resume"}
     env.pop("SYNTH_DB", None)
     return subprocess.Popen(
         [sys.executable, "-m", "synth", "run", *map(str, args)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
     )  # fmt: skip
 
 
@@ -108,7 +111,7 @@ def baseline(tmp_path_factory):
     return exports(tmp / "out")
 
 
-def run_until_killed(tmp_path, server, kill_point, signal_=signal.SIGKILL):
+def run_until_killed(tmp_path, server, kill_point, signal_=signal.SIGKILL, background=False):
     """Start the run, send the signal at the kill point, return what the server had seen."""
     db = tmp_path / "r.db"
     holder = {}
@@ -125,7 +128,7 @@ def run_until_killed(tmp_path, server, kill_point, signal_=signal.SIGKILL):
     if kill_point == "before_first_call":
         server.script = lambda path, body: (time.sleep(2), answer(path, body))[1]
     proc = synth_process(tmp_path, *GRID, "--api-base-url", server.base_url, "--run-id", "r",
-                         "--db", "r.db", "--out-dir", "out")  # fmt: skip
+                         "--db", "r.db", "--out-dir", "out", background=background)  # fmt: skip
     holder["proc"] = proc
     conditions = {
         "before_first_call": lambda: query(db, "select count(*) from runs") == (1,),
@@ -175,11 +178,13 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
         assert f"| solved {solved} |" in lines[-1], "progress counts trials solved before the kill"
 
 
-@pytest.mark.parametrize("signal_", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+@pytest.mark.parametrize("signal_, background", [
+    (signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True),
+], ids=["ctrl-c", "kill", "kill-in-background"])  # fmt: skip
 def test_ctrl_c_or_kill_marks_the_run_interrupted_and_says_how_to_resume(
-    signal_, tmp_path, openai_server, baseline
+    signal_, background, tmp_path, openai_server, baseline
 ):
-    code, err, _ = run_until_killed(tmp_path, openai_server, "between_trials", signal_)
+    code, err, _ = run_until_killed(tmp_path, openai_server, "between_trials", signal_, background)
     assert code == 130
     assert f"synth run --resume r --db {tmp_path / 'r.db'}" in err
     assert "Traceback" not in err

@@ -406,3 +406,20 @@ def test_formula_runs_cut_by_max_candidates_are_the_same_twice(workdir):
     assert "time" not in stopped
     requests = [json.loads(r["request_json"]) for r in db["responses"].rows]
     assert {r["max_candidates"] for r in requests} == {3000}
+
+
+def test_a_run_puts_back_the_sigterm_handler_it_found(workdir):
+    """A program that runs grids through the library keeps its own SIGTERM handling."""
+    import signal
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        result = synth("run", "--provider", "tree", "--functions", "fn_a", "--lengths", 20,
+                       "--num-trials", 1, "--attempts", 1, "--test-size", 20, "--db", "s.db")  # fmt: skip
+        assert result.exit_code == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
