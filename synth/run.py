@@ -36,6 +36,7 @@ from tracker.dataset_files import write_dataset_folder
 from tracker.datasets import load_examples
 from tracker.db import check_writable, db_path as resolve_db, open_db
 from tracker.exports import ExportPaths, write_exports
+from tracker.files import NotAFile, check_replaceable
 
 API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -163,7 +164,10 @@ def export_run(run_id: str, *, db_path: Path | None = None, out_dir: Path | None
     if out_dir:
         config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = str(out_dir), None, None, None
     _check_out_dir(config)
-    return write_exports(db, run_id, export_paths(config))
+    try:
+        return write_exports(db, run_id, export_paths(config))
+    except OSError as e:
+        raise SynthError(f"cannot write the exports of run {run_id}: {e}") from None
 
 
 def export_paths(config: RunConfig) -> ExportPaths:
@@ -192,8 +196,13 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
             f"synth run --resume {config.run_id} --db {path.resolve()}"
         ) from None
     status = "dry_run" if config.dry_run else "completed"
-    manifest = store.end_run(db, config.run_id, status,
-                             lambda: write_exports(db, config.run_id, export_paths(config)))  # fmt: skip
+    try:
+        manifest = store.end_run(db, config.run_id, status,
+                                 lambda: write_exports(db, config.run_id, export_paths(config)))  # fmt: skip
+    except OSError as e:  # a full disk, a folder gone meanwhile: every result is recorded
+        raise SynthError(f"run {config.run_id}: every result is recorded, but the exports could "
+                         f"not be written ({e}); write them with: synth export {config.run_id} "
+                         f"--db {path.resolve()} --out-dir DIR") from None  # fmt: skip
     return RunResult(config.run_id, status, path, manifest)
 
 
@@ -303,6 +312,11 @@ def _check_out_dir(config: RunConfig) -> None:
                              "one export would overwrite the other")  # fmt: skip
     for path in {p.parent for p in named.values()}:
         check_folder(path, "exports")
+    for path in named.values():
+        try:
+            check_replaceable(path)
+        except NotAFile as e:
+            raise SynthError(f"cannot write exports: {e}") from None
     logs = sorted(config.jsonl_path.parent.glob(f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))
     for path in [config.manifest_path, config.jsonl_path, config.csv_path, *logs[:1]]:
         other = _run_id_in(path)

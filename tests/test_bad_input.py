@@ -31,6 +31,8 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "notes.db").write_text("plain text, not SQLite")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "dangling.jsonl").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "odd" / "results_attempts.csv").mkdir(parents=True)
     (tmp_path / "taken").mkdir()  # another run's exports
     (tmp_path / "taken" / "results_attempts_manifest.json").write_text('{"run_id": "theirs"}')
     (tmp_path / "csv").mkdir()  # another run's CSV
@@ -93,6 +95,9 @@ CASES = [
     (["--out-dir", "logs", "--out-manifest", "elsewhere.json"], "logs holds the exports of run 'theirs'"),
     (["--out-csv", "csv/results.csv"], "csv holds the exports of run 'theirs'"),
     (["--dataset-dir", "a-file/datasets"], "cannot write datasets to a-file/datasets"),
+    (["--out-dir", "odd"], "cannot write exports: odd/results_attempts.csv is a folder; only a plain file"),
+    (["--out-jsonl", "dangling.jsonl"],
+     "cannot write exports: dangling.jsonl is a symbolic link (to nothing)"),
     (["--functions", "fn_p", "--uci-dir", "empty"], "HTRU_2.csv"),
     (["--functions", "fn_q", "--test-size", "10000", "--strict-sizes", "--uci-dir", "UCI"],
      "fn_q at L=36: needs"),
