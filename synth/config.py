@@ -23,9 +23,9 @@ OPENAI_PROVIDER = "openai"
 OFFLINE_PROVIDERS = ("tree", "formula")
 PROVIDERS = (OPENAI_PROVIDER, *OFFLINE_PROVIDERS)
 DEFAULT_MODEL = "gpt-5"
-# Durations in seconds are at most a week: inf or 1e300 would overflow the clocks.
-MAX_SECONDS = 7 * 24 * 3600
-WEEK = f" and at most {MAX_SECONDS} (a week)"
+# Durations in seconds are at most ~115 days: inf or 1e300 would overflow the clocks.
+MAX_SECONDS = 10_000_000
+AT_MOST = f" and at most {MAX_SECONDS:,}"
 
 # What a resume may change: how hard and where a run works, never what it measures.
 RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
@@ -89,11 +89,12 @@ class RunConfig:
         if self.model is None:
             self.model = DEFAULT_MODEL if self.provider == OPENAI_PROVIDER else self.provider
 
-    def validate(self) -> None:
+    def validate(self, *, new_run: bool = True) -> None:
+        """Refuse bad settings; a stored run's (``new_run=False``) keeps the id it has."""
         checks = [
             (self.provider in PROVIDERS, f"--provider must be one of {', '.join(PROVIDERS)}"),
             (0 < self.time_budget <= MAX_SECONDS,
-             f"--time-budget must be positive{WEEK} (got {self.time_budget})"),
+             f"--time-budget must be positive{AT_MOST} (got {self.time_budget})"),
             (self.max_candidates is None or self.max_candidates >= 1,
              f"--max-candidates must be at least 1 (got {self.max_candidates})"),
             (self.reasoning_effort in EFFORTS, f"--reasoning-effort must be one of {', '.join(EFFORTS)}"),
@@ -104,19 +105,20 @@ class RunConfig:
             (self.num_trials >= 1, f"--num-trials must be at least 1 (got {self.num_trials})"),
             (self.concurrency >= 1, f"--concurrency must be at least 1 (got {self.concurrency})"),
             (self.max_output_tokens >= 1, f"--max-output-tokens must be positive (got {self.max_output_tokens})"),
-            (0 < self.timeout <= MAX_SECONDS, f"--timeout must be positive{WEEK} (got {self.timeout})"),
+            (0 < self.timeout <= MAX_SECONDS, f"--timeout must be positive{AT_MOST} (got {self.timeout})"),
             (self.max_retries >= 0, f"--max-retries must not be negative (got {self.max_retries})"),
             (0 <= self.retry_base_delay <= MAX_SECONDS,
-             f"--retry-base-delay must not be negative{WEEK} (got {self.retry_base_delay})"),
+             f"--retry-base-delay must not be negative{AT_MOST} (got {self.retry_base_delay})"),
             (0 <= self.retry_max_delay <= MAX_SECONDS,
-             f"--retry-max-delay must not be negative{WEEK} (got {self.retry_max_delay})"),
+             f"--retry-max-delay must not be negative{AT_MOST} (got {self.retry_max_delay})"),
             (0 < self.eval_timeout <= MAX_SECONDS,
-             f"--eval-timeout must be positive{WEEK} (got {self.eval_timeout})"),
+             f"--eval-timeout must be positive{AT_MOST} (got {self.eval_timeout})"),
             (bool(self.model), "--model must not be empty"),
             (self.api_base_url is None or _http_url(self.api_base_url),
              f"--api-base-url must be an http(s) URL, e.g. http://localhost:8000/v1 (got {self.api_base_url!r})"),
-            (bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith(".")
-             and self.run_id.isprintable() and not any(c.isspace() for c in self.run_id),
+            (not new_run or bool(self.run_id) and "/" not in self.run_id
+             and not self.run_id.startswith(".") and self.run_id.isprintable()
+             and not any(c.isspace() for c in self.run_id),
              f"--run-id must be a plain name (got {self.run_id!r})"),
         ]  # fmt: skip
         for ok, message in checks:

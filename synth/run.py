@@ -109,7 +109,7 @@ def resume_run(
             raise SynthError(f"--resume keeps the stored experiment; cannot change {names}")
         overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
         config = RunConfig.from_json({**stored, **overrides})
-        config.validate()
+        config.validate(new_run=False)
         provider = None if config.dry_run else _provider(config)
         _check_outputs(config)
         stored = _recorded_grid(db, config)

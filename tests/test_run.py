@@ -423,3 +423,15 @@ def test_a_run_puts_back_the_sigterm_handler_it_found(workdir):
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_run_stored_with_an_id_now_refused_still_resumes(finished_run):
+    """Run ids with spaces were accepted before: such a stored run must stay resumable."""
+    with sqlite3.connect("runs.db") as conn:
+        for table in ("runs", "trials", "events"):
+            conn.execute(f"update {table} set run_id = 'old run' where run_id = 'e2e'")
+        conn.execute("update runs set status = 'interrupted', config = json_set(config, "
+                     "'$.run_id', 'old run', '$.out_dir', 'old')")  # fmt: skip
+    resumed = synth("run", "--resume", "old run", "--db", "runs.db")
+    assert resumed.exit_code == 0, resumed.output
+    assert synth("run", *GRID, "--run-id", "new run", "--db", "runs.db").exit_code == 2
