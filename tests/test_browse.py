@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from synth.cli import cli
 from tracker import runs as store
-from tracker.browse import make_datasette, metadata, serve
+from tracker.browse import listen, make_datasette, metadata, serve
 from tracker.datasets import save_dataset
 from tracker.db import StoreError, open_db
 from tracker.migrations import migrations
@@ -423,3 +423,16 @@ def test_port_0_serves_on_a_free_port_and_says_which(db_path, how):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_port_0_gives_every_address_of_the_host_one_port():
+    """A host with several addresses (IPv4 and IPv6) is served on one port: the URL
+    printed names it."""
+    sockets = listen("", 0)
+    try:
+        if len(sockets) < 2:
+            pytest.skip("this machine resolves the wildcard host to one address only")
+        assert len({sock.getsockname()[1] for sock in sockets}) == 1
+    finally:
+        for sock in sockets:
+            sock.close()
