@@ -175,7 +175,8 @@ grid_options = option_group(
         click.option("--train-size", type=int, default=100, show_default=True),
         click.option("--val-size", type=int, default=100, show_default=True),
         click.option("--test-size", type=int, default=10000, show_default=True),
-        click.option("--seed", type=int, default=42, show_default=True, help="Global base seed"),
+        click.option("--seed", type=int, default=42, show_default=True,
+                     help="Global base seed, 0 to 2^63 - 1"),
         click.option("--strict-sizes", is_flag=True,
                      help="Refuse, rather than cap, a tabular test split its source cannot fill"),
         click.option("--uci-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -322,11 +323,13 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @click.option("--out-jsonl", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out-csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out-manifest", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--run-id", help="Name of the run  [default: a timestamp id]")
+@click.option("--run-id", help="Name of the run: no spaces, no /, not starting with a dot  "
+                                "[default: a timestamp id]")
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
 @click.option("--resume", "resume_id", metavar="RUN_ID",
-              help="Continue a stored run; only --concurrency, --timeout, the retry settings, "
-                   "--api-base-url, --dataset-dir and output paths may change")
+              help="Continue a stored run (refused while its process still runs); only "
+                   "--concurrency, --timeout, the retry settings, --api-base-url, "
+                   "--dataset-dir and output paths may change")
 @db_option
 @click.pass_context
 @user_errors
