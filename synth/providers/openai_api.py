@@ -21,6 +21,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import AnyStr
 
 import openai
 
@@ -222,14 +223,18 @@ class _OpenAIProvider(ABC):
     def _clean(self, message: str) -> str:
         """A message fit to record and show: one line, and without the key even when a
         server echoes it."""
-        message = " ".join(message.split()).encode("utf-8", "surrogatepass")
-        return self._masked(message).decode("utf-8", "surrogatepass")
+        return self._masked(" ".join(message.split()))
 
-    def _masked(self, data: bytes) -> bytes:
-        """``data`` with the key masked, should a server echo it (a placeholder key for a
-        local server, a few characters long, is no secret and is left alone)."""
-        key = self.client.api_key.encode()
-        return data.replace(key, b"[OPENAI_API_KEY]") if len(key) >= 8 else data
+    def _masked(self, data: AnyStr) -> AnyStr:
+        """``data`` (a message, or a reply's body) with the key masked, should a server
+        echo it (a placeholder key for a local server, a few characters long, is no
+        secret and is left alone)."""
+        key = self.client.api_key
+        if len(key) < 8:
+            return data
+        if isinstance(data, bytes):
+            return data.replace(key.encode(), b"[OPENAI_API_KEY]")
+        return data.replace(key, "[OPENAI_API_KEY]")
 
     @abstractmethod
     def _body(self, prompt: str) -> dict:
