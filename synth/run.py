@@ -101,14 +101,14 @@ def resume_run(
         run = store.get_run(db, run_id)
         if run is None:
             raise SynthError(f"no run {run_id!r} in {path}")
-        stored = json.loads(run["config"])
+        recorded = json.loads(run["config"])
         overrides = overrides or {}
-        changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and not _same(k, v, stored))
+        changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and not _same(k, v, recorded))
         if changed:
             names = ", ".join("--" + k.removesuffix("_path").replace("_", "-") for k in changed)
             raise SynthError(f"--resume keeps the stored experiment; cannot change {names}")
         overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
-        config = RunConfig.from_json({**stored, **overrides})
+        config = RunConfig.from_json({**recorded, **overrides})
         config.validate(new_run=False)
         provider = None if config.dry_run else _provider(config)
         _check_outputs(config)
