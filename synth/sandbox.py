@@ -21,7 +21,6 @@ import functools
 import math
 import os
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,10 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from synth.generators.base import KINDS
-from synth.sandbox_child import kill_group
+from synth.sandbox_child import MAX_ERRORS, MAX_MESSAGE, kill_group, remove_tree
 
 STATUSES = (
     "ok", "timeout", "memory", "crash", "exit", "output_limit", "compile_error", "no_function",
+    "sandbox_error",
 )  # fmt: skip
 # Bytes the parent reads from the child's result channel (the status and a few error
 # messages need about 1 KiB); more means the program is writing to our channel.
@@ -64,8 +64,12 @@ _ENVIRONMENT = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-# How long the zygote may take to fork a child, or to report one that was killed.
+# How long the zygote may take to fork a child.
 _ZYGOTE_TIMEOUT = 10.0
+# How long past the end of its evaluation a child may take to be reaped once killed (a
+# process in uninterruptible sleep ends only when that sleep does): past this the
+# evaluation ends anyway and the zygote reaps the child when it can.
+REAP_SLACK = 1.0
 _CHILD_STATUSES = {"ok", "memory", "exit", "compile_error", "no_function"}
 _MARKS = {ord("0"): 0, ord("1"): 1}
 _ERROR = ord("E")
@@ -142,9 +146,17 @@ def evaluate(
         str(memory_mb << 20),
         str(MAX_FILE_BYTES),
     )
-    cwd = tempfile.mkdtemp(prefix="synth-sandbox-")
     started = time.perf_counter()
+    # The folder is the zygote's to remove once it forked the child (it removes it when
+    # it reaps the child, even after the runner died); ours before that, or if it died.
+    cwd, forked = None, []
+
+    def started_child(pid: int) -> None:
+        forked.append(pid)
+        on_start(pid)
+
     try:
+        cwd = tempfile.mkdtemp(prefix="synth-sandbox-")
         # The job reaches the child as a file (no pipe to pump); the marks come back
         # through a file it maps, one byte per row.
         with tempfile.TemporaryFile() as job, tempfile.TemporaryFile() as marks:
@@ -153,12 +165,19 @@ def evaluate(
             os.ftruncate(marks.fileno(), max(len(inputs), 1))  # mmap needs a non-empty file
             request = " ".join((*limits, cwd)).encode("utf-8", "surrogateescape")
             out, returncode, stopped = _run(
-                request, job.fileno(), marks.fileno(), timeout, max_output_bytes, on_start
+                request, job.fileno(), marks.fileno(), timeout, max_output_bytes, started_child
             )
+            if returncode == "zygote":
+                forked.clear()
             # Padded: a row the child never marked (or a file it shrank) is "not reached".
             done = os.pread(marks.fileno(), len(inputs), 0).ljust(len(inputs), b"\0")
+    except Exception as exc:  # the sandbox itself failed, not the program: never the run
+        duration_ms = (time.perf_counter() - started) * 1000
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())[:MAX_MESSAGE]
+        return Evaluation("sandbox_error", bytes(len(inputs)), [message], duration_ms)
     finally:
-        _remove(cwd)
+        if cwd is not None and not forked:
+            _remove(cwd)
     duration_ms = (time.perf_counter() - started) * 1000
     return _evaluation(done, out, returncode, stopped, duration_ms, timeout)
 
@@ -278,9 +297,11 @@ def _stop_zygote() -> None:
 
 
 def _run(request: bytes, job_fd: int, marks_fd: int, timeout: float, cap: int, on_start):
-    """Starts the child, reads at most ``cap`` bytes until its end marker, EOF or the
-    deadline, then has its process group killed. Returns (bytes, returncode, stopped);
-    returncode is None when the zygote died meanwhile."""
+    """Starts the child, reads at most ``cap`` bytes until its end marker, EOF, the
+    deadline or the zygote's death, then has its process group killed. Returns (bytes,
+    returncode, stopped); returncode is "zygote" when the zygote died meanwhile, "unreaped"
+    when the killed child did not end within REAP_SLACK, "oom" when its memory cgroup's
+    limit killed it."""
     deadline = time.monotonic() + timeout
     channel, channel_end = os.pipe()
     try:
@@ -290,21 +311,32 @@ def _run(request: bytes, job_fd: int, marks_fd: int, timeout: float, cap: int, o
             os.close(channel_end)
         with reply:
             on_start(pid)
-            out, stopped = _read(channel, deadline, cap)
-            returncode = _end(reply, pid)
+            out, stopped = _read(channel, reply, deadline, cap)
+            returncode = _end(reply, pid, stopped)
     finally:
         os.close(channel)
     return bytes(out[:cap]), returncode, stopped
 
 
-def _read(channel: int, deadline: float, cap: int) -> tuple[bytearray, str | None]:
+def _read(channel: int, reply: socket.socket, deadline: float, cap: int):
+    """The result channel until its end marker or EOF; stops early at the deadline
+    ("wall"), past ``cap`` bytes ("output") or when the zygote dies ("zygote": the child
+    may have undone its parent-death signal, so its EOF may never come)."""
     out = bytearray()
     with selectors.DefaultSelector() as selector:
         selector.register(channel, selectors.EVENT_READ)
+        selector.register(reply, selectors.EVENT_READ)
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
+            ready = selector.select(remaining) if remaining > 0 else []
+            if not ready:
                 return out, "wall"
+            if any(key.fd == reply.fileno() for key, _ in ready):
+                if not reply.recv(16, socket.MSG_PEEK):
+                    return out, "zygote"
+                # The child ended (its exit code waits): its channel's EOF comes next.
+                selector.unregister(reply)
+                continue
             chunk = os.read(channel, 1 << 16)
             if not chunk:
                 return out, None
@@ -315,27 +347,42 @@ def _read(channel: int, deadline: float, cap: int) -> tuple[bytearray, str | Non
                 return out, None
 
 
-def _end(reply: socket.socket, pid: int) -> int | None:
+def _end(reply: socket.socket, pid: int, stopped: str | None) -> int | str:
     """Asks the zygote to kill the child's process group (nothing happens if it ended:
-    the zygote already did) and returns its exit code; None when the zygote died."""
+    the zygote already did) and returns its exit code, waiting at most REAP_SLACK for
+    it ("oom": killed at its cgroup's limit); "zygote" when the zygote died, "unreaped"
+    when the child was not reaped in time."""
+    if stopped == "zygote":
+        kill_group(pid)  # nobody else will now
+        return "zygote"
     # EOF, not a message: a message the zygote never reads (it reported the child's end
     # and closed its side) would make the kernel discard what it sent us.
     reply.shutdown(socket.SHUT_WR)
+    reply.settimeout(REAP_SLACK)
     try:
-        code = reply.recv(16)  # under the zygote timeout
+        code = reply.recv(16)
+    except TimeoutError:
+        return "unreaped"  # the zygote reaps it when it can
     except OSError:
         code = b""
     if code:
-        return int(code)
-    kill_group(pid)  # nobody else will now
-    return None
+        return "oom" if code == b"oom" else int(code)
+    kill_group(pid)
+    return "zygote"
 
 
 def _remove(cwd: str) -> None:
+    """Removes an evaluation's folder where the zygote could not: it never forked the
+    child, or died. Never raises into an evaluation."""
     try:
-        os.rmdir(cwd)  # the usual case: the program wrote nothing
+        os.rmdir(cwd)
+    except FileNotFoundError:
+        pass
     except OSError:
-        shutil.rmtree(cwd, ignore_errors=True)
+        try:
+            remove_tree(cwd)
+        except OSError:
+            pass
 
 
 def _evaluation(marks: bytes, out: bytes, returncode: int | None, stopped, duration_ms, timeout):
@@ -351,12 +398,16 @@ def _evaluation(marks: bytes, out: bytes, returncode: int | None, stopped, durat
         status, limit, errors = "output_limit", "output", [f"result channel over its limit {done}"]
     elif out.endswith(_END):
         status, *errors = out[:-1].decode("utf-8", "replace").split("\n")
-        if status not in _CHILD_STATUSES or (status == "ok" and 0 in marks):
+        if status not in _CHILD_STATUSES or (status == "ok" and 0 in marks) or not _well_formed(errors):
             status, errors = "crash", [f"malformed result channel {done}"]
         elif status == "memory":
             limit = "memory"
-    elif returncode is None:
+    elif returncode == "oom":
+        status, limit, errors = "memory", "memory", [f"killed at its memory cgroup's limit {done}"]
+    elif returncode == "zygote":
         status, errors = "crash", [f"the sandbox's zygote died {done}"]
+    elif returncode == "unreaped":
+        status, errors = "crash", [f"the child did not end within {REAP_SLACK:g}s of being killed {done}"]
     elif returncode == -signal.SIGXCPU:
         status, limit, errors = "timeout", "cpu", [f"CPU limit hit {done}"]
     elif returncode == -signal.SIGALRM:
@@ -372,6 +423,15 @@ def _evaluation(marks: bytes, out: bytes, returncode: int | None, stopped, durat
         duration_ms=duration_ms,
         limit=limit,
         isolation=isolation.decode("ascii", "replace") if newline else "",
+    )
+
+
+def _well_formed(errors: list[str]) -> bool:
+    """What the child writes: a few distinct messages, each one bounded printable line
+    (the last may be the one that ended the evaluation). More is a program writing to
+    our channel."""
+    return len(errors) <= MAX_ERRORS + 1 and all(
+        len(e) <= MAX_MESSAGE and e.isprintable() for e in errors
     )
 
 

@@ -50,6 +50,21 @@ import signal
 
 MAX_ERRORS = 5
 MAX_MESSAGE = 200
+# What a program may hold beyond its address space (RLIMIT_AS does not count these):
+# open descriptors (pipes and their buffers), and, on the private tmpfs that is its
+# working directory, bytes and files (a directory is a file too).
+MAX_OPEN_FILES = 64
+MAX_DIR_BYTES = 32 << 20
+MAX_DIR_FILES = 1000
+# Its memory cgroup's limit, past the address space: the tmpfs, a pipe buffer of at most
+# 1 MiB (pipe-max-size) per descriptor, and a margin for the kernel's own bookkeeping.
+MEMCG_SLACK = MAX_DIR_BYTES + (MAX_OPEN_FILES << 20) + (32 << 20)
+# Signals it may queue: the per-user limit is shared with nothing when it runs as its own
+# user, and is small anyway.
+MAX_PENDING_SIGNALS = 64
+# As root, the child runs as this user id plus its pid: an identity that owns no file and
+# no other process, and shares no per-user limit with the runner or another evaluation.
+UID_BASE = 2_000_000_000
 # Readable besides the interpreter's sys.path: the shared libraries extension modules
 # load, the loader's cache, the time zone and random bytes. Nothing else is.
 READABLE = (
@@ -57,8 +72,11 @@ READABLE = (
     "/etc/ld.so.cache", "/etc/localtime", "/dev/urandom",
 )  # fmt: skip
 
-CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWNET = 0x08000000, 0x10000000, 0x40000000
-PR_SET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 21, 22, 38
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWNET = 0x20000, 0x08000000, 0x10000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_GET_SECCOMP, PR_SET_SECCOMP = 1, 8, 21, 22
+PR_SET_NO_NEW_PRIVS = 38
+CAP_DAC_READ_SEARCH = 2
 SECCOMP_MODE_FILTER = 2
 CAPABILITY_VERSION_3 = 0x20080522
 LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446  # all arches
@@ -82,7 +100,9 @@ _X86_64 = dict(
     utimes=235, futimesat=261, utimensat=280, setxattr=188, lsetxattr=189, fsetxattr=190,
     removexattr=197, lremovexattr=198, fremovexattr=199, shmget=29, shmat=30, shmctl=31,
     semget=64, semop=65, semctl=66, semtimedop=220, msgget=68, msgsnd=69, msgrcv=70, msgctl=71,
-    mq_open=240,
+    mq_open=240, socketpair=53, memfd_create=319, memfd_secret=447, inotify_init=253,
+    inotify_init1=294, fanotify_init=300, sync=162, syncfs=306, flock=73, fcntl=72, ioctl=16, name_to_handle_at=303,
+    open_by_handle_at=304,
 )  # fmt: skip
 _AARCH64 = dict(
     clone=220, clone3=435, execve=221, execveat=281, fchmod=52, fchmodat=53, fchmodat2=452,
@@ -97,13 +117,21 @@ _AARCH64 = dict(
     socket=198, utimensat=88, setxattr=5, lsetxattr=6, fsetxattr=7, removexattr=14,
     lremovexattr=15, fremovexattr=16, shmget=194, shmat=196, shmctl=195, semget=190, semop=193,
     semctl=191, semtimedop=192, msgget=186, msgsnd=189, msgrcv=188, msgctl=187, mq_open=180,
+    socketpair=199, memfd_create=279, memfd_secret=447, inotify_init1=26, fanotify_init=262,
+    sync=81, syncfs=267, flock=32, fcntl=25, ioctl=29, name_to_handle_at=264,
+    open_by_handle_at=265,
 )  # fmt: skip
 SYSCALLS = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 # Refused outright (EPERM): new processes and exec; changes of modes, owners, times and
 # extended attributes (Landlock does not cover those); reaching into other processes;
 # namespaces and mounts; interfaces that would bypass this filter (io_uring, bpf,
-# userfaultfd); keyrings; sockets (socketpair() stays: it reaches nothing outside);
-# System V IPC and POSIX message queues (other processes' shared memory and queues).
+# userfaultfd); keyrings; sockets, socketpair() included (an unnamed UNIX socket can
+# still sendmsg() to a named one, and its buffers are memory no rlimit counts); System V
+# IPC and POSIX message queues (other processes' shared memory and queues); memfd (memory
+# no rlimit counts); inotify and fanotify (they reveal other folders' file names, and
+# their instances are a per-user limit the runner shares); sync() and syncfs() (they
+# wait on every file system's writes, past our deadline); file locks (a lock on a file it
+# may only read would block its writers); file handles (opening by handle passes no path).
 DENIED = (
     "fork", "vfork", "clone", "clone3", "execve", "execveat",
     "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
@@ -115,8 +143,27 @@ DENIED = (
     "chroot", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
     "mount_setattr", "io_uring_setup", "bpf", "userfaultfd", "keyctl", "add_key", "request_key",
     "socket", "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop", "msgget",
-    "msgsnd", "msgrcv", "msgctl", "mq_open",
+    "msgsnd", "msgrcv", "msgctl", "mq_open", "socketpair", "memfd_create", "memfd_secret",
+    "inotify_init", "inotify_init1", "fanotify_init", "sync", "syncfs", "flock",
+    "name_to_handle_at", "open_by_handle_at",
 )  # fmt: skip
+# fcntl and ioctl are allowed only with these commands (their second argument): what
+# Python and its libraries use on their own descriptors. Refused with them: the commands
+# that make the kernel signal another process (F_SETOWN & co., FIOSETOWN), watch a folder
+# (F_NOTIFY), hold a lease or a lock on a file others write, change a file's inode flags
+# or version (FS_IOC_SETFLAGS...: append-only, no-dump, sync), push input into a
+# terminal (TIOCSTI), and every device's or file system's own.
+COMMANDS = {
+    "fcntl": (
+        0, 1, 2, 3, 4, 1030,  # F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC
+        5, 36, 9, 11, 16, 1025,  # F_GETLK, F_OFD_GETLK, F_GETOWN, F_GETSIG, F_GETOWN_EX, F_GETLEASE
+        1031, 1032, 1034,  # F_SETPIPE_SZ, F_GETPIPE_SZ, F_GET_SEALS
+    ),
+    "ioctl": (
+        0x5401, 0x5413,  # TCGETS, TIOCGWINSZ (isatty, terminal size)
+        0x541B, 0x5421, 0x5450, 0x5451,  # FIONREAD, FIONBIO, FIONCLEX, FIOCLEX
+    ),
+}
 # Allowed only on this process (first argument 0 or our pid): signals, rlimits, scheduling.
 SELF_ONLY = (
     "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "prlimit64",
@@ -166,13 +213,26 @@ def features(line):
     return row
 
 
+# Bound now: a program may replace builtins (type, str, ...) and a class's __name__.
+_type = type
+_class_name = type.__dict__["__name__"].__get__  # a class's own name, past its metaclass
+_plain = str.__str__  # an exact str, from a str subclass too
+_printable = str.isprintable
+
+
 def describe(exc):
-    """``Type: message`` on one line, bounded; user exceptions may break ``str``."""
+    """``Type: message`` on one line of printable characters, bounded. A program's
+    exception may break ``str``, and its class may break ``__name__``: never raises."""
     try:
-        text = f"{type(exc).__name__}: {exc}"
+        name = _plain(_class_name(_type(exc)))
     except BaseException:
-        text = type(exc).__name__
-    return " ".join(text.replace("\x00", " ").split())[:MAX_MESSAGE]
+        name = "Exception"
+    try:
+        text = _plain(f"{name}: {exc}")
+    except BaseException:
+        text = name
+    text = "".join(c if _printable(c) else " " for c in text[: MAX_MESSAGE * 4])
+    return " ".join(text.split())[:MAX_MESSAGE]
 
 
 def send(fd, data):
@@ -181,10 +241,13 @@ def send(fd, data):
         view = view[os.write(fd, view) :]
 
 
+_len, _enumerate = len, enumerate  # bound now, like describe's helpers
+
+
 def run(f, rows, marks):
     """Calls ``f`` on every row, marking each as it is done; returns (status, errors)."""
     errors = []
-    for i, x in enumerate(rows):
+    for i, x in _enumerate(rows):
         try:
             y = f(x)
             t = type(y)
@@ -195,7 +258,7 @@ def run(f, rows, marks):
             return "exit", [*errors, describe(exc)]
         except BaseException as exc:
             marks[i] = 69
-            if len(errors) < MAX_ERRORS:
+            if _len(errors) < MAX_ERRORS:
                 message = describe(exc)
                 if message not in errors:
                     errors.append(message)
@@ -220,38 +283,111 @@ def load(code, func_name):
 
 
 def limit(alarm, cpu, address_space, file_size):
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-    # No new processes or threads (root is exempt: seccomp refuses fork and clone).
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    bounds = {
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_CPU: cpu,
+        resource.RLIMIT_AS: address_space,
+        resource.RLIMIT_FSIZE: file_size,
+        # No new processes or threads (root is exempt: seccomp refuses fork and clone).
+        resource.RLIMIT_NPROC: 0,
+        # Descriptors bound what the kernel holds for us outside the address space
+        # (pipe buffers above all); no locked memory, no message queues.
+        resource.RLIMIT_NOFILE: MAX_OPEN_FILES,
+        resource.RLIMIT_MEMLOCK: 0,
+        resource.RLIMIT_MSGQUEUE: 0,
+        resource.RLIMIT_SIGPENDING: MAX_PENDING_SIGNALS,
+    }
+    for which, soft in bounds.items():
+        _, hard = resource.getrlimit(which)
+        soft = soft if hard == resource.RLIM_INFINITY else min(soft, hard)
+        # The CPU limit's hard bound is a second later: SIGXCPU first, then SIGKILL.
+        hard = soft + 1 if which == resource.RLIMIT_CPU else soft
+        resource.setrlimit(which, (soft, hard))
     # Writing past the file-size limit fails with EFBIG (a row error) instead of a kill.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # Backstop if the parent dies without killing us: SIGALRM ends the process.
     signal.alarm(alarm)
 
 
-def isolate(libc, limits, readable, writable):
+def isolate(libc, limits, readable, cwd, zygote, cgroup):
     """Confines this process with every layer the kernel offers, before the program
     runs; returns the names of those applied. rlimits always apply; each other layer is
-    skipped where unavailable (old kernel, container policy, another architecture)."""
+    skipped where unavailable (old kernel, not root, container policy, another
+    architecture)."""
     seccomp_built = libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0
     filtered = SYSCALLS.get(os.uname().machine) if seccomp_built else None
     # The seccomp filter refuses sockets and System V IPC. Where there is none, network
     # and IPC namespaces of our own stand in (they cost throughput: the kernel makes and
     # tears down namespaces one at a time).
     layers = ["namespaces"] if filtered is None and new_namespaces(libc) else []
+    root = os.geteuid() == 0
+    uid = UID_BASE + os.getpid()
+    if root and private_directory(libc, cwd, uid):
+        layers.append("tmpfs")
+    if cgroup is not None and join(cgroup):
+        layers.append("memcg")
     limit(*limits)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # needed by Landlock and seccomp
-    abi = landlock(libc, readable, writable)
+    abi = landlock(libc, readable, [cwd])
     if abi:
         layers.append(f"landlock:{abi}")
-    if drop_capabilities(libc):
+    if root and drop_identity(libc, uid, cwd, zygote):
+        layers.append("setuid")
+    elif drop_capabilities(libc):
         layers.append("nocaps")
     if filtered is not None and seccomp(libc, *filtered):
         layers.append("seccomp")
     return layers
+
+
+def join(cgroup):
+    """Moves this process into its memory cgroup (the zygote made and limited it)."""
+    try:
+        write(os.path.join(cgroup, "cgroup.procs"), os.getpid())
+    except OSError:
+        return False
+    return True
+
+
+def private_directory(libc, cwd, uid):
+    """Makes the working directory a tmpfs of our own, in a mount namespace of our own:
+    what the program writes is bounded in bytes and in files (so in depth too), and the
+    kernel frees all of it when we end, so the runner has nothing to clean up however
+    much was made. Root only (the mount needs the capability). Returns whether it is."""
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    # Nothing we mount may propagate back into the runner's namespace.
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    options = f"size={MAX_DIR_BYTES},nr_inodes={MAX_DIR_FILES},mode=700,uid={uid},gid={uid}"
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if libc.mount(b"synth-sandbox", os.fsencode(cwd), b"tmpfs", flags, options.encode()) != 0:
+        return False
+    os.chdir(cwd)  # into the new mount: the old cwd is the folder beneath it
+    return True
+
+
+def drop_identity(libc, uid, cwd, zygote):
+    """Root becomes ``uid``, a user of its own (no groups): it owns no file outside its
+    folder and no other process, so ownership grants it nothing (inode flags, leases,
+    signals), and per-user limits are its own. Of root's capabilities it keeps one, to
+    read and search past file permissions (the interpreter may live in a folder only
+    root may enter, such as /root/.pyenv); what it may read is still only what Landlock
+    allows. Returns whether it was done."""
+    os.chown(cwd, uid, uid)
+    os.setgroups([])
+    libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    keep = 1 << CAP_DAC_READ_SEARCH  # effective, permitted, inheritable (x 2 words)
+    header = ctypes.create_string_buffer(struct.pack("Ii", CAPABILITY_VERSION_3, 0), 8)
+    libc.capset(header, ctypes.create_string_buffer(struct.pack("6I", keep, keep, 0, 0, 0, 0), 24))
+    libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
+    # A change of identity clears the parent-death signal: ask for it again.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != zygote:
+        os._exit(1)
+    return True
 
 
 def new_namespaces(libc):
@@ -324,19 +460,27 @@ def drop_capabilities(libc):
 
 
 def seccomp(libc, arch, numbers):
-    """A seccomp filter refusing (EPERM) the syscalls in DENIED and those in SELF_ONLY
-    aimed at another process; x32 numbers are refused and i386 calls kill the process.
+    """A seccomp filter refusing (EPERM) the syscalls in DENIED, fcntl and ioctl with a
+    command not in COMMANDS, and the syscalls in SELF_ONLY aimed at another process; x32 numbers are refused and
+    i386 calls kill the process.
     ``arch`` and ``numbers`` come from SYSCALLS. Returns whether it was installed."""
     load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
     # SECCOMP_RET_ERRNO | EPERM, SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
     refuse, allow, kill = 0x00050000 | 1, 0x7FFF0000, 0x80000000
-    nr, arch_at, arg0 = 0, 4, 16  # offsets in struct seccomp_data (little-endian: low word)
+    nr, arch_at, arg0, arg1 = 0, 4, 16, 24  # in struct seccomp_data (little-endian: low word)
     program = [(load, 0, 0, arch_at), (jeq, 1, 0, arch), (ret, 0, 0, kill), (load, 0, 0, nr)]
     if arch == SYSCALLS["x86_64"][0]:
         program += [(jge, 0, 1, 0x40000000), (ret, 0, 0, refuse)]  # x32 numbers
     for name in DENIED:
         if name in numbers:
             program += [(jeq, 0, 1, numbers[name]), (ret, 0, 0, refuse)]
+    for name, commands in COMMANDS.items():
+        # Not this syscall: past the block. Else a listed command jumps to the reload of
+        # the number for the checks below; any other is refused.
+        m = len(commands)
+        program += [(jeq, 0, m + 3, numbers[name]), (load, 0, 0, arg1)]
+        program += [(jeq, m - j, 0, command) for j, command in enumerate(commands)]
+        program += [(ret, 0, 0, refuse), (load, 0, 0, nr)]
     for name in SELF_ONLY:
         # Not this syscall, or aimed at pid 0 or ours: on to the reload of the number.
         program += [(jeq, 0, 4, numbers[name]), (load, 0, 0, arg0), (jeq, 2, 0, 0),
@@ -362,7 +506,10 @@ def kill_group(pid):
 def serve(control, libc):
     """The zygote's loop: a child per request on ``control``; its pid, then its exit code,
     on the request's reply socket. Returns at EOF on ``control``."""
-    children = {}  # reply fd -> (reply socket, pid), until the child is reaped
+    # reply fd -> (reply socket, pid, folder, memory cgroup, its OOM kills before), until
+    # the child is reaped
+    children = {}
+    cgroups = Cgroups()
     zygote = os.getpid()
     waking, wake = os.pipe()
     os.set_blocking(waking, False)
@@ -376,21 +523,28 @@ def serve(control, libc):
         for fd, _ in poller.poll():
             if fd == control.fileno():
                 message, fds, _, _ = socket.recv_fds(control, 1 << 16, 4)
-                if not message:  # the runner is gone
-                    for _, pid in children.values():
+                if not message:  # the runner is gone: so go its children and their folders
+                    for _, pid, *_ in children.values():
                         kill_group(pid)
+                    for _, pid, folder, cgroup, _ in children.values():
+                        os.waitpid(pid, 0)
+                        clean(folder)
+                        cgroups.give(cgroup)
+                    cgroups.remove()
                     return
                 reply = socket.socket(fileno=fds[0])
+                request = message.decode("utf-8", "surrogateescape")
+                alarm, cpu, address_space, file_size, folder = request.split(" ", 4)
+                cgroup = cgroups.take(int(address_space) + MEMCG_SLACK)
                 pid = os.fork()
                 if pid == 0:
                     try:
-                        request = message.decode("utf-8", "surrogateescape")
-                        child(request, *fds[1:], libc, zygote)
+                        child(request, *fds[1:], libc, zygote, cgroup)
                     finally:
                         os._exit(1)  # never back into this loop
                 for received in fds[1:]:
                     os.close(received)
-                children[reply.fileno()] = reply, pid
+                children[reply.fileno()] = reply, pid, folder, cgroup, cgroups.ooms(cgroup)
                 poller.register(reply, select.POLLIN)
                 try:
                     reply.send(b"%d" % pid)
@@ -402,7 +556,7 @@ def serve(control, libc):
                         os.read(waking, 512)
                     except BlockingIOError:
                         break
-                reap(children, poller)
+                reap(children, poller, cgroups)
             elif fd in children and asked_to_kill(children[fd][0]):
                 poller.unregister(fd)
                 kill_group(children[fd][1])
@@ -421,9 +575,11 @@ def asked_to_kill(reply):
     return True
 
 
-def reap(children, poller):
-    """Kills the group of every child that ended, then reaps it and reports its exit code."""
-    pids = {pid: fd for fd, (_, pid) in children.items()}
+def reap(children, poller, cgroups):
+    """Kills the group of every child that ended, then reaps it, removes its folder and
+    reports its exit code ("oom" when its memory cgroup killed it). Reaps the cleaners
+    (``clean``) too."""
+    pids = {fields[1]: fd for fd, fields in children.items()}
     while True:
         try:
             ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -431,22 +587,203 @@ def reap(children, poller):
             return
         if ended is None:
             return
+        if ended.si_pid not in pids:  # a cleaner
+            os.waitpid(ended.si_pid, 0)
+            continue
         # Not yet reaped, the child still holds its group id: no other group can be hit.
         kill_group(ended.si_pid)
         _, status = os.waitpid(ended.si_pid, 0)
-        reply, _ = children.pop(pids[ended.si_pid])
+        reply, _, folder, cgroup, ooms = children.pop(pids.pop(ended.si_pid))
+        clean(folder)
+        killed = cgroups.ooms(cgroup) > ooms
+        cgroups.give(cgroup)
         try:
             poller.unregister(reply)
         except KeyError:
             pass  # already asked to kill
         try:
-            reply.send(b"%d" % os.waitstatus_to_exitcode(status))
+            reply.send(b"oom" if killed else b"%d" % os.waitstatus_to_exitcode(status))
         except OSError:
             pass
         reply.close()
 
 
-def child(request, job_fd, marks_fd, out, libc, zygote):
+class Cgroups:
+    """Memory cgroups for the children, where the machine lets us make them (cgroup v1's
+    memory controller, or v2 where memory is delegated to the zygote's cgroup): the limit
+    counts what the address-space limit does not (tmpfs pages, pipe buffers, kernel
+    memory). Made as needed and reused, one per child at a time: making and removing a
+    cgroup per evaluation costs ~10 ms. Removed when the zygote exits; a dead zygote's
+    are removed by the next one."""
+
+    PREFIX = "synth-sandbox-"
+
+    def __init__(self):
+        self.folder, self.files = memory_cgroup()
+        self.free, self.made = [], 0
+        if self.folder is None:
+            return
+        for name in os.listdir(self.folder):
+            owner = name[len(self.PREFIX) :].split("-")[0]
+            if name.startswith(self.PREFIX) and owner.isdigit() and not alive(int(owner)):
+                try:
+                    os.rmdir(os.path.join(self.folder, name))
+                except OSError:
+                    pass
+
+    def take(self, limit):
+        """A cgroup limited to ``limit`` bytes (memory and swap), or None."""
+        if self.folder is None:
+            return None
+        try:
+            if self.free:
+                path = self.free.pop()
+            else:
+                path = os.path.join(self.folder, f"{self.PREFIX}{os.getpid()}-{self.made}")
+                os.mkdir(path)
+                self.made += 1
+            # v1 keeps memory <= memory+swap at every step: memory first to shrink,
+            # memory+swap first to grow.
+            try:
+                for name in self.files:
+                    write(os.path.join(path, name), limit)
+            except OSError:
+                for name in reversed(self.files):
+                    write(os.path.join(path, name), limit)
+            return path
+        except OSError:
+            return None
+
+    def give(self, path):
+        if path is not None:
+            self.free.append(path)
+
+    def ooms(self, path):
+        """How many processes the cgroup's limit has killed so far."""
+        if path is None:
+            return 0
+        for name in ("memory.events", "memory.oom_control"):  # v2, v1
+            try:
+                with open(os.path.join(path, name)) as counters:
+                    for line in counters:
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            return int(value)
+            except OSError:
+                continue
+        return 0
+
+    def remove(self):
+        for path in self.free:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
+def memory_cgroup():
+    """(our memory cgroup's folder, the names of its limit files), or (None, ())."""
+    try:
+        with open("/proc/self/cgroup") as lines:
+            entries = [line.rstrip("\n").split(":", 2) for line in lines]
+    except OSError:
+        return None, ()
+    for _, controllers, path in entries:
+        if "memory" in controllers.split(","):  # v1
+            folder = "/sys/fs/cgroup/memory" + path
+            files = ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+            break
+    else:
+        path = next((path for number, _, path in entries if number == "0"), None)
+        folder = f"/sys/fs/cgroup{path}"
+        files = ("memory.max", "memory.swap.max")
+        try:
+            with open(os.path.join(folder, "cgroup.subtree_control")) as control:
+                if path is None or "memory" not in control.read().split():
+                    return None, ()
+        except OSError:
+            return None, ()
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        return None, ()
+    files = tuple(name for name in files if name == files[0] or os.path.exists(f"{folder}/{name}"))
+    return folder, files
+
+
+def write(path, value):
+    with open(path, "w") as file:
+        file.write(str(value))
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def clean(folder):
+    """Removes a reaped child's folder: empty when it was a private tmpfs (the kernel freed
+    that with the child), so one rmdir; otherwise a cleaner process removes what the
+    program left, off every evaluation's path, and finishes even if the runner is gone."""
+    try:
+        os.rmdir(folder)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    if os.fork() == 0:
+        try:
+            # None of the zygote's sockets: the runner must see them close with the zygote.
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            remove_tree(folder)
+        finally:
+            os._exit(0)
+
+
+def remove_tree(root):
+    """Removes ``root`` and everything below it without recursion and without long
+    paths: one directory descriptor at a time, going down by name and up by "..", so a
+    chain of any depth is removed (shutil.rmtree recurses once per level). Folders a
+    program made unreadable are opened up first. Symbolic links are removed, never
+    followed."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open(root, flags)
+    below = []  # the names from root down to fd
+    try:
+        while True:
+            sub = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fd)
+            if sub is not None:
+                try:
+                    down = os.open(sub, flags, dir_fd=fd)
+                except PermissionError:
+                    os.chmod(sub, 0o700, dir_fd=fd, follow_symlinks=False)
+                    down = os.open(sub, flags, dir_fd=fd)
+                os.close(fd)
+                fd = down
+                below.append(sub)
+            elif below:
+                up = os.open("..", flags, dir_fd=fd)
+                os.close(fd)
+                fd = up
+                os.rmdir(below.pop(), dir_fd=fd)
+            else:
+                break
+    finally:
+        os.close(fd)
+    os.rmdir(root)
+
+
+def child(request, job_fd, marks_fd, out, libc, zygote, cgroup):
     """In the forked child: becomes what a freshly started child would be (its own
     session, its working directory, no descriptor of the zygote's), then confines itself
     and runs the program."""
@@ -480,7 +817,7 @@ def child(request, job_fd, marks_fd, out, libc, zygote):
     rows = map(features, lines) if kind == "tabular" else lines
     del data
 
-    layers = isolate(libc, tuple(map(int, limits)), [*sys.path, *READABLE], [cwd])
+    layers = isolate(libc, tuple(map(int, limits)), [*sys.path, *READABLE], cwd, zygote, cgroup)
     send(out, " ".join(layers).encode("ascii") + b"\n")
     f, status, errors = load(code, func_name)
     if f is not None:

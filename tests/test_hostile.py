@@ -18,6 +18,7 @@ sandbox does not claim that protection without it (docs/sandbox.md).
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -27,8 +28,13 @@ import signal
 import socket
 import sqlite3
 import stat
+import struct
 import subprocess
+import sys
+import sysconfig
+import tempfile
 import textwrap
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,6 +358,202 @@ CASES = {
             s.sendall(b"hostile")
             return 1
     """, row_errors=ALL, errors=REFUSED, needs=("sockets",)),
+    "socketpair_to_a_named_socket": case("""
+        import socket
+        def f(x):
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            a.sendto(b"hostile", T["dgram"])  # an unnamed socket may name another's address
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("sockets",)),
+    "pass_a_descriptor_to_a_named_socket": case("""
+        import os, socket
+        def f(x):
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            fd = os.open(".", os.O_RDONLY)
+            socket.send_fds(a, [b"hostile"], [fd], 0, T["dgram"])
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("sockets",)),
+    # --- memory the address-space limit does not count ---
+    "memfd_gigabytes": case("""
+        import os
+        def f(x):
+            fd = os.memfd_create("hog")
+            os.ftruncate(fd, 1 << 30)
+            os.pwrite(fd, b"x" * (1 << 20), 0)
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("memory",)),
+    "socket_buffers": case("""
+        import socket
+        held = []
+        def f(x):
+            while True:
+                a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+                held.append((a, b))
+                a.setblocking(False)
+                try:
+                    while True:
+                        a.send(b"x" * 60000)
+                except BlockingIOError:
+                    pass
+    """, row_errors=ALL, errors=REFUSED, needs=("memory",)),
+    "pipe_buffers": case("""
+        import fcntl, os
+        held, size = [], 0
+        try:
+            while True:
+                r, w = os.pipe()
+                held.append((r, w))
+                os.set_blocking(w, False)
+                try:
+                    fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ
+                except OSError:
+                    pass
+                try:
+                    while True:
+                        size += os.write(w, b"x" * 65536)
+                except BlockingIOError:
+                    pass
+        except OSError as e:
+            stopped = type(e).__name__
+        def f(x):
+            # Descriptors bound the pipes; each holds at most pipe-max-size (1 MiB).
+            raise RuntimeError(f"bounded: {len(held) <= 32 and size <= len(held) << 20}")
+    """, row_errors=ALL, errors=("RuntimeError: bounded: True",), needs=("memory",)),
+    # --- what its folder may hold ---
+    "deep_directory_chain": case("""
+        import os
+        depth = 0
+        try:
+            while depth < 5000:
+                os.mkdir("d")
+                os.chdir("d")
+                depth += 1
+        except OSError as e:
+            stopped = type(e).__name__
+        def f(x):
+            return x.count("1") % 2
+    """, row_errors=0, acc=1.0),
+    "many_files_then_sync": case("""
+        import ctypes, os
+        made = 0
+        try:
+            while made < 5000:
+                os.mkdir(f"d{made}")
+                with open(f"d{made}/f", "wb") as out:
+                    out.write(b"x" * (1 << 20))
+                made += 1
+        except OSError:
+            pass
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(".", os.O_RDONLY)
+        def f(x):
+            os.sync()  # void: refused or not, it says nothing
+            done = libc.syncfs(fd)
+            raise RuntimeError(f"syncfs gave {done}, errno {ctypes.get_errno()}")
+    """, row_errors=ALL, errors=("RuntimeError: syncfs gave -1, errno 1",),
+        needs=("sync", "folder")),
+    # --- what root owns ---
+    "inode_flags_of_a_readable_file": case("""
+        import fcntl, os, struct
+        FS_IOC_SETFLAGS, SYNC, NODUMP, NOATIME = 0x40086602, 0x8, 0x40, 0x80
+        fd = os.open(T["readable"], os.O_RDONLY)
+        def f(x):
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", SYNC | NODUMP | NOATIME))
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("ownership",)),
+    "inode_flags_of_a_readable_folder": case("""
+        import fcntl, os, struct
+        FS_IOC_SETFLAGS, DIRSYNC = 0x40086602, 0x10000
+        fd = os.open(os.path.dirname(T["readable"]), os.O_RDONLY | os.O_DIRECTORY)
+        def f(x):
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", DIRSYNC))
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("ownership",)),
+    "lease_or_lock_a_readable_file": case("""
+        import fcntl, os
+        ATTACKS = [
+            lambda fd: fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK),
+            lambda fd: fcntl.flock(fd, fcntl.LOCK_SH),
+            lambda fd: fcntl.lockf(fd, fcntl.LOCK_SH),
+        ]
+        fd = os.open(T["readable"], os.O_RDONLY)
+        def f(x):
+            done = 0
+            for attack in ATTACKS:
+                try:
+                    attack(fd)
+                    done += 1
+                except OSError:
+                    pass
+            raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
+    """, row_errors=ALL, errors=("RuntimeError: 0 of 3 attacks worked",), needs=("ownership",)),
+    "run_as_root": case("""
+        import os
+        def f(x):
+            ids = {os.getuid(), os.geteuid(), os.getgid(), os.getegid(), *os.getgroups()}
+            raise RuntimeError(f"root ids: {sorted(ids & {0})}")
+    """, row_errors=ALL, errors=("RuntimeError: root ids: []",), needs=("ownership",)),
+    # --- signals past the signal rules ---
+    "sigio_to_a_bystander": case("""
+        import fcntl, os, signal
+        F_SETSIG = 10
+        r, w = os.pipe()
+        def f(x):
+            fcntl.fcntl(r, fcntl.F_SETOWN, T["bystander"])
+            fcntl.fcntl(r, F_SETSIG, signal.SIGKILL)
+            fcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC | os.O_NONBLOCK)
+            os.write(w, b"x")
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    "sigio_to_the_runner": case("""
+        import fcntl, os, signal, struct
+        FIOSETOWN, FIOASYNC = 0x8901, 0x5452
+        r, w = os.pipe()
+        def f(x):
+            fcntl.ioctl(r, FIOSETOWN, struct.pack("i", T["runner"]))
+            fcntl.ioctl(r, FIOASYNC, struct.pack("i", 1))
+            os.write(w, b"x")
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    # --- watching others ---
+    "inotify_outside": case("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        def f(x):
+            fd = libc.inotify_init1(0)
+            errno = ctypes.get_errno()
+            if fd >= 0:
+                libc.inotify_add_watch(fd, os.path.dirname(T["readable"]).encode(), 0xFFF)
+            raise RuntimeError(f"inotify_init1 gave {fd}, errno {errno}")
+    """, row_errors=ALL, errors=("RuntimeError: inotify_init1 gave -1, errno 1",),
+        needs=("watches",)),
+    "exhaust_inotify_instances": case("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        made = []
+        def f(x):
+            while len(made) < 200:
+                fd = libc.inotify_init1(0)
+                if fd < 0:
+                    break
+                made.append(fd)
+            raise RuntimeError(f"{len(made)} instances")
+    """, row_errors=ALL, errors=("RuntimeError: 0 instances",), needs=("watches",)),
+    "dnotify_outside": case("""
+        import fcntl, os
+        fd = os.open(os.path.dirname(T["readable"]), os.O_RDONLY | os.O_DIRECTORY)
+        def f(x):
+            fcntl.fcntl(fd, fcntl.F_NOTIFY, fcntl.DN_CREATE | fcntl.DN_MULTISHOT)
+            return 1
+    """, row_errors=ALL, errors=REFUSED, needs=("watches",)),
+    "fanotify": case("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        def f(x):
+            fd = libc.fanotify_init(0, 0)
+            raise RuntimeError(f"fanotify_init gave {fd}, errno {ctypes.get_errno()}")
+    """, row_errors=ALL, errors=("RuntimeError: fanotify_init gave -1, errno 1",),
+        needs=("watches",)),
     # --- other programs ---
     "subprocess": case("""
         import subprocess
@@ -404,6 +606,33 @@ CASES = {
         def f(x):
             time.sleep(5)
     """, "crash", errors=("malformed result channel",)),
+    "flood_the_error_lines": case("""
+        import os, sys
+        marks = sys._getframe(2).f_locals["marks"]  # the child's own row marks
+        marks[:] = b"1" * len(marks)
+        lines = "\\n".join(f"E{i}: \\x1b[31m\\x07" for i in range(1500)) + "\\n" + "x" * 900
+        for fd in range(3, 64):
+            try:
+                os.write(fd, f"ok\\n{lines}\\x00".encode())
+            except OSError:
+                pass
+        os._exit(0)
+        def f(x):
+            return 1
+    """, "crash", errors=("malformed result channel",)),
+    "exception_whose_class_has_no_name": case("""
+        class Nameless(type):
+            @property
+            def __name__(cls):
+                raise RuntimeError("no name")
+        class Odd(Exception, metaclass=Nameless):
+            def __str__(self):
+                raise RuntimeError("no text")
+        def f(x):
+            if x[0] == "1":
+                raise Odd()
+            raise ValueError("plain \\x1b[2J\\x00 text")
+    """, row_errors=ALL, errors=None),
     "forge_the_marks": case("""
         import sys
         def f(x):
@@ -557,11 +786,14 @@ def protections() -> set[str]:
     layers = isolation().split()
     landlock = max((int(t.split(":")[1]) for t in layers if t.startswith("landlock:")), default=0)
     seccomp = "seccomp" in layers
+    unprivileged = "setuid" in layers or os.geteuid() != 0
     return {
         name for name, on in {
             "files": landlock >= 1, "processes": seccomp, "metadata": seccomp,
             "sockets": seccomp, "signals": seccomp or landlock >= 6,
-            "network": seccomp or "namespaces" in layers,
+            "network": seccomp or "namespaces" in layers, "memory": seccomp,
+            "ownership": seccomp and unprivileged, "watches": seccomp, "sync": seccomp,
+            "folder": "tmpfs" in layers,
         }.items() if on
     }  # fmt: skip
 
@@ -620,11 +852,34 @@ def received_signals():
         signal.signal(s, handler)
 
 
+def inode_flags(path: str) -> int:
+    """The file's inode flags (FS_IOC_GETFLAGS; 0 where the file system has none)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return struct.unpack("l", fcntl.ioctl(fd, 0x80086601, bytes(8)))[0]
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture
-def arena(tmp_path, monkeypatch, openai_server):
+def readable():
+    """A decoy file where every program may read: beside the packages it may import."""
+    path = Path(sysconfig.get_paths()["purelib"]) / f"hostile-decoy-{uuid.uuid4().hex}.txt"
+    path.write_text("decoy\n")
+    yield str(path)
+    path.unlink()
+
+
+@pytest.fixture
+def arena(tmp_path, monkeypatch, openai_server, readable):
     """A working directory holding a finished run "base" (database, exports, dataset
-    mirror), a decoy tree, listening UDP and UNIX sockets, and a bystander process."""
+    mirror), a decoy tree, listening UDP and UNIX sockets, a bystander process and a
+    decoy file where programs may read; the sandbox's folders go to ``tmp``."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
     monkeypatch.delenv("SYNTH_DB", raising=False)
     openai_server.script = lambda path, body: answer(PARITY)
@@ -642,6 +897,9 @@ def arena(tmp_path, monkeypatch, openai_server):
     unix.bind(str(tmp_path / "u.sock"))
     unix.listen(4)
     unix.setblocking(False)
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dgram.bind(str(tmp_path / "d.sock"))
+    dgram.setblocking(False)
     bystander = subprocess.Popen(["sleep", "300"])
     splits = sorted(tmp_path.glob("data/*/L20/seed*/*.txt"))
     assert [p.name for p in splits] == ["test.txt", "train.txt", "val.txt"]
@@ -652,12 +910,14 @@ def arena(tmp_path, monkeypatch, openai_server):
         "probe": str(CHECKOUT / f".hostile-probe-{uuid.uuid4().hex}"),
         "port": openai_server.server_address[1], "udp": udp.getsockname()[1],
         "unix": str(tmp_path / "u.sock"), "bystander": bystander.pid, "runner": os.getpid(),
+        "dgram": str(tmp_path / "d.sock"), "readable": readable,
     }  # fmt: skip
-    yield tmp_path, targets, openai_server, (udp, unix, bystander)
+    yield tmp_path, targets, openai_server, (udp, unix, dgram, bystander)
     bystander.kill()
     bystander.wait()
     udp.close()
     unix.close()
+    dgram.close()
     Path(targets["probe"]).unlink(missing_ok=True)
 
 
@@ -672,9 +932,11 @@ def hostile(request) -> tuple[str, Case]:
 
 def test_hostile_program(hostile, arena, received_signals):
     name, hostile = hostile
-    root, targets, server, (udp, unix, bystander) = arena
-    skip = ("runs.db", "runs/hostile")  # what the hostile run itself writes
+    root, targets, server, (udp, unix, dgram, bystander) = arena
+    skip = ("runs.db", "runs/hostile", "tmp")  # what the hostile run itself writes
     files_before, rows_before = snapshot(root, skip), table_rows(root / "runs.db")
+    decoy = targets["readable"]
+    flags_before = inode_flags(decoy), inode_flags(os.path.dirname(decoy))
     state, calls_before = runner_state(), len(server.requests)
     code = f"T = {targets!r}\n\n{hostile.code}"
     server.script = in_order(answer(code), answer(PARITY))
@@ -712,6 +974,8 @@ def test_hostile_program(hostile, arena, received_signals):
         assert (ev["val_acc"], ev["test_acc"]) == (hostile.acc, hostile.acc), errors
     if name == "slow_rows":  # the rows done before the limit count, and were right
         assert 0 < ev["val_correct"] < 20 and ev["test_correct"] == 0
+    if name == "exception_whose_class_has_no_name":  # named past its metaclass, one line
+        assert sorted(errors) == ["Odd", "ValueError: plain [2J text"]
 
     # The runner, its neighbours, its database and its files: untouched.
     assert runner_state() == state
@@ -728,10 +992,25 @@ def test_hostile_program(hostile, arena, received_signals):
         udp.recv(100)
     with pytest.raises(BlockingIOError):
         unix.accept()
+    with pytest.raises(BlockingIOError):
+        dgram.recv(100)
+    assert (inode_flags(decoy), inode_flags(os.path.dirname(decoy))) == flags_before
+    # Nothing left of the evaluations' folders (a folder the janitor removes: at the latest
+    # when the runner exits; here, it is polled for).
+    assert wait_until(lambda: not any((root / "tmp").iterdir())), list((root / "tmp").iterdir())
     # The key never reached the program, so it cannot be in anything it produced.
     for path in root.rglob("*"):
         if path.is_file():
             assert SENTINEL.encode() not in path.read_bytes(), path
+
+
+def wait_until(condition, timeout=30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_the_battery_covers_the_issue():
@@ -747,7 +1026,48 @@ def test_the_child_applies_every_layer_this_machine_offers():
     layers = isolation().split()
     if os.uname().machine in ("x86_64", "aarch64"):
         assert "seccomp" in layers and "namespaces" not in layers
-    if os.geteuid() == 0:
-        assert "nocaps" in layers
+    if os.geteuid() == 0:  # its own user, and a private tmpfs as its folder
+        assert "setuid" in layers and "tmpfs" in layers and "nocaps" not in layers
     if not any(t.startswith("landlock:") for t in layers):
         pytest.skip(f"no Landlock on this kernel (layers: {isolation()!r})")
+
+
+def test_a_run_that_a_poison_pill_stopped_before_resumes(tmp_path, monkeypatch, openai_server):
+    """A run the old sandbox could not finish: its cleanup of a deep folder chain raised
+    out of evaluate(), so `synth run` died with the run `running` and the attempt
+    `pending_eval`, and each resume died the same way. Reproduced by a runner whose
+    evaluate() raises as the old cleanup did; the resume, with this sandbox, completes."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    monkeypatch.delenv("SYNTH_DB", raising=False)
+    chain = CASES["deep_directory_chain"].code
+    openai_server.script = lambda path, body: answer(chain)
+    old_runner = (
+        "import sys\n"
+        "import synth.sandbox as sandbox\n"
+        "def evaluate(code, *args, **kwargs):\n"
+        "    raise RecursionError('maximum recursion depth exceeded')  # shutil.rmtree\n"
+        "sandbox.evaluate = evaluate\n"
+        "from synth.cli import cli\n"
+        "cli(sys.argv[1:])\n"
+    )
+    died = subprocess.run(
+        [sys.executable, "-c", old_runner, "run", *GRID, "--attempts", "2", "--run-id", "pill",
+         "--api-base-url", openai_server.base_url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert died.returncode == 1 and "RecursionError" in died.stderr
+    db = sqlite3.connect(tmp_path / "runs.db")
+    assert db.execute("select status from runs").fetchall() == [("running",)]
+    assert db.execute("select status from attempts").fetchall() == [("pending_eval",)]
+    calls = len(openai_server.requests)
+
+    resumed = synth("run", "--resume", "pill", "--db", "runs.db")
+
+    assert resumed.exit_code == 0, resumed.output
+    assert db.execute("select status from runs").fetchall() == [("completed",)]
+    evaluated = db.execute(
+        "select a.status, e.status, e.val_acc from attempts a join evaluations e on e.attempt_id = a.id"
+    ).fetchall()  # fmt: skip
+    assert evaluated == [("evaluated", "ok", 1.0)]  # the chain is built, the rule is right
+    assert len(openai_server.requests) == calls  # the recorded answer is not asked again

@@ -1,12 +1,14 @@
 """The sandbox: programs run in a child process that sees the code and inputs, never labels."""
 
 import asyncio
+import errno
 import inspect
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -14,8 +16,12 @@ import numpy as np
 import pytest
 
 import synth
+from synth import sandbox
 from synth.generators.base import bits_to_strings, random_bits
-from synth.sandbox import MAX_FILE_BYTES, STATUSES, Evaluation, evaluate, evaluate_async
+from synth.sandbox_child import MAX_DIR_BYTES, MAX_DIR_FILES, MEMCG_SLACK, UID_BASE, remove_tree
+from synth.sandbox import (
+    MAX_FILE_BYTES, REAP_SLACK, STATUSES, Evaluation, evaluate, evaluate_async,
+)  # fmt: skip
 
 PARITY = "def f(x):\n    return x.count('1') % 2\n"
 
@@ -34,6 +40,15 @@ NORMALISATION = [
     ("BrokenItem()", 1),  # a failing .item() is ignored, then truthiness decides
     ("BrokenBool()", None),  # normalisation raising makes the row an error
 ]  # fmt: skip
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def program(source: str) -> str:
@@ -506,3 +521,215 @@ def test_the_zygote_exits_with_the_runner():
             break
         time.sleep(0.02)
     assert not alive(zygote)
+
+
+def layers() -> list[str]:
+    return evaluate(PARITY, "f", "binary", ["0"]).isolation.split()
+
+
+def test_a_zygote_that_dies_fails_the_evaluation_even_if_the_child_outlives_it():
+    """A child that undid its parent-death signal would run on, unseen, to its deadline:
+    the parent watches the zygote itself and kills the child's group."""
+    code = program("""
+        import ctypes, time
+        ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: none
+        def f(x):
+            time.sleep(30)
+    """)
+    pids = []
+
+    def kill_the_zygote_soon(pid):
+        pids.append(pid)
+        threading.Timer(0.5, os.kill, (parent_of(pid), signal.SIGKILL)).start()
+
+    started = time.monotonic()
+    result = evaluate(code, "f", "binary", ["0"], timeout=20, on_start=kill_the_zygote_soon)
+    assert time.monotonic() - started < 5
+    assert result.status == "crash"
+    assert result.errors == ["the sandbox's zygote died after 0 of 1 rows"]
+    assert wait_until(lambda: not alive(pids[0]))
+
+
+def test_the_evaluation_ends_on_time_when_its_child_cannot_be_reaped():
+    """A child that ignores its kill for a while (here: its zygote is stopped, so nobody
+    kills or reaps it) costs the runner at most REAP_SLACK past the deadline."""
+    code = "import time\ndef f(x):\n    time.sleep(30)\n"
+    zygotes = []
+
+    def stop_zygote(pid):
+        zygotes.append(parent_of(pid))
+        os.kill(zygotes[0], signal.SIGSTOP)
+
+    started = time.monotonic()
+    try:
+        result = evaluate(code, "f", "binary", ["0"], timeout=0.5, on_start=stop_zygote)
+    finally:
+        os.kill(zygotes[0], signal.SIGCONT)
+    assert time.monotonic() - started < 0.5 + REAP_SLACK + 0.5
+    assert (result.status, result.limit) == ("timeout", "wall")
+    again = evaluate(PARITY, "f", "binary", ["0", "1"])
+    assert (again.status, again.predictions) == ("ok", [0, 1])
+
+
+def test_what_a_program_makes_in_its_folder_is_bounded_in_files_and_bytes():
+    if "tmpfs" not in layers():
+        pytest.skip(f"no private tmpfs here (layers: {layers()})")
+    code = program("""
+        import os
+        def deep():
+            depth = 0
+            try:
+                while True:
+                    os.mkdir("d")
+                    os.chdir("d")
+                    depth += 1
+            except OSError as e:
+                return depth, e.errno
+        def wide():
+            written = 0
+            try:
+                for i in range(10**6):
+                    with open(f"f{i}", "wb") as out:
+                        written += out.write(b"x" * (1 << 20))
+            except OSError as e:
+                return written, e.errno
+        def f(x):
+            raise RuntimeError("%d %d" % (deep() if x == "0" else wide()))
+    """)
+    depth, depth_error = map(int, evaluate(code, "f", "binary", ["0"]).errors[0].split()[1:])
+    assert 0 < depth < MAX_DIR_FILES and depth_error == errno.ENOSPC
+    written, bytes_error = map(int, evaluate(code, "f", "binary", ["1"]).errors[0].split()[1:])
+    assert MAX_DIR_BYTES // 2 < written <= MAX_DIR_BYTES and bytes_error == errno.ENOSPC
+
+
+def test_as_root_the_child_is_a_user_of_its_own_with_no_capability_but_reading():
+    if os.geteuid() != 0:
+        pytest.skip("the runner is not root: the child is the runner's own user")
+    code = program("""
+        import ctypes, os, struct
+        libc = ctypes.CDLL(None)
+        def f(x):
+            header = ctypes.create_string_buffer(struct.pack("Ii", 0x20080522, 0), 8)
+            data = ctypes.create_string_buffer(24)
+            libc.capget(header, data)
+            effective, permitted, inheritable, *high = struct.unpack("6I", data.raw)
+            raise RuntimeError(
+                f"{os.getuid()} {os.geteuid()} {os.getgid()} {os.getgroups()} "
+                f"{effective} {permitted} {inheritable} {high}"
+            )
+    """)
+    first, second = (evaluate(code, "f", "binary", ["0"]).errors[0].split(" ", 4)[1:] for _ in "ab")
+    assert first[0] == first[1] == first[2] and int(first[0]) >= UID_BASE
+    assert first[0] != second[0]  # one identity per evaluation: no per-user limit shared
+    assert first[3] == f"[] {1 << 2} {1 << 2} 0 [0, 0, 0]"  # CAP_DAC_READ_SEARCH only
+
+
+def test_the_parent_deletes_a_chain_of_any_depth_without_recursion(tmp_path):
+    root = tmp_path / "chain"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    os.mkdir("chain", dir_fd=fd)
+    for _ in range(3000):  # far past the recursion limit, and past PATH_MAX
+        below = os.open("chain" if _ == 0 else "d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = below
+        os.mkdir("d", dir_fd=fd)
+        Path(f"/proc/self/fd/{fd}/file").write_text("x")
+        os.symlink(str(tmp_path), f"/proc/self/fd/{fd}/link")  # removed, never followed
+    os.close(fd)
+    (tmp_path / "keep.txt").write_text("kept")
+    locked = root / "d" / "d"
+    locked.chmod(0)
+    remove_tree(str(root))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_a_folder_left_full_is_removed_by_a_cleaner_of_its_own(tmp_path):
+    """Where there is no private tmpfs, the zygote hands what a program left to a process
+    of its own and goes on serving; the cleaner finishes whatever happens to the runner."""
+    folder = tmp_path / "left"
+    (folder / "a" / "b").mkdir(parents=True)
+    (folder / "a" / "b" / "f").write_text("x")
+    zygote = (
+        "import os, sys\n"
+        "from synth.sandbox_child import clean\n"
+        "clean(sys.argv[1])\n"
+        "print(os.wait()[1])\n"  # the cleaner's exit status
+    )
+    done = subprocess.run([sys.executable, "-c", zygote, str(folder)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.stdout == "0\n", done.stderr
+    assert not folder.exists()
+
+
+def test_a_runner_killed_mid_evaluation_leaves_no_folder(tmp_path):
+    script = (
+        "import sys, tempfile\n"
+        "tempfile.tempdir = sys.argv[1]\n"
+        "from synth.sandbox import evaluate\n"
+        "code = 'import time\\nopen(\"x\", \"w\").write(\"x\")\\ndef f(x):\\n    time.sleep(60)\\n'\n"
+        "evaluate(code, 'f', 'binary', ['0'], timeout=60, on_start=lambda pid: print(pid, flush=True))\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+    child = int(runner.stdout.readline())
+    assert len(list(tmp_path.glob("synth-sandbox-*"))) == 1
+    runner.kill()
+    runner.wait()
+    assert wait_until(lambda: not alive(child) and not any(tmp_path.iterdir()))
+
+
+def test_a_failing_sandbox_ends_the_evaluation_with_a_status(monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", full_disk)
+    result = evaluate(PARITY, "f", "binary", ["0", "1"])
+    assert result.status == "sandbox_error" and result.status in STATUSES
+    assert result.errors == ["OSError: [Errno 28] No space left on device"]
+    assert result.predictions == [None, None] and result.score([0, 1]) == (0.0, 0, 2)
+
+
+def cgroup_of(pid: int) -> Path | None:
+    """The memory cgroup (v1) or unified cgroup (v2) folder of ``pid``, once it joined one
+    of the sandbox's."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        number, controllers, path = line.split(":", 2)
+        if "synth-sandbox-" in path:
+            v1 = "memory" in controllers.split(",")
+            return Path("/sys/fs/cgroup/memory" + path) if v1 else Path("/sys/fs/cgroup" + path)
+    return None
+
+
+def test_memory_the_address_space_does_not_count_is_held_by_a_memory_cgroup():
+    """Where the machine lets the zygote make memory cgroups, each child is in one, limited
+    to its address space plus what its other bounds allow; a child killed at that limit
+    (here: lowered from outside while it runs) ends as `memory`."""
+    if "memcg" not in layers():
+        pytest.skip(f"no memory cgroup here (layers: {layers()})")
+    code = program("""
+        import time
+        def f(x):
+            time.sleep(1.0)  # meanwhile the test lowers the limit
+            hog = bytearray(256 << 20)  # touched: resident, within the address space
+            return 1
+    """)
+    seen = {}
+
+    def lower_the_limit(pid):
+        def lower():
+            assert wait_until(lambda: cgroup_of(pid) is not None)
+            folder = cgroup_of(pid)
+            limit = next(folder / n for n in ("memory.limit_in_bytes", "memory.max")
+                         if (folder / n).exists())  # fmt: skip
+            seen["limit"] = int(limit.read_text())
+            limit.write_text(str(64 << 20))
+
+        threading.Thread(target=lower).start()
+
+    result = evaluate(code, "f", "binary", ["0"], memory_mb=512, timeout=10, on_start=lower_the_limit)
+    assert seen["limit"] == (512 << 20) + MEMCG_SLACK
+    assert (result.status, result.limit) == ("memory", "memory"), result.errors
+    assert result.errors == ["killed at its memory cgroup's limit after 0 of 1 rows"]
+    again = evaluate(code.replace("time.sleep(1.0)", "pass"), "f", "binary", ["0"], memory_mb=512)
+    assert (again.status, again.predictions) == ("ok", [1])  # the cgroup, reused, is reset
+    for memory_mb in (2048, 128, 1024):  # a reused cgroup's limit grows and shrinks
+        assert "memcg" in evaluate(PARITY, "f", "binary", ["0"], memory_mb=memory_mb).isolation
