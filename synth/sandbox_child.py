@@ -309,7 +309,7 @@ def limit(alarm, cpu, address_space, file_size):
     signal.alarm(alarm)
 
 
-def isolate(libc, limits, readable, cwd, zygote, cgroup):
+def isolate(libc, limits, readable, cwd, zygote, in_memory_cgroup):
     """Confines this process with every layer the kernel offers, before the program
     runs; returns the names of those applied. rlimits always apply; each other layer is
     skipped where unavailable (old kernel, not root, container policy, another
@@ -324,7 +324,7 @@ def isolate(libc, limits, readable, cwd, zygote, cgroup):
     uid = UID_BASE + os.getpid()
     if root and private_directory(libc, cwd, uid):
         layers.append("tmpfs")
-    if cgroup is not None and join(cgroup):
+    if in_memory_cgroup and oom_victim():
         layers.append("memcg")
     limit(*limits)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # needed by Landlock and seccomp
@@ -340,10 +340,11 @@ def isolate(libc, limits, readable, cwd, zygote, cgroup):
     return layers
 
 
-def join(cgroup):
-    """Moves this process into its memory cgroup (the zygote made and limited it)."""
+def oom_victim():
+    """Makes this process the one the kernel kills when the memory cgroup it shares with
+    the zygote is full (and undoes the zygote's exemption, which we inherited)."""
     try:
-        write(os.path.join(cgroup, "cgroup.procs"), os.getpid())
+        write("/proc/self/oom_score_adj", 1000)
     except OSError:
         return False
     return True
@@ -509,7 +510,7 @@ def serve(control, libc):
     # reply fd -> (reply socket, pid, folder, memory cgroup, its OOM kills before), until
     # the child is reaped
     children = {}
-    cgroups = Cgroups()
+    cgroup = MemoryCgroup()
     zygote = os.getpid()
     waking, wake = os.pipe()
     os.set_blocking(waking, False)
@@ -526,25 +527,25 @@ def serve(control, libc):
                 if not message:  # the runner is gone: so go its children and their folders
                     for _, pid, *_ in children.values():
                         kill_group(pid)
-                    for _, pid, folder, cgroup, _ in children.values():
+                    for _, pid, folder, _, _ in children.values():
                         os.waitpid(pid, 0)
                         clean(folder)
-                        cgroups.give(cgroup)
-                    cgroups.remove()
+                    cgroup.remove()
                     return
                 reply = socket.socket(fileno=fds[0])
                 request = message.decode("utf-8", "surrogateescape")
                 alarm, cpu, address_space, file_size, folder = request.split(" ", 4)
-                cgroup = cgroups.take(int(address_space) + MEMCG_SLACK)
+                budget = int(address_space) + MEMCG_SLACK
+                cgroup.grow(budget)
                 pid = os.fork()
                 if pid == 0:
                     try:
-                        child(request, *fds[1:], libc, zygote, cgroup)
+                        child(request, *fds[1:], libc, zygote, cgroup.folder is not None)
                     finally:
                         os._exit(1)  # never back into this loop
                 for received in fds[1:]:
                     os.close(received)
-                children[reply.fileno()] = reply, pid, folder, cgroup, cgroups.ooms(cgroup)
+                children[reply.fileno()] = reply, pid, folder, budget, cgroup.ooms()
                 poller.register(reply, select.POLLIN)
                 try:
                     reply.send(b"%d" % pid)
@@ -556,7 +557,7 @@ def serve(control, libc):
                         os.read(waking, 512)
                     except BlockingIOError:
                         break
-                reap(children, poller, cgroups)
+                reap(children, poller, cgroup)
             elif fd in children and asked_to_kill(children[fd][0]):
                 poller.unregister(fd)
                 kill_group(children[fd][1])
@@ -575,7 +576,7 @@ def asked_to_kill(reply):
     return True
 
 
-def reap(children, poller, cgroups):
+def reap(children, poller, cgroup):
     """Kills the group of every child that ended, then reaps it, removes its folder and
     reports its exit code ("oom" when its memory cgroup killed it). Reaps the cleaners
     (``clean``) too."""
@@ -593,10 +594,12 @@ def reap(children, poller, cgroups):
         # Not yet reaped, the child still holds its group id: no other group can be hit.
         kill_group(ended.si_pid)
         _, status = os.waitpid(ended.si_pid, 0)
-        reply, _, folder, cgroup, ooms = children.pop(pids.pop(ended.si_pid))
+        reply, _, folder, budget, ooms = children.pop(pids.pop(ended.si_pid))
         clean(folder)
-        killed = cgroups.ooms(cgroup) > ooms
-        cgroups.give(cgroup)
+        # Killed by the kernel while the cgroup's OOM kills went up: the memory limit.
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        killed = killed and cgroup.ooms() > ooms
+        cgroup.grow(-budget)
         try:
             poller.unregister(reply)
         except KeyError:
@@ -608,63 +611,75 @@ def reap(children, poller, cgroups):
         reply.close()
 
 
-class Cgroups:
-    """Memory cgroups for the children, where the machine lets us make them (cgroup v1's
-    memory controller, or v2 where memory is delegated to the zygote's cgroup): the limit
-    counts what the address-space limit does not (tmpfs pages, pipe buffers, kernel
-    memory). Made as needed and reused, one per child at a time: making and removing a
-    cgroup per evaluation costs ~10 ms. Removed when the zygote exits; a dead zygote's
-    are removed by the next one."""
+class MemoryCgroup:
+    """A memory cgroup for the zygote and its children, where the machine lets us make
+    one (cgroup v1's memory controller, or v2 where memory is delegated to our cgroup).
+    Its limit is the sum of the budgets of the children alive (address space plus
+    MEMCG_SLACK each) plus the zygote's own: it counts what the address-space limits do
+    not (tmpfs pages, pipe buffers, kernel memory), so the sandbox's share of the
+    machine is bounded. The children are born in it (a fork costs nothing; moving each
+    child into a cgroup of its own would wait ~8 ms for the kernel's RCU grace period).
+    Each child is the OOM killer's first victim (the zygote is exempt where it may be,
+    with CAP_SYS_RESOURCE). Removed
+    when the zygote exits; a dead zygote's is removed by the next one."""
 
     PREFIX = "synth-sandbox-"
+    ZYGOTE = 64 << 20  # the zygote's own allowance
 
     def __init__(self):
-        self.folder, self.files = memory_cgroup()
-        self.free, self.made = [], 0
-        if self.folder is None:
+        self.folder, self.files = None, ()
+        self.budget = self.ZYGOTE
+        parent, files = memory_cgroup()
+        if parent is None:
             return
-        for name in os.listdir(self.folder):
-            owner = name[len(self.PREFIX) :].split("-")[0]
+        for name in os.listdir(parent):  # left by zygotes that were killed
+            owner = name[len(self.PREFIX) :]
             if name.startswith(self.PREFIX) and owner.isdigit() and not alive(int(owner)):
                 try:
-                    os.rmdir(os.path.join(self.folder, name))
+                    os.rmdir(os.path.join(parent, name))
                 except OSError:
                     pass
-
-    def take(self, limit):
-        """A cgroup limited to ``limit`` bytes (memory and swap), or None."""
-        if self.folder is None:
-            return None
+        folder = os.path.join(parent, f"{self.PREFIX}{os.getpid()}")
         try:
-            if self.free:
-                path = self.free.pop()
-            else:
-                path = os.path.join(self.folder, f"{self.PREFIX}{os.getpid()}-{self.made}")
-                os.mkdir(path)
-                self.made += 1
-            # v1 keeps memory <= memory+swap at every step: memory first to shrink,
-            # memory+swap first to grow.
-            try:
-                for name in self.files:
-                    write(os.path.join(path, name), limit)
-            except OSError:
-                for name in reversed(self.files):
-                    write(os.path.join(path, name), limit)
-            return path
+            os.mkdir(folder)
+            self.folder, self.files, self.parent = folder, files, parent
+            self.limit()
+            write(os.path.join(folder, "cgroup.procs"), os.getpid())
         except OSError:
-            return None
+            self.remove()
+            self.folder = None
+            return
+        try:  # exempt, where we may (CAP_SYS_RESOURCE); each child is the victim anyway
+            write("/proc/self/oom_score_adj", -1000)
+        except OSError:
+            pass
 
-    def give(self, path):
-        if path is not None:
-            self.free.append(path)
+    def grow(self, by):
+        """A child of that budget comes (``by`` > 0) or went (``by`` < 0)."""
+        self.budget += by
+        if self.folder is not None:
+            try:
+                self.limit()
+            except OSError:
+                pass  # the limit stays where it was
 
-    def ooms(self, path):
+    def limit(self):
+        # v1 keeps memory <= memory+swap at every step: memory first to shrink,
+        # memory+swap first to grow.
+        try:
+            for name in self.files:
+                write(os.path.join(self.folder, name), self.budget)
+        except OSError:
+            for name in reversed(self.files):
+                write(os.path.join(self.folder, name), self.budget)
+
+    def ooms(self):
         """How many processes the cgroup's limit has killed so far."""
-        if path is None:
+        if self.folder is None:
             return 0
         for name in ("memory.events", "memory.oom_control"):  # v2, v1
             try:
-                with open(os.path.join(path, name)) as counters:
+                with open(os.path.join(self.folder, name)) as counters:
                     for line in counters:
                         key, _, value = line.partition(" ")
                         if key == "oom_kill":
@@ -674,11 +689,14 @@ class Cgroups:
         return 0
 
     def remove(self):
-        for path in self.free:
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+        """Moves the zygote back where it was and removes the cgroup."""
+        if self.folder is None:
+            return
+        try:
+            write(os.path.join(self.parent, "cgroup.procs"), os.getpid())
+            os.rmdir(self.folder)
+        except OSError:
+            pass
 
 
 def memory_cgroup():
@@ -783,7 +801,7 @@ def remove_tree(root):
     os.rmdir(root)
 
 
-def child(request, job_fd, marks_fd, out, libc, zygote, cgroup):
+def child(request, job_fd, marks_fd, out, libc, zygote, in_memory_cgroup):
     """In the forked child: becomes what a freshly started child would be (its own
     session, its working directory, no descriptor of the zygote's), then confines itself
     and runs the program."""
@@ -817,7 +835,8 @@ def child(request, job_fd, marks_fd, out, libc, zygote, cgroup):
     rows = map(features, lines) if kind == "tabular" else lines
     del data
 
-    layers = isolate(libc, tuple(map(int, limits)), [*sys.path, *READABLE], cwd, zygote, cgroup)
+    readable = [*sys.path, *READABLE]
+    layers = isolate(libc, tuple(map(int, limits)), readable, cwd, zygote, in_memory_cgroup)
     send(out, " ".join(layers).encode("ascii") + b"\n")
     f, status, errors = load(code, func_name)
     if f is not None:

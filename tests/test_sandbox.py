@@ -18,7 +18,9 @@ import pytest
 import synth
 from synth import sandbox
 from synth.generators.base import bits_to_strings, random_bits
-from synth.sandbox_child import MAX_DIR_BYTES, MAX_DIR_FILES, MEMCG_SLACK, UID_BASE, remove_tree
+from synth.sandbox_child import (
+    MAX_DIR_BYTES, MAX_DIR_FILES, MEMCG_SLACK, UID_BASE, MemoryCgroup, remove_tree,
+)  # fmt: skip
 from synth.sandbox import (
     MAX_FILE_BYTES, REAP_SLACK, STATUSES, Evaluation, evaluate, evaluate_async,
 )  # fmt: skip
@@ -689,8 +691,7 @@ def test_a_failing_sandbox_ends_the_evaluation_with_a_status(monkeypatch):
 
 
 def cgroup_of(pid: int) -> Path | None:
-    """The memory cgroup (v1) or unified cgroup (v2) folder of ``pid``, once it joined one
-    of the sandbox's."""
+    """The sandbox's memory cgroup folder that ``pid`` is in, if any (v1 or v2)."""
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         number, controllers, path = line.split(":", 2)
         if "synth-sandbox-" in path:
@@ -700,9 +701,10 @@ def cgroup_of(pid: int) -> Path | None:
 
 
 def test_memory_the_address_space_does_not_count_is_held_by_a_memory_cgroup():
-    """Where the machine lets the zygote make memory cgroups, each child is in one, limited
-    to its address space plus what its other bounds allow; a child killed at that limit
-    (here: lowered from outside while it runs) ends as `memory`."""
+    """Where the machine lets the zygote make a memory cgroup, the zygote and its children
+    are in it, limited to what the children in flight may hold (address space plus
+    MEMCG_SLACK each) plus the zygote's allowance; a child killed at that limit (here:
+    lowered from outside while it runs) ends as `memory`, and the zygote lives on."""
     if "memcg" not in layers():
         pytest.skip(f"no memory cgroup here (layers: {layers()})")
     code = program("""
@@ -715,21 +717,19 @@ def test_memory_the_address_space_does_not_count_is_held_by_a_memory_cgroup():
     seen = {}
 
     def lower_the_limit(pid):
-        def lower():
-            assert wait_until(lambda: cgroup_of(pid) is not None)
-            folder = cgroup_of(pid)
-            limit = next(folder / n for n in ("memory.limit_in_bytes", "memory.max")
-                         if (folder / n).exists())  # fmt: skip
-            seen["limit"] = int(limit.read_text())
-            limit.write_text(str(64 << 20))
-
-        threading.Thread(target=lower).start()
+        folder = cgroup_of(pid)  # born in it: the zygote's
+        seen["zygote"] = cgroup_of(parent_of(pid))
+        names = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        if not (folder / names[0]).exists():
+            names = ("memory.max", "memory.current")
+        limit, usage = (folder / name for name in names)
+        seen["limit"] = int(limit.read_text())
+        limit.write_text(str(int(usage.read_text()) + (128 << 20)))
 
     result = evaluate(code, "f", "binary", ["0"], memory_mb=512, timeout=10, on_start=lower_the_limit)
-    assert seen["limit"] == (512 << 20) + MEMCG_SLACK
+    assert seen["zygote"] is not None
+    assert seen["limit"] == MemoryCgroup.ZYGOTE + (512 << 20) + MEMCG_SLACK
     assert (result.status, result.limit) == ("memory", "memory"), result.errors
     assert result.errors == ["killed at its memory cgroup's limit after 0 of 1 rows"]
     again = evaluate(code.replace("time.sleep(1.0)", "pass"), "f", "binary", ["0"], memory_mb=512)
-    assert (again.status, again.predictions) == ("ok", [1])  # the cgroup, reused, is reset
-    for memory_mb in (2048, 128, 1024):  # a reused cgroup's limit grows and shrinks
-        assert "memcg" in evaluate(PARITY, "f", "binary", ["0"], memory_mb=memory_mb).isolation
+    assert (again.status, again.predictions) == ("ok", [1])  # the limit is the zygote's again
