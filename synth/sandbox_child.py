@@ -65,6 +65,7 @@ MAX_PENDING_SIGNALS = 64
 # As root, the child runs as this user id plus its pid: an identity that owns no file and
 # no other process, and shares no per-user limit with the runner or another evaluation.
 UID_BASE = 2_000_000_000
+NOBODY = 65534  # where that range is not mapped (a user namespace)
 # Readable besides the interpreter's sys.path: the shared libraries extension modules
 # load, the loader's cache, the time zone and random bytes. Nothing else is.
 READABLE = (
@@ -321,8 +322,8 @@ def isolate(libc, limits, readable, cwd, zygote, in_memory_cgroup):
     # tears down namespaces one at a time).
     layers = ["namespaces"] if filtered is None and new_namespaces(libc) else []
     root = os.geteuid() == 0
-    uid = UID_BASE + os.getpid()
-    if root and private_directory(libc, cwd, uid):
+    uid = identity(os.getpid()) if root else None
+    if root and private_directory(libc, cwd, 0 if uid is None else uid):
         layers.append("tmpfs")
     if in_memory_cgroup and oom_victim():
         layers.append("memcg")
@@ -331,7 +332,7 @@ def isolate(libc, limits, readable, cwd, zygote, in_memory_cgroup):
     abi = landlock(libc, readable, [cwd])
     if abi:
         layers.append(f"landlock:{abi}")
-    if root and drop_identity(libc, uid, cwd, zygote):
+    if uid is not None and drop_identity(libc, uid, cwd, zygote):
         layers.append("setuid")
     elif drop_capabilities(libc):
         layers.append("nocaps")
@@ -368,18 +369,39 @@ def private_directory(libc, cwd, uid):
     return True
 
 
+def identity(pid):
+    """The user id a child becomes as root: UID_BASE + its pid, or nobody's where that
+    is not mapped (root in a user namespace that maps a range); None where neither is."""
+    try:
+        with open("/proc/self/uid_map") as lines:
+            ranges = [tuple(map(int, line.split())) for line in lines]
+    except (OSError, ValueError):
+        return None
+    for uid in (UID_BASE + pid, NOBODY):
+        if any(inside <= uid < inside + count for inside, _, count in ranges):
+            return uid
+    return None
+
+
 def drop_identity(libc, uid, cwd, zygote):
-    """Root becomes ``uid``, a user of its own (no groups): it owns no file outside its
-    folder and no other process, so ownership grants it nothing (inode flags, leases,
-    signals), and per-user limits are its own. Of root's capabilities it keeps one, to
-    read and search past file permissions (the interpreter may live in a folder only
-    root may enter, such as /root/.pyenv); what it may read is still only what Landlock
-    allows. Returns whether it was done."""
-    os.chown(cwd, uid, uid)
-    os.setgroups([])
+    """Root becomes ``uid`` (``identity``), a user of its own (no groups): it owns no
+    file outside its folder and no other process, so ownership grants it nothing (inode
+    flags, leases, signals), and per-user limits are its own. Of root's capabilities it keeps
+    one, to read and search past file permissions (the interpreter may live in a folder
+    only root may enter, such as /root/.pyenv); what it may read is still only what
+    Landlock allows. Returns whether it was done."""
+    try:
+        os.setgroups([])
+    except OSError:
+        pass  # refused where a user namespace denies setgroups: root's group stays
     libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
+    try:
+        os.chown(cwd, uid, uid)
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    except OSError:
+        libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
+        return False
     keep = 1 << CAP_DAC_READ_SEARCH  # effective, permitted, inheritable (x 2 words)
     header = ctypes.create_string_buffer(struct.pack("Ii", CAPABILITY_VERSION_3, 0), 8)
     libc.capset(header, ctypes.create_string_buffer(struct.pack("6I", keep, keep, 0, 0, 0, 0), 24))
@@ -388,26 +410,6 @@ def drop_identity(libc, uid, cwd, zygote):
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != zygote:
         os._exit(1)
-    return True
-
-
-def new_namespaces(libc):
-    """Network and IPC namespaces of our own: no interface but a loopback that is down,
-    no System V IPC objects or message queues of other processes. Root makes them
-    directly; other users inside a user namespace, where that is allowed."""
-    if libc.unshare(CLONE_NEWNET | CLONE_NEWIPC) == 0:
-        return True
-    uid, gid = os.getuid(), os.getgid()
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC) != 0:
-        return False
-    # Map our own ids into the new user namespace, so that files we create are ours.
-    maps = (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1"))
-    for name, text in maps:
-        try:
-            with open(f"/proc/self/{name}", "w") as file:
-                file.write(text)
-        except OSError:
-            pass
     return True
 
 

@@ -733,3 +733,22 @@ def test_memory_the_address_space_does_not_count_is_held_by_a_memory_cgroup():
     assert result.errors == ["killed at its memory cgroup's limit after 0 of 1 rows"]
     again = evaluate(code.replace("time.sleep(1.0)", "pass"), "f", "binary", ["0"], memory_mb=512)
     assert (again.status, again.predictions) == ("ok", [1])  # the limit is the zygote's again
+
+
+def test_root_in_a_user_namespace_that_maps_only_itself_still_evaluates():
+    """Root in a user namespace (a rootless container) may have no other user id to
+    become: the child stays root there without capabilities, and evaluations work."""
+    script = (
+        "from synth.sandbox import evaluate\n"
+        "e = evaluate('def f(x):\\n    return x.count(\"1\") % 2\\n', 'f', 'binary', ['0', '1', '11'])\n"
+        "print(e.status, e.predictions, e.isolation)\n"
+    )
+    try:
+        done = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", script],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("no unshare command here")
+    if done.returncode != 0 and "unshare failed" in done.stderr:
+        pytest.skip(f"no user namespaces here: {done.stderr.strip()}")
+    assert done.stdout.startswith("ok [0, 1, 0] "), done.stderr
+    assert "setuid" not in done.stdout and "nocaps" in done.stdout
