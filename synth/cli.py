@@ -34,6 +34,36 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
+class AsciiInt(click.ParamType):
+    """A whole number in the digits 0-9: Python's int() also reads "٣" and "2_0"."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if not re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+            self.fail(f"{value!r} is not a whole number in the digits 0-9", param, ctx)
+        return int(value)
+
+
+class AsciiFloat(click.ParamType):
+    """A decimal number in the digits 0-9 (an exponent allowed; inf and nan are read, for
+    the range checks to name): float() also reads "٣.٥" and "1_0"."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float | int):
+            return float(value)
+        number = r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)"
+        if not re.fullmatch(number, value.strip(), re.IGNORECASE):
+            self.fail(f"{value!r} is not a number in the digits 0-9", param, ctx)
+        return float(value)
+
+
+INT, FLOAT = AsciiInt(), AsciiFloat()
+
 # Raised by click >= 8.2 for a group called without a command: it prints the help.
 _HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -172,10 +202,10 @@ grid_options = option_group(
                      help="Task ids (space or comma separated)  [default: the published grid]"),
         click.option("--lengths", multiple=True, metavar="L...",
                      help="Input lengths for every non-tabular task  [default: each task's own]"),
-        click.option("--train-size", type=int, default=100, show_default=True),
-        click.option("--val-size", type=int, default=100, show_default=True),
-        click.option("--test-size", type=int, default=10000, show_default=True),
-        click.option("--seed", type=int, default=42, show_default=True,
+        click.option("--train-size", type=INT, default=100, show_default=True),
+        click.option("--val-size", type=INT, default=100, show_default=True),
+        click.option("--test-size", type=INT, default=10000, show_default=True),
+        click.option("--seed", type=INT, default=42, show_default=True,
                      help="Global base seed, 0 to 2^63 - 1"),
         click.option("--strict-sizes", is_flag=True,
                      help="Refuse, rather than cap, a tabular test split its source cannot fill"),
@@ -192,18 +222,18 @@ api_options = option_group(
                      help="Responses API, or Chat Completions for compatible servers"),
         click.option("--api-base-url", envvar="SYNTH_API_BASE_URL", show_envvar=True,
                      help="Any OpenAI-compatible server  [default: OpenAI]"),
-        click.option("--concurrency", type=int, default=5, show_default=True,
+        click.option("--concurrency", type=INT, default=5, show_default=True,
                      envvar="SYNTH_CONCURRENCY", show_envvar=True,
                      help="Model calls in flight at most"),
-        click.option("--timeout", type=float, default=1200.0, show_default=True,
+        click.option("--timeout", type=FLOAT, default=1200.0, show_default=True,
                      envvar="SYNTH_TIMEOUT", show_envvar=True, help="Seconds per model call"),
-        click.option("--max-retries", type=int, default=4, show_default=True,
+        click.option("--max-retries", type=INT, default=4, show_default=True,
                      envvar="SYNTH_MAX_RETRIES", show_envvar=True,
                      help="Retries of a failed model call (429, 5xx, timeout, lost connection)"),
-        click.option("--retry-base-delay", type=float, default=1.0, show_default=True,
+        click.option("--retry-base-delay", type=FLOAT, default=1.0, show_default=True,
                      envvar="SYNTH_RETRY_BASE_DELAY", show_envvar=True,
                      help="Seconds before the first retry; doubles with each retry"),
-        click.option("--retry-max-delay", type=float, default=60.0, show_default=True,
+        click.option("--retry-max-delay", type=FLOAT, default=60.0, show_default=True,
                      envvar="SYNTH_RETRY_MAX_DELAY", show_envvar=True,
                      help="Longest wait before a retry, also capping the server's retry-after"),
 )  # fmt: skip
@@ -295,25 +325,25 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 
 @cli.command(cls=VariadicCommand)
 @grid_options
-@click.option("--attempts", type=int, default=5, show_default=True, help="Attempts per trial")
-@click.option("--num-trials", type=int, default=5, show_default=True, help="Trials per grid point")
+@click.option("--attempts", type=INT, default=5, show_default=True, help="Attempts per trial")
+@click.option("--num-trials", type=INT, default=5, show_default=True, help="Trials per grid point")
 @click.option("--provider", type=click.Choice(PROVIDERS), default="openai", show_default=True,
               envvar="SYNTH_PROVIDER", show_envvar=True,
               help="Who proposes programs: the OpenAI API, or an offline proposer (no key)")
 @api_options
-@click.option("--time-budget", type=float, default=2.0, show_default=True,
+@click.option("--time-budget", type=FLOAT, default=2.0, show_default=True,
               help="Seconds per proposal of the `formula` proposer")
-@click.option("--max-candidates", type=int,
+@click.option("--max-candidates", type=INT,
               help="Formulas the `formula` proposer may look at per proposal: unlike "
                    "--time-budget, the same on every machine  [default: no limit]")
-@click.option("--max-output-tokens", type=int, default=20000, show_default=True)
+@click.option("--max-output-tokens", type=INT, default=20000, show_default=True)
 @click.option("--reasoning-effort", type=click.Choice(EFFORTS), default="high", show_default=True)
 @click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)
 @click.option("--tool-choice", type=click.Choice(TOOL_CHOICES), default="auto", show_default=True)
 @click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")
 @click.option("--prompt-template", type=click.Path(path_type=Path),
               help="Jinja template replacing the default prompt (see docs/prompts.md)")
-@click.option("--eval-timeout", type=float, default=60.0, show_default=True,
+@click.option("--eval-timeout", type=FLOAT, default=60.0, show_default=True,
               envvar="SYNTH_EVAL_TIMEOUT", show_envvar=True,
               help="Seconds per sandboxed evaluation of one program (val + test)")
 @click.option("--dataset-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -551,13 +581,13 @@ def browse(db, host, port):
 @click.option("--functions", multiple=True, metavar="FN...",
               help="Task ids  [default: fn_a fn_c fn_e fn_g fn_m fn_q]")
 @click.option("--lengths", multiple=True, metavar="L...", help="Lengths  [default: 20 50]")
-@click.option("--num-trials", type=int, default=3, show_default=True)
-@click.option("--attempts", type=int, default=2, show_default=True)
-@click.option("--test-size", type=int, default=10000, show_default=True)
+@click.option("--num-trials", type=INT, default=3, show_default=True)
+@click.option("--attempts", type=INT, default=2, show_default=True)
+@click.option("--test-size", type=INT, default=10000, show_default=True)
 @click.option("--uci-dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="SYNTH_UCI_DIR", show_envvar=True,
               help="Folder with the UCI files (else the download cache)")
-@click.option("--time-budget", type=float, default=0.5, show_default=True,
+@click.option("--time-budget", type=FLOAT, default=0.5, show_default=True,
               help="Seconds per proposal of the `formula` proposer (`synth run`: 2.0); "
                    "searches it cuts short may miss what a longer one finds")
 @api_options

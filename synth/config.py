@@ -27,6 +27,11 @@ DEFAULT_MODEL = "gpt-5"
 MAX_SECONDS = 10_000_000
 AT_MOST = f" and at most {MAX_SECONDS:,}"
 
+# A run's trials are rows written before its first call: a grid larger than this is
+# refused up front (a mistyped --num-trials would otherwise fill the disk first).
+MAX_TRIALS = 100_000
+MAX_TRIALS_ENV = "SYNTH_MAX_TRIALS"
+
 # What a resume may change: how hard and where a run works, never what it measures.
 RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
              "api_base_url", "out_dir", "out_jsonl", "out_csv", "out_manifest", "dataset_dir")  # fmt: skip
@@ -115,11 +120,11 @@ class RunConfig:
              f"--eval-timeout must be positive{AT_MOST} (got {self.eval_timeout})"),
             (bool(self.model), "--model must not be empty"),
             (self.api_base_url is None or _http_url(self.api_base_url),
-             f"--api-base-url must be an http(s) URL, e.g. http://localhost:8000/v1 (got {self.api_base_url!r})"),
-            (not new_run or bool(self.run_id) and "/" not in self.run_id
-             and not self.run_id.startswith(".") and self.run_id.isprintable()
-             and not any(c.isspace() for c in self.run_id),
-             f"--run-id must be a plain name (got {self.run_id!r})"),
+             "--api-base-url must be an http(s) URL with a host and a port from 1 to 65535, "
+             f"e.g. http://localhost:8000/v1 (got {_shown(self.api_base_url or '')})"),
+            (not new_run or _plain_name(self.run_id),
+             "--run-id must be a plain name of at most 128 bytes, not starting with '-' or "
+             f"'.' (got {_shown(self.run_id)})"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -153,9 +158,33 @@ class RunConfig:
         return self.out_path / "results_attempts_manifest.json"
 
 
+def _plain_name(run_id: str) -> bool:
+    """A run id that is a file name of its own (its exports' folder) and that later
+    commands can take as an argument (not an option: no leading dash)."""
+    return (
+        bool(run_id) and "/" not in run_id and not run_id.startswith((".", "-"))
+        and run_id.isprintable() and not any(c.isspace() for c in run_id)
+        and len(run_id.encode("utf-8", "surrogatepass")) <= 128
+    )  # fmt: skip
+
+
+def _shown(value: str, most: int = 60) -> str:
+    """A value for a one-line message: its repr, cut in the middle when long."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 2 :]} ({len(value):,} characters)"
+
+
 def _http_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    """An http(s) URL the HTTP client will take: a host, a port in range, printable
+    ASCII with no space (a pasted trailing newline included)."""
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises on a port that is not a number in range
+    except ValueError:  # a bad IPv6 literal, a port `abc` or 99999
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
 
 
 def new_run_id() -> str:

@@ -127,6 +127,9 @@ def plan_grid(
     if not 0 <= seed < 2**63:  # stored as SQLite's 64-bit integer
         raise SynthError(f"--seed must be a whole number from 0 to 2^63 - 1 (got {seed})")
     pairs = resolve_grid(functions, lengths)
+    if lengths is not None and all(task.fixed_length for task, _ in pairs):
+        notify(f"Warning: --lengths is unused: {', '.join(dict.fromkeys(t.id for t, _ in pairs))} "
+               "take their length from their data")  # fmt: skip
     effective, refused = {}, []
     for task, length in sorted(pairs, key=lambda pair: pair[0].source is not None):
         if task.source and refused:

@@ -23,7 +23,10 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import FORMULA_SETTINGS, OFFLINE_PROVIDERS, RESUMABLE, RunConfig, unread_settings
+from synth.config import (
+    FORMULA_SETTINGS, MAX_TRIALS, MAX_TRIALS_ENV, OFFLINE_PROVIDERS, RESUMABLE, RunConfig,
+    unread_settings,
+)  # fmt: skip
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import GridPoint, Sizes, plan_grid
 from synth.errors import RunFailed, RunInterrupted, SynthError
@@ -61,6 +64,7 @@ def start_run(
     check_writable(path)
     provider = None if config.dry_run else _provider(config)  # the key, before any download
     points = _plan(config, uci_dir, notify)
+    _check_grid_size(len(points), config.num_trials)
     _check_template(config, points)
     _check_outputs(config)
     created = not path.exists()
@@ -78,11 +82,16 @@ def start_run(
             raise
         if config.dataset_dir:
             _mirror(db, stored, Path(config.dataset_dir))
-        store.create_run(db, _run_record(config, path, argv), [
-            (s.point.task.id, s.point.length, s.id) for s in stored], config.num_trials)  # fmt: skip
-        store.record_event(db, config.run_id, "run_started", f"{len(stored)} grid points",
-                           data={"dry_run": config.dry_run})  # fmt: skip
-        return _execute(db, path, config, stored, provider, progress_stream)
+        try:
+            store.create_run(db, _run_record(config, path, argv), [
+                (s.point.task.id, s.point.length, s.id) for s in stored], config.num_trials)  # fmt: skip
+        except KeyboardInterrupt:  # its transaction rolled back: no run to resume
+            raise RunInterrupted(f"interrupted before run {config.run_id} was recorded; "
+                                 "nothing of it was written") from None  # fmt: skip
+        with _interruptible(db, path, config):
+            store.record_event(db, config.run_id, "run_started", f"{len(stored)} grid points",
+                               data={"dry_run": config.dry_run})  # fmt: skip
+            return _execute(db, path, config, stored, provider, progress_stream)
 
 
 def resume_run(
@@ -119,9 +128,10 @@ def resume_run(
                              "machine); stop it before resuming, or let it finish")  # fmt: skip
         if config.dataset_dir:
             _mirror(db, stored, Path(config.dataset_dir))
-        store.set_run_config(db, run_id, config.to_json())
-        store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
-        return _execute(db, path, config, stored, provider, progress_stream)
+        with _interruptible(db, path, config):
+            store.set_run_config(db, run_id, config.to_json())
+            store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
+            return _execute(db, path, config, stored, provider, progress_stream)
 
 
 def _same(key: str, value, stored: dict) -> bool:
@@ -188,13 +198,6 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
         store.set_run_status(db, config.run_id, "failed", error=str(e))
         store.record_event(db, config.run_id, "run_failed", str(e), level="error")
         raise
-    except KeyboardInterrupt:
-        store.set_run_status(db, config.run_id, "interrupted")
-        store.record_event(db, config.run_id, "interrupted", "stopped by the user", level="warning")
-        raise RunInterrupted(
-            f"run {config.run_id} interrupted; nothing recorded is lost. Resume it with: "
-            f"synth run --resume {config.run_id} --db {path.resolve()}"
-        ) from None
     status = "dry_run" if config.dry_run else "completed"
     try:
         manifest = store.end_run(db, config.run_id, status,
@@ -204,6 +207,21 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
                          f"not be written ({e}); write them with: synth export {config.run_id} "
                          f"--db {path.resolve()} --out-dir DIR") from None  # fmt: skip
     return RunResult(config.run_id, status, path, manifest)
+
+
+@contextmanager
+def _interruptible(db, path: Path, config: RunConfig):
+    """Ctrl-C (or SIGTERM) at any moment of a recorded run, the exports included: the run
+    is marked interrupted, and one line says how to resume it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        store.set_run_status(db, config.run_id, "interrupted")
+        store.record_event(db, config.run_id, "interrupted", "stopped by the user", level="warning")
+        raise RunInterrupted(
+            f"run {config.run_id} interrupted; nothing recorded is lost. Resume it with: "
+            f"synth run --resume {config.run_id} --db {path.resolve()}"
+        ) from None
 
 
 async def _run_and_close(runner: Runner, jobs, trials) -> None:
@@ -247,6 +265,19 @@ def _job(db: sqlite_utils.Database, s: StoredDataset, template) -> GridJob:
     return GridJob(s, splits, prompt)
 
 
+def _check_grid_size(points: int, num_trials: int) -> None:
+    """Refuses a grid of more trials than MAX_TRIALS (or $SYNTH_MAX_TRIALS)."""
+    most = os.environ.get(MAX_TRIALS_ENV, "").strip() or str(MAX_TRIALS)
+    if not most.isdigit() or not most.isascii():
+        raise SynthError(f"{MAX_TRIALS_ENV} must be a whole number (got {most!r})")
+    if points * num_trials > int(most):
+        raise SynthError(
+            f"the grid holds {points * num_trials:,} trials ({points:,} grid point(s) x "
+            f"{num_trials:,}), more than {int(most):,}; lower --num-trials, or raise the bound with "
+            f"{MAX_TRIALS_ENV}=N"
+        )
+
+
 def _plan(config: RunConfig, uci_dir: Path | None, notify) -> list[GridPoint]:
     return plan_grid(
         config.functions, config.lengths,
@@ -287,6 +318,11 @@ def _provider(config: RunConfig):
     if not key:
         raise SynthError(f"{API_KEY_ENV} is not set: export it, or use an offline --provider "
                          f"({', '.join(OFFLINE_PROVIDERS)}); `synth run --dry-run` needs none either")  # fmt: skip
+    # It travels in an HTTP header: printable ASCII, no space (a pasted newline, a curly quote).
+    bad = next((i for i, c in enumerate(key) if not (c.isascii() and c.isprintable()) or c == " "), None)
+    if bad is not None:
+        raise SynthError(f"{API_KEY_ENV} has a character an HTTP header cannot carry at position "
+                         f"{bad}: check that it was copied whole and alone")  # fmt: skip
     from synth.providers.openai_api import make_provider
 
     return make_provider(

@@ -1,6 +1,7 @@
 """Bad input to `synth run`: one line on stderr, exit code 2, no traceback, nothing
 written to the database, no call made."""
 
+import contextlib
 import os
 import sqlite3
 
@@ -109,6 +110,34 @@ CASES = [
     (["--seed", "-1"], "--seed must be a whole number from 0 to 2^63 - 1 (got -1)"),
     (["--lengths", "99999999999999999999"], "symbols are more than a grid point may hold"),
     (["--test-size", "1000000000"], "1,000,000,020 examples of 20 symbols are more than"),
+    # URLs the HTTP client would refuse only after the run was recorded
+    (["--api-base-url", "http://[::1/v1"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http://[zz]/v1"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http://localhost:abc/v1"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http://localhost:99999/v1"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http://localhost:0/v1"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http://localhost:8000/v1\n"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http://local host/v1"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http://exämple.org/v1"], "--api-base-url must be an http(s) URL"),
+    (["--api-base-url", "http:///v1"], "--api-base-url must be an http(s) URL"),
+    # run ids later commands could not name, or no file system could hold
+    (["--run-id", "-x"], "--run-id must be a plain name of at most 128 bytes, not starting with '-'"),
+    (["--run-id", "--help-me"], "--run-id must be a plain name"),
+    (["--run-id", ".hidden"], "--run-id must be a plain name"),
+    (["--run-id", "r" * 2000], "(2,000 characters)"),
+    (["--run-id", "é" * 65], "--run-id must be a plain name of at most 128 bytes"),
+    (["--run-id", "tab\there"], "--run-id must be a plain name"),
+    # whole numbers in the digits 0-9 only, as --lengths already was
+    (["--num-trials", "٣"], "'٣' is not a whole number in the digits 0-9"),
+    (["--attempts", "2_0"], "'2_0' is not a whole number in the digits 0-9"),
+    (["--train-size", "１０"], "is not a whole number in the digits 0-9"),
+    (["--seed", "4.2"], "'4.2' is not a whole number in the digits 0-9"),
+    (["--eval-timeout", "٣.٥"], "'٣.٥' is not a number in the digits 0-9"),
+    (["--timeout", "1_000"], "'1_000' is not a number in the digits 0-9"),
+    # grids too large to write before the first call
+    (["--num-trials", "100000000"], "the grid holds 100,000,000 trials (1 grid point(s) x 100,000,000)"),
+    (["--functions", "fn_a", "fn_b", "--lengths", "20", "30", "--num-trials", "25001"],
+     "more than 100,000; lower --num-trials, or raise the bound with SYNTH_MAX_TRIALS=N"),
 ]  # fmt: skip
 
 
@@ -224,3 +253,108 @@ def test_a_group_without_a_command_prints_its_help(args):
     result = CliRunner().invoke(cli, args)
     assert "Usage: " in result.output and "Commands:" in result.output
     assert isinstance(result.exception, SystemExit) or result.exception is None
+
+
+@pytest.mark.parametrize("key, position", [
+    ("sk-tëst", 4), ("sk-test\n", 7), ("sk-te st", 5), ("\u201csk-test\u201d", 0), ("sk-\x1b", 3),
+], ids=["accent", "newline", "space", "curly-quotes", "escape"])  # fmt: skip
+def test_a_key_no_http_header_can_carry_is_refused_up_front(key, position, existing_db, openai_server,
+                                                          monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    before = snapshot(existing_db.parent)
+    result = CliRunner().invoke(cli, ["run", *SMALL, "--db", str(existing_db),
+                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"Error: OPENAI_API_KEY has a character an HTTP header cannot carry "
+                             f"at position {position}: check that it was copied whole and alone\n")
+    assert key not in result.output
+    assert snapshot(existing_db.parent) == before and openai_server.requests == []
+
+
+def test_the_grid_bound_can_be_raised(workdir, monkeypatch):
+    monkeypatch.setenv("SYNTH_MAX_TRIALS", "3")
+    args = ["run", "--dry-run", "--functions", "fn_a", "--lengths", "20", "--db", "g.db",
+            "--train-size", "10", "--val-size", "10", "--test-size", "20"]
+    refused = CliRunner().invoke(cli, [*args, "--num-trials", "4"])
+    assert refused.exit_code == 2 and "more than 3; lower --num-trials" in refused.stderr
+    assert not (workdir / "g.db").exists()
+    assert CliRunner().invoke(cli, [*args, "--num-trials", "3"]).exit_code == 0
+    monkeypatch.setenv("SYNTH_MAX_TRIALS", "many")
+    bad = CliRunner().invoke(cli, [*args, "--num-trials", "1", "--run-id", "other"])
+    assert bad.exit_code == 2 and bad.stderr == "Error: SYNTH_MAX_TRIALS must be a whole number (got 'many')\n"
+
+
+def test_lengths_that_no_task_of_the_grid_reads_are_named(workdir, uci_dir):
+    result = CliRunner().invoke(cli, ["run", "--dry-run", "--functions", "fn_p", "--lengths", "20",
+                                      "--uci-dir", str(uci_dir), "--db", "t.db", "--num-trials", "1",
+                                      "--train-size", "10", "--val-size", "10", "--test-size", "20"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Warning: --lengths is unused: fn_p take their length from their data" in result.stderr
+
+
+OFFLINE = ["run", "--provider", "formula", "--max-candidates", "200", "--functions", "fn_a",
+           "--lengths", "20", "--num-trials", "1", "--attempts", "1", "--train-size", "10",
+           "--val-size", "10", "--test-size", "20", "--db", "runs.db", "--run-id", "edge"]  # fmt: skip
+
+
+def ctrl_c_at(monkeypatch, module, name, when=lambda *args, **kwargs: True):
+    """Makes ``module.name`` raise KeyboardInterrupt (as Ctrl-C would arrive there) once,
+    when ``when`` holds for its arguments."""
+    real = getattr(module, name)
+    fired = []
+
+    def interrupted(*args, **kwargs):
+        if not fired and when(*args, **kwargs):
+            fired.append(True)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, interrupted)
+    return fired
+
+
+@pytest.mark.parametrize("moment", ["run_started", "exports", "resumed"])
+def test_ctrl_c_at_every_moment_of_a_recorded_run_marks_it_interrupted(moment, workdir, monkeypatch):
+    """Just after the run row is committed, while the exports are written, or as a resume
+    starts: `interrupted`, one line with the resume command, exit 130; a resume completes."""
+    if moment == "resumed":  # a run to resume: interrupted as it started
+        ctrl_c_at(monkeypatch, store, "record_event", lambda db, run_id, kind, *a, **k: kind == "run_started")
+        assert CliRunner().invoke(cli, OFFLINE).exit_code == 130
+    if moment == "exports":
+        fired = ctrl_c_at(monkeypatch, synth.run, "write_exports")
+    else:
+        fired = ctrl_c_at(monkeypatch, store, "record_event", lambda db, run_id, kind, *a, **k: kind == moment)
+    command = ["run", "--resume", "edge", "--db", "runs.db"] if moment == "resumed" else OFFLINE
+    result = CliRunner().invoke(cli, command)
+    assert fired and result.exit_code == 130, result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert result.stderr.splitlines()[-1] == (
+        "Error: run edge interrupted; nothing recorded is lost. Resume it with: "
+        f"synth run --resume edge --db {workdir / 'runs.db'}")  # progress lines may come before
+    with closing_db(workdir / "runs.db") as conn:
+        assert conn.execute("select status from runs").fetchall() == [("interrupted",)]
+    monkeypatch.undo()
+    monkeypatch.chdir(workdir)
+    resumed = CliRunner().invoke(cli, ["run", "--resume", "edge", "--db", "runs.db"])
+    assert resumed.exit_code == 0, resumed.output
+    with closing_db(workdir / "runs.db") as conn:
+        assert conn.execute("select status from runs").fetchall() == [("completed",)]
+    assert (workdir / "runs" / "edge" / "results_attempts_manifest.json").exists()
+
+
+def test_ctrl_c_while_the_run_is_recorded_writes_nothing(workdir, monkeypatch):
+    fired = ctrl_c_at(monkeypatch, store, "create_run")
+    result = CliRunner().invoke(cli, OFFLINE)
+    assert fired and result.exit_code == 130
+    assert result.stderr == "Error: interrupted before run edge was recorded; nothing of it was written\n"
+    with closing_db(workdir / "runs.db") as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (0,)
+
+
+@contextlib.contextmanager
+def closing_db(path):
+    conn = sqlite3.connect(path)
+    try:
+        yield conn
+    finally:
+        conn.close()
