@@ -121,16 +121,57 @@ class VariadicCommand(Command):
 
 
 def user_errors(fn):
-    """Turn the library's user-facing errors into one-line exit-2 errors."""
+    """Turn the library's user-facing errors into one-line errors (exit 2 for bad input,
+    the error's own code otherwise), never a traceback: a SQLite error (a damaged, locked,
+    full or read-only database) says what it means for the database the command used;
+    an error raised inside a run's task group is the group's first such error. The
+    command runs in a store session: its connections are closed when it ends, and no
+    -wal or -shm file its reads created is left beside the database."""
+    import sqlite3
+
+    from tracker.db import db_path, explain, session
+
+    def translated(e: BaseException, path) -> UserError | None:
+        if isinstance(e, (SynthError, StoreError)):
+            return UserError(str(e), getattr(e, "exit_code", 2))
+        if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.IntegrityError):
+            store_error = explain(e, db_path(path) if path is not _NO_DB else None)
+            return UserError(str(store_error), getattr(store_error, "exit_code", 2))
+        return None
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        path = kwargs.get("db_path", kwargs.get("db", _NO_DB))
         try:
-            return fn(*args, **kwargs)
-        except (SynthError, StoreError) as e:
-            raise UserError(str(e), getattr(e, "exit_code", 2)) from None
+            with session():
+                return fn(*args, **kwargs)
+        except BaseExceptionGroup as group:  # a run's tasks: the first error of the store's
+            leaves = group.exceptions
+            while leaves and isinstance(leaves[0], BaseExceptionGroup):
+                leaves = leaves[0].exceptions
+            for leaf in leaves:
+                if (error := translated(leaf, path)) is not None:
+                    raise error from None
+            raise
+        except UserError as e:  # one a command made of a store error (report): its own code
+            cause = e.__context__
+            while cause is not None:
+                error = translated(cause, path)
+                if error is not None and str(cause) in e.message:
+                    if isinstance(cause, StoreError):  # said as the command said it
+                        error = UserError(e.message, error.exit_code)
+                    raise error from None
+                cause = cause.__context__
+            raise
+        except Exception as e:
+            if (error := translated(e, path)) is not None:
+                raise error from None
+            raise
 
     return wrapper
+
+
+_NO_DB = object()  # a command without a database option (demo): its errors name none
 
 
 def split_values(values: tuple[str, ...]) -> list[str]:
@@ -326,7 +367,9 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @cli.command(cls=VariadicCommand)
 @grid_options
 @click.option("--attempts", type=INT, default=5, show_default=True, help="Attempts per trial")
-@click.option("--num-trials", type=INT, default=5, show_default=True, help="Trials per grid point")
+@click.option("--num-trials", type=INT, default=5, show_default=True,
+              help="Trials per grid point (a grid of more than 100,000 trials in all is refused; "
+                   "SYNTH_MAX_TRIALS raises the bound)")
 @click.option("--provider", type=click.Choice(PROVIDERS), default="openai", show_default=True,
               envvar="SYNTH_PROVIDER", show_envvar=True,
               help="Who proposes programs: the OpenAI API, or an offline proposer (no key)")
@@ -353,8 +396,8 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @click.option("--out-jsonl", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out-csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out-manifest", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--run-id", help="Name of the run: no spaces, no /, not starting with a dot  "
-                                "[default: a timestamp id]")
+@click.option("--run-id", help="Name of the run: no spaces, no /, not starting with a dot or "
+                                "a dash, at most 128 bytes  [default: a timestamp id]")
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
 @click.option("--resume", "resume_id", metavar="RUN_ID",
               help="Continue a stored run (refused while its process still runs); only "
