@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reports.analyses import analyse
 from reports.errors import ReportError
-from reports.html import render_html
+from reports.html import NO_CHARTS, render_html, vega_javascript
 from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.text import render_text
@@ -26,11 +26,13 @@ def build_report(
     fmt: str = "html",
     filters: dict | None = None,
     prices: str | os.PathLike | None = None,
+    notify=lambda message: None,
 ) -> str | Path:
     """Report on ``run_ids`` (none: the runs ``filters`` select, else the latest run).
 
     ``filters`` keys: model, provider, task (a value or a list). ``prices``: a JSON price
-    table merged over the package's (default: $SYNTH_PRICES). Returns the text, or the
+    table merged over the package's (default: $SYNTH_PRICES). ``notify`` receives warnings
+    meant for the user (charts that could not be drawn). Returns the text, or the
     path it was written to when ``out`` is given. The database is opened read-only and
     read in one transaction, so a run may keep writing meanwhile.
     """
@@ -53,6 +55,8 @@ def build_report(
     finally:
         db.conn.close()
     text = RENDERERS[fmt](report)
+    if fmt == "html" and vega_javascript() is None:
+        notify(f"Warning: {NO_CHARTS}")
     if out is None:
         return text
     try:

@@ -8,6 +8,9 @@ Altair writes. Nothing in the page refers to a URL: no CDN, no web font, no sche
 from __future__ import annotations
 
 import functools
+import resource
+import subprocess
+import sys
 
 import altair as alt
 import vl_convert
@@ -28,16 +31,50 @@ ENV = Environment(
 ENV.filters["fmt"] = tables.fmt
 
 
+# vl-convert makes the bundle in V8, which reserves far more address space than it uses
+# and aborts the whole process (SIGTRAP, a C stack trace) when an address-space limit
+# (`ulimit -v`, common on clusters) refuses it. Under such a limit it runs in a child.
+_BUNDLE = "import sys, vl_convert; sys.stdout.write(vl_convert.javascript_bundle(vl_version=sys.argv[1]))"
+NO_CHARTS = ("the charts are not drawn: their JavaScript could not be made here (vl-convert's "
+             "V8 cannot start under this address-space limit, `ulimit -v`); the tables hold "
+             "every number")  # fmt: skip
+
+
 @functools.cache
-def vega_javascript() -> str:
-    """Vega, Vega-Lite and vega-embed as one script defining ``vegaEmbed`` (about 0.9 MB)."""
+def vega_javascript() -> str | None:
+    """Vega, Vega-Lite and vega-embed as one script defining ``vegaEmbed`` (about 0.9 MB);
+    None where it cannot be made (see _BUNDLE)."""
     version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
+        bundle = vl_convert.javascript_bundle(vl_version=version)
+    else:
+        bundle = _bundle_in_a_child(version)
+        if bundle is None:
+            return None
     # "</script" would end the inline script early; in JavaScript "<\/" means "</".
-    return vl_convert.javascript_bundle(vl_version=version).replace("</script", "<\\/script")
+    return bundle.replace("</script", "<\\/script")
+
+
+def _bundle_in_a_child(version: str) -> str | None:
+    """The bundle made by a child process that first lifts its soft address-space limit
+    to the hard one; None when V8 fails there too."""
+
+    def lift():
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _BUNDLE, version], capture_output=True,
+                              preexec_fn=lift, timeout=300, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode("utf-8") if done.returncode == 0 and done.stdout else None
 
 
 def render_html(report: Report) -> str:
     charts = {c.id: c for c in build_charts(report)}
+    js = vega_javascript()
     return ENV.get_template("report.html.j2").render(
-        report=report, charts=charts, t=tables, vega_js=Markup(vega_javascript()),
+        report=report, charts=charts, t=tables, vega_js=Markup(js) if js else None,
+        no_charts=NO_CHARTS,
     )  # fmt: skip

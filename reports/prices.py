@@ -15,8 +15,10 @@ from importlib.resources import files
 from pathlib import Path
 
 from reports.errors import ReportError
+from tracker.files import read_plain
 
 PRICES_ENV = "SYNTH_PRICES"
+MAX_TABLE_BYTES = 1 << 20  # a price table is a few KiB
 PER_TOKENS = 1_000_000
 # A dated snapshot ("gpt-5-2025-08-07") costs what its model does.
 SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
@@ -58,10 +60,10 @@ def load_prices(path: str | os.PathLike | None = None) -> PriceTable:
 
 def _read_user_table(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_plain(path, MAX_TABLE_BYTES).decode("utf-8"))
     except OSError as e:
         raise ReportError(f"cannot read price table {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ReportError(f"price table {path} is not valid JSON: {e}") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):

@@ -9,7 +9,7 @@ from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import Sizes, plan_grid
 from synth.errors import SynthError
 from synth.tasks import get_task
-from tracker.dataset_files import write_dataset_folder
+from tracker.dataset_files import write_dataset_folders
 from tracker.datasets import list_datasets
 from tracker.db import check_writable, db_path as resolve_db, open_db
 
@@ -59,4 +59,4 @@ def export_datasets(
         dataset_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SynthError(f"cannot write to {dataset_dir}: {e.strerror}") from None
-    return [write_dataset_folder(db, r, dataset_dir) for r in rows]
+    return write_dataset_folders(db, rows, dataset_dir)

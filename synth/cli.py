@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import sys
 from contextlib import closing
@@ -98,6 +99,34 @@ class Group(OneLineUsage, click.Group):
         except click.UsageError as e:
             raise _one_line(e) from None
 
+    def main(self, *args, **kwargs):
+        """Standard output that cannot be written (`> /dev/full`, a closed pipe) is one line
+        on stderr and exit 1, not a traceback; click itself only quiets a closed pipe."""
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as e:
+            if not _writing_stdout(e):
+                raise
+            # What is still buffered for it would fail again at exit: send it nowhere.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            click.echo(f"Error: cannot write to standard output: {e.strerror or e}", err=True)
+            sys.exit(1)
+
+
+def _writing_stdout(error: OSError) -> bool:
+    """Whether ``error`` came from writing standard output (every command writes its data
+    with click.echo)."""
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "echo" and frame.f_globals.get("__name__") == "click.utils":
+            out = frame.f_locals.get("file")
+            return getattr(out, "name", None) in ("<stdout>", sys.stdout.name) and not frame.f_locals.get("err")
+        tb = tb.tb_next
+    return False
+
 
 Group.group_class = Group
 
@@ -129,7 +158,7 @@ def user_errors(fn):
     -wal or -shm file its reads created is left beside the database."""
     import sqlite3
 
-    from tracker.db import db_path, explain, session
+    from tracker.db import check_file, db_path, explain, session
 
     def translated(e: BaseException, path) -> UserError | None:
         if isinstance(e, (SynthError, StoreError)):
@@ -143,6 +172,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         path = kwargs.get("db_path", kwargs.get("db", _NO_DB))
         try:
+            if path is not _NO_DB:  # a FIFO, a device, a link to nowhere: refused unopened
+                check_file(db_path(path))
             with session():
                 return fn(*args, **kwargs)
         except BaseExceptionGroup as group:  # a run's tasks: the first error of the store's
@@ -694,7 +725,8 @@ def report(run_ids, output, fmt, model, provider, task, prices, db_path):
     filters = {k: list(v) for k, v in (("model", model), ("provider", provider), ("task", task)) if v}
     out = output or (Path("report.html") if fmt == "html" else None)
     try:
-        result = build_report(resolve_db(db_path), list(run_ids) or None, out, fmt, filters or None, prices)
+        result = build_report(resolve_db(db_path), list(run_ids) or None, out, fmt, filters or None,
+                              prices, notify=lambda message: click.echo(message, err=True))
     except ReportError as e:
         raise UserError(str(e)) from None
     if out is None:

@@ -35,7 +35,7 @@ from synth.prompts import load_template, render_prompt, template_from_text
 from synth.runner import GridJob, Runner
 from synth.tasks import get_task
 from tracker import runs as store
-from tracker.dataset_files import write_dataset_folder
+from tracker.dataset_files import write_dataset_folders
 from tracker.datasets import load_examples
 from tracker.db import check_writable, db_path as resolve_db, open_db
 from tracker.exports import ExportPaths, write_exports
@@ -408,8 +408,7 @@ def _remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:
 def _mirror(db, stored: list[StoredDataset], root: Path) -> None:
     rows = {r["id"]: r for r in db["datasets"].rows_where(
         f"id in ({', '.join('?' * len(stored))})", [s.id for s in stored])}  # fmt: skip
-    for s in stored:
-        write_dataset_folder(db, rows[s.id], root)
+    write_dataset_folders(db, [rows[s.id] for s in stored], root)
 
 
 def _run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:

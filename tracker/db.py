@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import stat
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -35,6 +37,151 @@ class OutdatedDatabase(StoreError):
         self.pending = pending
 
 
+class DamagedDatabase(StoreError):
+    """SQLite found the file damaged (a page overwritten, a file cut short)."""
+
+    exit_code = 1
+
+
+class DatabaseLocked(StoreError):
+    """Another process held the database past the busy timeout."""
+
+    exit_code = 1
+
+
+class DatabaseFull(StoreError):
+    """The disk (or the file system's quota) is full."""
+
+    exit_code = 1
+
+
+class DatabaseNotWritable(StoreError):
+    """The file, or the mount it is on, is read-only, or the disk failed a read or write."""
+
+    exit_code = 1
+
+
+def explain(error: sqlite3.Error, path: str | os.PathLike | None) -> StoreError:
+    """A one-line StoreError for an error SQLite raised while using the database at
+    ``path``, saying what it means and what to do: damaged, locked, full, read-only."""
+    where = str(path) if path is not None else "the database"
+    name = getattr(error, "sqlite_errorname", None) or ""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = message.lower()
+    if name.startswith("SQLITE_NOTADB") or "file is not a database" in text:
+        if path is None or _magic(Path(path)) != SQLITE_MAGIC:  # not SQLite at all: no damage
+            return StoreError(f"cannot use database {where}: {message}")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text \
+            or "file is not a database" in text:  # fmt: skip
+        return damaged(where, message)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return DatabaseLocked(
+            f"{where} is locked: another process holds it and did not let go within "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s ({message}); try again once it is done"
+        )  # fmt: skip
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return DatabaseFull(f"cannot write {where}: the disk is full ({message}); free some space")
+    if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+        return DatabaseNotWritable(f"cannot write {where}: it is read-only ({message})")
+    if name.startswith("SQLITE_IOERR") or "i/o error" in text:
+        return DatabaseNotWritable(f"cannot read or write {where}: {message} (the disk or its "
+                                   f"file system failed, or the file was removed)")  # fmt: skip
+    return StoreError(f"cannot use database {where}: {message}")
+
+
+def damaged(path: str | os.PathLike, problem: str) -> DamagedDatabase:
+    return DamagedDatabase(
+        f"{path} is damaged: {problem}; check it with: sqlite3 {path} 'PRAGMA integrity_check' "
+        f"(then restore it from a copy, or salvage what is left with sqlite3's .recover)"
+    )  # fmt: skip
+
+
+def _magic(path: Path) -> bytes | None:
+    """The first 16 bytes of a regular file (never opening a FIFO or a device)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read(16)
+    except OSError:
+        return None
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def check_file(path: Path) -> None:
+    """Refuse, without opening it, a path that is there but is no regular file: a FIFO
+    (opening it would wait for a writer forever), a folder, a device such as /dev/null,
+    a socket; and a symbolic link that points nowhere. An absent path passes: a writer
+    creates it, a reader says there is none."""
+    try:
+        mode = path.stat().st_mode  # through symbolic links: what they lead to counts
+    except (FileNotFoundError, NotADirectoryError):
+        if path.is_symlink():
+            raise StoreError(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                             f"exist: the link points nowhere") from None  # fmt: skip
+        return
+    except OSError as e:  # a loop of links, a folder we may not search, a name too long
+        raise StoreError(f"cannot use database {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        raise StoreError(f"{path} is not a database file: it is {_kind(mode)}")
+
+
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    return path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")
+
+
+# The connections open_db made within the innermost session(), with, for read-only ones
+# of a file that had no -wal and -shm beside it, that file: see session().
+_session: list[tuple[sqlite_utils.Database, Path | None]] | None = None
+
+
+@contextmanager
+def session():
+    """Close, when the block ends, every connection open_db made within it, and remove
+    the -wal and -shm files its read-only connections created beside a database that had
+    none. A read-only connection cannot remove them itself (SQLite leaves that to the
+    last read-write connection to close): a read command must leave a database as it
+    found it. The CLI runs each command in one."""
+    global _session
+    outer, _session = _session, []
+    try:
+        yield
+    finally:
+        opened, _session = _session, outer
+        for db, _ in opened:
+            db.conn.close()
+        for path in dict.fromkeys(p for _, p in opened if p is not None):
+            _tidy(path)
+
+
+def _tidy(path: Path) -> None:
+    """Remove the -wal and -shm files beside ``path`` the way SQLite does: a read-write
+    connection that reads and then closes removes them when it is the file's last
+    connection (folding into the file what another writer left in the -wal, as that
+    writer's own close would have). While another process uses the file it removes
+    nothing; a lock held at that moment means the same."""
+    if not any(p.exists() for p in _sidecars(path)):
+        return
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri(), uri=True, timeout=0)
+    except sqlite3.Error:
+        return
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+
+
 def db_path(path: str | os.PathLike | None = None) -> Path:
     """The database to use: the argument, else $SYNTH_DB, else ./synth.db."""
     return Path(path or os.environ.get("SYNTH_DB") or DEFAULT_DB)
@@ -42,11 +189,9 @@ def db_path(path: str | os.PathLike | None = None) -> Path:
 
 def check_writable(path: Path) -> None:
     """Refuse a path we could not write to, before any work is done for it."""
+    check_file(path)
     if path.exists():
-        if path.is_dir():
-            raise StoreError(f"{path} is a folder, not a database file")
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        head = _magic(path)
         if head and head != SQLITE_MAGIC:
             raise StoreError(f"{path} is not a SQLite database")
         if not os.access(path, os.W_OK):
@@ -86,17 +231,21 @@ def readonly_uri(path: Path) -> str:
 def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) -> sqlite_utils.Database:
     """Open (creating and migrating unless ``readonly``) the database at ``path``."""
     path = db_path(path)
+    fresh = None  # the file, when a read-only connection may leave -wal and -shm beside it
     if readonly:
+        check_file(path)
         if not path.exists():
             raise StoreError(f"no database at {path}")
         uri = readonly_uri(path)
+        if not any(p.exists() for p in _sidecars(path)):
+            fresh = path
     else:
         check_writable(path)
         uri = path.resolve().as_uri()
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"cannot use database {path}: {e}") from None
+        raise explain(e, path) from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -106,12 +255,21 @@ def open_db(path: str | os.PathLike | None = None, *, readonly: bool = False) ->
         else:
             _retry_while_locked(conn, lambda: _prepare(db, path))
     except StoreError:
-        conn.close()  # refused: nothing of it stays open
+        _refused(conn, fresh)  # nothing of it stays open, nothing new beside it
         raise
     except sqlite3.DatabaseError as e:
-        conn.close()
-        raise StoreError(f"cannot use database {path}: {e}") from None
+        _refused(conn, fresh)
+        raise explain(e, path) from None
+    db.store_path = path  # the path as given: store errors name it so
+    if _session is not None:
+        _session.append((db, fresh))
     return db
+
+
+def _refused(conn: sqlite3.Connection, fresh: Path | None) -> None:
+    conn.close()
+    if fresh is not None:
+        _tidy(fresh)
 
 
 def _check_readable(db: sqlite_utils.Database, path: Path) -> None:
@@ -147,6 +305,7 @@ def _prepare(db: sqlite_utils.Database, path: Path) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         _refuse_foreign(db, path)  # as it is now that nobody else writes it
+        _refuse_damaged(db, path)  # migrating rewrites tables: never one SQLite finds damaged
         migrations.apply(db)  # in our transaction, each step is a savepoint of it
         conn.commit()
     except BaseException:
@@ -154,13 +313,13 @@ def _prepare(db: sqlite_utils.Database, path: Path) -> None:
         raise
 
 
-def _retry_while_locked(conn: sqlite3.Connection, step, seconds: float = BUSY_TIMEOUT_MS / 1000):
+def _retry_while_locked(conn: sqlite3.Connection, step, seconds: float | None = None):
     """Run ``step`` again, for up to ``seconds``, while it fails with "database is locked".
 
     The busy timeout covers most waits, but SQLite reports some locks at once without
     waiting: switching a new file to WAL while another process opens it, or the first
     read of a file another process is switching. Each try starts with no transaction."""
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + (BUSY_TIMEOUT_MS / 1000 if seconds is None else seconds)
     pause = 0.005
     while True:
         try:
@@ -172,6 +331,14 @@ def _retry_while_locked(conn: sqlite3.Connection, step, seconds: float = BUSY_TI
                 raise
         time.sleep(pause * random.uniform(0.5, 1.5))  # jitter: the processes do not retry in step
         pause = min(pause * 2, 0.1)
+
+
+def _refuse_damaged(db: sqlite_utils.Database, path: Path) -> None:
+    """Refuse to migrate a database PRAGMA quick_check finds damaged (a new one, empty,
+    is checked at once)."""
+    problems = [r[0] for r in db.conn.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        raise damaged(path, problems[0])
 
 
 def _refuse_newer(db: sqlite_utils.Database, path: Path) -> None:

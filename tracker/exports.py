@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from tracker.files import remove_parts, write_atomic
+from tracker.files import remove_parts, write_all_atomic
 
 # The published CSV header, in order; our extra columns follow it.
 PUBLISHED_COLUMNS = (
@@ -184,12 +184,13 @@ def write_exports(db: sqlite_utils.Database, run_id: str, paths: ExportPaths) ->
     for path in {paths.jsonl.parent, paths.csv.parent, paths.manifest.parent}:
         path.mkdir(parents=True, exist_ok=True)
     remove_parts([paths.jsonl, paths.csv, paths.manifest, *logs])
-    write_atomic(paths.jsonl, _jsonl(jsonl))
-    write_atomic(paths.csv, _csv(table))
-    for path, rows in logs.items():
-        write_atomic(path, _jsonl(rows))
     manifest = _manifest(db, run, paths, table, sorted(map(str, logs)))
-    write_atomic(paths.manifest, json.dumps(manifest, indent=2) + "\n")
+    # All or none (a full disk leaves no export half-written); the manifest comes last.
+    write_all_atomic({
+        paths.jsonl: _jsonl(jsonl), paths.csv: _csv(table),
+        **{path: _jsonl(rows) for path, rows in logs.items()},
+        paths.manifest: json.dumps(manifest, indent=2) + "\n",
+    })  # fmt: skip
     return manifest
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -50,6 +51,28 @@ def check_replaceable(path: str | os.PathLike) -> None:
     raise NotAFile(None, kind, str(path))
 
 
+def read_plain(path: str | os.PathLike, most: int) -> bytes:
+    """The bytes of a regular file of at most ``most`` bytes. A user may name a pipe
+    (open() would wait for a writer), a device (/dev/zero never ends) or a huge file:
+    OSError saying so, before anything is read. The file is opened without blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{_kind(st.st_mode)}, not a plain file", str(path))
+        if st.st_size > most:
+            raise OSError(errno.EFBIG, f"{st.st_size:,} bytes, more than {most:,}", str(path))
+        chunks, size = [], 0
+        while chunk := os.read(fd, most + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > most:  # it grew meanwhile
+                raise OSError(errno.EFBIG, f"more than {most:,} bytes", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, content: str | bytes) -> Path:
     """Write to a temp file beside ``path``, then rename it over ``path``.
 
@@ -59,18 +82,34 @@ def write_atomic(path: Path, content: str | bytes) -> Path:
     Text is written as UTF-8 with LF line endings. The file gets the usual mode for a new
     file (0666 less the umask), as `open` would give it; mkstemp's 0600 would keep
     exports and reports from the other users they are meant for."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    check_replaceable(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{PART}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_all_atomic({path: content})
     return path
+
+
+def write_all_atomic(contents: dict[Path, str | bytes]) -> None:
+    """``write_atomic`` for several files at once, all or none: every file is written
+    to its temp file first, and only when all are written (a full disk fails here,
+    leaving none) are they renamed over their paths, in the order given."""
+    for path in contents:
+        check_replaceable(path)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, content in contents.items():
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{PART}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass  # renamed already
+        raise
 
 
 def remove_parts(paths: list[Path]) -> None:

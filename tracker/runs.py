@@ -3,16 +3,128 @@ transaction per event, so a crash loses at most the model calls in flight."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TypeVar
 
 import sqlite_utils
 
+from tracker.db import DamagedDatabase, StoreError, explain
+
 T = TypeVar("T")
+
+
+class RunExists(StoreError):
+    """A run of that id is stored already (found inside the transaction that would have
+    created it, so two runs started together with one --run-id cannot both create it)."""
+
+
+class RunStopped(StoreError):
+    """A run could not record what it did (a full disk, a lock held past the busy
+    timeout, a read-only or damaged file): it stops, marked failed where it still can."""
+
+    exit_code = 1
+
+
+def _path(db: sqlite_utils.Database) -> str:
+    """The database's path as open_db was given it, else the file SQLite has open."""
+    path = getattr(db, "store_path", None)
+    if path is None:
+        try:
+            path = db.conn.execute("PRAGMA database_list").fetchone()[2] or None
+        except sqlite3.Error:
+            path = None
+    return str(path) if path is not None else "the database"
+
+
+def _translated(fn):
+    """Reads and writes that fail in SQLite raise a one-line StoreError naming the file
+    (tracker.db.explain); a constraint violated is a bug, and stays as it is."""
+
+    @functools.wraps(fn)
+    def wrapper(db, *args, **kwargs):
+        try:
+            return fn(db, *args, **kwargs)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.DatabaseError as e:
+            raise explain(e, _path(db)) from None
+
+    return wrapper
+
+
+def _recording(run_of: Callable[..., str | None]):
+    """A write made while a run goes on. When SQLite refuses it (the disk full, a lock
+    held past the busy timeout, a read-only file), the run stops: it is marked failed
+    with the reason, unless that write fails too or the file is damaged (then it is not
+    written further), and RunStopped says which, and how to continue the run.
+    ``run_of(db, *args)`` names the run."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(db, *args, **kwargs):
+            try:
+                return fn(db, *args, **kwargs)
+            except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+                raise
+            except sqlite3.DatabaseError as e:
+                raise _stopped(db, _run_of(run_of, db, *args), e) from None
+
+        return wrapper
+
+    return decorate
+
+
+def _run_of(run_of, db, *args) -> str | None:
+    try:
+        return run_of(db, *args)
+    except sqlite3.Error:
+        return None
+
+
+def _stopped(db: sqlite_utils.Database, run_id: str | None, error: sqlite3.DatabaseError) -> StoreError:
+    reason = explain(error, _path(db))
+    if run_id is None:
+        return reason
+    if isinstance(reason, DamagedDatabase):
+        marked = "it was not marked failed: a damaged database is not written further"
+    else:
+        try:
+            if db.conn.in_transaction:
+                db.conn.rollback()
+            with db.conn:
+                _ended(db.conn, run_id, "failed", str(reason))
+            marked = "the run is marked failed"
+        except sqlite3.Error:
+            marked = ("it could not be marked failed either, so it reads as running "
+                      "(`synth runs`: process gone)")  # fmt: skip
+    where = _path(db)
+    resume = f"synth run --resume {run_id} --db {Path(where).resolve() if where != 'the database' else 'DB'}"
+    return RunStopped(f"run {run_id} stopped: {reason}; {marked}; nothing recorded before is lost. "
+                      f"Once that is fixed, continue it with: {resume}")  # fmt: skip
+
+
+def _run_of_trial(db: sqlite_utils.Database, trial_id: int, *args) -> str | None:
+    row = db.conn.execute("select run_id from trials where id = ?", [trial_id]).fetchone()
+    return row[0] if row else None
+
+
+def _run_of_attempt(db: sqlite_utils.Database, attempt_id: int, *args) -> str | None:
+    row = db.conn.execute(
+        "select t.run_id from attempts a join trials t on t.id = a.trial_id where a.id = ?",
+        [attempt_id],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _run_id(db: sqlite_utils.Database, run_id: str, *args) -> str:
+    return run_id
 
 
 def now() -> str:
@@ -33,15 +145,26 @@ def _update(conn, table: str, pk: str, key, record: dict) -> None:
     conn.execute(f"update [{table}] set {sets} where [{pk}] = ?", [*record.values(), key])
 
 
+@_translated
 def create_run(
     db: sqlite_utils.Database,
     run: dict,
     grid: list[tuple[str, int, int]],
     num_trials: int,
 ) -> None:
-    """The run, the dataset of each grid point, and every trial (pending), atomically."""
+    """The run, the dataset of each grid point, and every trial (pending), atomically.
+    Whether the run id is free is checked inside that write transaction: of two runs
+    started together with one id, the second raises RunExists, as a later one would."""
     with db.conn:
-        _insert(db.conn, "runs", {**run, "created_at": now(), "status": "running"})
+        db.conn.execute("begin immediate")
+        if db.conn.execute("select 1 from runs where run_id = ?", [run["run_id"]]).fetchone():
+            raise _exists(db, run["run_id"])
+        try:
+            _insert(db.conn, "runs", {**run, "created_at": now(), "status": "running"})
+        except sqlite3.IntegrityError as e:
+            if "runs.run_id" not in str(e):
+                raise
+            raise _exists(db, run["run_id"]) from None
         _own(db.conn, run["run_id"])
         for fn, length, dataset_id in grid:
             _insert(db.conn, "run_datasets",
@@ -53,23 +176,31 @@ def create_run(
                 })  # fmt: skip
 
 
+def _exists(db: sqlite_utils.Database, run_id: str) -> RunExists:
+    return RunExists(f"run {run_id!r} already exists in {_path(db)}; continue it with --resume {run_id}")
+
+
+@_translated
 def get_run(db: sqlite_utils.Database, run_id: str) -> dict | None:
     rows = list(db["runs"].rows_where("run_id = ?", [run_id]))
     return rows[0] if rows else None
 
 
+@_recording(_run_id)
 def set_run_config(db: sqlite_utils.Database, run_id: str, config: dict) -> None:
     """The config a resumed run goes on with (its settings, never its experiment)."""
     with db.conn:
         _update(db.conn, "runs", "run_id", run_id, {"config": json.dumps(config)})
 
 
+@_recording(_run_id)
 def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: str | None = None):
     """The status a run ended with (completed, failed, interrupted, dry_run)."""
     with db.conn:
         _ended(db.conn, run_id, status, error)
 
 
+@_recording(_run_id)
 def end_run(db: sqlite_utils.Database, run_id: str, status: str, exports: Callable[[], T]) -> T:
     """Mark the run ended (its status and a run_finished event) and write its exports
     with ``exports()``, in one transaction: a run killed while its exports are written
@@ -84,6 +215,7 @@ def _ended(conn, run_id: str, status: str, error: str | None = None) -> None:
     _update(conn, "runs", "run_id", run_id, {"status": status, "error": error, "finished_at": now()})
 
 
+@_translated
 def claim_run(db: sqlite_utils.Database, run_id: str) -> int | None:
     """Mark a stored run running again, owned by this process; unless a live process on
     this machine still runs it: then nothing changes and that process's pid is returned.
@@ -124,6 +256,7 @@ def process_alive(environment: str | None) -> bool | None:
     return True
 
 
+@_recording(_run_id)
 def record_event(
     db: sqlite_utils.Database, run_id: str, kind: str, message: str, *,
     level: str = "info", trial_id: int | None = None, data: dict | None = None,
@@ -140,6 +273,7 @@ def _event(conn, run_id: str, kind: str, message: str, *, level: str = "info",
     })  # fmt: skip
 
 
+@_recording(_run_of_trial)
 def record_attempt(
     db: sqlite_utils.Database,
     trial_id: int,
@@ -167,21 +301,25 @@ def record_attempt(
     return attempt_id
 
 
+@_recording(_run_of_attempt)
 def record_evaluation(db: sqlite_utils.Database, attempt_id: int, evaluation: dict) -> None:
     with db.conn:
         _insert(db.conn, "evaluations", {**evaluation, "attempt_id": attempt_id, "created_at": now()})
         _update(db.conn, "attempts", "id", attempt_id, {"status": "evaluated"})
 
 
+@_recording(_run_of_trial)
 def finish_trial(db: sqlite_utils.Database, trial_id: int, result: dict) -> None:
     with db.conn:
         _update(db.conn, "trials", "id", trial_id, {**result, "status": "done", "finished_at": now()})
 
 
+@_translated
 def trials_of(db: sqlite_utils.Database, run_id: str) -> list[dict]:
     return list(db["trials"].rows_where("run_id = ?", [run_id], order_by="id"))
 
 
+@_translated
 def failed_calls(db: sqlite_utils.Database, run_id: str) -> tuple[int, dict[str, int]]:
     """How many attempts the run made, and those whose model call still failed after its
     retries, by failure class (most first): they score as wrong programs."""
@@ -197,6 +335,7 @@ def failed_calls(db: sqlite_utils.Database, run_id: str) -> tuple[int, dict[str,
     return made, dict(failed)
 
 
+@_translated
 def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
     """A trial's recorded attempts with their response text, program and evaluation."""
     return [
@@ -214,6 +353,7 @@ def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
     ]  # fmt: skip
 
 
+@_translated
 def list_runs(db: sqlite_utils.Database) -> list[dict]:
     """Every run with its status and counts, newest first. ``alive`` says, for a run
     marked running, whether its process still is (None: unknown, e.g. another machine)."""
