@@ -36,7 +36,7 @@ from synth.runner import GridJob, Runner
 from synth.tasks import get_task
 from tracker import runs as store
 from tracker.dataset_files import write_dataset_folders
-from tracker.datasets import load_examples
+from tracker.datasets import forget_new_datasets, load_examples
 from tracker.db import check_writable, db_path as resolve_db, open_db
 from tracker.exports import ExportPaths, write_exports
 from tracker.files import NotAFile, check_replaceable
@@ -65,7 +65,6 @@ def start_run(
     provider = None if config.dry_run else _provider(config)  # the key, before any download
     points = _plan(config, uci_dir, notify)
     _check_grid_size(len(points), config.num_trials)
-    _check_template(config, points)
     _check_outputs(config)
     created = not path.exists()
     # Closed at the end: the last connection to close folds the WAL into the file, so
@@ -76,6 +75,7 @@ def start_run(
                 raise SynthError(f"run {config.run_id!r} already exists in {path}; "
                                  f"continue it with --resume {config.run_id}")  # fmt: skip
             stored = ensure_datasets(db, points, uci_dir=uci_dir)
+            _check_template(config, db, stored, created=created)  # before the run is recorded
         except BaseException:
             if created:  # refused before anything was recorded: leave no empty database behind
                 _remove_if_empty(db, path)
@@ -122,6 +122,7 @@ def resume_run(
         provider = None if config.dry_run else _provider(config)
         _check_outputs(config)
         stored = _recorded_grid(db, config)
+        _check_template(config, db, stored)  # the stored template, before the run is touched
         owner = store.claim_run(db, run_id)
         if owner is not None:
             raise SynthError(f"run {run_id!r} is still running (process {owner} on this "
@@ -288,7 +289,11 @@ def _plan(config: RunConfig, uci_dir: Path | None, notify) -> list[GridPoint]:
 
 def _read_template(path: str) -> str:
     load_template(path)  # one-line errors for a missing or broken template
-    return Path(path).read_text(encoding="utf-8")
+    text = Path(path).read_text(encoding="utf-8")
+    # As the run will use it, from its text: an include of another file, or a variable
+    # no render provides, is refused now, before any dataset is built.
+    template_from_text(text, name=path)
+    return text
 
 
 def _template(config: RunConfig):
@@ -297,14 +302,25 @@ def _template(config: RunConfig):
     return template_from_text(config.prompt_template, name=config.prompt_template_path or "stored template")
 
 
-def _check_template(config: RunConfig, points: list[GridPoint]) -> None:
-    """Render the template once per task with a stand-in example, so that a template
-    that fails on rendering (an undefined variable) fails before anything is written."""
+def _check_template(
+    config: RunConfig, db: sqlite_utils.Database, stored: list[StoredDataset], *, created: bool = False
+) -> None:  # fmt: skip
+    """Render every grid point's prompt from its own training split, sandboxed and
+    within the limits of synth.prompts, before the run is recorded (or a resume claims
+    it): a template that fails on any point is refused with the run untouched. The
+    datasets are built by then; in a database this call's caller ``created``, the ones
+    built are removed again, so that the caller can remove the file (_remove_if_empty)."""
     if config.prompt_template is None:
         return
     template = _template(config)
-    for point in points:
-        render_prompt(point.task, point.length, [("0" * point.length, 0)], template=template)
+    try:
+        for s in stored:
+            render_prompt(s.point.task, s.point.length, load_examples(db, s.id)["train"], template=template)
+    except SynthError:
+        built = [s.id for s in stored if s.built]
+        if created and built:
+            forget_new_datasets(db, built)
+        raise
 
 
 def _provider(config: RunConfig):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timezone
+import sqlite3
 
 import sqlite_utils
 
@@ -57,3 +58,20 @@ def load_examples(db: sqlite_utils.Database, dataset_id: int) -> dict[str, list[
 
 def list_datasets(db: sqlite_utils.Database) -> list[dict]:
     return list(db["datasets"].rows_where(order_by="fn, length desc, id"))
+
+
+def forget_new_datasets(db: sqlite_utils.Database, ids: list[int]) -> bool:
+    """Deletes datasets a refused command built into a database it created, so that the
+    file can be removed again; only while no run was recorded there (another process may
+    have started to use the new file meanwhile). Returns whether they were deleted."""
+    marks = ", ".join("?" * len(ids))
+    try:
+        with db.conn:
+            db.conn.execute("begin immediate")
+            if db.conn.execute("select 1 from runs limit 1").fetchone() is not None:
+                return False
+            db.conn.execute(f"delete from examples where dataset_id in ({marks})", ids)
+            db.conn.execute(f"delete from datasets where id in ({marks})", ids)
+    except sqlite3.Error:
+        return False
+    return True
