@@ -230,16 +230,22 @@ class _Zygote:
                 start_new_session=True,
             )
 
-    def fork(self, request: bytes, fds: tuple[int, ...]) -> tuple[socket.socket, int]:
+    def fork(self, request: bytes, fds: tuple[int, ...], deadline: float) -> tuple[socket.socket, int]:
         """Has the zygote fork a child; returns the request's reply socket and the
-        child's pid. Raises _ZygoteGone when the zygote died or does not answer."""
+        child's pid. Raises _ZygoteGone when the zygote died or does not answer within
+        _ZYGOTE_TIMEOUT, _Late when the evaluation's deadline comes first (a busy zygote:
+        it kills the child it forks later, seeing nobody waits for it)."""
         reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        wait = min(_ZYGOTE_TIMEOUT, max(deadline - time.monotonic(), 0.001))
         try:
             with theirs:
                 fds = (theirs.fileno(), *fds)
                 socket.send_fds(self.control, [request], fds, socket.MSG_NOSIGNAL)
-            reply.settimeout(_ZYGOTE_TIMEOUT)
+            reply.settimeout(wait)
             pid = reply.recv(16)
+        except TimeoutError as exc:
+            reply.close()
+            raise (_Late if wait < _ZYGOTE_TIMEOUT else _ZygoteGone) from exc
         except OSError as exc:
             reply.close()
             raise _ZygoteGone from exc
@@ -261,11 +267,15 @@ class _ZygoteGone(Exception):
     pass
 
 
+class _Late(Exception):
+    pass
+
+
 _zygote: _Zygote | None = None
 _zygote_lock = threading.Lock()
 
 
-def _fork(request: bytes, fds: tuple[int, ...]) -> tuple[socket.socket, int]:
+def _fork(request: bytes, fds: tuple[int, ...], deadline: float) -> tuple[socket.socket, int]:
     """A child forked for this request: (reply socket, pid). Starts the zygote on first
     use, and again when it died; a request it never answered started nothing, so it is
     sent once more to the new zygote."""
@@ -276,7 +286,7 @@ def _fork(request: bytes, fds: tuple[int, ...]) -> tuple[socket.socket, int]:
                 _zygote = _Zygote()
             zygote = _zygote
         try:
-            return zygote.fork(request, fds)
+            return zygote.fork(request, fds, deadline)
         except _ZygoteGone as exc:
             with _zygote_lock:
                 if _zygote is zygote:
@@ -306,7 +316,9 @@ def _run(request: bytes, job_fd: int, marks_fd: int, timeout: float, cap: int, o
     channel, channel_end = os.pipe()
     try:
         try:
-            reply, pid = _fork(request, (job_fd, marks_fd, channel_end))
+            reply, pid = _fork(request, (job_fd, marks_fd, channel_end), deadline)
+        except _Late:
+            return b"", None, "wall"  # not started: its rows are not reached
         finally:
             os.close(channel_end)
         with reply:

@@ -103,7 +103,7 @@ _X86_64 = dict(
     semget=64, semop=65, semctl=66, semtimedop=220, msgget=68, msgsnd=69, msgrcv=70, msgctl=71,
     mq_open=240, socketpair=53, memfd_create=319, memfd_secret=447, inotify_init=253,
     inotify_init1=294, fanotify_init=300, sync=162, syncfs=306, flock=73, fcntl=72, ioctl=16, name_to_handle_at=303,
-    open_by_handle_at=304,
+    open_by_handle_at=304, setxattrat=463, removexattrat=466, open_tree_attr=467, file_setattr=469,
 )  # fmt: skip
 _AARCH64 = dict(
     clone=220, clone3=435, execve=221, execveat=281, fchmod=52, fchmodat=53, fchmodat2=452,
@@ -120,7 +120,7 @@ _AARCH64 = dict(
     semctl=191, semtimedop=192, msgget=186, msgsnd=189, msgrcv=188, msgctl=187, mq_open=180,
     socketpair=199, memfd_create=279, memfd_secret=447, inotify_init1=26, fanotify_init=262,
     sync=81, syncfs=267, flock=32, fcntl=25, ioctl=29, name_to_handle_at=264,
-    open_by_handle_at=265,
+    open_by_handle_at=265, setxattrat=463, removexattrat=466, open_tree_attr=467, file_setattr=469,
 )  # fmt: skip
 SYSCALLS = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 # Refused outright (EPERM): new processes and exec; changes of modes, owners, times and
@@ -146,7 +146,8 @@ DENIED = (
     "socket", "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop", "msgget",
     "msgsnd", "msgrcv", "msgctl", "mq_open", "socketpair", "memfd_create", "memfd_secret",
     "inotify_init", "inotify_init1", "fanotify_init", "sync", "syncfs", "flock",
-    "name_to_handle_at", "open_by_handle_at",
+    "name_to_handle_at", "open_by_handle_at", "setxattrat", "removexattrat", "open_tree_attr",
+    "file_setattr",
 )  # fmt: skip
 # fcntl and ioctl are allowed only with these commands (their second argument): what
 # Python and its libraries use on their own descriptors. Refused with them: the commands
@@ -165,6 +166,10 @@ COMMANDS = {
         0x541B, 0x5421, 0x5450, 0x5451,  # FIONREAD, FIONBIO, FIONCLEX, FIOCLEX
     ),
 }
+# The highest system call number these tables know (Linux 6.18: file_setattr). A higher
+# one is a call added since: unknown, so refused, as ENOSYS ("not implemented"), which is
+# what a library that tries a new call before an older one expects from an older kernel.
+KNOWN_UP_TO = 469
 # Allowed only on this process (first argument 0 or our pid): signals, rlimits, scheduling.
 SELF_ONLY = (
     "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "prlimit64",
@@ -333,7 +338,8 @@ def isolate(libc, limits, readable, cwd, zygote, in_memory_cgroup):
     if abi:
         layers.append(f"landlock:{abi}")
     if uid is not None and drop_identity(libc, uid, cwd, zygote):
-        layers.append("setuid")
+        # nobody's is shared by every evaluation, and so are its per-user limits
+        layers.append("setuid" if uid != NOBODY else "nobody")
     elif drop_capabilities(libc):
         layers.append("nocaps")
     if filtered is not None and seccomp(libc, *filtered):
@@ -464,16 +470,19 @@ def drop_capabilities(libc):
 
 def seccomp(libc, arch, numbers):
     """A seccomp filter refusing (EPERM) the syscalls in DENIED, fcntl and ioctl with a
-    command not in COMMANDS, and the syscalls in SELF_ONLY aimed at another process; x32 numbers are refused and
-    i386 calls kill the process.
+    command not in COMMANDS, and the syscalls in SELF_ONLY aimed at another process;
+    calls newer than KNOWN_UP_TO get ENOSYS; x32 numbers are refused and i386 calls kill
+    the process.
     ``arch`` and ``numbers`` come from SYSCALLS. Returns whether it was installed."""
     load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
     # SECCOMP_RET_ERRNO | EPERM, SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
     refuse, allow, kill = 0x00050000 | 1, 0x7FFF0000, 0x80000000
+    unknown = 0x00050000 | 38  # SECCOMP_RET_ERRNO | ENOSYS
     nr, arch_at, arg0, arg1 = 0, 4, 16, 24  # in struct seccomp_data (little-endian: low word)
     program = [(load, 0, 0, arch_at), (jeq, 1, 0, arch), (ret, 0, 0, kill), (load, 0, 0, nr)]
     if arch == SYSCALLS["x86_64"][0]:
         program += [(jge, 0, 1, 0x40000000), (ret, 0, 0, refuse)]  # x32 numbers
+    program += [(jge, 0, 1, KNOWN_UP_TO + 1), (ret, 0, 0, unknown)]
     for name in DENIED:
         if name in numbers:
             program += [(jeq, 0, 1, numbers[name]), (ret, 0, 0, refuse)]
@@ -531,7 +540,7 @@ def serve(control, libc):
                         kill_group(pid)
                     for _, pid, folder, _, _ in children.values():
                         os.waitpid(pid, 0)
-                        clean(folder)
+                        clean(folder, cgroup)
                     cgroup.remove()
                     return
                 reply = socket.socket(fileno=fds[0])
@@ -597,7 +606,7 @@ def reap(children, poller, cgroup):
         kill_group(ended.si_pid)
         _, status = os.waitpid(ended.si_pid, 0)
         reply, _, folder, budget, ooms = children.pop(pids.pop(ended.si_pid))
-        clean(folder)
+        clean(folder, cgroup)
         # Killed by the kernel while the cgroup's OOM kills went up: the memory limit.
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         killed = killed and cgroup.ooms() > ooms
@@ -616,21 +625,22 @@ def reap(children, poller, cgroup):
 class MemoryCgroup:
     """A memory cgroup for the zygote and its children, where the machine lets us make
     one (cgroup v1's memory controller, or v2 where memory is delegated to our cgroup).
-    Its limit is the sum of the budgets of the children alive (address space plus
-    MEMCG_SLACK each) plus the zygote's own: it counts what the address-space limits do
-    not (tmpfs pages, pipe buffers, kernel memory), so the sandbox's share of the
-    machine is bounded. The children are born in it (a fork costs nothing; moving each
-    child into a cgroup of its own would wait ~8 ms for the kernel's RCU grace period).
-    Each child is the OOM killer's first victim (the zygote is exempt where it may be,
-    with CAP_SYS_RESOURCE). Removed
-    when the zygote exits; a dead zygote's is removed by the next one."""
+    Its limit is the most the children alive at once have needed (address space plus
+    MEMCG_SLACK each) plus the zygote's own; it only grows (lowering it makes the kernel
+    reclaim memory there and then, which would stall the zygote's loop). It counts what
+    the address-space limits do not (tmpfs pages, pipe buffers, kernel memory), so the
+    sandbox's share of the machine is bounded. The children are born in it (a fork costs
+    nothing; moving each child into a cgroup of its own would wait ~8 ms for the kernel's
+    RCU grace period). Each child is the OOM killer's first victim (the zygote is exempt
+    where it may be, with CAP_SYS_RESOURCE). Removed when the zygote exits; a dead
+    zygote's is removed by the next one."""
 
     PREFIX = "synth-sandbox-"
     ZYGOTE = 64 << 20  # the zygote's own allowance
 
     def __init__(self):
         self.folder, self.files = None, ()
-        self.budget = self.ZYGOTE
+        self.in_flight = self.limited = self.ZYGOTE
         parent, files = memory_cgroup()
         if parent is None:
             return
@@ -658,22 +668,24 @@ class MemoryCgroup:
 
     def grow(self, by):
         """A child of that budget comes (``by`` > 0) or went (``by`` < 0)."""
-        self.budget += by
-        if self.folder is not None:
+        self.in_flight += by
+        if self.folder is not None and self.in_flight > self.limited:
             try:
-                self.limit()
+                self.limit(self.in_flight)
             except OSError:
                 pass  # the limit stays where it was
 
-    def limit(self):
-        # v1 keeps memory <= memory+swap at every step: memory first to shrink,
-        # memory+swap first to grow.
+    def limit(self, value=None):
+        value = self.limited if value is None else value
+        # v1 keeps memory <= memory+swap at every step: memory+swap first to grow, memory
+        # first to shrink (from the unlimited a new cgroup starts with).
         try:
-            for name in self.files:
-                write(os.path.join(self.folder, name), self.budget)
-        except OSError:
             for name in reversed(self.files):
-                write(os.path.join(self.folder, name), self.budget)
+                write(os.path.join(self.folder, name), value)
+        except OSError:
+            for name in self.files:
+                write(os.path.join(self.folder, name), value)
+        self.limited = value
 
     def ooms(self):
         """How many processes the cgroup's limit has killed so far."""
@@ -690,15 +702,22 @@ class MemoryCgroup:
                 continue
         return 0
 
+    def leave(self):
+        """Moves this process (the zygote, or a cleaner) back where the zygote was."""
+        if self.folder is not None:
+            try:
+                write(os.path.join(self.parent, "cgroup.procs"), os.getpid())
+            except OSError:
+                pass
+
     def remove(self):
         """Moves the zygote back where it was and removes the cgroup."""
-        if self.folder is None:
-            return
-        try:
-            write(os.path.join(self.parent, "cgroup.procs"), os.getpid())
-            os.rmdir(self.folder)
-        except OSError:
-            pass
+        self.leave()
+        if self.folder is not None:
+            try:
+                os.rmdir(self.folder)
+            except OSError:
+                pass
 
 
 def memory_cgroup():
@@ -744,10 +763,11 @@ def alive(pid):
     return True
 
 
-def clean(folder):
+def clean(folder, cgroup=None):
     """Removes a reaped child's folder: empty when it was a private tmpfs (the kernel freed
     that with the child), so one rmdir; otherwise a cleaner process removes what the
-    program left, off every evaluation's path, and finishes even if the runner is gone."""
+    program left, off every evaluation's path, and finishes even if the runner is gone
+    (outside the zygote's memory cgroup, which it would otherwise keep from removal)."""
     try:
         os.rmdir(folder)
         return
@@ -759,6 +779,8 @@ def clean(folder):
         try:
             # None of the zygote's sockets: the runner must see them close with the zygote.
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            if cgroup is not None:
+                cgroup.leave()
             remove_tree(folder)
         finally:
             os._exit(0)

@@ -469,6 +469,31 @@ CASES = {
             fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", DIRSYNC))
             return 1
     """, row_errors=ALL, errors=REFUSED, needs=("ownership",)),
+    "newer_attribute_calls_on_a_readable_file": case("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        SETXATTRAT, REMOVEXATTRAT, FILE_SETATTR, AT_FDCWD = 463, 466, 469, -100
+        def f(x):
+            path = T["readable"].encode()
+            value = ctypes.create_string_buffer(b"1")
+            args = (ctypes.c_void_p * 4)(ctypes.addressof(value), 1, 0, 0)  # struct xattr_args
+            attr = (ctypes.c_uint32 * 6)(0x8 | 0x40, 0, 0, 0, 0, 0)  # struct file_attr: sync, nodump
+            results = [
+                libc.syscall(SETXATTRAT, AT_FDCWD, path, 0, b"user.hostile", args, 16),
+                libc.syscall(REMOVEXATTRAT, AT_FDCWD, path, 0, b"user.decoy"),
+                libc.syscall(FILE_SETATTR, AT_FDCWD, path, attr, 24, 0),
+            ]
+            raise RuntimeError(f"{results} errno {ctypes.get_errno()}")
+    """, row_errors=ALL, errors=("RuntimeError: [-1, -1, -1] errno 1",), needs=("metadata",)),
+    "a_system_call_newer_than_the_filter": case("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        def f(x):
+            done = libc.syscall(470, 0, 0, 0, 0, 0)
+            raise RuntimeError(f"{done} errno {ctypes.get_errno()}")
+    """, row_errors=ALL, errors=("RuntimeError: -1 errno 38",), needs=("metadata",)),
     "lease_or_lock_a_readable_file": case("""
         import fcntl, os
         ATTACKS = [
