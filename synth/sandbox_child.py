@@ -419,6 +419,26 @@ def drop_identity(libc, uid, cwd, zygote):
     return True
 
 
+def new_namespaces(libc):
+    """Network and IPC namespaces of our own: no interface but a loopback that is down,
+    no System V IPC objects or message queues of other processes. Root makes them
+    directly; other users inside a user namespace, where that is allowed."""
+    if libc.unshare(CLONE_NEWNET | CLONE_NEWIPC) == 0:
+        return True
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC) != 0:
+        return False
+    # Map our own ids into the new user namespace, so that files we create are ours.
+    maps = (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1"))
+    for name, text in maps:
+        try:
+            with open(f"/proc/self/{name}", "w") as file:
+                file.write(text)
+        except OSError:
+            pass
+    return True
+
+
 def landlock(libc, readable, writable):
     """Landlock: read only ``readable``, write only under ``writable``, nothing
     executable; with ABI 4, no TCP; with ABI 6, signals and abstract UNIX sockets only

@@ -1,6 +1,7 @@
 """Shared fixtures. Tests use real SQLite files in tmp dirs and a real loopback HTTP server."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,18 @@ def uci_dir():
     if not (UCI_DIR / "adult.data.gz").exists():
         pytest.skip(f"UCI offline copies not found at {UCI_DIR} (set SYNTH_TEST_UCI_DIR)")
     return UCI_DIR
+
+
+@pytest.fixture
+def wait_until():
+    """Polls a condition to a deadline (never a fixed sleep); whether it came true."""
+
+    def wait(condition, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    return wait

@@ -295,7 +295,7 @@ def test_a_run_waiting_for_another_writer_past_the_timeout(db, workdir, short_ti
 def fail_writes(monkeypatch, message, tables=("evaluations",), updates=False):
     """The store's inserts into ``tables`` (and with ``updates`` its updates) fail as
     SQLite fails them when the disk is full."""
-    insert, update = store._insert, store._update
+    insert = store._insert
 
     def failing_insert(conn, table, record, **kw):
         if table in tables:

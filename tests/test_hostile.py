@@ -34,7 +34,6 @@ import sys
 import sysconfig
 import tempfile
 import textwrap
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -955,7 +954,7 @@ def hostile(request) -> tuple[str, Case]:
     return request.param, CASES[request.param]
 
 
-def test_hostile_program(hostile, arena, received_signals):
+def test_hostile_program(hostile, arena, received_signals, wait_until):
     name, hostile = hostile
     root, targets, server, (udp, unix, dgram, bystander) = arena
     skip = ("runs.db", "runs/hostile", "tmp")  # what the hostile run itself writes
@@ -1027,15 +1026,6 @@ def test_hostile_program(hostile, arena, received_signals):
     for path in root.rglob("*"):
         if path.is_file():
             assert SENTINEL.encode() not in path.read_bytes(), path
-
-
-def wait_until(condition, timeout=30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_the_battery_covers_the_issue():

@@ -44,15 +44,6 @@ NORMALISATION = [
 ]  # fmt: skip
 
 
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def program(source: str) -> str:
     return textwrap.dedent(source).lstrip()
 
@@ -529,7 +520,7 @@ def layers() -> list[str]:
     return evaluate(PARITY, "f", "binary", ["0"]).isolation.split()
 
 
-def test_a_zygote_that_dies_fails_the_evaluation_even_if_the_child_outlives_it():
+def test_a_zygote_that_dies_fails_the_evaluation_even_if_the_child_outlives_it(wait_until):
     """A child that undid its parent-death signal would run on, unseen, to its deadline:
     the parent watches the zygote itself and kills the child's group."""
     code = program("""
@@ -663,7 +654,7 @@ def test_a_folder_left_full_is_removed_by_a_cleaner_of_its_own(tmp_path):
     assert not folder.exists()
 
 
-def test_a_runner_killed_mid_evaluation_leaves_no_folder(tmp_path):
+def test_a_runner_killed_mid_evaluation_leaves_no_folder(tmp_path, wait_until):
     script = (
         "import sys, tempfile\n"
         "tempfile.tempdir = sys.argv[1]\n"
@@ -773,3 +764,31 @@ def test_a_busy_zygote_costs_an_evaluation_no_more_than_its_deadline():
     again = evaluate(PARITY, "f", "binary", ["0", "1"])
     assert (again.status, again.predictions) == ("ok", [0, 1])
     assert sandbox._zygote.proc.pid == zygote
+
+
+def test_without_seccomp_the_child_has_namespaces_of_its_own(tmp_path):
+    """Another architecture (no syscall table): network and IPC namespaces stand in for
+    the filter's refusal of sockets and IPC."""
+    if os.geteuid() != 0:
+        pytest.skip("namespaces without user namespaces need root")
+    script = (
+        "import ctypes, os, sys\n"
+        "import synth.sandbox_child as child\n"
+        "child.SYSCALLS = {}\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.syscall.restype = ctypes.c_long\n"
+        "r, w = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    layers = child.isolate(libc, (30, 10, 1 << 30, 1 << 20), list(sys.path), sys.argv[1],\n"
+        "                           os.getppid(), False)\n"
+        "    os.write(w, ' '.join(layers).encode())\n"
+        "    os._exit(0)\n"
+        "os.close(w)\n"
+        "print(os.read(r, 1000).decode())\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    layers = done.stdout.split()
+    assert layers[0] == "namespaces" and "seccomp" not in layers, done.stderr

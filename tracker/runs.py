@@ -43,28 +43,10 @@ def _path(db: sqlite_utils.Database) -> str:
     return str(path) if path is not None else "the database"
 
 
-def _translated(fn):
-    """Reads and writes that fail in SQLite raise a one-line StoreError naming the file
-    (tracker.db.explain); a constraint violated is a bug, and stays as it is."""
-
-    @functools.wraps(fn)
-    def wrapper(db, *args, **kwargs):
-        try:
-            return fn(db, *args, **kwargs)
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
-            raise
-        except sqlite3.DatabaseError as e:
-            raise explain(e, _path(db)) from None
-
-    return wrapper
-
-
-def _recording(run_of: Callable[..., str | None]):
-    """A write made while a run goes on. When SQLite refuses it (the disk full, a lock
-    held past the busy timeout, a read-only file), the run stops: it is marked failed
-    with the reason, unless that write fails too or the file is damaged (then it is not
-    written further), and RunStopped says which, and how to continue the run.
-    ``run_of(db, *args)`` names the run."""
+def _on_sqlite_error(handle):
+    """Decorates a store function: when SQLite fails it, ``handle(db, args, error)``
+    gives the one-line StoreError to raise instead; a constraint violated is a bug, and
+    stays as it is."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -74,11 +56,24 @@ def _recording(run_of: Callable[..., str | None]):
             except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
                 raise
             except sqlite3.DatabaseError as e:
-                raise _stopped(db, _run_of(run_of, db, *args), e) from None
+                raise handle(db, args, e) from None
 
         return wrapper
 
     return decorate
+
+
+# Reads and writes: a one-line StoreError naming the file (tracker.db.explain).
+_translated = _on_sqlite_error(lambda db, args, error: explain(error, _path(db)))
+
+
+def _recording(run_of: Callable[..., str | None]):
+    """A write made while a run goes on. When SQLite refuses it (the disk full, a lock
+    held past the busy timeout, a read-only file), the run stops: it is marked failed
+    with the reason, unless that write fails too or the file is damaged (then it is not
+    written further), and RunStopped says which, and how to continue the run.
+    ``run_of(db, *args)`` names the run."""
+    return _on_sqlite_error(lambda db, args, error: _stopped(db, _run_of(run_of, db, *args), error))
 
 
 def _run_of(run_of, db, *args) -> str | None:
