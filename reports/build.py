@@ -14,7 +14,7 @@ from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.text import render_text
 from tracker.db import StoreError, db_path as resolve_db, open_db
-from tracker.files import NotAFile, check_replaceable, write_atomic
+from tracker.files import NotAFile, check_replaceable, database_files, same_file, write_atomic
 
 RENDERERS = {"html": render_html, "md": render_text}
 
@@ -42,6 +42,9 @@ def build_report(
     if out is not None:
         check_output(out)
     path = resolve_db(db_path)
+    if out is not None and any(same_file(out, f) for f in database_files(path)):
+        raise ReportError(f"cannot write {out}: it is a file of the database {path}, which "
+                          "the report would overwrite")  # fmt: skip
     price_table = load_prices(prices)
     try:
         db = open_db(path, readonly=True)

@@ -8,6 +8,7 @@ and the cost of its tokens is unknown (``None``), never guessed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -70,9 +71,11 @@ def _read_user_table(path: Path) -> dict:
         raise ReportError(f'price table {path} needs a "models" object: '
                           '{"model": {"input": ..., "output": ...}}')  # fmt: skip
     for model, p in models.items():
-        numbers = isinstance(p, dict) and all(isinstance(v, int | float) and v >= 0 for v in p.values())
+        numbers = isinstance(p, dict) and all(
+            isinstance(v, int | float) and 0 <= v < math.inf for v in p.values()
+        )  # 1e400 reads as inf: finite only
         if not numbers or not {"input", "output"} <= p.keys():
             raise ReportError(f"price table {path}: model {model!r} needs non-negative numbers "
                               '"input" and "output" (and optionally "cached_input"), '
-                              "USD per 1M tokens")  # fmt: skip
+                              "USD per 1M tokens, finite")  # fmt: skip
     return data

@@ -65,6 +65,16 @@ class AsciiFloat(click.ParamType):
 
 INT, FLOAT = AsciiInt(), AsciiFloat()
 
+
+class PathArg(click.Path):
+    """A path that is not empty: `--out-dir "$DIR"` with DIR unset must not mean the
+    current folder, nor `--db ""` a folder named "."."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("a path must not be empty", param, ctx)
+        return super().convert(value, param, ctx)
+
 # Raised by click >= 8.2 for a group called without a command: it prints the help.
 _HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -252,7 +262,7 @@ def echo_err(message: str) -> None:
 
 def db_option(fn):
     return click.option(
-        "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+        "--db", "db_path", type=PathArg(dir_okay=False, path_type=Path),
         envvar="SYNTH_DB", show_envvar=True, help="SQLite database  [default: ./synth.db]",
     )(fn)  # fmt: skip
 
@@ -281,7 +291,7 @@ grid_options = option_group(
                      help="Global base seed, 0 to 2^63 - 1"),
         click.option("--strict-sizes", is_flag=True,
                      help="Refuse, rather than cap, a tabular test split its source cannot fill"),
-        click.option("--uci-dir", type=click.Path(file_okay=False, path_type=Path),
+        click.option("--uci-dir", type=PathArg(file_okay=False, path_type=Path),
                      envvar="SYNTH_UCI_DIR", show_envvar=True,
                      help="Folder with the UCI files (else the download cache)"),
 )  # fmt: skip
@@ -376,7 +386,7 @@ def datasets_list(as_json, db_path):
 
 
 @datasets.command(name="export", cls=VariadicCommand)
-@click.option("--dataset-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--dataset-dir", required=True, type=PathArg(file_okay=False, path_type=Path),
               help="Root of the published layout <dir>/<target>/L<len>/seed<derived>/")  # fmt: skip
 @click.option("--functions", multiple=True, metavar="FN...", help="Only these task ids")
 @click.option("--lengths", multiple=True, metavar="L...", help="Only these lengths")
@@ -397,7 +407,8 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 
 @cli.command(cls=VariadicCommand)
 @grid_options
-@click.option("--attempts", type=INT, default=5, show_default=True, help="Attempts per trial")
+@click.option("--attempts", type=INT, default=5, show_default=True,
+              help="Attempts per trial (at most 1,000)")
 @click.option("--num-trials", type=INT, default=5, show_default=True,
               help="Trials per grid point (a grid of more than 100,000 trials in all is refused; "
                    "SYNTH_MAX_TRIALS raises the bound)")
@@ -415,18 +426,18 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)
 @click.option("--tool-choice", type=click.Choice(TOOL_CHOICES), default="auto", show_default=True)
 @click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")
-@click.option("--prompt-template", type=click.Path(path_type=Path),
+@click.option("--prompt-template", type=PathArg(path_type=Path),
               help="Jinja template replacing the default prompt (see docs/prompts.md)")
 @click.option("--eval-timeout", type=FLOAT, default=60.0, show_default=True,
               envvar="SYNTH_EVAL_TIMEOUT", show_envvar=True,
               help="Seconds per sandboxed evaluation of one program (val + test)")
-@click.option("--dataset-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--dataset-dir", type=PathArg(file_okay=False, path_type=Path),
               help="Also mirror the datasets here in the published layout")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
               help="Folder for all exports  [default: runs/<run_id>/]")
-@click.option("--out-jsonl", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out-csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out-manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out-jsonl", type=PathArg(dir_okay=False, path_type=Path))
+@click.option("--out-csv", type=PathArg(dir_okay=False, path_type=Path))
+@click.option("--out-manifest", type=PathArg(dir_okay=False, path_type=Path))
 @click.option("--run-id", help="Name of the run: no spaces, no /, not starting with a dot or "
                                 "a dash, at most 128 bytes  [default: a timestamp id]")
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
@@ -578,7 +589,7 @@ def show(run_id, as_json, db_path):
 
 @cli.command(name="export")
 @click.argument("run_id")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
               help="Write here instead of the run's own export paths")  # fmt: skip
 @db_option
 @user_errors
@@ -592,7 +603,7 @@ def export_cmd(run_id, out_dir, db_path):
 
 
 @cli.command()
-@click.argument("db", required=False, type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("db", required=False, type=PathArg(dir_okay=False, path_type=Path),
                 envvar="SYNTH_DB")  # fmt: skip
 @user_errors
 def migrate(db):
@@ -620,9 +631,10 @@ def migrate(db):
 
 
 @cli.command()
-@click.argument("db", required=False, type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("db", required=False, type=PathArg(dir_okay=False, path_type=Path),
                 envvar="SYNTH_DB")  # fmt: skip
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to serve on (0.0.0.0: every address of this host)")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
               help="0: any free port (the URL printed names it)")
 @user_errors
@@ -634,6 +646,8 @@ def browse(db, host, port):
     from tracker.browse import serve
     from tracker.db import OutdatedDatabase, db_path, open_db
 
+    if not host.strip():  # uvicorn would take it for every address, and print none
+        raise UserError("--host must not be empty (0.0.0.0 serves every address of this host)")
     path = db_path(db)
     if not path.exists():
         raise UserError(f"no database at {path}")
@@ -647,7 +661,7 @@ def browse(db, host, port):
 
 
 @cli.command(cls=VariadicCommand)
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
               default=Path("runs/demo"), show_default=True,
               help="Folder for the demo's database, exports and datasets")
 @click.option("--provider", type=click.Choice(PROVIDERS), default="formula", show_default=True,
@@ -658,7 +672,7 @@ def browse(db, host, port):
 @click.option("--num-trials", type=INT, default=3, show_default=True)
 @click.option("--attempts", type=INT, default=2, show_default=True)
 @click.option("--test-size", type=INT, default=10000, show_default=True)
-@click.option("--uci-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--uci-dir", type=PathArg(file_okay=False, path_type=Path),
               envvar="SYNTH_UCI_DIR", show_envvar=True,
               help="Folder with the UCI files (else the download cache)")
 @click.option("--time-budget", type=FLOAT, default=0.5, show_default=True,
@@ -699,15 +713,15 @@ def _self_command() -> str:
 
 @cli.command()
 @click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write  [default: report.html; md: stdout]")
+@click.option("-o", "--output", type=PathArg(dir_okay=False, allow_dash=True, path_type=Path),
+              help="File to write, - for stdout  [default: report.html; md: stdout]")
 @click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True,
               help="A self-contained HTML page, or a text readout for terminals")
 @click.option("--model", multiple=True, help="Only runs of this model")
 @click.option("--provider", multiple=True, help="Only runs of this provider")
 @click.option("--task", multiple=True, metavar="FN",
               help="Only these task ids (repeat the flag, or separate them with commas)")
-@click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--prices", type=PathArg(exists=True, dir_okay=False, path_type=Path),
               envvar="SYNTH_PRICES", show_envvar=True,
               help="JSON price table merged over the built-in one")
 @db_option
@@ -723,7 +737,8 @@ def report(run_ids, output, fmt, model, provider, task, prices, db_path):
 
     task = split_values(task)
     filters = {k: list(v) for k, v in (("model", model), ("provider", provider), ("task", task)) if v}
-    out = output or (Path("report.html") if fmt == "html" else None)
+    # `-o -`: standard output, as the text format goes there by default.
+    out = None if str(output) == "-" else output or (Path("report.html") if fmt == "html" else None)
     try:
         result = build_report(resolve_db(db_path), list(run_ids) or None, out, fmt, filters or None,
                               prices, notify=lambda message: click.echo(message, err=True))

@@ -31,6 +31,8 @@ AT_MOST = f" and at most {MAX_SECONDS:,}"
 # refused up front (a mistyped --num-trials would otherwise fill the disk first).
 MAX_TRIALS = 100_000
 MAX_TRIALS_ENV = "SYNTH_MAX_TRIALS"
+# Attempts per trial: the paper's protocol uses 5; a typo must not plan a trial forever.
+MAX_ATTEMPTS = 1_000
 
 # What a resume may change: how hard and where a run works, never what it measures.
 RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
@@ -119,6 +121,9 @@ class RunConfig:
             (0 < self.eval_timeout <= MAX_SECONDS,
              f"--eval-timeout must be positive{AT_MOST} (got {self.eval_timeout})"),
             (bool(self.model), "--model must not be empty"),
+            (self.model.isprintable(), f"--model must be one printable line (got {_shown(self.model)})"),
+            (self.attempts <= MAX_ATTEMPTS,
+             f"--attempts must be at most {MAX_ATTEMPTS:,} (got {self.attempts:,})"),
             (self.api_base_url is None or _http_url(self.api_base_url),
              "--api-base-url must be an http(s) URL with a host and a port from 1 to 65535, "
              f"e.g. http://localhost:8000/v1 (got {_shown(self.api_base_url or '')})"),

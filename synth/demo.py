@@ -9,6 +9,7 @@ from pathlib import Path
 from reports import build_report
 from synth.config import RunConfig
 from synth.run import RunResult, check_folder, start_run
+from synth.tasks import get_task
 
 DEMO_FUNCTIONS = ["fn_a", "fn_c", "fn_e", "fn_g", "fn_m", "fn_q"]
 DEMO_LENGTHS = [20, 50]
@@ -44,8 +45,10 @@ def run_demo(
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "synth.db"
+    if lengths is None and not (functions and all(get_task(fn).fixed_length for fn in functions)):
+        lengths = DEMO_LENGTHS  # tabular tasks alone take their length from their data
     config = RunConfig(
-        functions=functions or DEMO_FUNCTIONS, lengths=lengths or DEMO_LENGTHS,
+        functions=functions or DEMO_FUNCTIONS, lengths=lengths,
         num_trials=num_trials, attempts=attempts, test_size=test_size, provider=provider,
         time_budget=time_budget, dataset_dir=str(out_dir / "datasets"), **settings,
     )  # fmt: skip

@@ -13,7 +13,7 @@ class Progress:
                  solved_trials: int = 0):  # fmt: skip
         """``done_trials`` and ``solved_trials``: those a resumed run finished before."""
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        self.tty = self.stream is not None and self.stream.isatty()
         self.total = total_trials
         self.done = done_trials
         self.solved = solved_trials
@@ -48,18 +48,27 @@ class Progress:
             f"tokens {self.token_count:,}"
         )
         if self.tty:
-            self.stream.write("\r\033[K" + line + "\n")
+            self._write("\r\033[K" + line + "\n")
             self._status()
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            self._write(line + "\n")
 
     def _status(self) -> None:
         if not self.tty:
             return
         elapsed = time.monotonic() - self.started
-        self.stream.write(
+        self._write(
             f"\r\033[K{self.done}/{self.total} trials | solved {self.solved} | "
             f"in flight {self.in_flight} | tokens {self.token_count:,} | {elapsed:.0f}s"
         )
-        self.stream.flush()
+
+    def _write(self, text: str) -> None:
+        """Progress is a courtesy: a stderr closed or full (`2>&-`, `| head -0`) silences
+        it, and the run goes on, recorded as ever."""
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream = None

@@ -336,9 +336,12 @@ def load_template(path: str | os.PathLike) -> jinja2.Template:
     Includes and extends resolve beside the file first, then among the defaults.
     """
     path = Path(path)
-    if not path.is_file():
-        what = "a folder, not a file" if path.is_dir() else "not a file" if path.exists() else "no such file"
-        raise SynthError(f"prompt template {path}: {what}")
+    try:
+        if not path.is_file():
+            what = "a folder, not a file" if path.is_dir() else "not a file" if path.exists() else "no such file"
+            raise SynthError(f"prompt template {path}: {what}")
+    except OSError as e:  # a name too long, a folder we may not enter
+        raise SynthError(f"prompt template {str(path)[:120]}: {e.strerror}") from None
     env = _environment(
         jinja2.ChoiceLoader([jinja2.FileSystemLoader(path.parent), _DEFAULTS])
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import fnmatch
 import json
 import os
 import platform
@@ -35,11 +36,12 @@ from synth.prompts import load_template, render_prompt, template_from_text
 from synth.runner import GridJob, Runner
 from synth.tasks import get_task
 from tracker import runs as store
+from tracker.runs import RunStopped
 from tracker.dataset_files import write_dataset_folders
 from tracker.datasets import forget_new_datasets, load_examples
-from tracker.db import check_writable, db_path as resolve_db, open_db
+from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db
 from tracker.exports import ExportPaths, write_exports
-from tracker.files import NotAFile, check_replaceable
+from tracker.files import NotAFile, check_replaceable, database_files, same_file
 
 API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -65,7 +67,7 @@ def start_run(
     provider = None if config.dry_run else _provider(config)  # the key, before any download
     points = _plan(config, uci_dir, notify)
     _check_grid_size(len(points), config.num_trials)
-    _check_outputs(config)
+    _check_outputs(config, path)
     created = not path.exists()
     # Closed at the end: the last connection to close folds the WAL into the file, so
     # the database file alone holds everything (as a copy or an archive of it will).
@@ -120,7 +122,7 @@ def resume_run(
         config = RunConfig.from_json({**recorded, **overrides})
         config.validate(new_run=False)
         provider = None if config.dry_run else _provider(config)
-        _check_outputs(config)
+        _check_outputs(config, path)
         stored = _recorded_grid(db, config)
         _check_template(config, db, stored)  # the stored template, before the run is touched
         owner = store.claim_run(db, run_id)
@@ -174,7 +176,7 @@ def export_run(run_id: str, *, db_path: Path | None = None, out_dir: Path | None
     config = RunConfig.from_json(json.loads(run["config"]))
     if out_dir:
         config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = str(out_dir), None, None, None
-    _check_out_dir(config)
+    _check_out_dir(config, resolve_db(db_path))
     try:
         return write_exports(db, run_id, export_paths(config))
     except OSError as e:
@@ -213,9 +215,20 @@ def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
 @contextmanager
 def _interruptible(db, path: Path, config: RunConfig):
     """Ctrl-C (or SIGTERM) at any moment of a recorded run, the exports included: the run
-    is marked interrupted, and one line says how to resume it."""
+    is marked interrupted, and one line says how to resume it. A store that fails it
+    otherwise (a table dropped by hand) marks it failed where it still can."""
     try:
         yield
+    except Exception as e:
+        first = e
+        while isinstance(first, BaseExceptionGroup):  # from the runner's tasks
+            first = first.exceptions[0]
+        if isinstance(first, StoreError | sqlite3.DatabaseError) and not isinstance(first, RunStopped):
+            try:
+                store.set_run_status(db, config.run_id, "failed", error=str(first))
+            except (StoreError, sqlite3.Error):
+                pass  # the error raised says what is wrong with the database
+        raise
     except KeyboardInterrupt:
         store.set_run_status(db, config.run_id, "interrupted")
         store.record_event(db, config.run_id, "interrupted", "stopped by the user", level="warning")
@@ -351,12 +364,20 @@ def _provider(config: RunConfig):
     )  # fmt: skip
 
 
-def _check_out_dir(config: RunConfig) -> None:
-    """The exports' folders are writable, the exports three files, and no other run's
-    exports are there: its manifest where ours goes, or its per-trial logs beside our
-    JSONL (they would be left among ours)."""
+def _check_out_dir(config: RunConfig, db_path: Path) -> None:
+    """The exports' folders are writable, the exports three files, none of them the
+    database, and no other run's exports are there: its manifest where ours goes, or its
+    per-trial logs beside our JSONL (they would be left among ours)."""
     named = {"--out-jsonl": config.jsonl_path, "--out-csv": config.csv_path,
              "--out-manifest": config.manifest_path}  # fmt: skip
+    log = config.jsonl_path.parent / f"{config.jsonl_path.stem}_fn_L1_trial1.jsonl"
+    for flag, path in {**named, "a per-trial log": log}.items():
+        hits = [f for f in database_files(db_path) if same_file(path, f) or (
+            flag == "a per-trial log" and same_file(path.parent, f.parent)
+            and fnmatch.fnmatch(f.name, f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))]  # fmt: skip
+        if hits:
+            raise SynthError(f"{flag} would be written over {hits[0]}, a file of the database "
+                             f"{db_path}: every run in it would be lost; choose another path")  # fmt: skip
     seen: dict[Path, str] = {}
     for flag, path in named.items():
         if (other := seen.setdefault(path.resolve(), flag)) != flag:
@@ -369,6 +390,8 @@ def _check_out_dir(config: RunConfig) -> None:
             check_replaceable(path)
         except NotAFile as e:
             raise SynthError(f"cannot write exports: {e}") from None
+        except OSError as e:  # a name too long, a folder we may not enter
+            raise SynthError(f"cannot write exports to {_short(path)}: {e.strerror}") from None
     logs = sorted(config.jsonl_path.parent.glob(f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))
     for path in [config.manifest_path, config.jsonl_path, config.csv_path, *logs[:1]]:
         other = _run_id_in(path)
@@ -389,9 +412,9 @@ def _run_id_in(path: Path) -> str | None:
         return None
 
 
-def _check_outputs(config: RunConfig) -> None:
+def _check_outputs(config: RunConfig, db_path: Path) -> None:
     """Every folder a run writes to, before anything is spent."""
-    _check_out_dir(config)
+    _check_out_dir(config, db_path)
     if config.dataset_dir:
         check_folder(Path(config.dataset_dir), "datasets")
 
@@ -401,12 +424,21 @@ def check_folder(path: Path, what: str) -> None:
     its nearest existing ancestor takes a new folder (tried, not guessed from
     permissions, which /proc or a read-only mount would misreport)."""
     probe = path
-    while not probe.exists():
-        probe = probe.parent
+    try:
+        while not probe.exists():
+            probe = probe.parent
+    except OSError as e:  # a name too long, a folder we may not enter
+        raise SynthError(f"cannot write {what} to {_short(path)}: {e.strerror}") from None
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".synth-probe-", dir=probe))
     except OSError:
         raise SynthError(f"cannot write {what} to {path}: {probe} is not a writable folder") from None
+
+
+def _short(path: Path, most: int = 120) -> str:
+    """A path for a one-line message: cut in the middle when long."""
+    text = str(path)
+    return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 2 :]}"
 
 
 def _remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:

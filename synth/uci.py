@@ -230,11 +230,14 @@ def _find(folder: Path | None, file: str) -> Path | None:
     """The file (or its .gz) in ``folder``; a folder or a device of that name is refused
     by name rather than passed over as missing (and then downloaded)."""
     for candidate in (folder / file, folder / f"{file}.gz") if folder else ():
-        if candidate.is_file():
-            return candidate.resolve()
-        if candidate.exists() or candidate.is_symlink():
-            what = "a folder" if candidate.is_dir() else "a link to nothing" if not candidate.exists() else "not a plain file"
-            raise SourceError(f"{candidate} is {what}, not the UCI file {file}")
+        try:
+            if candidate.is_file():
+                return candidate.resolve()
+            if candidate.exists() or candidate.is_symlink():
+                what = "a folder" if candidate.is_dir() else "a link to nothing" if not candidate.exists() else "not a plain file"
+                raise SourceError(f"{candidate} is {what}, not the UCI file {file}")
+        except OSError as e:  # a name too long, a folder we may not enter
+            raise SourceError(f"cannot look for the UCI file {file} in {str(folder)[:120]}: {e.strerror}") from None
     return None
 
 

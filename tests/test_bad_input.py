@@ -358,3 +358,24 @@ def closing_db(path):
         yield conn
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attempts", "1001"], "--attempts must be at most 1,000 (got 1,001)"),
+    (["--attempts", "100000000000000000000"], "--attempts must be at most 1,000"),
+    (["--model", "gpt\nfive"], "--model must be one printable line"),
+    (["--model", "gpt\x1b[2Jfive"], "--model must be one printable line"),
+], ids=["attempts", "attempts-huge", "model-newline", "model-escape"])  # fmt: skip
+def test_settings_that_would_run_forever_or_break_a_table(args, message, existing_db, openai_server):
+    before = snapshot(existing_db.parent)
+    result = CliRunner().invoke(cli, ["run", *SMALL, *args, "--db", str(existing_db),
+                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert len(result.stderr.splitlines()) == 1
+    assert snapshot(existing_db.parent) == before and openai_server.requests == []
+
+
+def test_browse_refuses_an_empty_host(existing_db):
+    result = CliRunner().invoke(cli, ["browse", str(existing_db), "--host", "", "--port", "0"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --host must not be empty (0.0.0.0 serves every address of this host)\n"

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,95 @@ def test_files_written_together_are_all_written_or_none(tmp_path):
     del contents[tmp_path / "gone" / "x.txt"]
     write_all_atomic(contents)
     assert (tmp_path / "kept.txt").read_text() == "after" and (tmp_path / "new.txt").read_text() == "new"
+
+
+OFFLINE = ["run", "--provider", "formula", "--max-candidates", 100, *GRID, "--attempts", 1,
+           "--db", "runs.db"]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", [
+    ["--out-jsonl", "runs.db"], ["--out-csv", "./runs.db"], ["--out-manifest", "runs.db-wal"],
+    ["--out-jsonl", "link.db"], ["--out-dir", ".", "--out-jsonl", "runs.db"],
+], ids=["jsonl", "csv", "manifest-wal", "symlink", "out-dir"])  # fmt: skip
+def test_an_export_that_would_overwrite_the_database_is_refused(args, done_run):
+    """Before: the run was paid for, then its JSONL replaced the database, every run lost."""
+    (done_run / "link.db").symlink_to(done_run / "runs.db")
+    before = files_under(done_run)
+    line = one_line_error(synth(*OFFLINE, "--run-id", "again", *args))
+    assert "a file of the database runs.db: every run in it would be lost" in line
+    assert files_under(done_run) == before
+
+
+@pytest.mark.parametrize("out", ["./runs.db", "runs.db-shm"])
+def test_a_report_over_the_database_is_refused(out, done_run):
+    """Before: `report -o x.db` replaced the database x.db with the HTML page, exit 0."""
+    before = files_under(done_run)
+    line = one_line_error(synth("report", "--db", "runs.db", "-o", out))
+    assert line.endswith("is a file of the database runs.db, which the report would overwrite")
+    assert files_under(done_run) == before
+
+
+def test_an_export_over_the_database_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    made = synth(*OFFLINE[:-1], "results_attempts.csv", "--run-id", "r", "--out-dir", "out")
+    assert made.exit_code == 0, made.output
+    before = files_under(tmp_path)
+    line = one_line_error(synth("export", "r", "--db", "results_attempts.csv", "--out-dir", "."))
+    assert "would be written over results_attempts.csv, a file of the database" in line
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("flag", ["--out-dir", "--dataset-dir", "--out-jsonl", "--prompt-template"])
+def test_a_path_too_long_for_the_file_system_is_one_line(flag, done_run):
+    """A name over 255 bytes: an OSError traceback before (pathlib's exists() raised)."""
+    before = files_under(done_run)
+    line = one_line_error(synth(*OFFLINE, "--run-id", "long", flag, "d" * 300))
+    assert line.endswith("File name too long") and len(line) < 300
+    assert files_under(done_run) == before
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--out-dir", ""], ["run", "--dataset-dir", ""], ["run", "--db", ""],
+    ["export", "done", "--out-dir", ""], ["datasets", "export", "--dataset-dir", ""],
+    ["report", "-o", ""], ["runs", "--db", " "],
+], ids=["run-out-dir", "run-dataset-dir", "run-db", "export", "datasets-export", "report", "runs"])  # fmt: skip
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, done_run):
+    before = files_under(done_run)
+    assert one_line_error(synth(*args)).endswith("a path must not be empty")
+    assert files_under(done_run) == before
+
+
+def test_report_to_standard_output_with_a_dash(done_run):
+    result = synth("report", "--db", "runs.db", "-o", "-", "--format", "md")
+    assert result.exit_code == 0 and "fn_a" in result.stdout
+    assert not (done_run / "-").exists()
+
+
+def test_a_closed_stderr_does_not_stop_a_run(done_run):
+    """Progress on a closed stderr raised, and the run stayed `running`."""
+    subprocess.run([sys.executable, "-m", "synth", *map(str, OFFLINE), "--run-id", "quiet"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    conn = sqlite3.connect(done_run / "runs.db")
+    assert conn.execute("select status from runs where run_id = 'quiet'").fetchone() == ("completed",)
+    conn.close()
+    done = subprocess.run(f"{sys.executable} -m synth {' '.join(map(str, OFFLINE))} --run-id closed 2>&-",
+                          shell=True, stdout=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    conn = sqlite3.connect(done_run / "runs.db")
+    assert conn.execute("select status from runs where run_id = 'closed'").fetchone() == ("completed",)
+    conn.close()
+    assert done.returncode == 0
+
+
+def test_a_run_whose_database_lost_a_table_ends_failed(done_run):
+    conn = sqlite3.connect(done_run / "runs.db")
+    for (view,) in conn.execute("select name from sqlite_master where type = 'view'").fetchall():
+        conn.execute(f"drop view [{view}]")
+    conn.execute("drop table evaluations")
+    conn.commit()
+    conn.close()
+    result = synth(*OFFLINE, "--run-id", "broken")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    conn = sqlite3.connect(done_run / "runs.db")
+    assert conn.execute("select status from runs where run_id = 'broken'").fetchone() == ("failed",)
+    conn.close()

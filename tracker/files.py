@@ -51,6 +51,22 @@ def check_replaceable(path: str | os.PathLike) -> None:
     raise NotAFile(None, kind, str(path))
 
 
+def database_files(db: str | os.PathLike) -> list[Path]:
+    """The files SQLite keeps for the database ``db``: nothing else may be written there."""
+    return [Path(f"{db}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same path once links are followed, or, both
+    existing, the same inode (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def read_plain(path: str | os.PathLike, most: int) -> bytes:
     """The bytes of a regular file of at most ``most`` bytes. A user may name a pipe
     (open() would wait for a writer), a device (/dev/zero never ends) or a huge file:
