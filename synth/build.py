@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import Sizes, plan_grid
-from synth.errors import SynthError
+from synth.errors import RunInterrupted, SynthError
+from synth.run import remove_if_empty
 from synth.tasks import get_task
 from tracker.dataset_files import write_dataset_folders
 from tracker.datasets import list_datasets
-from tracker.db import check_writable, db_path as resolve_db, open_db
+from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db
 
 
 def build_grid(
@@ -35,7 +40,37 @@ def build_grid(
         functions, lengths, Sizes(train_size, val_size, test_size), seed,
         strict_sizes=strict_sizes, uci_dir=uci_dir, notify=notify,
     )  # fmt: skip
-    return ensure_datasets(open_db(path), points, uci_dir=uci_dir)
+    created = not path.exists()
+    with _terminate_interrupts():
+        db = None
+        try:
+            db = open_db(path)
+            return ensure_datasets(db, points, uci_dir=uci_dir)
+        except BaseException as e:
+            if created and path.exists():
+                with suppress(StoreError, sqlite3.Error, OSError):
+                    remove_if_empty(db or open_db(path), path)
+            if isinstance(e, KeyboardInterrupt):  # each dataset is stored whole as it is built
+                raise RunInterrupted("interrupted: the datasets built so far are stored; the "
+                                     "same command builds the rest") from None  # fmt: skip
+            raise
+
+
+@contextmanager
+def _terminate_interrupts():
+    """SIGTERM (`timeout`, `kill`) stops a build as Ctrl-C does, in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def export_datasets(

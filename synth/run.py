@@ -80,7 +80,7 @@ def start_run(
             _check_template(config, db, stored, created=created)  # before the run is recorded
         except BaseException:
             if created:  # refused before anything was recorded: leave no empty database behind
-                _remove_if_empty(db, path)
+                remove_if_empty(db, path)
             raise
         if config.dataset_dir:
             _mirror(db, stored, Path(config.dataset_dir))
@@ -322,7 +322,7 @@ def _check_template(
     within the limits of synth.prompts, before the run is recorded (or a resume claims
     it): a template that fails on any point is refused with the run untouched. The
     datasets are built by then; in a database this call's caller ``created``, the ones
-    built are removed again, so that the caller can remove the file (_remove_if_empty)."""
+    built are removed again, so that the caller can remove the file (remove_if_empty)."""
     if config.prompt_template is None:
         return
     template = _template(config)
@@ -441,7 +441,7 @@ def _short(path: Path, most: int = 120) -> str:
     return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 2 :]}"
 
 
-def _remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:
+def remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:
     """Remove the database this call created, unless it holds a run or a dataset by now
     (another process may have started to use the new file meanwhile)."""
     db.conn.execute("begin immediate")  # no writer in the middle of recording one

@@ -290,3 +290,23 @@ def test_a_run_whose_database_lost_a_table_ends_failed(done_run):
     conn = sqlite3.connect(done_run / "runs.db")
     assert conn.execute("select status from runs where run_id = 'broken'").fetchone() == ("failed",)
     conn.close()
+
+
+def test_a_build_stopped_midway_leaves_no_empty_database(tmp_path, wait_until):
+    """`timeout 10 synth datasets build` left a new database with tables and no dataset."""
+    build = subprocess.Popen(
+        [sys.executable, "-m", "synth", "datasets", "build", "--functions", "fn_a", "fn_b",
+         "--lengths", "50", "--test-size", "1000000", "--db", "big.db"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert wait_until(lambda: (tmp_path / "big.db").exists() or build.poll() is not None)
+    build.terminate()
+    _, err = build.communicate(timeout=120)
+    assert build.returncode == 130, err
+    assert err == ("Error: interrupted: the datasets built so far are stored; the same command "
+                   "builds the rest\n")  # fmt: skip
+    if (tmp_path / "big.db").exists():  # a dataset was finished first: it is kept, whole
+        conn = sqlite3.connect(tmp_path / "big.db")
+        assert conn.execute("select count(*) from datasets").fetchone()[0] >= 1
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+        conn.close()
