@@ -112,6 +112,11 @@ class Group(OneLineUsage, click.Group):
     def main(self, *args, **kwargs):
         """Standard output that cannot be written (`> /dev/full`, a closed pipe) is one line
         on stderr and exit 1, not a traceback; click itself only quiets a closed pipe."""
+        if sys.stdout is None:  # `>&-`: the data we print would be lost unseen
+            if sys.stderr is not None:
+                click.echo("Error: standard output is closed; send it to a file, or to "
+                           "/dev/null (`> /dev/null`)", err=True)  # fmt: skip
+            sys.exit(2)
         try:
             return super().main(*args, **kwargs)
         except OSError as e:

@@ -310,3 +310,14 @@ def test_a_build_stopped_midway_leaves_no_empty_database(tmp_path, wait_until):
         assert conn.execute("select count(*) from datasets").fetchone()[0] >= 1
         assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
         conn.close()
+
+
+@pytest.mark.parametrize("args", [["tasks"], ["runs", "--db", "runs.db"], ["browse", "runs.db", "--port", "0"]],
+                         ids=["tasks", "runs", "browse"])  # fmt: skip
+def test_a_closed_standard_output_is_refused_not_written_to_nowhere(args, done_run):
+    """`synth runs >&-` exited 0 having printed nothing; `browse` raised in uvicorn's logging."""
+    done = subprocess.run(f"{sys.executable} -m synth {' '.join(args)} >&-", shell=True,
+                          stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == ("Error: standard output is closed; send it to a file, or to /dev/null "
+                           "(`> /dev/null`)\n")  # fmt: skip
