@@ -427,7 +427,9 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
               help="Formulas the `formula` proposer may look at per proposal: unlike "
                    "--time-budget, the same on every machine  [default: no limit]")
 @click.option("--max-output-tokens", type=INT, default=20000, show_default=True)
-@click.option("--reasoning-effort", type=click.Choice(EFFORTS), default="high", show_default=True)
+@click.option("--reasoning-effort", default="high", show_default=True,
+              help=f"Known: {', '.join(EFFORTS)}; another value is sent as given (newer models "
+                   "add levels) and a server that refuses it says so")
 @click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)
 @click.option("--tool-choice", type=click.Choice(TOOL_CHOICES), default="auto", show_default=True)
 @click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")

@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 from synth.errors import SynthError
 
-EFFORTS = ("minimal", "low", "medium", "high")
+# The reasoning efforts OpenAI's models take today. Newer models add levels, so any other
+# value is sent as given and a server that refuses it says so.
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 VERBOSITIES = ("low", "medium", "high")
 TOOL_CHOICES = ("auto", "none")
 API_MODES = ("responses", "chat")
@@ -104,7 +106,9 @@ class RunConfig:
              f"--time-budget must be positive{AT_MOST} (got {self.time_budget})"),
             (self.max_candidates is None or self.max_candidates >= 1,
              f"--max-candidates must be at least 1 (got {self.max_candidates})"),
-            (self.reasoning_effort in EFFORTS, f"--reasoning-effort must be one of {', '.join(EFFORTS)}"),
+            (bool(self.reasoning_effort) and self.reasoning_effort.isascii()
+             and self.reasoning_effort.isprintable() and " " not in self.reasoning_effort,
+             f"--reasoning-effort must be a word such as {', '.join(EFFORTS)} (got {_shown(self.reasoning_effort)})"),
             (self.verbosity in VERBOSITIES, f"--verbosity must be one of {', '.join(VERBOSITIES)}"),
             (self.tool_choice in TOOL_CHOICES, f"--tool-choice must be one of {', '.join(TOOL_CHOICES)}"),
             (self.api_mode in API_MODES, f"--api-mode must be one of {', '.join(API_MODES)}"),

@@ -68,7 +68,8 @@ CASES = [
     (["--train-size", "99"], "--train-size must be a positive even number"),
     (["--val-size", "-2"], "--val-size must be a positive even number"),
     (["--test-size", "0"], "--test-size must be a positive even number"),
-    (["--reasoning-effort", "extreme"], "Invalid value for '--reasoning-effort'"),
+    (["--reasoning-effort", ""], "--reasoning-effort must be a word such as none, minimal"),
+    (["--reasoning-effort", "very high"], "--reasoning-effort must be a word"),
     (["--verbosity", "loud"], "Invalid value for '--verbosity'"),
     (["--tool-choice", "always"], "Invalid value for '--tool-choice'"),
     (["--api-mode", "grpc"], "Invalid value for '--api-mode'"),
@@ -379,3 +380,13 @@ def test_browse_refuses_an_empty_host(existing_db):
     result = CliRunner().invoke(cli, ["browse", str(existing_db), "--host", "", "--port", "0"])
     assert result.exit_code == 2
     assert result.stderr == "Error: --host must not be empty (0.0.0.0 serves every address of this host)\n"
+
+
+@pytest.mark.parametrize("effort", ["xhigh", "none", "ultra"])
+def test_a_reasoning_effort_is_sent_as_given(effort, existing_db, openai_server):
+    """OpenAI adds levels with new models: any word is sent; the server says if it refuses."""
+    result = CliRunner().invoke(cli, ["run", *SMALL, "--reasoning-effort", effort, "--run-id", effort,
+                                      "--db", str(existing_db), "--api-base-url", openai_server.base_url])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert openai_server.requests and all(
+        r.body["reasoning"] == {"effort": effort} for r in openai_server.requests)
