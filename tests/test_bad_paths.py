@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracker.dataset_files
+import tracker.runs
 from synth.cli import cli
 from tracker.files import write_all_atomic
 
@@ -277,39 +278,46 @@ def test_a_closed_stderr_does_not_stop_a_run(done_run):
     assert done.returncode == 0
 
 
-def test_a_run_whose_database_lost_a_table_ends_failed(done_run):
-    conn = sqlite3.connect(done_run / "runs.db")
+def drop_tables(path: Path, *tables: str) -> None:
+    conn = sqlite3.connect(path)
     for (view,) in conn.execute("select name from sqlite_master where type = 'view'").fetchall():
         conn.execute(f"drop view [{view}]")
-    conn.execute("drop table evaluations")
+    for table in tables:
+        conn.execute(f"drop table [{table}]")
     conn.commit()
     conn.close()
+
+
+@pytest.mark.parametrize("args", [["show", "done"], ["runs"], ["migrate"], ["export", "done"],
+                                  ["run", *OFFLINE[1:-2], "--run-id", "next"]],
+                         ids=["show", "runs", "migrate", "export", "run"])  # fmt: skip
+def test_a_database_that_lost_a_table_says_so(args, done_run):
+    """With `runs` dropped by hand, `show` said "no run" and `migrate` "up to date"."""
+    drop_tables(done_run / "runs.db", "evaluations")
+    before = files_under(done_run)
+    command = [args[0], "--db", "runs.db", *args[1:]] if args[0] != "migrate" else ["migrate", "runs.db"]
+    line = one_line_error(synth(*command), code=1)
+    assert line == ("Error: runs.db lacks the table(s) evaluations that its recorded migrations made: "
+                    "it was changed by hand or by another program; restore a copy of it")  # fmt: skip
+    assert files_under(done_run) == before
+
+
+def test_a_table_lost_during_a_run_ends_it_failed(done_run, monkeypatch):
+    real = tracker.runs.record_event
+
+    def drop_after_start(db, run_id, kind, *args, **kwargs):
+        done = real(db, run_id, kind, *args, **kwargs)
+        if kind == "run_started":
+            drop_tables(done_run / "runs.db", "evaluations")
+        return done
+
+    monkeypatch.setattr(tracker.runs, "record_event", drop_after_start)
     result = synth(*OFFLINE, "--run-id", "broken")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
     conn = sqlite3.connect(done_run / "runs.db")
     assert conn.execute("select status from runs where run_id = 'broken'").fetchone() == ("failed",)
     conn.close()
-
-
-def test_a_build_stopped_midway_leaves_no_empty_database(tmp_path, wait_until):
-    """`timeout 10 synth datasets build` left a new database with tables and no dataset."""
-    build = subprocess.Popen(
-        [sys.executable, "-m", "synth", "datasets", "build", "--functions", "fn_a", "fn_b",
-         "--lengths", "50", "--test-size", "1000000", "--db", "big.db"],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert wait_until(lambda: (tmp_path / "big.db").exists() or build.poll() is not None)
-    build.terminate()
-    _, err = build.communicate(timeout=120)
-    assert build.returncode == 130, err
-    assert err == ("Error: interrupted: the datasets built so far are stored; the same command "
-                   "builds the rest\n")  # fmt: skip
-    if (tmp_path / "big.db").exists():  # a dataset was finished first: it is kept, whole
-        conn = sqlite3.connect(tmp_path / "big.db")
-        assert conn.execute("select count(*) from datasets").fetchone()[0] >= 1
-        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
-        conn.close()
 
 
 @pytest.mark.parametrize("args", [["tasks"], ["runs", "--db", "runs.db"], ["browse", "runs.db", "--port", "0"]],

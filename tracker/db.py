@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from tracker.migrations import migrations
+from tracker.migrations import TABLES, migrations
 
 DEFAULT_DB = "synth.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -276,7 +276,9 @@ def _check_readable(db: sqlite_utils.Database, path: Path) -> None:
     """Refuse to read what is not ours, is newer than us, or lacks migrations (then
     ``synth migrate`` is the fix): the read commands cannot migrate it themselves."""
     _refuse_newer(db, path)
-    if pending := migrations.pending(db):
+    if not (pending := migrations.pending(db)):
+        _refuse_incomplete(db, path)
+    if pending:
         if not migrations.applied(db):
             raise StoreError(_not_ours(path))
         where = "" if _writable(path) else " (after copying it to a folder you can write)"
@@ -301,6 +303,7 @@ def _prepare(db: sqlite_utils.Database, path: Path) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     if not migrations.pending(db):
+        _refuse_incomplete(db, path)
         return  # the usual case: read only, no write lock taken
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -311,6 +314,16 @@ def _prepare(db: sqlite_utils.Database, path: Path) -> None:
     except BaseException:
         conn.rollback()
         raise
+
+
+def _refuse_incomplete(db: sqlite_utils.Database, path: Path) -> None:
+    """A database whose migrations are all recorded must hold their tables: one dropped
+    by hand would otherwise read as "no run" or fail mid-run."""
+    if missing := sorted(set(TABLES) - set(db.table_names())):
+        raise DamagedDatabase(
+            f"{path} lacks the table(s) {', '.join(missing)} that its recorded migrations made: "
+            "it was changed by hand or by another program; restore a copy of it"
+        )
 
 
 def _retry_while_locked(conn: sqlite3.Connection, step, seconds: float | None = None):

@@ -3,6 +3,10 @@
 from sqlite_utils import Migrations
 
 migrations = Migrations("llm-pv")
+# The tables the migrations make: a database that says it has them all applied and lacks
+# one was changed by hand (or by another program).
+TABLES = ("datasets", "examples", "runs", "run_datasets", "trials", "prompts", "programs",
+          "attempts", "responses", "evaluations", "events")  # fmt: skip
 
 
 @migrations()
