@@ -147,37 +147,25 @@ def evaluate(
         str(MAX_FILE_BYTES),
     )
     started = time.perf_counter()
-    # The folder is the zygote's to remove once it forked the child (it removes it when
-    # it reaps the child, even after the runner died); ours before that, or if it died.
-    cwd, forked = None, []
-
-    def started_child(pid: int) -> None:
-        forked.append(pid)
-        on_start(pid)
-
     try:
-        cwd = tempfile.mkdtemp(prefix="synth-sandbox-")
         # The job reaches the child as a file (no pipe to pump); the marks come back
-        # through a file it maps, one byte per row.
+        # through a file it maps, one byte per row. The child's folder is made by the
+        # zygote, in our temporary folder, and removed by it: a runner killed at any
+        # moment leaves none behind.
         with tempfile.TemporaryFile() as job, tempfile.TemporaryFile() as marks:
             job.write(payload)
             job.seek(0)
             os.ftruncate(marks.fileno(), max(len(inputs), 1))  # mmap needs a non-empty file
-            request = " ".join((*limits, cwd)).encode("utf-8", "surrogateescape")
+            request = " ".join((*limits, tempfile.gettempdir())).encode("utf-8", "surrogateescape")
             out, returncode, stopped = _run(
-                request, job.fileno(), marks.fileno(), timeout, max_output_bytes, started_child
+                request, job.fileno(), marks.fileno(), timeout, max_output_bytes, on_start
             )
-            if returncode == "zygote":
-                forked.clear()
             # Padded: a row the child never marked (or a file it shrank) is "not reached".
             done = os.pread(marks.fileno(), len(inputs), 0).ljust(len(inputs), b"\0")
     except Exception as exc:  # the sandbox itself failed, not the program: never the run
         duration_ms = (time.perf_counter() - started) * 1000
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:MAX_MESSAGE]
         return Evaluation("sandbox_error", bytes(len(inputs)), [message], duration_ms)
-    finally:
-        if cwd is not None and not forked:
-            _remove(cwd)
     duration_ms = (time.perf_counter() - started) * 1000
     return _evaluation(done, out, returncode, stopped, duration_ms, timeout)
 
@@ -230,11 +218,12 @@ class _Zygote:
                 start_new_session=True,
             )
 
-    def fork(self, request: bytes, fds: tuple[int, ...], deadline: float) -> tuple[socket.socket, int]:
-        """Has the zygote fork a child; returns the request's reply socket and the
-        child's pid. Raises _ZygoteGone when the zygote died or does not answer within
-        _ZYGOTE_TIMEOUT, _Late when the evaluation's deadline comes first (a busy zygote:
-        it kills the child it forks later, seeing nobody waits for it)."""
+    def fork(self, request: bytes, fds: tuple[int, ...], deadline: float) -> tuple[socket.socket, int, str]:
+        """Has the zygote fork a child; returns the request's reply socket, the child's
+        pid and its folder. Raises _ZygoteGone when the zygote died or does not answer
+        within _ZYGOTE_TIMEOUT, _Late when the evaluation's deadline comes first (a busy
+        zygote: it kills the child it forks later, seeing nobody waits for it), OSError
+        when the zygote could not make the child's folder."""
         reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         wait = min(_ZYGOTE_TIMEOUT, max(deadline - time.monotonic(), 0.001))
         try:
@@ -242,7 +231,7 @@ class _Zygote:
                 fds = (theirs.fileno(), *fds)
                 socket.send_fds(self.control, [request], fds, socket.MSG_NOSIGNAL)
             reply.settimeout(wait)
-            pid = reply.recv(16)
+            pid = reply.recv(1 << 16)
         except TimeoutError as exc:
             reply.close()
             raise (_Late if wait < _ZYGOTE_TIMEOUT else _ZygoteGone) from exc
@@ -252,7 +241,11 @@ class _Zygote:
         if not pid:
             reply.close()
             raise _ZygoteGone
-        return reply, int(pid)
+        if pid.startswith(b"!"):  # it could not make the folder (a full disk, say)
+            reply.close()
+            raise OSError(pid[1:].decode("utf-8", "replace"))
+        pid, folder = pid.decode("utf-8", "surrogateescape").split(" ", 1)
+        return reply, int(pid), folder
 
     def stop(self) -> None:
         self.control.close()  # EOF: it kills the children left and exits
@@ -275,8 +268,8 @@ _zygote: _Zygote | None = None
 _zygote_lock = threading.Lock()
 
 
-def _fork(request: bytes, fds: tuple[int, ...], deadline: float) -> tuple[socket.socket, int]:
-    """A child forked for this request: (reply socket, pid). Starts the zygote on first
+def _fork(request: bytes, fds: tuple[int, ...], deadline: float) -> tuple[socket.socket, int, str]:
+    """A child forked for this request: (reply socket, pid, folder). Starts the zygote on first
     use, and again when it died; a request it never answered started nothing, so it is
     sent once more to the new zygote."""
     global _zygote
@@ -316,7 +309,7 @@ def _run(request: bytes, job_fd: int, marks_fd: int, timeout: float, cap: int, o
     channel, channel_end = os.pipe()
     try:
         try:
-            reply, pid = _fork(request, (job_fd, marks_fd, channel_end), deadline)
+            reply, pid, folder = _fork(request, (job_fd, marks_fd, channel_end), deadline)
         except _Late:
             return b"", None, "wall"  # not started: its rows are not reached
         finally:
@@ -325,6 +318,8 @@ def _run(request: bytes, job_fd: int, marks_fd: int, timeout: float, cap: int, o
             on_start(pid)
             out, stopped = _read(channel, reply, deadline, cap)
             returncode = _end(reply, pid, stopped)
+            if returncode == "zygote":  # nobody else will remove the child's folder now
+                _remove(folder)
     finally:
         os.close(channel)
     return bytes(out[:cap]), returncode, stopped
@@ -384,8 +379,8 @@ def _end(reply: socket.socket, pid: int, stopped: str | None) -> int | str:
 
 
 def _remove(cwd: str) -> None:
-    """Removes an evaluation's folder where the zygote could not: it never forked the
-    child, or died. Never raises into an evaluation."""
+    """Removes an evaluation's folder where the zygote could not: it died. Never raises
+    into an evaluation."""
     try:
         os.rmdir(cwd)
     except FileNotFoundError:

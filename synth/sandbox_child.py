@@ -11,11 +11,14 @@ cannot reach the runner's code, keys or database through it.
 
 Protocol (``serve``).
   control a SOCK_SEQPACKET socket; each message is one request, ``<alarm seconds> <CPU
-          seconds> <address-space bytes> <file-size bytes> <working directory>``, with
+          seconds> <address-space bytes> <file-size bytes> <temporary folder>``, with
           four descriptors: the request's reply socket, the job, the marks, the result
-          channel. EOF: the runner is gone; the zygote kills its children and exits.
-  reply   the zygote sends the child's pid, then, once it has ended, its exit code
-          (negative: the signal that killed it). EOF from the runner (it shuts down its
+          channel. The zygote makes the child's working directory in that folder, and
+          removes it once the child is reaped. EOF: the runner is gone; the zygote
+          kills its children, removes their folders and exits.
+  reply   the zygote sends the child's pid and its folder (``!<error>`` when the folder
+          could not be made), then, once it has ended, its exit code (negative: the
+          signal that killed it; ``oom``: its memory cgroup's limit killed it). EOF from the runner (it shuts down its
           side when done with the child, or closes it) asks the zygote to kill the
           child's process group; the zygote also kills it when the child ends, before
           reaping it, so nothing of the child outlives it.
@@ -45,6 +48,7 @@ import socket
 import stat
 import struct
 import sys
+import tempfile
 
 import signal
 
@@ -564,8 +568,20 @@ def serve(control, libc):
                     cgroup.remove()
                     return
                 reply = socket.socket(fileno=fds[0])
-                request = message.decode("utf-8", "surrogateescape")
-                alarm, cpu, address_space, file_size, folder = request.split(" ", 4)
+                alarm, cpu, address_space, file_size, root = message.decode(
+                    "utf-8", "surrogateescape").split(" ", 4)  # fmt: skip
+                try:  # made here, so that it is ours to remove from its first moment
+                    folder = tempfile.mkdtemp(prefix="synth-sandbox-", dir=root)
+                except OSError as e:
+                    for received in fds[1:]:
+                        os.close(received)
+                    with reply:
+                        try:
+                            reply.send(b"!" + describe(e).encode("utf-8", "backslashreplace"))
+                        except OSError:
+                            pass
+                    continue
+                request = " ".join((alarm, cpu, address_space, file_size, folder))
                 budget = int(address_space) + MEMCG_SLACK
                 cgroup.grow(budget)
                 pid = os.fork()
@@ -579,7 +595,7 @@ def serve(control, libc):
                 children[reply.fileno()] = reply, pid, folder, budget, cgroup.ooms()
                 poller.register(reply, select.POLLIN)
                 try:
-                    reply.send(b"%d" % pid)
+                    reply.send(b"%d " % pid + folder.encode("utf-8", "surrogateescape"))
                 except OSError:
                     pass  # the runner gave up on it: poll() reports the hang-up
             elif fd == waking:

@@ -270,8 +270,8 @@ def test_a_closed_stderr_does_not_stop_a_run(done_run):
     conn = sqlite3.connect(done_run / "runs.db")
     assert conn.execute("select status from runs where run_id = 'quiet'").fetchone() == ("completed",)
     conn.close()
-    done = subprocess.run(f"{sys.executable} -m synth {' '.join(map(str, OFFLINE))} --run-id closed 2>&-",
-                          shell=True, stdout=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "synth", *map(str, OFFLINE), "--run-id", "closed"],
+                          stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(2), timeout=120)  # fmt: skip
     conn = sqlite3.connect(done_run / "runs.db")
     assert conn.execute("select status from runs where run_id = 'closed'").fetchone() == ("completed",)
     conn.close()
@@ -324,8 +324,8 @@ def test_a_table_lost_during_a_run_ends_it_failed(done_run, monkeypatch):
                          ids=["tasks", "runs", "browse"])  # fmt: skip
 def test_a_closed_standard_output_is_refused_not_written_to_nowhere(args, done_run):
     """`synth runs >&-` exited 0 having printed nothing; `browse` raised in uvicorn's logging."""
-    done = subprocess.run(f"{sys.executable} -m synth {' '.join(args)} >&-", shell=True,
-                          stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "synth", *args], stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: os.close(1), timeout=60)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == ("Error: standard output is closed; send it to a file, or to /dev/null "
                            "(`> /dev/null`)\n")  # fmt: skip

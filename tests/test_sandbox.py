@@ -670,15 +670,17 @@ def test_a_runner_killed_mid_evaluation_leaves_no_folder(tmp_path, wait_until):
     assert wait_until(lambda: not alive(child) and not any(tmp_path.iterdir()))
 
 
-def test_a_failing_sandbox_ends_the_evaluation_with_a_status(monkeypatch):
-    def full_disk(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", full_disk)
+def test_a_failing_sandbox_ends_the_evaluation_with_a_status(monkeypatch, tmp_path):
+    """The child's folder cannot be made (here its parent is gone; a full disk alike)."""
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path / "gone"))
     result = evaluate(PARITY, "f", "binary", ["0", "1"])
     assert result.status == "sandbox_error" and result.status in STATUSES
-    assert result.errors == ["OSError: [Errno 28] No space left on device"]
+    assert len(result.errors) == 1
+    assert result.errors[0].startswith("FileNotFoundError: [Errno 2] No such file or directory")
     assert result.predictions == [None, None] and result.score([0, 1]) == (0.0, 0, 2)
+    monkeypatch.undo()
+    again = evaluate(PARITY, "f", "binary", ["0", "1"])  # the zygote serves on
+    assert (again.status, again.predictions) == ("ok", [0, 1])
 
 
 def cgroup_of(pid: int) -> Path | None:
@@ -792,3 +794,15 @@ def test_without_seccomp_the_child_has_namespaces_of_its_own(tmp_path):
                           text=True, timeout=60)  # fmt: skip
     layers = done.stdout.split()
     assert layers[0] == "namespaces" and "seccomp" not in layers, done.stderr
+
+
+def test_a_folder_the_zygote_cannot_make_is_one_error_and_it_serves_on():
+    """The zygote makes each child's folder (so that a runner killed at any moment leaves
+    none behind): when it cannot, the request fails with its reason."""
+    evaluate(PARITY, "f", "binary", ["0"])  # the zygote is up
+    with open(os.devnull) as a, open(os.devnull) as b, open(os.devnull) as c:
+        fds = (a.fileno(), b.fileno(), c.fileno())
+        with pytest.raises(OSError, match=r"^FileNotFoundError: \[Errno 2\] No such file or directory"):
+            sandbox._fork(b"3 2 1073741824 1048576 /nonexistent/folder", fds, time.monotonic() + 5)
+    again = evaluate(PARITY, "f", "binary", ["0", "1"])
+    assert (again.status, again.predictions) == ("ok", [0, 1])
