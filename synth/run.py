@@ -77,7 +77,7 @@ def start_run(
                 raise SynthError(f"run {config.run_id!r} already exists in {path}; "
                                  f"continue it with --resume {config.run_id}")  # fmt: skip
             stored = ensure_datasets(db, points, uci_dir=uci_dir)
-            _check_template(config, db, stored, created=created)  # before the run is recorded
+            jobs = _jobs(config, db, stored, created=created)  # before the run is recorded
         except BaseException:
             if created:  # refused before anything was recorded: leave no empty database behind
                 remove_if_empty(db, path)
@@ -93,7 +93,7 @@ def start_run(
         with _interruptible(db, path, config):
             store.record_event(db, config.run_id, "run_started", f"{len(stored)} grid points",
                                data={"dry_run": config.dry_run})  # fmt: skip
-            return _execute(db, path, config, stored, provider, progress_stream)
+            return _execute(db, path, config, jobs, provider, progress_stream)
 
 
 def resume_run(
@@ -124,7 +124,7 @@ def resume_run(
         provider = None if config.dry_run else _provider(config)
         _check_outputs(config, path)
         stored = _recorded_grid(db, config)
-        _check_template(config, db, stored)  # the stored template, before the run is touched
+        jobs = _jobs(config, db, stored)  # the stored template, before the run is touched
         owner = store.claim_run(db, run_id)
         if owner is not None:
             raise SynthError(f"run {run_id!r} is still running (process {owner} on this "
@@ -134,7 +134,7 @@ def resume_run(
         with _interruptible(db, path, config):
             store.set_run_config(db, run_id, config.to_json())
             store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
-            return _execute(db, path, config, stored, provider, progress_stream)
+            return _execute(db, path, config, jobs, provider, progress_stream)
 
 
 def _same(key: str, value, stored: dict) -> bool:
@@ -187,9 +187,7 @@ def export_paths(config: RunConfig) -> ExportPaths:
     return ExportPaths(config.jsonl_path, config.csv_path, config.manifest_path)
 
 
-def _execute(db, path, config, stored, provider, progress_stream) -> RunResult:
-    template = _template(config)
-    jobs = {(s.point.task.id, s.point.length): _job(db, s, template) for s in stored}
+def _execute(db, path, config, jobs, provider, progress_stream) -> RunResult:
     trials = store.trials_of(db, config.run_id)
     done = [t for t in trials if t["status"] == "done"]
     progress = Progress(len(trials), len(done), progress_stream,
@@ -315,20 +313,18 @@ def _template(config: RunConfig):
     return template_from_text(config.prompt_template, name=config.prompt_template_path or "stored template")
 
 
-def _check_template(
+def _jobs(
     config: RunConfig, db: sqlite_utils.Database, stored: list[StoredDataset], *, created: bool = False
-) -> None:  # fmt: skip
-    """Render every grid point's prompt from its own training split, sandboxed and
-    within the limits of synth.prompts, before the run is recorded (or a resume claims
-    it): a template that fails on any point is refused with the run untouched. The
-    datasets are built by then; in a database this call's caller ``created``, the ones
-    built are removed again, so that the caller can remove the file (remove_if_empty)."""
-    if config.prompt_template is None:
-        return
+) -> dict[tuple[str, int], GridJob]:  # fmt: skip
+    """Every grid point's splits and prompt, the prompt rendered from its own training
+    split, sandboxed and within the limits of synth.prompts, before the run is recorded
+    (or a resume claims it): a template that fails on any point is refused with the run
+    untouched. The datasets are built by then; in a database this call's caller
+    ``created``, the ones built are removed again, so that the caller can remove the
+    file (remove_if_empty)."""
     template = _template(config)
     try:
-        for s in stored:
-            render_prompt(s.point.task, s.point.length, load_examples(db, s.id)["train"], template=template)
+        return {(s.point.task.id, s.point.length): _job(db, s, template) for s in stored}
     except SynthError:
         built = [s.id for s in stored if s.built]
         if created and built:
