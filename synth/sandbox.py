@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from synth.generators.base import KINDS
-from synth.sandbox_child import MAX_ERRORS, MAX_MESSAGE, kill_group, remove_tree
+from synth.sandbox_child import MAX_ERRORS, MAX_MESSAGE, kill_group, remove_folder
 
 STATUSES = (
     "ok", "timeout", "memory", "crash", "exit", "output_limit", "compile_error", "no_function",
@@ -319,7 +319,7 @@ def _run(request: bytes, job_fd: int, marks_fd: int, timeout: float, cap: int, o
             out, stopped = _read(channel, reply, deadline, cap)
             returncode = _end(reply, pid, stopped)
             if returncode == "zygote":  # nobody else will remove the child's folder now
-                _remove(folder)
+                remove_folder(folder)
     finally:
         os.close(channel)
     return bytes(out[:cap]), returncode, stopped
@@ -378,20 +378,6 @@ def _end(reply: socket.socket, pid: int, stopped: str | None) -> int | str:
     return "zygote"
 
 
-def _remove(cwd: str) -> None:
-    """Removes an evaluation's folder where the zygote could not: it died. Never raises
-    into an evaluation."""
-    try:
-        os.rmdir(cwd)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        try:
-            remove_tree(cwd)
-        except OSError:
-            pass
-
-
 def _evaluation(marks: bytes, out: bytes, returncode: int | None, stopped, duration_ms, timeout):
     # The first line is the isolation report, written before the program ran.
     isolation, newline, rest = out.partition(b"\n")
@@ -434,7 +420,7 @@ def _evaluation(marks: bytes, out: bytes, returncode: int | None, stopped, durat
 
 
 def _well_formed(errors: list[str]) -> bool:
-    """What the child writes: a few distinct messages, each one bounded printable line
+    """What the child writes: a few messages, each one bounded printable line
     (the last may be the one that ended the evaluation). More is a program writing to
     our channel."""
     return len(errors) <= MAX_ERRORS + 1 and all(

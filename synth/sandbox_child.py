@@ -817,9 +817,18 @@ def clean(folder, cgroup=None):
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             if cgroup is not None:
                 cgroup.leave()
-            remove_tree(folder)
+            remove_folder(folder)
         finally:
             os._exit(0)
+
+
+def remove_folder(folder):
+    """Removes a child's folder and all it holds, as far as it can; never raises (what
+    cannot be removed is no evaluation's failure)."""
+    try:
+        remove_tree(folder)
+    except OSError:
+        pass
 
 
 def remove_tree(root):
