@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from synth.errors import SynthError
+from synth.errors import SynthError, shortened
 
 # The reasoning efforts OpenAI's models take today. Newer models add levels, so any other
 # value is sent as given and a server that refuses it says so.
@@ -180,7 +180,7 @@ def _plain_name(run_id: str) -> bool:
 def _shown(value: str, most: int = 60) -> str:
     """A value for a one-line message: its repr, cut in the middle when long."""
     text = repr(value)
-    return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 2 :]} ({len(value):,} characters)"
+    return text if len(text) <= most else f"{shortened(text, most)} ({len(value):,} characters)"
 
 
 def _http_url(url: str) -> bool:

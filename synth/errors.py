@@ -1,6 +1,12 @@
 """Errors a user can act on. The CLI turns them into one-line messages, never tracebacks."""
 
 
+def shortened(text: str, most: int = 120) -> str:
+    """Text for a one-line message (a path, a value a user typed): cut in the middle
+    when longer than ``most`` characters, so that both ends still show."""
+    return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 2 :]}"
+
+
 class SynthError(Exception):
     """Base class: the message is meant for the user as it is. Bad input exits with 2."""
 

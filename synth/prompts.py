@@ -41,7 +41,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from synth.errors import SynthError
+from synth.errors import SynthError, shortened
 from synth.generators.base import Task
 
 _DEFAULTS = jinja2.PackageLoader("synth", "templates")
@@ -341,7 +341,7 @@ def load_template(path: str | os.PathLike) -> jinja2.Template:
             what = "a folder, not a file" if path.is_dir() else "not a file" if path.exists() else "no such file"
             raise SynthError(f"prompt template {path}: {what}")
     except OSError as e:  # a name too long, a folder we may not enter
-        raise SynthError(f"prompt template {str(path)[:120]}: {e.strerror}") from None
+        raise SynthError(f"prompt template {shortened(str(path))}: {e.strerror}") from None
     env = _environment(
         jinja2.ChoiceLoader([jinja2.FileSystemLoader(path.parent), _DEFAULTS])
     )

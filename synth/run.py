@@ -30,7 +30,7 @@ from synth.config import (
 )  # fmt: skip
 from synth.dataset_cache import StoredDataset, ensure_datasets
 from synth.datasets import GridPoint, Sizes, plan_grid
-from synth.errors import RunFailed, RunInterrupted, SynthError
+from synth.errors import RunFailed, RunInterrupted, SynthError, shortened
 from synth.progress import Progress
 from synth.prompts import load_template, render_prompt, template_from_text
 from synth.runner import GridJob, Runner
@@ -387,7 +387,7 @@ def _check_out_dir(config: RunConfig, db_path: Path) -> None:
         except NotAFile as e:
             raise SynthError(f"cannot write exports: {e}") from None
         except OSError as e:  # a name too long, a folder we may not enter
-            raise SynthError(f"cannot write exports to {_short(path)}: {e.strerror}") from None
+            raise SynthError(f"cannot write exports to {shortened(str(path))}: {e.strerror}") from None
     logs = sorted(config.jsonl_path.parent.glob(f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))
     for path in [config.manifest_path, config.jsonl_path, config.csv_path, *logs[:1]]:
         other = _run_id_in(path)
@@ -424,17 +424,11 @@ def check_folder(path: Path, what: str) -> None:
         while not probe.exists():
             probe = probe.parent
     except OSError as e:  # a name too long, a folder we may not enter
-        raise SynthError(f"cannot write {what} to {_short(path)}: {e.strerror}") from None
+        raise SynthError(f"cannot write {what} to {shortened(str(path))}: {e.strerror}") from None
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".synth-probe-", dir=probe))
     except OSError:
         raise SynthError(f"cannot write {what} to {path}: {probe} is not a writable folder") from None
-
-
-def _short(path: Path, most: int = 120) -> str:
-    """A path for a one-line message: cut in the middle when long."""
-    text = str(path)
-    return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 2 :]}"
 
 
 def remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.errors import SourceError
+from synth.errors import SourceError, shortened
 from tracker.files import write_atomic
 
 DEFAULT_BASE_URL = "https://archive.ics.uci.edu"
@@ -237,7 +237,7 @@ def _find(folder: Path | None, file: str) -> Path | None:
                 what = "a folder" if candidate.is_dir() else "a link to nothing" if not candidate.exists() else "not a plain file"
                 raise SourceError(f"{candidate} is {what}, not the UCI file {file}")
         except OSError as e:  # a name too long, a folder we may not enter
-            raise SourceError(f"cannot look for the UCI file {file} in {str(folder)[:120]}: {e.strerror}") from None
+            raise SourceError(f"cannot look for the UCI file {file} in {shortened(str(folder))}: {e.strerror}") from None
     return None
 
 
