@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from synth.build import build_grid
-from synth.datasets import Sizes, build_dataset, plan_grid
+from synth.datasets.build import build_grid
+from synth.datasets.grid import Sizes, plan_grid
+from synth.datasets.splits import build_dataset
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from synth.generators.base import bits_to_strings, random_bits
+from synth.datasets.generators.base import bits_to_strings, random_bits
 from synth.sandbox import evaluate, evaluate_async
-from synth.sandbox_child import to01
+from synth.sandbox.zygote import to01
 
 ROWS = 100 + 10_000
 LENGTH = 100

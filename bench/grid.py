@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 from synth.config import RunConfig
-from synth.run import start_run
+from synth.engine.entry import start_run
 from tracker.db import open_db
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"

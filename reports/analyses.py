@@ -99,7 +99,7 @@ class Report:
     )
 
 
-def analyse(db: sqlite_utils.Database, scope: Scope, prices: PriceTable, database: str) -> Report:
+def analyse_scope(db: sqlite_utils.Database, scope: Scope, prices: PriceTable, database: str) -> Report:
     """Every analysis of the scope, from one snapshot of the database."""
     db.execute("begin")
     try:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import fields
 from pathlib import Path
 
-from reports.analyses import analyse
+from reports.analyses import Report, analyse_scope
 from reports.errors import ReportError
 from reports.html import NO_CHARTS, render_html, vega_javascript
 from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.text import render_text
 from tracker.db import StoreError, db_path as resolve_db, open_db
-from tracker.files import NotAFile, check_replaceable, database_files, same_file, write_atomic
+from tracker.files import (
+    NotAFile, check_replaceable, database_files, folder_problem, same_file, write_atomic,
+)
 
 RENDERERS = {"html": render_html, "md": render_text}
 
@@ -45,18 +48,7 @@ def build_report(
     if out is not None and any(same_file(out, f) for f in database_files(path)):
         raise ReportError(f"cannot write {out}: it is a file of the database {path}, which "
                           "the report would overwrite")  # fmt: skip
-    price_table = load_prices(prices)
-    try:
-        db = open_db(path, readonly=True)
-    except StoreError as e:
-        raise ReportError(str(e)) from None
-    try:
-        scope = resolve_scope(db, run_ids, filters)
-        report = analyse(db, scope, price_table, str(path))
-    except sqlite3.DatabaseError as e:
-        raise ReportError(f"cannot read {path}: {e}") from None
-    finally:
-        db.conn.close()
+    report = _snapshot(path, run_ids, filters, load_prices(prices))
     text = RENDERERS[fmt](report)
     if fmt == "html" and vega_javascript() is None:
         notify(f"Warning: {NO_CHARTS}")
@@ -69,6 +61,39 @@ def build_report(
     return out
 
 
+def analyse(
+    db_path: str | os.PathLike | None = None,
+    run_ids: list[str] | None = None,
+    *,
+    prices: str | os.PathLike | None = None,
+    **filters,
+) -> dict:
+    """Every analysis the report shows, as plain Python data, for a notebook or a script:
+    ``{"runs": [...], "leaderboard": [...], "gate": {...}, ...}``, each a list of rows
+    (dicts) named as the report's sections are. The runs are chosen as ``build_report``
+    chooses them (``filters``: model, provider, task)."""
+    report = _snapshot(resolve_db(db_path), run_ids, filters, load_prices(prices))
+    shown = {f.name: getattr(report, f.name) for f in fields(report) if f.name not in _FRAME}
+    return {"run_ids": list(report.scope.run_ids), **shown}
+
+
+_FRAME = ("database", "scope", "prices", "generated_at")  # how a report is made, not its data
+
+
+def _snapshot(path: Path, run_ids, filters, price_table) -> Report:
+    """Every analysis, from one read-only snapshot of the database."""
+    try:
+        db = open_db(path, readonly=True)
+    except StoreError as e:
+        raise ReportError(str(e)) from None
+    try:
+        return analyse_scope(db, resolve_scope(db, run_ids, filters), price_table, str(path))
+    except sqlite3.DatabaseError as e:
+        raise ReportError(f"cannot read {path}: {e}") from None
+    finally:
+        db.conn.close()
+
+
 def check_output(out: Path) -> None:
     """Refuse, before any work, an output the report could not be written to: a folder
     that does not exist or we may not write in, or at ``out`` something other than a
@@ -76,13 +101,9 @@ def check_output(out: Path) -> None:
     folder), which writing would replace."""
     try:
         check_replaceable(out)
-        if not out.parent.is_dir():
-            raise ReportError(f"cannot write {out}: folder {out.parent} does not exist")
-        writable = os.access(out.parent, os.W_OK | os.X_OK,
-                             effective_ids=os.access in os.supports_effective_ids)  # fmt: skip
     except NotAFile as e:
         raise ReportError(f"cannot write {out}: it is {e.strerror}; only a plain file is replaced") from None
     except OSError as e:
         raise ReportError(f"cannot write {out}: {e.strerror or e}") from None
-    if not writable:
-        raise ReportError(f"cannot write {out}: no permission to write in folder {out.parent}")
+    if problem := folder_problem(out.parent):
+        raise ReportError(f"cannot write {out}: {problem}")

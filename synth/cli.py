@@ -361,7 +361,7 @@ def datasets():
 def datasets_build(functions, lengths, train_size, val_size, test_size, seed,
                    strict_sizes, uci_dir, db_path):  # fmt: skip
     """Build the datasets of a grid into the database (stored ones are reused)."""
-    from synth.build import build_grid
+    from synth.datasets.build import build_grid
 
     stored = build_grid(
         functions=parse_functions(functions),
@@ -399,7 +399,7 @@ def datasets_list(as_json, db_path):
 @user_errors
 def datasets_export(dataset_dir, functions, lengths, db_path):
     """Write stored datasets as split files and meta.json in the published layout."""
-    from synth.build import export_datasets
+    from synth.datasets.build import export_datasets
 
     folders = export_datasets(
         db_path, dataset_dir, functions=parse_functions(functions),
@@ -478,7 +478,7 @@ def run(ctx, resume_id, db_path, uci_dir, **flags):
 
 def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
     from synth.config import RESUMABLE, RunConfig, unread_settings
-    from synth.run import resume_run, start_run
+    from synth.engine.entry import resume_run, start_run
 
     if resume_id is not None:  # "" too: an empty RUN_ID is no reason to start a new run
         # Every flag given, for resume_run to check; the resumable ones also from the
@@ -602,7 +602,7 @@ def show(run_id, as_json, db_path):
 @user_errors
 def export_cmd(run_id, out_dir, db_path):
     """Write a run's JSONL, CSV, manifest and per-trial logs from the database alone."""
-    from synth.run import export_run
+    from synth.engine.entry import export_run
 
     manifest = export_run(run_id, db_path=db_path, out_dir=out_dir)
     for path in (manifest["artifacts"]["jsonl"], manifest["artifacts"]["csv"], manifest["artifacts"]["manifest"]):

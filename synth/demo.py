@@ -8,7 +8,8 @@ from pathlib import Path
 
 from reports import build_report
 from synth.config import RunConfig
-from synth.run import RunResult, check_folder, start_run
+from synth.engine.entry import RunResult, start_run
+from synth.engine.preflight import check_folder
 from synth.tasks import get_task
 
 DEMO_FUNCTIONS = ["fn_a", "fn_c", "fn_e", "fn_g", "fn_m", "fn_q"]

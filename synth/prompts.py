@@ -42,7 +42,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from synth.errors import SynthError, shortened
-from synth.generators.base import Task
+from synth.datasets.generators.base import Task
 
 _DEFAULTS = jinja2.PackageLoader("synth", "templates")
 

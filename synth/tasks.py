@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from synth.errors import SynthError
-from synth.generators import binary, graph, primes, tabular
-from synth.generators.base import Task
+from synth.datasets.generators import binary, graph, primes, tabular
+from synth.datasets.generators.base import Task
 
 # The published default grid, in its order.
 DEFAULT_GRID = (

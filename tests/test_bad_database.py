@@ -13,7 +13,7 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-import synth.dataset_cache
+import synth.datasets.cache
 import tracker.db
 from synth.cli import cli
 from tracker import runs as store
@@ -357,7 +357,7 @@ def test_a_full_disk_before_the_run_is_recorded_writes_nothing(where, db, workdi
         def full(*args):
             raise sqlite3.OperationalError("database or disk is full")
 
-        monkeypatch.setattr(synth.dataset_cache, "save_dataset", full)
+        monkeypatch.setattr(synth.datasets.cache, "save_dataset", full)
         args = [*command("run", "runs.db"), "--functions", "fn_g"]
     before, rows = snapshot(workdir), contents(db)
     result = CliRunner().invoke(cli, args)

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-import synth.run
+import synth.engine.entry
 from synth.cli import cli
 from synth.errors import SynthError
 from tracker import runs as store
@@ -243,7 +243,7 @@ def test_a_new_database_another_process_used_meanwhile_is_kept(workdir, monkeypa
         other.close()
         raise SynthError("refused while drawing data")
 
-    monkeypatch.setattr(synth.run, "ensure_datasets", meanwhile)
+    monkeypatch.setattr(synth.engine.entry, "ensure_datasets", meanwhile)
     result = CliRunner().invoke(cli, ["run", *SMALL, "--dry-run", "--db", "shared.db"])
     assert result.exit_code == 2 and "refused while drawing data" in result.stderr
     assert open_db(workdir / "shared.db", readonly=True)["runs"].get("theirs")["model"] == "tree"
@@ -322,7 +322,7 @@ def test_ctrl_c_at_every_moment_of_a_recorded_run_marks_it_interrupted(moment, w
         ctrl_c_at(monkeypatch, store, "record_event", lambda db, run_id, kind, *a, **k: kind == "run_started")
         assert CliRunner().invoke(cli, OFFLINE).exit_code == 130
     if moment == "exports":
-        fired = ctrl_c_at(monkeypatch, synth.run, "write_exports")
+        fired = ctrl_c_at(monkeypatch, synth.engine.entry, "write_exports")
     else:
         fired = ctrl_c_at(monkeypatch, store, "record_event", lambda db, run_id, kind, *a, **k: kind == moment)
     command = ["run", "--resume", "edge", "--db", "runs.db"] if moment == "resumed" else OFFLINE

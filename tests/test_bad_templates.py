@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import synth.prompts
-import synth.run
+import synth.engine.entry
 from synth.cli import cli
 from synth.errors import SynthError
-from synth.generators.base import Task
+from synth.datasets.generators.base import Task
 from synth.prompts import render_prompt, template_from_text
 
 GRID = ["--provider", "formula", "--functions", "fn_a", "--lengths", "20", "--num-trials", "1",
@@ -171,7 +171,7 @@ def test_resume_refuses_a_stored_template_that_no_longer_renders(workdir):
 def test_what_needs_no_examples_is_refused_before_any_dataset_is_built(workdir, monkeypatch, source, message):
     (workdir / "mine.j2").write_text("{{ examples_block }}")
     (workdir / "bad.j2").write_text(source)
-    monkeypatch.setattr(synth.run, "ensure_datasets", lambda *a, **k: pytest.fail("datasets were built"))
+    monkeypatch.setattr(synth.engine.entry, "ensure_datasets", lambda *a, **k: pytest.fail("datasets were built"))
     before = snapshot(workdir)
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "bad.j2")
     assert_refused(result, "prompt template bad.j2", message)

@@ -6,10 +6,11 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from synth import uci
-from synth.build import build_grid
-from synth.datasets import Sizes, build_dataset, plan_grid
-from synth.generators import tabular
+from synth.datasets import uci
+from synth.datasets.build import build_grid
+from synth.datasets.grid import Sizes, plan_grid
+from synth.datasets.splits import build_dataset
+from synth.datasets.generators import tabular
 from tracker.datasets import load_examples
 from tracker.db import open_db
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from synth.errors import InfeasibleError
-from synth.generators import dyck
-from synth.generators.base import bits_to_strings
-from synth.generators.binary import TASKS, to_bits
-from synth.generators.positions import positions
+from synth.datasets.generators import dyck
+from synth.datasets.generators.base import bits_to_strings
+from synth.datasets.generators.binary import TASKS, to_bits
+from synth.datasets.generators.positions import positions
 
 BY_ID = {t.id: t for t in TASKS}
 N = 5100

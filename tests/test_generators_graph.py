@@ -9,7 +9,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from synth.errors import InfeasibleError
-from synth.generators import graph
+from synth.datasets.generators import graph
 
 (TASK,) = graph.TASKS
 

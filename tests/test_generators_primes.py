@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from synth.errors import InfeasibleError
-from synth.generators import primes
-from synth.generators.base import DEFAULT_LENGTHS
+from synth.datasets.generators import primes
+from synth.datasets.generators.base import DEFAULT_LENGTHS
 
 TASKS = {t.id: t for t in primes.TASKS}
 SPECS = {s.id: s for s in primes.SPECS}

@@ -7,9 +7,9 @@ import gzip
 import numpy as np
 import pytest
 
-from synth import uci
+from synth.datasets import uci
 from synth.errors import InfeasibleError
-from synth.generators import tabular
+from synth.datasets.generators import tabular
 
 # TASKS.md: task, source, fixed length, rows, positives.
 COUNTS = [

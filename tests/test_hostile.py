@@ -1059,7 +1059,7 @@ def test_a_run_that_a_poison_pill_stopped_before_resumes(tmp_path, monkeypatch, 
     openai_server.script = lambda path, body: answer(chain)
     old_runner = (
         "import sys\n"
-        "import synth.sandbox as sandbox\n"
+        "import synth.sandbox.evaluation as sandbox\n"
         "def evaluate(code, *args, **kwargs):\n"
         "    raise RecursionError('maximum recursion depth exceeded')  # shutil.rmtree\n"
         "sandbox.evaluate = evaluate\n"

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from synth.datasets import SPLITS, Sizes, build_dataset, plan_grid
+from synth.datasets.grid import SPLITS, Sizes, plan_grid
+from synth.datasets.splits import build_dataset
 from synth.extract import extract_program
 from synth.providers import ProposeRequest, ProviderError
 from synth.providers.offline import OFFLINE_PROVIDERS, formula, make_offline_provider, tree

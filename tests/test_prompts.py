@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from synth.errors import SynthError
-from synth.generators.base import Task
+from synth.datasets.generators.base import Task
 from synth.prompts import load_template, prompt_hash, render_prompt
 
 # One realistic training split per kind, with the phrases that state its input format.

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from reports import ReportError
-from reports.analyses import analyse
+from reports.analyses import analyse_scope
 from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.stats import summary, t_975
@@ -24,7 +24,7 @@ def db(report_db):
 
 
 def report_of(db, run_ids=None, filters=None):
-    return analyse(db, resolve_scope(db, run_ids, filters), load_prices(), "test.db")
+    return analyse_scope(db, resolve_scope(db, run_ids, filters), load_prices(), "test.db")
 
 
 @pytest.fixture(scope="module")

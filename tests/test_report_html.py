@@ -155,7 +155,7 @@ def test_report_of_real_runs(openai_server, tmp_path, monkeypatch):
     """Runs recorded by the runner itself (an OpenAI model and the offline tree)."""
     pytest.importorskip("sklearn", reason="the tree proposer needs scikit-learn")
     from synth.config import RunConfig
-    from synth.run import start_run
+    from synth.engine.entry import start_run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")

@@ -22,7 +22,7 @@ from openai_server import Reply
 
 from synth.cli import cli
 from synth.errors import SynthError
-from synth.run import resume_run
+from synth.engine.entry import resume_run
 from tracker.db import open_db
 from tracker.exports import EXTRA_COLUMNS, PUBLISHED_COLUMNS
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 import synth
-from synth import sandbox
-from synth.generators.base import bits_to_strings, random_bits
-from synth.sandbox_child import (
+from synth.sandbox import evaluation as sandbox
+from synth.datasets.generators.base import bits_to_strings, random_bits
+from synth.sandbox.zygote import (
     MAX_DIR_BYTES, MAX_DIR_FILES, MEMCG_SLACK, UID_BASE, MemoryCgroup, remove_tree,
 )  # fmt: skip
-from synth.sandbox import (
+from synth.sandbox.evaluation import (
     MAX_FILE_BYTES, REAP_SLACK, STATUSES, Evaluation, evaluate, evaluate_async,
 )  # fmt: skip
 
@@ -644,7 +644,7 @@ def test_a_folder_left_full_is_removed_by_a_cleaner_of_its_own(tmp_path):
     (folder / "a" / "b" / "f").write_text("x")
     zygote = (
         "import os, sys\n"
-        "from synth.sandbox_child import clean\n"
+        "from synth.sandbox.zygote import clean\n"
         "clean(sys.argv[1])\n"
         "print(os.wait()[1])\n"  # the cleaner's exit status
     )
@@ -775,7 +775,7 @@ def test_without_seccomp_the_child_has_namespaces_of_its_own(tmp_path):
         pytest.skip("namespaces without user namespaces need root")
     script = (
         "import ctypes, os, sys\n"
-        "import synth.sandbox_child as child\n"
+        "import synth.sandbox.zygote as child\n"
         "child.SYSCALLS = {}\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "libc.syscall.restype = ctypes.c_long\n"

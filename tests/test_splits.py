@@ -5,7 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from synth.datasets import Sizes, derived_seed, fingerprint, split_leakage_free
+from synth.datasets.grid import Sizes, derived_seed
+from synth.datasets.splits import fingerprint, split_leakage_free
 from synth.errors import InfeasibleError, SynthError
 
 

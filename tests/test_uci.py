@@ -1,4 +1,4 @@
-"""synth.uci on small invented files in the UCI formats: parsing, line endings, the
+"""synth.datasets.uci on small invented files in the UCI formats: parsing, line endings, the
 local folder, the cache, and downloads from a UCI stand-in on 127.0.0.1."""
 
 import gzip
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from synth import uci
+from synth.datasets import uci
 from synth.errors import SourceError
 
 # How UCI ships each file: its line ending, and whether the file ends with a newline

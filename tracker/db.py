@@ -15,6 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from tracker.files import folder_problem
 from tracker.migrations import TABLES, migrations
 
 DEFAULT_DB = "synth.db"
@@ -182,6 +183,18 @@ def _tidy(path: Path) -> None:
         conn.close()
 
 
+def remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:
+    """Remove the database this call created, unless it holds a run or a dataset by now
+    (another process may have started to use the new file meanwhile)."""
+    db.conn.execute("begin immediate")  # no writer in the middle of recording one
+    empty = not any(db.execute(f"select 1 from {t} limit 1").fetchone() for t in ("runs", "datasets"))
+    db.conn.rollback()
+    db.close()
+    if empty:
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            name.unlink(missing_ok=True)
+
+
 def db_path(path: str | os.PathLike | None = None) -> Path:
     """The database to use: the argument, else $SYNTH_DB, else ./synth.db."""
     return Path(path or os.environ.get("SYNTH_DB") or DEFAULT_DB)
@@ -196,12 +209,8 @@ def check_writable(path: Path) -> None:
             raise StoreError(f"{path} is not a SQLite database")
         if not os.access(path, os.W_OK):
             raise StoreError(f"cannot write to database {path}: permission denied")
-    else:
-        parent = path.parent
-        if not parent.is_dir():
-            raise StoreError(f"cannot create database {path}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise StoreError(f"cannot create database {path}: folder {parent} is not writable")
+    elif problem := folder_problem(path.parent):
+        raise StoreError(f"cannot create database {path}: {problem}")
 
 
 def _writable(path: Path) -> bool:

@@ -6,6 +6,7 @@ import errno
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 PART = ".part"  # the suffix of a file being written
@@ -65,6 +66,28 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def folder_problem(folder: str | os.PathLike, *, may_create: bool = False) -> str | None:
+    """Why no file can be written in ``folder``, or None. Tried by making (and removing) a
+    folder there, not guessed from permissions, which root, /proc or a read-only mount
+    misreport. With ``may_create`` a missing folder is fine when its nearest existing
+    ancestor would take it (it is made when written to)."""
+    probe = Path(folder)
+    try:
+        while may_create and not probe.exists():
+            probe = probe.parent
+        if not probe.exists():
+            return f"folder {folder} does not exist"
+        if not probe.is_dir():
+            return f"{probe} is not a folder"
+    except OSError as e:  # a name too long, a folder we may not enter
+        return e.strerror
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".synth-probe-", dir=probe))
+    except OSError:
+        return f"no permission to write in folder {probe}"
+    return None
 
 
 def read_plain(path: str | os.PathLike, most: int) -> bytes:

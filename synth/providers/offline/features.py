@@ -8,7 +8,7 @@ writes into the emitted ``f(x)``, so an emitted program predicts exactly what wa
 Reading rules, the same in the fit and in the emitted program:
 - binary and graph: each character is a category (``x[3] == '1'``, ``x[7] in ('2', '5')``);
 - decimal: each digit is a number (``int(x[3]) <= 4``);
-- tabular: the dict the sandbox passes (``synth.generators.tabular.parse_input``); a key
+- tabular: the dict the sandbox passes (``synth.datasets.generators.tabular.parse_input``); a key
   whose training values are all numbers is numeric, read by ``_num`` (a missing key or a
   value that is not a number counts as -inf, below every threshold); any other key is
   categorical, read with ``x.get`` (a missing key is ``None``, a category of its own).
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synth.generators.tabular import parse_input
+from synth.datasets.generators.tabular import parse_input
 
 MISSING = -math.inf
 

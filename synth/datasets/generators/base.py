@@ -33,7 +33,7 @@ class Task:
     kind: str
     default_lengths: tuple[int, ...]
     # generate(L, n, rng) -> (n positives, n negatives); None for tabular tasks, which
-    # sample rows of their source table instead (synth.generators.tabular.draw).
+    # sample rows of their source table instead (synth.datasets.generators.tabular.draw).
     generate: Generator | None
     # label(x) -> 0/1 for the input string; None for tabular tasks, whose labels come
     # from the source rows.
@@ -51,7 +51,7 @@ class Task:
     # duplicates, which the leakage-free splitter then keeps within one split).
     unique: Callable[[int], bool] = field(default=lambda L: True)
     # Tabular tasks: the fixed number of features (their only length) and the name of
-    # the source table (a key of synth.uci.SOURCES).
+    # the source table (a key of synth.datasets.uci.SOURCES).
     fixed_length: int | None = None
     source: str | None = None
 

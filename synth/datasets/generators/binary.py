@@ -19,8 +19,8 @@ from hashlib import sha256
 import numpy as np
 
 from synth.errors import InfeasibleError
-from synth.generators import dyck
-from synth.generators.base import (
+from synth.datasets.generators import dyck
+from synth.datasets.generators.base import (
     DEFAULT_LENGTHS,
     MAX_ROUNDS,
     Generator,
@@ -29,7 +29,7 @@ from synth.generators.base import (
     fill_by_label,
     random_bits,
 )
-from synth.generators.positions import positions
+from synth.datasets.generators.positions import positions
 
 # A capacity above this is reported as None ("more than any split we would ask for").
 CAPACITY_LIMIT = 10**7

@@ -1,21 +1,15 @@
-"""`synth run` as a library function: check everything, record the run, run it, export.
-
-Order matters: the whole grid, the key, the template, the database and the output
-folder are checked before anything is written or any call is paid for.
-"""
+"""`synth run` and its resume as library functions: check everything (preflight), record
+the run, run it (loop), export. Nothing is written or paid for before every check passed."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import fnmatch
 import json
 import os
 import platform
 import signal
 import sqlite3
 import sys
-import tempfile
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -24,26 +18,22 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import (
-    FORMULA_SETTINGS, MAX_TRIALS, MAX_TRIALS_ENV, OFFLINE_PROVIDERS, RESUMABLE, RunConfig,
-    unread_settings,
-)  # fmt: skip
-from synth.dataset_cache import StoredDataset, ensure_datasets
-from synth.datasets import GridPoint, Sizes, plan_grid
-from synth.errors import RunFailed, RunInterrupted, SynthError, shortened
+from synth.config import RESUMABLE, RunConfig, unread_settings
+from synth.datasets.cache import StoredDataset, ensure_datasets
+from synth.datasets.grid import GridPoint, Sizes
+from synth.engine.loop import Runner
+from synth.engine.preflight import (
+    API_KEY_ENV, check_grid_size, check_out_dir, check_outputs, grid_jobs, plan, provider_for,
+    read_template,
+)
+from synth.errors import RunFailed, RunInterrupted, SynthError
 from synth.progress import Progress
-from synth.prompts import load_template, render_prompt, template_from_text
-from synth.runner import GridJob, Runner
 from synth.tasks import get_task
 from tracker import runs as store
-from tracker.runs import RunStopped
 from tracker.dataset_files import write_dataset_folders
-from tracker.datasets import forget_new_datasets, load_examples
-from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db
+from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db, remove_if_empty
 from tracker.exports import ExportPaths, write_exports
-from tracker.files import NotAFile, check_replaceable, database_files, same_file
-
-API_KEY_ENV = "OPENAI_API_KEY"
+from tracker.runs import RunStopped
 
 
 @dataclass(frozen=True)
@@ -61,13 +51,13 @@ def start_run(
     """A new run of ``config``; ``notify`` receives warnings meant for the user."""
     config.validate()
     if config.prompt_template_path and config.prompt_template is None:
-        config.prompt_template = _read_template(config.prompt_template_path)
+        config.prompt_template = read_template(config.prompt_template_path)
     path = resolve_db(db_path)
     check_writable(path)
-    provider = None if config.dry_run else _provider(config)  # the key, before any download
-    points = _plan(config, uci_dir, notify)
-    _check_grid_size(len(points), config.num_trials)
-    _check_outputs(config, path)
+    provider = None if config.dry_run else provider_for(config)  # the key, before any download
+    points = plan(config, uci_dir, notify)
+    check_grid_size(len(points), config.num_trials)
+    check_outputs(config, path)
     created = not path.exists()
     # Closed at the end: the last connection to close folds the WAL into the file, so
     # the database file alone holds everything (as a copy or an archive of it will).
@@ -77,7 +67,7 @@ def start_run(
                 raise SynthError(f"run {config.run_id!r} already exists in {path}; "
                                  f"continue it with --resume {config.run_id}")  # fmt: skip
             stored = ensure_datasets(db, points, uci_dir=uci_dir)
-            jobs = _jobs(config, db, stored, created=created)  # before the run is recorded
+            jobs = grid_jobs(config, db, stored, created=created)  # before the run is recorded
         except BaseException:
             if created:  # refused before anything was recorded: leave no empty database behind
                 remove_if_empty(db, path)
@@ -121,10 +111,10 @@ def resume_run(
         overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
         config = RunConfig.from_json({**recorded, **overrides})
         config.validate(new_run=False)
-        provider = None if config.dry_run else _provider(config)
-        _check_outputs(config, path)
+        provider = None if config.dry_run else provider_for(config)
+        check_outputs(config, path)
         stored = _recorded_grid(db, config)
-        jobs = _jobs(config, db, stored)  # the stored template, before the run is touched
+        jobs = grid_jobs(config, db, stored)  # the stored template, before the run is touched
         owner = store.claim_run(db, run_id)
         if owner is not None:
             raise SynthError(f"run {run_id!r} is still running (process {owner} on this "
@@ -176,7 +166,7 @@ def export_run(run_id: str, *, db_path: Path | None = None, out_dir: Path | None
     config = RunConfig.from_json(json.loads(run["config"]))
     if out_dir:
         config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = str(out_dir), None, None, None
-    _check_out_dir(config, resolve_db(db_path))
+    check_out_dir(config, resolve_db(db_path))
     try:
         return write_exports(db, run_id, export_paths(config))
     except OSError as e:
@@ -269,178 +259,6 @@ def _terminate_cancels(task: asyncio.Task):
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         signal.signal(signal.SIGTERM, previous)
-
-
-def _job(db: sqlite_utils.Database, s: StoredDataset, template) -> GridJob:
-    splits = load_examples(db, s.id)
-    prompt = render_prompt(s.point.task, s.point.length, splits["train"], template=template)
-    return GridJob(s, splits, prompt)
-
-
-def _check_grid_size(points: int, num_trials: int) -> None:
-    """Refuses a grid of more trials than MAX_TRIALS (or $SYNTH_MAX_TRIALS)."""
-    most = os.environ.get(MAX_TRIALS_ENV, "").strip() or str(MAX_TRIALS)
-    if not most.isdigit() or not most.isascii():
-        raise SynthError(f"{MAX_TRIALS_ENV} must be a whole number (got {most!r})")
-    if points * num_trials > int(most):
-        raise SynthError(
-            f"the grid holds {points * num_trials:,} trials ({points:,} grid point(s) x "
-            f"{num_trials:,}), more than {int(most):,}; lower --num-trials, or raise the bound with "
-            f"{MAX_TRIALS_ENV}=N"
-        )
-
-
-def _plan(config: RunConfig, uci_dir: Path | None, notify) -> list[GridPoint]:
-    return plan_grid(
-        config.functions, config.lengths,
-        Sizes(config.train_size, config.val_size, config.test_size), config.seed,
-        strict_sizes=config.strict_sizes, uci_dir=uci_dir, notify=notify,
-    )  # fmt: skip
-
-
-def _read_template(path: str) -> str:
-    load_template(path)  # one-line errors for a missing or broken template
-    text = Path(path).read_text(encoding="utf-8")
-    # As the run will use it, from its text: an include of another file, or a variable
-    # no render provides, is refused now, before any dataset is built.
-    template_from_text(text, name=path)
-    return text
-
-
-def _template(config: RunConfig):
-    if config.prompt_template is None:
-        return None
-    return template_from_text(config.prompt_template, name=config.prompt_template_path or "stored template")
-
-
-def _jobs(
-    config: RunConfig, db: sqlite_utils.Database, stored: list[StoredDataset], *, created: bool = False
-) -> dict[tuple[str, int], GridJob]:  # fmt: skip
-    """Every grid point's splits and prompt, the prompt rendered from its own training
-    split, sandboxed and within the limits of synth.prompts, before the run is recorded
-    (or a resume claims it): a template that fails on any point is refused with the run
-    untouched. The datasets are built by then; in a database this call's caller
-    ``created``, the ones built are removed again, so that the caller can remove the
-    file (remove_if_empty)."""
-    template = _template(config)
-    try:
-        return {(s.point.task.id, s.point.length): _job(db, s, template) for s in stored}
-    except SynthError:
-        built = [s.id for s in stored if s.built]
-        if created and built:
-            forget_new_datasets(db, built)
-        raise
-
-
-def _provider(config: RunConfig):
-    if config.provider in OFFLINE_PROVIDERS:
-        from synth.providers.offline import make_offline_provider
-
-        formula = config.provider == "formula"
-        options = {n: getattr(config, n) for n in FORMULA_SETTINGS} if formula else {}
-        return make_offline_provider(config.provider, **options)
-    key = os.environ.get(API_KEY_ENV)
-    if not key:
-        raise SynthError(f"{API_KEY_ENV} is not set: export it, or use an offline --provider "
-                         f"({', '.join(OFFLINE_PROVIDERS)}); `synth run --dry-run` needs none either")  # fmt: skip
-    # It travels in an HTTP header: printable ASCII, no space (a pasted newline, a curly quote).
-    bad = next((i for i, c in enumerate(key) if not (c.isascii() and c.isprintable()) or c == " "), None)
-    if bad is not None:
-        raise SynthError(f"{API_KEY_ENV} has a character an HTTP header cannot carry at position "
-                         f"{bad}: check that it was copied whole and alone")  # fmt: skip
-    from synth.providers.openai_api import make_provider
-
-    return make_provider(
-        config.api_mode, model=config.model, api_key=key, base_url=config.api_base_url,
-        timeout=config.timeout, max_retries=config.max_retries,
-        retry_base_delay=config.retry_base_delay, retry_max_delay=config.retry_max_delay,
-        reasoning_effort=config.reasoning_effort,
-        max_output_tokens=config.max_output_tokens, verbosity=config.verbosity,
-        tool_choice=config.tool_choice, enable_code_interpreter=config.enable_code_interpreter,
-    )  # fmt: skip
-
-
-def _check_out_dir(config: RunConfig, db_path: Path) -> None:
-    """The exports' folders are writable, the exports three files, none of them the
-    database, and no other run's exports are there: its manifest where ours goes, or its
-    per-trial logs beside our JSONL (they would be left among ours)."""
-    named = {"--out-jsonl": config.jsonl_path, "--out-csv": config.csv_path,
-             "--out-manifest": config.manifest_path}  # fmt: skip
-    log = config.jsonl_path.parent / f"{config.jsonl_path.stem}_fn_L1_trial1.jsonl"
-    for flag, path in {**named, "a per-trial log": log}.items():
-        hits = [f for f in database_files(db_path) if same_file(path, f) or (
-            flag == "a per-trial log" and same_file(path.parent, f.parent)
-            and fnmatch.fnmatch(f.name, f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))]  # fmt: skip
-        if hits:
-            raise SynthError(f"{flag} would be written over {hits[0]}, a file of the database "
-                             f"{db_path}: every run in it would be lost; choose another path")  # fmt: skip
-    seen: dict[Path, str] = {}
-    for flag, path in named.items():
-        if (other := seen.setdefault(path.resolve(), flag)) != flag:
-            raise SynthError(f"{other} and {flag} name the same file, {path}: "
-                             "one export would overwrite the other")  # fmt: skip
-    for path in {p.parent for p in named.values()}:
-        check_folder(path, "exports")
-    for path in named.values():
-        try:
-            check_replaceable(path)
-        except NotAFile as e:
-            raise SynthError(f"cannot write exports: {e}") from None
-        except OSError as e:  # a name too long, a folder we may not enter
-            raise SynthError(f"cannot write exports to {shortened(str(path))}: {e.strerror}") from None
-    logs = sorted(config.jsonl_path.parent.glob(f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))
-    for path in [config.manifest_path, config.jsonl_path, config.csv_path, *logs[:1]]:
-        other = _run_id_in(path)
-        if other not in (None, config.run_id):
-            raise SynthError(f"{path.parent} holds the exports of run {other!r}; "
-                             f"choose another --out-dir, or remove them first")  # fmt: skip
-
-
-def _run_id_in(path: Path) -> str | None:
-    """The run id an export file names (a manifest, or the first row of a JSONL or CSV
-    file), if any."""
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            if path.suffix == ".csv":
-                return next(csv.DictReader(fh)).get("run_id")
-            return json.loads(fh.readline() if path.suffix == ".jsonl" else fh.read()).get("run_id")
-    except (OSError, ValueError, AttributeError, StopIteration, csv.Error):
-        return None
-
-
-def _check_outputs(config: RunConfig, db_path: Path) -> None:
-    """Every folder a run writes to, before anything is spent."""
-    _check_out_dir(config, db_path)
-    if config.dataset_dir:
-        check_folder(Path(config.dataset_dir), "datasets")
-
-
-def check_folder(path: Path, what: str) -> None:
-    """That ``path`` can be made a folder to write ``what`` in, before anything is spent:
-    its nearest existing ancestor takes a new folder (tried, not guessed from
-    permissions, which /proc or a read-only mount would misreport)."""
-    probe = path
-    try:
-        while not probe.exists():
-            probe = probe.parent
-    except OSError as e:  # a name too long, a folder we may not enter
-        raise SynthError(f"cannot write {what} to {shortened(str(path))}: {e.strerror}") from None
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".synth-probe-", dir=probe))
-    except OSError:
-        raise SynthError(f"cannot write {what} to {path}: {probe} is not a writable folder") from None
-
-
-def remove_if_empty(db: sqlite_utils.Database, path: Path) -> None:
-    """Remove the database this call created, unless it holds a run or a dataset by now
-    (another process may have started to use the new file meanwhile)."""
-    db.conn.execute("begin immediate")  # no writer in the middle of recording one
-    empty = not any(db.execute(f"select 1 from {t} limit 1").fetchone() for t in ("runs", "datasets"))
-    db.conn.rollback()
-    db.close()
-    if empty:
-        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            name.unlink(missing_ok=True)
 
 
 def _mirror(db, stored: list[StoredDataset], root: Path) -> None:

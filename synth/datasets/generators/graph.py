@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from synth.errors import InfeasibleError
-from synth.generators.base import MAX_ROUNDS, Task, fill_by_label
+from synth.datasets.generators.base import MAX_ROUNDS, Task, fill_by_label
 
 ID = "fn_aa"
 TARGET = "graph_has_cycle"

@@ -1,6 +1,6 @@
 """The sandbox's fork server (the zygote) and the child it forks for each evaluation.
 
-synth.sandbox starts this file once per runner as ``python -I -S -B sandbox_child.py
+synth.sandbox.evaluation starts this file once per runner as ``python -I -S -B zygote.py
 <control fd> <site dirs>...``, in a session of its own, with a scrubbed environment and
 /dev/null as fds 0-2. That process, the zygote, imports what a child needs (ctypes
 above all), then serves requests: for each it forks a child that runs ONE candidate

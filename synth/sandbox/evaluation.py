@@ -1,6 +1,6 @@
 """Verifies candidate programs in a child process, never in the runner's process.
 
-The child (forked by synth/sandbox_child.py) receives the code and the inputs only,
+The child (forked by synth/sandbox/zygote.py) receives the code and the inputs only,
 never the labels; it returns one mark per row (1, 0 or error) and the parent scores
 them. Children come from a zygote: one long-lived interpreter per runner, started on
 first use with a scrubbed environment (no API keys), that imports what a child needs
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.generators.base import KINDS
-from synth.sandbox_child import MAX_ERRORS, MAX_MESSAGE, kill_group, remove_folder
+from synth.datasets.generators.base import KINDS
+from synth.sandbox.zygote import MAX_ERRORS, MAX_MESSAGE, kill_group, remove_folder
 
 STATUSES = (
     "ok", "timeout", "memory", "crash", "exit", "output_limit", "compile_error", "no_function",
@@ -48,7 +48,7 @@ MAX_OUTPUT_BYTES = 64 * 1024
 # Largest file a program may write in its working directory.
 MAX_FILE_BYTES = 1 << 20
 
-_CHILD = Path(__file__).with_name("sandbox_child.py")
+_CHILD = Path(__file__).with_name("zygote.py")
 # The zygote: -I: no environment variables, user site or script directory on sys.path;
 # -S: no site import (no .pth files run); -B: no .pyc writes. Then the parent's
 # site-packages, so programs may import numpy & co.; never the project.
@@ -199,7 +199,7 @@ def _payload(code: str, func_name: str, kind: str, inputs: list[str]) -> bytes:
 
 
 class _Zygote:
-    """The fork server (sandbox_child.py): one interpreter that forks a child per
+    """The fork server (zygote.py): one interpreter that forks a child per
     evaluation. In a session of its own, so a Ctrl-C meant for the runner does not reach
     it; it exits when its control socket hits EOF, i.e. when the runner exits or dies
     (not PR_SET_PDEATHSIG: that fires when the thread that started it ends)."""

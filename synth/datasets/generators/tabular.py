@@ -23,11 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from synth.errors import InfeasibleError
-from synth.generators.base import Task
+from synth.datasets.generators.base import Task
 # The dict a candidate program receives (value -> float where it parses as one): the
 # sandbox child's own parser, so baselines fit on exactly what programs are given.
-from synth.sandbox_child import features as parse_input  # noqa: F401
-from synth.uci import SOURCES, Table
+from synth.sandbox.zygote import features as parse_input  # noqa: F401
+from synth.datasets.uci import SOURCES, Table
 
 
 def _task(fn: str, target: str, source: str) -> Task:

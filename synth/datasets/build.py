@@ -9,14 +9,13 @@ from collections.abc import Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from synth.dataset_cache import StoredDataset, ensure_datasets
-from synth.datasets import Sizes, plan_grid
+from synth.datasets.cache import StoredDataset, ensure_datasets
+from synth.datasets.grid import Sizes, plan_grid
 from synth.errors import RunInterrupted, SynthError
-from synth.run import remove_if_empty
 from synth.tasks import get_task
 from tracker.dataset_files import write_dataset_folders
 from tracker.datasets import list_datasets
-from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db
+from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db, remove_if_empty
 
 
 def build_grid(

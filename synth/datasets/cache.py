@@ -14,7 +14,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from synth.datasets import SPLITS, Dataset, GridPoint, build_dataset
+from synth.datasets.grid import SPLITS, GridPoint
+from synth.datasets.splits import Dataset, build_dataset
 from synth.tasks import get_task
 from tracker.datasets import find_dataset, save_dataset
 

@@ -19,7 +19,7 @@ import numpy as np
 import sqlite_utils
 
 from synth.config import RunConfig
-from synth.dataset_cache import StoredDataset
+from synth.datasets.cache import StoredDataset
 from synth.extract import extract_program
 from synth.progress import Progress
 from synth.prompts import prompt_hash
