@@ -1,3 +1,57 @@
-"""LLM-PV: propose-and-verify program learning experiments, recorded in SQLite."""
+"""LLM-PV: propose-and-verify program learning experiments, recorded in SQLite.
+
+The Python API (docs/python-api.md): ``synth.RunConfig``, ``synth.start_run``,
+``synth.resume_run``, ``synth.export_run``, ``synth.build_grid``, ``synth.evaluate``,
+``synth.SynthError``... Each is imported when first used, so that ``synth --help``
+loads none of the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it
+_API = {
+    "RunConfig": "synth.config",
+    "RunResult": "synth.engine.entry",
+    "start_run": "synth.engine.entry",
+    "resume_run": "synth.engine.entry",
+    "export_run": "synth.engine.entry",
+    "build_grid": "synth.datasets.build",
+    "export_datasets": "synth.datasets.build",
+    "plan_grid": "synth.datasets.grid",
+    "Sizes": "synth.datasets.grid",
+    "TASKS": "synth.tasks",
+    "get_task": "synth.tasks",
+    "evaluate": "synth.sandbox.evaluation",
+    "Evaluation": "synth.sandbox.evaluation",
+    "SynthError": "synth.errors",
+    "RunFailed": "synth.errors",
+    "RunInterrupted": "synth.errors",
+}
+__all__ = sorted(_API)
+
+if TYPE_CHECKING:  # what editors and type checkers see (`as`: re-exported)
+    from synth.config import RunConfig as RunConfig
+    from synth.datasets.build import build_grid as build_grid, export_datasets as export_datasets
+    from synth.datasets.grid import Sizes as Sizes, plan_grid as plan_grid
+    from synth.engine.entry import RunResult as RunResult, export_run as export_run, resume_run as resume_run, start_run as start_run
+    from synth.errors import RunFailed as RunFailed, RunInterrupted as RunInterrupted, SynthError as SynthError
+    from synth.sandbox.evaluation import Evaluation as Evaluation, evaluate as evaluate
+    from synth.tasks import TASKS as TASKS, get_task as get_task
+
+
+def __getattr__(name: str):
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

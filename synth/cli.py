@@ -15,10 +15,13 @@ from contextlib import closing
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
 from synth import __version__
-from synth.config import API_MODES, EFFORTS, PROVIDERS, TOOL_CHOICES, VERBOSITIES
+from synth.config import (
+    API_MODES, DEFAULT_MODEL, DEMO_DEFAULTS, DEMO_DIR, DEMO_FUNCTIONS, DEMO_LENGTHS, EFFORTS,
+    ENV_VARS, PROVIDERS, TOOL_CHOICES, VERBOSITIES, default, parse_float,
+    parse_int,
+)
 from synth.errors import SynthError
 from tracker.db import StoreError
 
@@ -35,35 +38,24 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
-class AsciiInt(click.ParamType):
-    """A whole number in the digits 0-9: Python's int() also reads "٣" and "2_0"."""
+class AsciiNumber(click.ParamType):
+    """A number in the digits 0-9 (synth.config.parse_int, parse_float): Python's int()
+    and float() also read "٣" and "2_0"."""
 
-    name = "integer"
+    def __init__(self, parse, name: str):
+        self.parse, self.name = parse, name
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
+        if not isinstance(value, str):
             return value
-        if not re.fullmatch(r"[+-]?[0-9]+", value.strip()):
-            self.fail(f"{value!r} is not a whole number in the digits 0-9", param, ctx)
-        return int(value)
+        try:
+            return self.parse(value, repr(value))
+        except SynthError:
+            self.fail(f"{value!r} is not a {'whole ' if self.name == 'integer' else ''}number "
+                      "in the digits 0-9", param, ctx)  # fmt: skip
 
 
-class AsciiFloat(click.ParamType):
-    """A decimal number in the digits 0-9 (an exponent allowed; inf and nan are read, for
-    the range checks to name): float() also reads "٣.٥" and "1_0"."""
-
-    name = "float"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float | int):
-            return float(value)
-        number = r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)"
-        if not re.fullmatch(number, value.strip(), re.IGNORECASE):
-            self.fail(f"{value!r} is not a number in the digits 0-9", param, ctx)
-        return float(value)
-
-
-INT, FLOAT = AsciiInt(), AsciiFloat()
+INT, FLOAT = AsciiNumber(parse_int, "integer"), AsciiNumber(parse_float, "float")
 
 
 class PathArg(click.Path):
@@ -185,7 +177,7 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        path = kwargs.get("db_path", kwargs.get("db", _NO_DB))
+        path = kwargs.get("db_path", _NO_DB)
         try:
             if path is not _NO_DB:  # a FIFO, a device, a link to nowhere: refused unopened
                 check_file(db_path(path))
@@ -266,10 +258,44 @@ def echo_err(message: str) -> None:
 
 
 def db_option(fn):
+    """--db, read by tracker.db.db_path: given, else $SYNTH_DB, else ./synth.db."""
     return click.option(
         "--db", "db_path", type=PathArg(dir_okay=False, path_type=Path),
-        envvar="SYNTH_DB", show_envvar=True, help="SQLite database  [default: ./synth.db]",
+        help="SQLite database  [env var: SYNTH_DB; default: ./synth.db]",
     )(fn)  # fmt: skip
+
+
+def db_argument(fn):
+    """The database as an argument (`synth browse my.db`, as `datasette my.db`) or --db,
+    like every other command."""
+
+    @functools.wraps(fn)
+    def merged(*args, db=None, db_path=None, **kwargs):
+        if db is not None and db_path is not None and db != db_path:
+            raise UserError(f"two databases given ({db} and --db {db_path}): give one")
+        return fn(*args, db_path=db or db_path, **kwargs)
+
+    return click.argument("db", required=False, type=PathArg(dir_okay=False, path_type=Path))(
+        db_option(merged)
+    )
+
+
+def setting(*decls, defaults: dict | None = None, help: str = "", shown_default=None, **kw):
+    """A click option for a RunConfig setting. Its default (in ``defaults``, else the
+    config's) and its variable (ENV_VARS, unless ``defaults`` sets it) are shown in --help
+    but applied by RunConfig.resolve, not by click: a flag not given is None."""
+    name = decls[0].removeprefix("--").replace("-", "_")
+    value = shown_default or (defaults or {}).get(name, default(name))
+    notes = [f"env var: {ENV_VARS[name]}"] if name in ENV_VARS and name not in (defaults or {}) else []
+    notes += [f"default: {value}"] if value is not None else []
+    shown = f"{help}  [{'; '.join(notes)}]" if notes else help
+    return click.option(*decls, default=None, help=shown.strip(), **kw)
+
+
+def given(flags: dict) -> dict:
+    """The settings given on the command line: an absent option is None, an absent
+    switch False, an absent list ()."""
+    return {name: v for name, v in flags.items() if not (v is None or v is False or v == ())}
 
 
 def option_group(*options):
@@ -289,40 +315,50 @@ grid_options = option_group(
                      help="Task ids (space or comma separated)  [default: the published grid]"),
         click.option("--lengths", multiple=True, metavar="L...",
                      help="Input lengths for every non-tabular task  [default: each task's own]"),
-        click.option("--train-size", type=INT, default=100, show_default=True),
-        click.option("--val-size", type=INT, default=100, show_default=True),
-        click.option("--test-size", type=INT, default=10000, show_default=True),
-        click.option("--seed", type=INT, default=42, show_default=True,
-                     help="Global base seed, 0 to 2^63 - 1"),
+        setting("--train-size", type=INT),
+        setting("--val-size", type=INT),
+        setting("--test-size", type=INT),
+        setting("--seed", type=INT, help="Global base seed, 0 to 2^63 - 1"),
         click.option("--strict-sizes", is_flag=True,
                      help="Refuse, rather than cap, a tabular test split its source cannot fill"),
         click.option("--uci-dir", type=PathArg(file_okay=False, path_type=Path),
-                     envvar="SYNTH_UCI_DIR", show_envvar=True,
-                     help="Folder with the UCI files (else the download cache)"),
+                     help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]"),
 )  # fmt: skip
-# How model calls are made: the model, the server, concurrency, timeouts, retries.
+def call_options(shown_default: str | None = None):
+    """How hard and where model calls are made: what a resume may change too (where each
+    defaults to the run's stored value, ``shown_default``)."""
+    return option_group(
+        setting("--api-base-url", help="Any OpenAI-compatible server",
+                shown_default=shown_default or "OpenAI"),
+        setting("--concurrency", type=INT, shown_default=shown_default,
+                help="Model calls in flight at most"),
+        setting("--timeout", type=FLOAT, shown_default=shown_default, help="Seconds per model call"),
+        setting("--max-retries", type=INT, shown_default=shown_default,
+                help="Retries of a failed model call (429, 5xx, timeout, lost connection)"),
+        setting("--retry-base-delay", type=FLOAT, shown_default=shown_default,
+                help="Seconds before the first retry; doubles with each retry"),
+        setting("--retry-max-delay", type=FLOAT, shown_default=shown_default,
+                help="Longest wait before a retry, also capping the server's retry-after"),
+    )  # fmt: skip
+
+
+# The model, the server, and how calls are made.
 api_options = option_group(
-        click.option("--model", envvar="SYNTH_MODEL", show_envvar=True,
-                     help="Model name  [default: gpt-5; offline proposers: their own name]"),
-        click.option("--api-mode", type=click.Choice(API_MODES), default="responses",
-                     show_default=True, envvar="SYNTH_API_MODE", show_envvar=True,
-                     help="Responses API, or Chat Completions for compatible servers"),
-        click.option("--api-base-url", envvar="SYNTH_API_BASE_URL", show_envvar=True,
-                     help="Any OpenAI-compatible server  [default: OpenAI]"),
-        click.option("--concurrency", type=INT, default=5, show_default=True,
-                     envvar="SYNTH_CONCURRENCY", show_envvar=True,
-                     help="Model calls in flight at most"),
-        click.option("--timeout", type=FLOAT, default=1200.0, show_default=True,
-                     envvar="SYNTH_TIMEOUT", show_envvar=True, help="Seconds per model call"),
-        click.option("--max-retries", type=INT, default=4, show_default=True,
-                     envvar="SYNTH_MAX_RETRIES", show_envvar=True,
-                     help="Retries of a failed model call (429, 5xx, timeout, lost connection)"),
-        click.option("--retry-base-delay", type=FLOAT, default=1.0, show_default=True,
-                     envvar="SYNTH_RETRY_BASE_DELAY", show_envvar=True,
-                     help="Seconds before the first retry; doubles with each retry"),
-        click.option("--retry-max-delay", type=FLOAT, default=60.0, show_default=True,
-                     envvar="SYNTH_RETRY_MAX_DELAY", show_envvar=True,
-                     help="Longest wait before a retry, also capping the server's retry-after"),
+        setting("--model", help="Model name",
+                shown_default=f"{DEFAULT_MODEL}; offline proposers: their own name"),
+        setting("--api-mode", type=click.Choice(API_MODES),
+                help="Responses API, or Chat Completions for compatible servers"),
+        call_options(),
+)  # fmt: skip
+# Where a run writes besides the database.
+output_options = option_group(
+        click.option("--dataset-dir", type=PathArg(file_okay=False, path_type=Path),
+                     help="Also mirror the datasets here in the published layout"),
+        click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
+                     help="Folder for all exports  [default: runs/<run_id>/]"),
+        click.option("--out-jsonl", type=PathArg(dir_okay=False, path_type=Path)),
+        click.option("--out-csv", type=PathArg(dir_okay=False, path_type=Path)),
+        click.option("--out-manifest", type=PathArg(dir_okay=False, path_type=Path)),
 )  # fmt: skip
 
 
@@ -363,11 +399,10 @@ def datasets_build(functions, lengths, train_size, val_size, test_size, seed,
     """Build the datasets of a grid into the database (stored ones are reused)."""
     from synth.datasets.build import build_grid
 
+    sizes = given({"train_size": train_size, "val_size": val_size, "test_size": test_size, "seed": seed})
     stored = build_grid(
-        functions=parse_functions(functions),
-        lengths=parse_lengths(lengths),
-        train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
-        strict_sizes=strict_sizes, uci_dir=uci_dir, db_path=db_path, notify=echo_err,
+        functions=parse_functions(functions), lengths=parse_lengths(lengths),
+        strict_sizes=strict_sizes, uci_dir=uci_dir, db_path=db_path, notify=echo_err, **sizes,
     )  # fmt: skip
     built = sum(s.built for s in stored)
     echo_err(f"{built} built, {len(stored) - built} already stored")
@@ -412,61 +447,93 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 
 @cli.command(cls=VariadicCommand)
 @grid_options
-@click.option("--attempts", type=INT, default=5, show_default=True,
-              help="Attempts per trial (at most 1,000)")
-@click.option("--num-trials", type=INT, default=5, show_default=True,
-              help="Trials per grid point (a grid of more than 100,000 trials in all is refused; "
-                   "SYNTH_MAX_TRIALS raises the bound)")
-@click.option("--provider", type=click.Choice(PROVIDERS), default="openai", show_default=True,
-              envvar="SYNTH_PROVIDER", show_envvar=True,
-              help="Who proposes programs: the OpenAI API, or an offline proposer (no key)")
+@setting("--attempts", type=INT, help="Attempts per trial (at most 1,000)")
+@setting("--num-trials", type=INT,
+         help="Trials per grid point (a grid of more than 100,000 trials in all is refused; "
+              "SYNTH_MAX_TRIALS raises the bound)")
+@setting("--provider", type=click.Choice(PROVIDERS),
+         help="Who proposes programs: the OpenAI API, or an offline proposer (no key)")
 @api_options
-@click.option("--time-budget", type=FLOAT, default=2.0, show_default=True,
-              help="Seconds per proposal of the `formula` proposer")
-@click.option("--max-candidates", type=INT,
-              help="Formulas the `formula` proposer may look at per proposal: unlike "
-                   "--time-budget, the same on every machine  [default: no limit]")
-@click.option("--max-output-tokens", type=INT, default=20000, show_default=True)
-@click.option("--reasoning-effort", default="high", show_default=True,
-              help=f"Known: {', '.join(EFFORTS)}; another value is sent as given (newer models "
-                   "add levels) and a server that refuses it says so")
-@click.option("--verbosity", type=click.Choice(VERBOSITIES), default="low", show_default=True)
-@click.option("--tool-choice", type=click.Choice(TOOL_CHOICES), default="auto", show_default=True)
+@setting("--time-budget", type=FLOAT, help="Seconds per proposal of the `formula` proposer")
+@setting("--max-candidates", type=INT, shown_default="no limit",
+         help="Formulas the `formula` proposer may look at per proposal: unlike "
+              "--time-budget, the same on every machine")
+@setting("--max-output-tokens", type=INT)
+@setting("--reasoning-effort",
+         help=f"Known: {', '.join(EFFORTS)}; another value is sent as given (newer models "
+              "add levels) and a server that refuses it says so")
+@setting("--verbosity", type=click.Choice(VERBOSITIES))
+@setting("--tool-choice", type=click.Choice(TOOL_CHOICES))
 @click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")
 @click.option("--prompt-template", type=PathArg(path_type=Path),
               help="Jinja template replacing the default prompt (see docs/prompts.md)")
-@click.option("--eval-timeout", type=FLOAT, default=60.0, show_default=True,
-              envvar="SYNTH_EVAL_TIMEOUT", show_envvar=True,
-              help="Seconds per sandboxed evaluation of one program (val + test)")
-@click.option("--dataset-dir", type=PathArg(file_okay=False, path_type=Path),
-              help="Also mirror the datasets here in the published layout")
-@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
-              help="Folder for all exports  [default: runs/<run_id>/]")
-@click.option("--out-jsonl", type=PathArg(dir_okay=False, path_type=Path))
-@click.option("--out-csv", type=PathArg(dir_okay=False, path_type=Path))
-@click.option("--out-manifest", type=PathArg(dir_okay=False, path_type=Path))
+@setting("--eval-timeout", type=FLOAT, help="Seconds per sandboxed evaluation of one program (val + test)")
+@output_options
 @click.option("--run-id", help="Name of the run: no spaces, no /, not starting with a dot or "
                                 "a dash, at most 128 bytes  [default: a timestamp id]")
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
 @click.option("--resume", "resume_id", metavar="RUN_ID",
-              help="Continue a stored run (refused while its process still runs); only "
-                   "--concurrency, --timeout, the retry settings, --api-base-url, "
-                   "--dataset-dir and output paths may change")
+              help="The same as `synth resume RUN_ID` (the other flags given must be ones a "
+                   "resume may change, or their stored values)")
 @db_option
-@click.pass_context
 @user_errors
-def run(ctx, resume_id, db_path, uci_dir, **flags):
+def run(resume_id, db_path, uci_dir, **flags):
     """Propose and verify: run a grid of tasks x lengths x trials x attempts.
 
     The API key is read from OPENAI_API_KEY and never stored. Results land in the
     database (--db) and in the exports under --out-dir.
     """  # fmt: skip
-    flags["functions"] = parse_functions(flags["functions"])
-    flags["lengths"] = parse_lengths(flags["lengths"])
-    flags["prompt_template_path"] = _str(flags.pop("prompt_template"))
-    for name in ("dataset_dir", "out_dir", "out_jsonl", "out_csv", "out_manifest"):
-        flags[name] = _str(flags[name])
-    result = _start_or_resume(ctx, resume_id, db_path, uci_dir, flags)
+    from synth.config import RunConfig, unread_settings
+    from synth.engine.entry import resume_run, start_run
+
+    flags = _settings(flags)
+    if resume_id is not None:  # "" too: an empty RUN_ID is no reason to start a new run
+        result = resume_run(resume_id, db_path=db_path, overrides=flags)  # it checks them
+    else:
+        config = RunConfig.resolve(**flags)
+        config.validate()  # a bad value is an error, without a warning that it is ignored first
+        unused = [n for n in unread_settings(config.provider) if n in flags]
+        if unused:
+            echo_err(f"Warning: {', '.join(map(_flag_name, unused))} "
+                     f"{'does' if len(unused) == 1 else 'do'} not apply to --provider "
+                     f"{config.provider}; ignored")  # fmt: skip
+        if uci_dir is not None and _no_uci_task(config.functions):
+            echo_err("Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions")
+        result = start_run(config, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err)
+    _echo_result(result)
+
+
+@cli.command()
+@click.argument("run_id")
+@call_options(shown_default="the run's")
+@output_options
+@db_option
+@user_errors
+def resume(run_id, db_path, **flags):
+    """Continue a stored run from the database alone; recorded attempts are never redone.
+
+    Refused while the run's process still runs on this machine. Only how hard and where
+    the run works may change; the SYNTH_* variables of these settings apply as to
+    `synth run`.
+    """
+    from synth.engine.entry import resume_run
+
+    _echo_result(resume_run(run_id, db_path=db_path, overrides=_settings(flags)))
+
+
+def _settings(flags: dict) -> dict:
+    """The RunConfig settings given on the command line, named as its fields."""
+    flags = given(flags)
+    if "functions" in flags:
+        flags["functions"] = parse_functions(flags["functions"])
+    if "lengths" in flags:
+        flags["lengths"] = parse_lengths(flags["lengths"])
+    if "prompt_template" in flags:
+        flags["prompt_template_path"] = str(flags.pop("prompt_template"))
+    return {k: str(v) if isinstance(v, Path) else v for k, v in flags.items()}
+
+
+def _echo_result(result) -> None:
     _echo_summary(result.db_path, result.run_id, readonly=False)
     artifacts = result.manifest["artifacts"]
     if result.status == "dry_run":
@@ -476,31 +543,6 @@ def run(ctx, resume_id, db_path, uci_dir, **flags):
     click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
 
 
-def _start_or_resume(ctx, resume_id, db_path, uci_dir, flags):
-    from synth.config import RESUMABLE, RunConfig, unread_settings
-    from synth.engine.entry import resume_run, start_run
-
-    if resume_id is not None:  # "" too: an empty RUN_ID is no reason to start a new run
-        # Every flag given, for resume_run to check; the resumable ones also from the
-        # environment.
-        overrides = {n: v for n, v in flags.items() if _source(ctx, n) == ParameterSource.COMMANDLINE
-                     or (n in RESUMABLE and _source(ctx, n) == ParameterSource.ENVIRONMENT)}  # fmt: skip
-        return resume_run(resume_id, db_path=db_path, overrides=overrides)
-    if flags["run_id"] is None:
-        flags.pop("run_id")
-    config = RunConfig(**flags)
-    config.validate()  # a bad value is an error, without a warning that it is ignored first
-    unused = [n for n in unread_settings(flags["provider"])
-              if _source(ctx, n) == ParameterSource.COMMANDLINE]  # fmt: skip
-    if unused:
-        echo_err(f"Warning: {', '.join(map(_flag_name, unused))} "
-                 f"{'does' if len(unused) == 1 else 'do'} not apply to --provider "
-                 f"{flags['provider']}; ignored")  # fmt: skip
-    if _source(ctx, "uci_dir") == ParameterSource.COMMANDLINE and _no_uci_task(flags["functions"]):
-        echo_err("Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions")
-    return start_run(config, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err)
-
-
 def _no_uci_task(functions: list[str] | None) -> bool:
     """Whether a chosen grid holds no tabular task (None: the default grid, which does)."""
     from synth.tasks import TASKS
@@ -508,20 +550,8 @@ def _no_uci_task(functions: list[str] | None) -> bool:
     return functions is not None and not any(TASKS[f].source for f in functions if f in TASKS)
 
 
-def _str(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _param_name(name: str) -> str:
-    return "prompt_template" if name == "prompt_template_path" else name
-
-
 def _flag_name(name: str) -> str:
-    return "--" + _param_name(name).replace("_", "-")
-
-
-def _source(ctx, name: str):
-    return ctx.get_parameter_source(_param_name(name))
+    return "--" + name.replace("_", "-")
 
 
 def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool = True) -> None:
@@ -610,19 +640,18 @@ def export_cmd(run_id, out_dir, db_path):
 
 
 @cli.command()
-@click.argument("db", required=False, type=PathArg(dir_okay=False, path_type=Path),
-                envvar="SYNTH_DB")  # fmt: skip
+@db_argument
 @user_errors
-def migrate(db):
+def migrate(db_path):
     """Bring a database written by an older version up to date (read commands refuse one).
 
-    DB defaults to $SYNTH_DB, else ./synth.db. Writing commands, and browse, migrate by
-    themselves.
+    DB (or --db) defaults to $SYNTH_DB, else ./synth.db. Writing commands, and browse,
+    migrate by themselves.
     """
-    from tracker.db import OutdatedDatabase, db_path, open_db
+    from tracker.db import OutdatedDatabase, db_path as resolve_db, open_db
     from tracker.migrations import migrations
 
-    path = db_path(db)
+    path = resolve_db(db_path)
     if not path.exists():
         raise UserError(f"no database at {path}")
     try:
@@ -638,24 +667,23 @@ def migrate(db):
 
 
 @cli.command()
-@click.argument("db", required=False, type=PathArg(dir_okay=False, path_type=Path),
-                envvar="SYNTH_DB")  # fmt: skip
+@db_argument
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="The address to serve on (0.0.0.0: every address of this host)")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
               help="0: any free port (the URL printed names it)")
 @user_errors
-def browse(db, host, port):
+def browse(db_path, host, port):
     """Browse a run database in Datasette: read-only, and usable while a run writes.
 
-    DB defaults to $SYNTH_DB, else ./synth.db.
+    DB (or --db) defaults to $SYNTH_DB, else ./synth.db.
     """
     from tracker.browse import serve
-    from tracker.db import OutdatedDatabase, db_path, open_db
+    from tracker.db import OutdatedDatabase, db_path as resolve_db, open_db
 
     if not host.strip():  # uvicorn would take it for every address, and print none
         raise UserError("--host must not be empty (0.0.0.0 serves every address of this host)")
-    path = db_path(db)
+    path = resolve_db(db_path)
     if not path.exists():
         raise UserError(f"no database at {path}")
     try:
@@ -668,26 +696,25 @@ def browse(db, host, port):
 
 
 @cli.command(cls=VariadicCommand)
-@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
-              default=Path("runs/demo"), show_default=True,
-              help="Folder for the demo's database, exports and datasets")
-@click.option("--provider", type=click.Choice(PROVIDERS), default="formula", show_default=True,
-              help="`openai` runs the same grid against the API (needs OPENAI_API_KEY)")
+@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path), default=DEMO_DIR,
+              show_default=True, help="Folder for the demo's database, exports and datasets")
+@setting("--provider", type=click.Choice(PROVIDERS), defaults=DEMO_DEFAULTS,
+         help="`openai` runs the same grid against the API (needs OPENAI_API_KEY)")
 @click.option("--functions", multiple=True, metavar="FN...",
-              help="Task ids  [default: fn_a fn_c fn_e fn_g fn_m fn_q]")
-@click.option("--lengths", multiple=True, metavar="L...", help="Lengths  [default: 20 50]")
-@click.option("--num-trials", type=INT, default=3, show_default=True)
-@click.option("--attempts", type=INT, default=2, show_default=True)
-@click.option("--test-size", type=INT, default=10000, show_default=True)
+              help=f"Task ids  [default: {' '.join(DEMO_FUNCTIONS)}]")
+@click.option("--lengths", multiple=True, metavar="L...",
+              help=f"Lengths  [default: {' '.join(map(str, DEMO_LENGTHS))}]")
+@setting("--num-trials", type=INT, defaults=DEMO_DEFAULTS)
+@setting("--attempts", type=INT, defaults=DEMO_DEFAULTS)
+@setting("--test-size", type=INT)
 @click.option("--uci-dir", type=PathArg(file_okay=False, path_type=Path),
-              envvar="SYNTH_UCI_DIR", show_envvar=True,
-              help="Folder with the UCI files (else the download cache)")
-@click.option("--time-budget", type=FLOAT, default=0.5, show_default=True,
-              help="Seconds per proposal of the `formula` proposer (`synth run`: 2.0); "
-                   "searches it cuts short may miss what a longer one finds")
+              help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]")
+@setting("--time-budget", type=FLOAT, defaults=DEMO_DEFAULTS,
+         help=f"Seconds per proposal of the `formula` proposer (`synth run`: "
+              f"{default('time_budget')}); searches it cuts short may miss what a longer one finds")
 @api_options
 @user_errors
-def demo(out_dir, provider, functions, lengths, uci_dir, **settings):
+def demo(out_dir, functions, lengths, uci_dir, **settings):
     """Run a small real grid end to end and say where everything is.
 
     With the default offline proposer it needs no key and no network (UCI files from
@@ -697,13 +724,13 @@ def demo(out_dir, provider, functions, lengths, uci_dir, **settings):
     from synth.demo import run_demo
 
     result = run_demo(
-        out_dir, provider=provider, functions=parse_functions(functions),
-        lengths=parse_lengths(lengths), uci_dir=uci_dir, notify=echo_err, **settings,
+        out_dir, functions=parse_functions(functions), lengths=parse_lengths(lengths),
+        uci_dir=uci_dir, notify=echo_err, **given(settings),
     )  # fmt: skip
     _echo_summary(result.db_path, result.run.run_id, readonly=False)
     artifacts = result.run.manifest["artifacts"]
     click.echo(f"""
-run:       {result.run.run_id} ({result.run.status}, provider {provider})
+run:       {result.run.run_id} ({result.run.status}, provider {result.provider})
 database:  {result.db_path}
 exports:   {Path(artifacts['jsonl']).parent}/
 datasets:  {result.out_dir / 'datasets'}/
@@ -729,8 +756,7 @@ def _self_command() -> str:
 @click.option("--task", multiple=True, metavar="FN",
               help="Only these task ids (repeat the flag, or separate them with commas)")
 @click.option("--prices", type=PathArg(exists=True, dir_okay=False, path_type=Path),
-              envvar="SYNTH_PRICES", show_envvar=True,
-              help="JSON price table merged over the built-in one")
+              help="JSON price table merged over the built-in one  [env var: SYNTH_PRICES]")
 @db_option
 @user_errors
 def report(run_ids, output, fmt, model, provider, task, prices, db_path):

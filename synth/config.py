@@ -7,6 +7,9 @@ need. It never holds a secret: the API key is read from OPENAI_API_KEY at call t
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +47,24 @@ API_SETTINGS = ("max_output_tokens", "reasoning_effort", "verbosity", "tool_choi
                 "enable_code_interpreter", "api_mode", "api_base_url", "timeout", "max_retries",
                 "retry_base_delay", "retry_max_delay")  # fmt: skip
 
+
+# The variable each setting falls back to when it is not given: read by RunConfig.resolve
+# alone, so that the CLI and a Python caller get the same run.
+ENV_VARS = {
+    "provider": "SYNTH_PROVIDER", "model": "SYNTH_MODEL", "api_mode": "SYNTH_API_MODE",
+    "api_base_url": "SYNTH_API_BASE_URL", "concurrency": "SYNTH_CONCURRENCY",
+    "timeout": "SYNTH_TIMEOUT", "max_retries": "SYNTH_MAX_RETRIES",
+    "retry_base_delay": "SYNTH_RETRY_BASE_DELAY", "retry_max_delay": "SYNTH_RETRY_MAX_DELAY",
+    "eval_timeout": "SYNTH_EVAL_TIMEOUT",
+}  # fmt: skip
+
+DEMO_DIR = Path("runs/demo")
+DEMO_FUNCTIONS = ["fn_a", "fn_c", "fn_e", "fn_g", "fn_m", "fn_q"]
+DEMO_LENGTHS = [20, 50]
+# Where the demo's settings differ from a run's: offline (its --provider reads no
+# variable, so a SYNTH_PROVIDER=openai set for `synth run` never makes it spend), small,
+# and a shorter search for the `formula` proposer.
+DEMO_DEFAULTS = {"provider": "formula", "num_trials": 3, "attempts": 2, "time_budget": 0.5}
 
 # What only the `formula` proposer reads.
 FORMULA_SETTINGS = ("time_budget", "max_candidates")
@@ -98,6 +119,16 @@ class RunConfig:
         if self.model is None:
             self.model = DEFAULT_MODEL if self.provider == OPENAI_PROVIDER else self.provider
 
+    @classmethod
+    def resolve(cls, environ: Mapping[str, str] | None = None, **given) -> RunConfig:
+        """The config of the settings ``given`` (None: not given), then of the environment
+        variables of ENV_VARS, then the defaults: the one place this order is applied."""
+        unknown = sorted(set(given) - set(_FIELDS))
+        if unknown:
+            raise TypeError(f"RunConfig has no setting {', '.join(unknown)}")
+        chosen = {k: v for k, v in given.items() if v is not None}
+        return cls(**{**environment_settings(set(ENV_VARS) - set(chosen), environ), **chosen})
+
     def validate(self, *, new_run: bool = True) -> None:
         """Refuse bad settings; a stored run's (``new_run=False``) keeps the id it has."""
         checks = [
@@ -147,6 +178,16 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @property
+    def api(self) -> ApiSettings:
+        return ApiSettings(
+            model=self.model, mode=self.api_mode, base_url=self.api_base_url, timeout=self.timeout,
+            max_retries=self.max_retries, retry_base_delay=self.retry_base_delay,
+            retry_max_delay=self.retry_max_delay, reasoning_effort=self.reasoning_effort,
+            max_output_tokens=self.max_output_tokens, verbosity=self.verbosity,
+            tool_choice=self.tool_choice, enable_code_interpreter=self.enable_code_interpreter,
+        )  # fmt: skip
+
     # Where the exports go: --out-dir (default runs/<run_id>/) unless a path flag says otherwise.
     @property
     def out_path(self) -> Path:
@@ -165,6 +206,76 @@ class RunConfig:
         if self.out_manifest:
             return Path(self.out_manifest)
         return self.out_path / "results_attempts_manifest.json"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def default(name: str):
+    """The default of a RunConfig setting (None where it is computed: the model, the run
+    id): the CLI's flags and the library's functions take theirs from here."""
+    value = _FIELDS[name].default
+    return None if value is dataclasses.MISSING else value
+
+
+def environment_settings(names, environ: Mapping[str, str] | None = None) -> dict:
+    """The settings among ``names`` that their variable (ENV_VARS) sets, read as the
+    setting's type; a variable set to nothing counts as unset."""
+    environ = os.environ if environ is None else environ
+    found = {}
+    for name in names:
+        variable = ENV_VARS.get(name)
+        text = environ.get(variable, "").strip() if variable else ""
+        if text:
+            found[name] = _typed(text, default(name), variable)
+    return found
+
+
+def _typed(text: str, like, what: str):
+    """``text`` read as a value of the type of ``like`` (a default), in ASCII digits only:
+    int() and float() also read "٣" and "2_0"."""
+    if isinstance(like, bool) or not isinstance(like, int | float):
+        return text
+    if isinstance(like, int):
+        return parse_int(text, what)
+    return parse_float(text, what)
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_int(text: str, what: str) -> int:
+    if not _INT.fullmatch(text.strip()):
+        raise SynthError(f"{what} must be a whole number in the digits 0-9 (got {shortened(text)!r})")
+    return int(text)
+
+
+def parse_float(text: str, what: str) -> float:
+    """A decimal number (an exponent allowed; inf and nan are read, for the range checks
+    to name)."""
+    if not _FLOAT.fullmatch(text.strip()):
+        raise SynthError(f"{what} must be a number in the digits 0-9 (got {shortened(text)!r})")
+    return float(text)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """How a run calls a model, as one object from its config to the provider
+    (synth.providers.make_provider, RunConfig.api). None: not sent, the server decides."""
+
+    model: str
+    mode: str = default("api_mode")
+    base_url: str | None = None
+    timeout: float | None = None
+    max_retries: int = default("max_retries")
+    retry_base_delay: float = default("retry_base_delay")
+    retry_max_delay: float = default("retry_max_delay")
+    reasoning_effort: str | None = None
+    max_output_tokens: int | None = None
+    verbosity: str | None = None
+    tool_choice: str | None = None
+    enable_code_interpreter: bool = False
 
 
 def _plain_name(run_id: str) -> bool:

@@ -7,14 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reports import build_report
-from synth.config import RunConfig
+from synth.config import DEMO_DEFAULTS, DEMO_DIR, DEMO_FUNCTIONS, DEMO_LENGTHS, RunConfig
 from synth.engine.entry import RunResult, start_run
 from synth.engine.preflight import check_folder
 from synth.tasks import get_task
-
-DEMO_FUNCTIONS = ["fn_a", "fn_c", "fn_e", "fn_g", "fn_m", "fn_q"]
-DEMO_LENGTHS = [20, 50]
-
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -22,18 +18,14 @@ class DemoResult:
     out_dir: Path
     db_path: Path
     report: Path
+    provider: str
 
 
 def run_demo(
-    out_dir: Path = Path("runs/demo"),
+    out_dir: Path = DEMO_DIR,
     *,
-    provider: str = "formula",
     functions: list[str] | None = None,
     lengths: list[int] | None = None,
-    num_trials: int = 3,
-    attempts: int = 2,
-    test_size: int = 10000,
-    time_budget: float = 0.5,
     uci_dir: Path | None = None,
     notify=lambda message: None,
     progress_stream=None,
@@ -41,17 +33,17 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo grid into ``out_dir``: its database, exports and dataset mirror.
 
-    ``settings`` are further RunConfig fields (the model, the server, concurrency...)."""
+    ``settings`` are further RunConfig settings (the model, the server, concurrency...),
+    over DEMO_DEFAULTS; the rest resolve as a run's (RunConfig.resolve)."""
     check_folder(out_dir, "the demo")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "synth.db"
     if lengths is None and not (functions and all(get_task(fn).fixed_length for fn in functions)):
         lengths = DEMO_LENGTHS  # tabular tasks alone take their length from their data
-    config = RunConfig(
-        functions=functions or DEMO_FUNCTIONS, lengths=lengths,
-        num_trials=num_trials, attempts=attempts, test_size=test_size, provider=provider,
-        time_budget=time_budget, dataset_dir=str(out_dir / "datasets"), **settings,
+    config = RunConfig.resolve(
+        **{**DEMO_DEFAULTS, **settings}, functions=functions or DEMO_FUNCTIONS, lengths=lengths,
+        dataset_dir=str(out_dir / "datasets"),
     )  # fmt: skip
     config.out_dir = str(out_dir / config.run_id)
     try:
@@ -62,4 +54,4 @@ def run_demo(
             out_dir.rmdir()
         raise
     report = build_report(db_path, [result.run_id], out_dir / "report.html")
-    return DemoResult(result, out_dir, db_path, report)
+    return DemoResult(result, out_dir, db_path, report, config.provider)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from openai_server import Reply, error_body, in_order
 
 from synth.cli import cli
+from synth.config import ApiSettings
 from synth.providers import ProposeRequest, ProviderError, make_provider
 from synth.providers.retry import RetryPolicy, retry_after
 from tracker.db import open_db
@@ -48,9 +49,8 @@ def call(openai_server):
     def call(api_mode="responses", times=1, **settings):
         failed = []
         settings = {
-            "model": "gpt-test", "api_key": KEY, "base_url": openai_server.base_url,
-            "retry_base_delay": 0.01, "retry_max_delay": 1.0,
-            "on_failed_call": lambda *c: failed.append(FailedCall(*c)), **settings,
+            "model": "gpt-test", "base_url": openai_server.base_url,
+            "retry_base_delay": 0.01, "retry_max_delay": 1.0, **settings,
         }  # fmt: skip
 
         async def propose(provider):
@@ -60,7 +60,8 @@ def call(openai_server):
                 return e
 
         async def proposals():
-            provider = make_provider(api_mode, **settings)
+            provider = make_provider(ApiSettings(mode=api_mode, **settings), api_key=KEY,
+                                     on_failed_call=lambda *c: failed.append(FailedCall(*c)))  # fmt: skip
             try:
                 return [await propose(provider) for _ in range(times)][-1]
             finally:
@@ -114,7 +115,7 @@ def test_retry_after_is_honoured_within_the_cap():
 
 def test_negative_settings_cannot_run():
     with pytest.raises(ProviderError, match="must not be negative") as info:
-        make_provider("responses", model="m", api_key=KEY, max_retries=-1)
+        make_provider(ApiSettings("m", max_retries=-1), api_key=KEY)
     assert (info.value.kind, info.value.fatal) == ("config", True)
 
 

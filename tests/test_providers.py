@@ -18,6 +18,7 @@ from openai_server import (
 )
 
 from synth.errors import SynthError
+from synth.config import ApiSettings
 from synth.providers import ProposeRequest, ProviderError, make_provider
 
 pytestmark = pytest.mark.anyio
@@ -40,12 +41,9 @@ async def make(openai_server):
     """Providers pointed at the loopback server (no retries unless asked), closed after."""
     made = []
 
-    def make(api_mode="responses", **settings):
-        settings = {
-            "model": "gpt-test", "api_key": KEY, "base_url": openai_server.base_url,
-            "max_retries": 0, **settings,
-        }  # fmt: skip
-        made.append(make_provider(api_mode, **settings))
+    def make(api_mode="responses", api_key=KEY, **settings):
+        settings = {"model": "gpt-test", "base_url": openai_server.base_url, "max_retries": 0, **settings}
+        made.append(make_provider(ApiSettings(mode=api_mode, **settings), api_key=api_key))
         return made[-1]
 
     yield make
@@ -312,7 +310,7 @@ async def test_unreadable_200_is_bad_response(make, openai_server, reply, said, 
 def test_missing_key_is_fatal_before_any_request(openai_server, monkeypatch, api_mode):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ProviderError, match="OPENAI_API_KEY is not set") as info:
-        make_provider(api_mode, model="gpt-test", api_key=None, base_url=openai_server.base_url)
+        make_provider(ApiSettings("gpt-test", api_mode, base_url=openai_server.base_url), api_key=None)
     assert (info.value.kind, info.value.fatal) == ("auth", True)
     assert isinstance(info.value, SynthError)  # the CLI shows it as one line
     assert openai_server.requests == []
@@ -333,7 +331,7 @@ async def test_key_falls_back_to_the_environment(make, openai_server, monkeypatc
 )
 def test_settings_that_cannot_run_are_fatal(api_mode, settings, message):
     with pytest.raises(ProviderError, match=message) as info:
-        make_provider(api_mode, model="gpt-test", api_key=KEY, **settings)
+        make_provider(ApiSettings("gpt-test", api_mode, **settings), api_key=KEY)
     assert (info.value.kind, info.value.fatal) == ("config", True)
 
 

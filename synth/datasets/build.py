@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from synth.config import default
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import Sizes, plan_grid
 from synth.errors import RunInterrupted, SynthError
@@ -22,10 +23,10 @@ def build_grid(
     *,
     functions: Sequence[str] | None = None,
     lengths: Sequence[int] | None = None,
-    train_size: int = 100,
-    val_size: int = 100,
-    test_size: int = 10000,
-    seed: int = 42,
+    train_size: int = default("train_size"),
+    val_size: int = default("val_size"),
+    test_size: int = default("test_size"),
+    seed: int = default("seed"),
     strict_sizes: bool = False,
     uci_dir: Path | None = None,
     db_path: Path | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import RESUMABLE, RunConfig, unread_settings
+from synth.config import RESUMABLE, RunConfig, environment_settings, unread_settings
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import GridPoint, Sizes
 from synth.engine.loop import Runner
@@ -94,7 +94,8 @@ def resume_run(
 
     ``overrides`` may hold the RESUMABLE settings (they do not change the experiment:
     concurrency, timeouts, retries, server, output paths), stored with the run's config;
-    any other setting only with its stored value (a command line given again)."""
+    any other setting only with its stored value (a command line given again). The
+    RESUMABLE settings not given are taken from their variables (ENV_VARS) where set."""
     path = resolve_db(db_path)
     if not path.exists():
         raise SynthError(f"no database at {path}")
@@ -103,7 +104,7 @@ def resume_run(
         if run is None:
             raise SynthError(f"no run {run_id!r} in {path}")
         recorded = json.loads(run["config"])
-        overrides = overrides or {}
+        overrides = {**environment_settings(set(RESUMABLE) - set(overrides or {})), **(overrides or {})}
         changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and not _same(k, v, recorded))
         if changed:
             names = ", ".join("--" + k.removesuffix("_path").replace("_", "-") for k in changed)

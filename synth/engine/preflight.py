@@ -103,14 +103,7 @@ def provider_for(config: RunConfig):
                          f"{bad}: check that it was copied whole and alone")  # fmt: skip
     from synth.providers.openai_api import make_provider
 
-    return make_provider(
-        config.api_mode, model=config.model, api_key=key, base_url=config.api_base_url,
-        timeout=config.timeout, max_retries=config.max_retries,
-        retry_base_delay=config.retry_base_delay, retry_max_delay=config.retry_max_delay,
-        reasoning_effort=config.reasoning_effort,
-        max_output_tokens=config.max_output_tokens, verbosity=config.verbosity,
-        tool_choice=config.tool_choice, enable_code_interpreter=config.enable_code_interpreter,
-    )  # fmt: skip
+    return make_provider(config.api, api_key=key)
 
 
 def check_out_dir(config: RunConfig, db_path: Path) -> None:

@@ -25,7 +25,7 @@ from typing import AnyStr
 
 import openai
 
-from synth.config import API_MODES
+from synth.config import API_MODES, ApiSettings
 from synth.providers.base import Proposal, ProposeRequest, Provider, ProviderError
 from synth.providers.retry import RetryPolicy, retry_after
 
@@ -347,50 +347,37 @@ class ChatProvider(_OpenAIProvider):
 
 
 def make_provider(
-    api_mode: str,
-    *,
-    model: str,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    max_retries: int = RetryPolicy.max_retries,
-    retry_base_delay: float = RetryPolicy.base_delay,
-    retry_max_delay: float = RetryPolicy.max_delay,
-    on_failed_call: OnFailedCall | None = None,
-    reasoning_effort: str | None = None,
-    max_output_tokens: int | None = None,
-    verbosity: str | None = None,
-    tool_choice: str | None = None,
-    enable_code_interpreter: bool = False,
+    settings: ApiSettings, *, api_key: str | None = None, on_failed_call: OnFailedCall | None = None
 ) -> Provider:
-    """The provider for an API mode; raises a fatal ProviderError for what cannot run.
+    """The provider for ``settings``; raises a fatal ProviderError for what cannot run.
 
-    `api_key` falls back to OPENAI_API_KEY and `base_url` to OPENAI_BASE_URL (then
+    `api_key` falls back to OPENAI_API_KEY and the base URL to OPENAI_BASE_URL (then
     api.openai.com). Chat Completions has no verbosity or tool choice here, so those
     settings are ignored in "chat" mode; the code interpreter is refused there, since
-    silently dropping a requested tool would change the experiment. `max_retries`,
-    `retry_base_delay` and `retry_max_delay` make the RetryPolicy (the SDK does not
-    retry); `on_failed_call` is told of every failed HTTP call, retried or not.
+    silently dropping a requested tool would change the experiment. The retry settings
+    make the RetryPolicy (the SDK does not retry); `on_failed_call` is told of every
+    failed HTTP call, retried or not.
     """
     common = dict(
-        model=model,
+        model=settings.model,
         api_key=api_key,
-        base_url=base_url,
-        timeout=timeout,
-        retry=RetryPolicy(max_retries, retry_base_delay, retry_max_delay),
+        base_url=settings.base_url,
+        timeout=settings.timeout,
+        retry=RetryPolicy(settings.max_retries, settings.retry_base_delay, settings.retry_max_delay),
         on_failed_call=on_failed_call,
-        reasoning_effort=reasoning_effort,
-        max_output_tokens=max_output_tokens,
+        reasoning_effort=settings.reasoning_effort,
+        max_output_tokens=settings.max_output_tokens,
     )
+    api_mode = settings.mode
     if api_mode == "responses":
         return ResponsesProvider(
-            verbosity=verbosity,
-            tool_choice=tool_choice,
-            enable_code_interpreter=enable_code_interpreter,
+            verbosity=settings.verbosity,
+            tool_choice=settings.tool_choice,
+            enable_code_interpreter=settings.enable_code_interpreter,
             **common,
         )
     if api_mode == "chat":
-        if enable_code_interpreter:
+        if settings.enable_code_interpreter:
             raise ProviderError(
                 "the code interpreter needs the Responses API (api mode 'responses'), "
                 "not Chat Completions",

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from synth.config import default
 from synth.providers.base import ProviderError
 
 # Failures that may pass: throttling, server trouble, a slow or lost reply, a body
@@ -27,9 +28,9 @@ class RetryPolicy:
     """Up to `max_retries` retries per call, waiting exponential backoff with jitter,
     or what the server asked for in retry-after; no wait exceeds `max_delay`."""
 
-    max_retries: int = 4
-    base_delay: float = 1.0
-    max_delay: float = 60.0
+    max_retries: int = default("max_retries")
+    base_delay: float = default("retry_base_delay")
+    max_delay: float = default("retry_max_delay")
 
     def __post_init__(self):
         if self.max_retries < 0 or self.base_delay < 0 or self.max_delay < 0:
