@@ -94,13 +94,15 @@ BAD = {
 
 
 @pytest.mark.parametrize("source, message", BAD.values(), ids=BAD.keys())
-def test_bad_template_is_refused_before_anything_is_written(workdir, source, message):
+def test_bad_template_is_refused_before_anything_is_written(workdir, monkeypatch, source, message):
+    if message == "loop steps":  # the step limit, before the 1 s one even on a loaded machine
+        monkeypatch.setattr(synth.prompts, "MAX_RENDER_SECONDS", 30.0)
     (workdir / "bad.j2").write_text(source)
     before = snapshot(workdir)
     started = time.monotonic()
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "bad.j2", "--out-dir", "out")
     line = assert_refused(result, "prompt template bad.j2", message)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # stopped by its limits, not run to the end
     if "undefined" not in message and "unsafe" not in message:
         assert "fn_a at L=20" in line
     assert snapshot(workdir) == before, "nothing may be written"
@@ -227,4 +229,4 @@ def test_a_hang_stops_at_the_wall_clock(monkeypatch):
     started = time.monotonic()
     with pytest.raises(SynthError, match="rendering took more than 0.3 seconds"):
         render_prompt(TASK, 4, TRAIN, template=template_from_text(source, name="h.j2"))
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # 0.3 s and a loaded machine's slack, not 2**60 calls

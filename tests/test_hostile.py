@@ -988,7 +988,7 @@ def test_hostile_program(hostile, arena, received_signals, wait_until):
     assert ev["isolation"] == isolation()
     outcome = (ev["status"], ev["limit_hit"])
     assert outcome == (hostile.status, hostile.limit), errors
-    assert ev["duration_ms"] < (EVAL_TIMEOUT + 1.0) * 1000
+    assert ev["duration_ms"] < (EVAL_TIMEOUT + 5) * 1000  # near its deadline, even on a loaded machine
     if hostile.row_errors is not None:
         assert ev["row_errors"] == hostile.row_errors, errors
     if hostile.errors is not None:

@@ -210,7 +210,7 @@ async def test_event_loop_stays_responsive(data, providers):
     proposal = await provider.propose(request(ds))
     ticker.cancel()
     assert proposal.raw["stopped"] == "time" and proposal.duration_ms >= 1000
-    assert len(gaps) > 50 and max(gaps) < 0.2
+    assert len(gaps) > 20 and max(gaps) < 0.5  # never blocked for the search's 1 s
 
 
 def test_tree_without_scikit_learn_says_how_to_install(monkeypatch):

@@ -163,12 +163,12 @@ def test_score_slices_one_evaluation_into_splits():
 def test_infinite_loop_times_out():
     started = time.monotonic()
     result = evaluate("def f(x):\n    while True:\n        pass\n", "f", "binary", ["0", "1"], timeout=1.0)
-    assert time.monotonic() - started < 1.0 + 1.5
+    assert time.monotonic() - started < 1.0 + REAP_SLACK + 5  # its 1 s, not the default 10 s
     assert (result.status, result.limit) == ("timeout", "wall")
     assert result.predictions == [None, None]
 
 
-def test_no_process_of_the_program_survives_it():
+def test_no_process_of_the_program_survives_it(wait_until):
     code = program("""
         import os, time
 
@@ -187,8 +187,8 @@ def test_no_process_of_the_program_survives_it():
     result = evaluate(code, "f", "binary", ["0"])
     spawned = [int(p) for p in result.errors[0].removeprefix("RuntimeError: ").split()]
     assert spawned and spawned[0] != os.getpid()
-    time.sleep(0.2)  # let init reap a killed grandchild
-    assert not any(alive(pid) for pid in spawned)
+    # once init has reaped a killed grandchild
+    assert wait_until(lambda: not any(alive(pid) for pid in spawned))
 
 
 def test_a_timeout_keeps_the_rows_done_before_it(bits):
@@ -214,7 +214,7 @@ def test_a_timeout_keeps_the_rows_done_before_it(bits):
 def test_cpu_limit_stops_a_busy_program():
     result = evaluate("def f(x):\n    while True: pass\n", "f", "binary", ["0"], cpu_seconds=1)
     assert (result.status, result.limit) == ("timeout", "cpu")
-    assert result.duration_ms < 4000
+    assert result.duration_ms < 8000  # long before the 10 s wall timeout
 
 
 def test_memory_hog_is_stopped_quickly():
@@ -227,7 +227,7 @@ def test_memory_hog_is_stopped_quickly():
     """)
     started = time.monotonic()
     result = evaluate(code, "f", "binary", ["0", "1"], memory_mb=256)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8  # long before the 10 s wall timeout
     assert result.status in ("memory", "crash")
     if result.status == "memory":
         assert result.limit == "memory"
@@ -394,7 +394,7 @@ def test_no_inputs():
 
 def test_concurrent_evaluations_keep_the_event_loop_responsive(bits):
     inputs, labels = bits
-    code = "import time\ntime.sleep(0.5)\n" + PARITY
+    code = "import time\ntime.sleep(1)\n" + PARITY
 
     async def main():
         ticks = []
@@ -415,9 +415,9 @@ def test_concurrent_evaluations_keep_the_event_loop_responsive(bits):
 
     results, elapsed, ticks = asyncio.run(main())
     assert [r.score(labels)[0] for r in results] == [1.0] * 4
-    assert elapsed < 1.8  # four 0.5 s evaluations overlapped, not queued
+    assert elapsed < 3  # four 1 s evaluations overlapped, not queued (4 s)
     gaps = np.diff(ticks)
-    assert len(ticks) > 20 and gaps.max() < 0.25
+    assert len(ticks) > 20 and gaps.max() < 0.5  # never blocked for an evaluation's 1 s
 
 
 def test_the_child_runs_under_its_rlimits_in_its_own_session():
@@ -467,9 +467,22 @@ def test_the_child_holds_no_descriptor_of_the_zygote_or_of_other_evaluations(bit
             raise RuntimeError(" ".join(kinds))
     """)
 
+    def in_flight():  # the zygote has a child: the slow evaluation runs
+        zygote = sandbox._zygote
+        if zygote is None:
+            return False
+        pid = zygote.proc.pid
+        try:
+            return any(alive(int(c)) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        except FileNotFoundError:
+            return False
+
     async def main():
         other = asyncio.ensure_future(evaluate_async(slow, "f", "binary", inputs))
-        await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while not in_flight():
+            assert time.monotonic() < deadline, "the slow evaluation never started"
+            await asyncio.sleep(0.01)
         return await evaluate_async(code, "f", "binary", ["0"]), await other
 
     probe, other = asyncio.run(main())
@@ -478,23 +491,22 @@ def test_the_child_holds_no_descriptor_of_the_zygote_or_of_other_evaluations(bit
     assert other.status == "ok"
 
 
-def test_a_zygote_that_dies_fails_the_evaluation_in_flight_and_is_restarted():
+def test_a_zygote_that_dies_fails_the_evaluation_in_flight_and_is_restarted(wait_until):
     pids = []
     started = time.monotonic()
     result = evaluate(
-        "import time\n\ndef f(x):\n    time.sleep(0.2)\n    return 1\n", "f", "binary", ["0"] * 20,
+        "import time\n\ndef f(x):\n    time.sleep(1)\n    return 1\n", "f", "binary", ["0"] * 20,
         on_start=lambda pid: (pids.append(pid), os.kill(parent_of(pid), signal.SIGKILL)),
     )  # fmt: skip
-    assert time.monotonic() - started < 2  # the child died with its zygote
+    assert time.monotonic() - started < 6  # the child died with its zygote: not the 10 s timeout
     assert result.status == "crash"
     assert result.errors == ["the sandbox's zygote died after 0 of 20 rows"]
-    time.sleep(0.1)
-    assert not alive(pids[0])
+    assert wait_until(lambda: not alive(pids[0]))
     again = evaluate("import os\n\ndef f(x):\n    return 1\n", "f", "binary", ["0"])
     assert (again.status, again.predictions) == ("ok", [1])
 
 
-def test_the_zygote_exits_with_the_runner():
+def test_the_zygote_exits_with_the_runner(wait_until):
     probe = "import os\ndef f(x):\n    raise RuntimeError(os.getppid())\n"
     script = (
         "import sys\n"
@@ -509,11 +521,7 @@ def test_the_zygote_exits_with_the_runner():
     assert alive(zygote)
     runner.kill()  # no atexit: the zygote sees EOF on its control socket
     runner.wait()
-    for _ in range(50):
-        if not alive(zygote):
-            break
-        time.sleep(0.02)
-    assert not alive(zygote)
+    assert wait_until(lambda: not alive(zygote))
 
 
 def layers() -> list[str]:
@@ -537,7 +545,7 @@ def test_a_zygote_that_dies_fails_the_evaluation_even_if_the_child_outlives_it(w
 
     started = time.monotonic()
     result = evaluate(code, "f", "binary", ["0"], timeout=20, on_start=kill_the_zygote_soon)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # long before its 20 s deadline
     assert result.status == "crash"
     assert result.errors == ["the sandbox's zygote died after 0 of 1 rows"]
     assert wait_until(lambda: not alive(pids[0]))
@@ -558,7 +566,7 @@ def test_the_evaluation_ends_on_time_when_its_child_cannot_be_reaped():
         result = evaluate(code, "f", "binary", ["0"], timeout=0.5, on_start=stop_zygote)
     finally:
         os.kill(zygotes[0], signal.SIGCONT)
-    assert time.monotonic() - started < 0.5 + REAP_SLACK + 0.5
+    assert time.monotonic() - started < 0.5 + REAP_SLACK + 5  # not the program's 30 s
     assert (result.status, result.limit) == ("timeout", "wall")
     again = evaluate(PARITY, "f", "binary", ["0", "1"])
     assert (again.status, again.predictions) == ("ok", [0, 1])
@@ -759,7 +767,7 @@ def test_a_busy_zygote_costs_an_evaluation_no_more_than_its_deadline():
     try:
         started = time.monotonic()
         result = evaluate(PARITY, "f", "binary", ["0", "1"], timeout=0.5)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 5  # its 0.5 s deadline, not the zygote's 10 s
     finally:
         os.kill(zygote, signal.SIGCONT)
     assert (result.status, result.limit, result.predictions) == ("timeout", "wall", [None, None])
