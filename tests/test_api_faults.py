@@ -145,6 +145,7 @@ def test_retry_after_as_an_http_date():
 # -- the provider against the server ------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("header, value", [("retry-after-ms", "250"), ("retry-after", "0.25")])
 def test_rate_limit_waits_as_long_as_the_server_asks(call, openai_server, header, value):
     openai_server.script = in_order(Reply(status=429, headers={header: value}), Reply())
@@ -182,6 +183,7 @@ def test_connection_reset_is_retried(call, openai_server):
     assert "Connection reset by peer" in f.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "slow", [Reply(delay=1.0), Reply(trickle=0.1)], ids=["late-reply", "trickling-body"]
 )

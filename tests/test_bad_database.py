@@ -215,6 +215,7 @@ DAMAGED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table,name", DAMAGED, ids=[f"{t}-{n}" for t, n in DAMAGED])
 def test_a_damaged_database_is_named_with_the_check_to_run(table, name, db, workdir):
     zero_root_page(db, table)
@@ -261,6 +262,7 @@ def exclusive(db, short_timeout):
     conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_database_another_process_holds_is_named_locked(name, exclusive, db, workdir):
     before = snapshot(workdir)
@@ -320,6 +322,7 @@ def one_error(result, code, message):
     return errors[0]
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_run_stops_it_marked_failed_and_resumable(db, workdir, monkeypatch):
     fail_writes(monkeypatch, "database or disk is full")
     result = CliRunner().invoke(cli, command("run", "runs.db"))
@@ -336,6 +339,7 @@ def test_a_full_disk_mid_run_stops_it_marked_failed_and_resumable(db, workdir, m
     assert open_db(db, readonly=True)["runs"].get("new")["status"] == "completed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("message,said", [
     ("database or disk is full", "the disk is full"),
     ("attempt to write a readonly database", "it is read-only"),

@@ -156,6 +156,7 @@ def snapshot(workdir):
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", CASES, ids=[c[1][:40] for c in CASES])
 def test_bad_run_input(args, message, existing_db, openai_server, request):
     """Each case is appended to a good command line: click keeps the last value of a
@@ -176,6 +177,7 @@ def test_bad_run_input(args, message, existing_db, openai_server, request):
     assert openai_server.requests == [], "no call may be made"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--resume", ""], "no run '' in"),
     (["--functions", ""], "--functions was given no value"),
@@ -209,6 +211,7 @@ def test_resume_of_an_unknown_run(existing_db, openai_server):
     assert snapshot(existing_db.parent) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("more", [[], ["--functions", "fn_p", "--uci-dir", "empty"]],
                          ids=["binary", "before a UCI download"])  # fmt: skip
 def test_missing_api_key(existing_db, openai_server, monkeypatch, more):
@@ -256,6 +259,7 @@ def test_a_group_without_a_command_prints_its_help(args):
     assert isinstance(result.exception, SystemExit) or result.exception is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, position", [
     ("sk-tëst", 4), ("sk-test\n", 7), ("sk-te st", 5), ("\u201csk-test\u201d", 0), ("sk-\x1b", 3),
 ], ids=["accent", "newline", "space", "curly-quotes", "escape"])  # fmt: skip
@@ -285,6 +289,7 @@ def test_the_grid_bound_can_be_raised(workdir, monkeypatch):
     assert bad.exit_code == 2 and bad.stderr == "Error: SYNTH_MAX_TRIALS must be a whole number (got 'many')\n"
 
 
+@pytest.mark.slow
 def test_lengths_that_no_task_of_the_grid_reads_are_named(workdir, uci_dir):
     result = CliRunner().invoke(cli, ["run", "--dry-run", "--functions", "fn_p", "--lengths", "20",
                                       "--uci-dir", str(uci_dir), "--db", "t.db", "--num-trials", "1",
@@ -314,6 +319,7 @@ def ctrl_c_at(monkeypatch, module, name, when=lambda *args, **kwargs: True):
     return fired
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["run_started", "exports", "resumed"])
 def test_ctrl_c_at_every_moment_of_a_recorded_run_marks_it_interrupted(moment, workdir, monkeypatch):
     """Just after the run row is committed, while the exports are written, or as a resume
@@ -361,6 +367,7 @@ def closing_db(path):
         conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--attempts", "1001"], "--attempts must be at most 1,000 (got 1,001)"),
     (["--attempts", "100000000000000000000"], "--attempts must be at most 1,000"),
@@ -382,6 +389,7 @@ def test_browse_refuses_an_empty_host(existing_db):
     assert result.stderr == "Error: --host must not be empty (0.0.0.0 serves every address of this host)\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("effort", ["xhigh", "none", "ultra"])
 def test_a_reasoning_effort_is_sent_as_given(effort, existing_db, openai_server):
     """OpenAI adds levels with new models: any word is sent; the server says if it refuses."""

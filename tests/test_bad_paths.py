@@ -20,6 +20,8 @@ import tracker.runs
 from synth.cli import cli
 from tracker.files import write_all_atomic
 
+pytestmark = pytest.mark.slow  # a full run (or several) per case
+
 GRID = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--train-size", "10",
         "--val-size", "10", "--test-size", "20"]  # fmt: skip
 

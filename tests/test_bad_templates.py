@@ -93,6 +93,7 @@ BAD = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, message", BAD.values(), ids=BAD.keys())
 def test_bad_template_is_refused_before_anything_is_written(workdir, monkeypatch, source, message):
     if message == "loop steps":  # the step limit, before the 1 s one even on a loaded machine
@@ -109,6 +110,7 @@ def test_bad_template_is_refused_before_anything_is_written(workdir, monkeypatch
     assert not (workdir / "runs.db").exists() and not (workdir / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_failing_grid_point_is_named_and_no_database_is_left(workdir):
     """The template renders for L=20 and fails only for L=30, on the real data."""
     (workdir / "bad.j2").write_text("{{ examples_block }}\n{% if length == 30 %}{{ 1 / 0 }}{% endif %}")
@@ -119,6 +121,7 @@ def test_the_failing_grid_point_is_named_and_no_database_is_left(workdir):
     assert snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_template_needing_real_examples_runs_and_resumes(workdir):
     """examples[1] exists in every real split of ten: the run must not be refused by a
     one-example stand-in. Its resume renders from the stored template again."""
@@ -137,6 +140,7 @@ def test_template_needing_real_examples_runs_and_resumes(workdir):
     assert resumed.exit_code == 0, resumed.output
 
 
+@pytest.mark.slow
 def test_a_bad_template_on_an_existing_database_adds_nothing(workdir):
     (workdir / "ok.j2").write_text("{{ examples_block }}\n")
     assert run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "ok.j2", "--run-id", "ok").exit_code == 0
@@ -149,6 +153,7 @@ def test_a_bad_template_on_an_existing_database_adds_nothing(workdir):
         assert conn.execute("select run_id from runs").fetchall() == [("ok",)]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_stored_template_that_no_longer_renders(workdir):
     """A stored template that fails now (here: edited in the database, as a template
     written before the sandbox might) is refused before the run is claimed or marked."""
@@ -180,6 +185,7 @@ def test_what_needs_no_examples_is_refused_before_any_dataset_is_built(workdir, 
     assert snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_output_limit_is_a_setting(workdir, monkeypatch):
     """MAX_PROMPT_CHARS bounds what a prompt holds beyond a few copies of its examples."""
     (workdir / "pad.j2").write_text('{{ examples_block }}{{ "-" * 5000 }}')

@@ -137,6 +137,7 @@ def schema(db_path):
     db.close()
 
 
+@pytest.mark.slow
 def test_every_table_and_view_serves_all_its_rows(schema, get):
     assert {"runs", "attempts", "programs_fts", "attempt_rows", "trial_results"} <= set(schema)
     for name, (_, count) in schema.items():
@@ -280,6 +281,7 @@ def test_writes_are_refused(ds, get):
     assert len(get("/synth/runs.json?_shape=array")) == 3
 
 
+@pytest.mark.slow
 def test_reads_while_a_run_writes(db_path, get):
     def events():
         return get("/synth/events.json?_size=0")["filtered_table_rows_count"]
@@ -332,6 +334,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_serve_over_http(db_path, free_port):
     code = f"from tracker.browse import serve; serve({str(db_path)!r}, port={free_port})"
     server = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
@@ -404,6 +407,7 @@ def runs_over_http(url: str) -> list[str]:
         return sorted(r["run_id"] for r in json.load(response))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["library", "cli"])
 def test_port_0_serves_on_a_free_port_and_says_which(db_path, how):
     """serve() calls ``ready`` with the URL once the port is bound; `synth browse --port 0`

@@ -38,6 +38,7 @@ def test_tasks_lists_all_nineteen(run):
     assert "graph_has_cycle" in text and "36 (fixed)" in text
 
 
+@pytest.mark.slow
 def test_build_list_export_published_layout(run, tmp_path):
     r = run("datasets", "build", "--functions", "fn_a", "fn_g", "--lengths", "20,25", *SMALL,
             "--db", "x.db")  # fmt: skip
@@ -81,6 +82,7 @@ def test_tabular_test_split_is_capped_with_a_warning(run, uci_dir):
     assert strict.exit_code == 2 and "fn_q at L=36" in strict.stderr
 
 
+@pytest.mark.slow
 def test_fingerprints_identical_across_processes_and_databases(tmp_path):
     def build(name):
         db = tmp_path / name

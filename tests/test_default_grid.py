@@ -14,6 +14,8 @@ from synth.datasets.generators import tabular
 from tracker.datasets import load_examples
 from tracker.db import open_db
 
+pytestmark = pytest.mark.slow  # builds and checks the whole default grid
+
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory, uci_dir):

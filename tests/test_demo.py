@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from synth.cli import cli
 from tracker.db import open_db
 
 
+@pytest.mark.slow
 def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     out = tmp_path / "demo"
@@ -42,6 +44,7 @@ def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monk
     assert sorted(r["provider"] for r in listed) == ["formula", "tree"]
 
 
+@pytest.mark.slow
 def test_demo_against_a_server_takes_the_model_call_settings_from_the_environment(
     tmp_path, openai_server, monkeypatch
 ):

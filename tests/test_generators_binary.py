@@ -154,6 +154,7 @@ def grid_point(request):
     return task, L, pos, neg
 
 
+@pytest.mark.slow
 def test_grid_point_sizes_and_lengths(grid_point):
     task, L, pos, neg = grid_point
     assert len(pos) == len(neg) == N
@@ -161,12 +162,14 @@ def test_grid_point_sizes_and_lengths(grid_point):
     assert set("".join(pos + neg)) <= {"0", "1"}
 
 
+@pytest.mark.slow
 def test_grid_point_labels(grid_point):
     task, L, pos, neg = grid_point
     assert [task.label(x) for x in pos] == [1] * N
     assert [task.label(x) for x in neg] == [0] * N
 
 
+@pytest.mark.slow
 def test_grid_point_uniqueness(grid_point):
     task, L, pos, neg = grid_point
     distinct = (len(set(pos)), len(set(neg)))
@@ -326,6 +329,7 @@ def reachable(task, L):
 CAPACITY_CASES = [(t.id, L) for t in TASKS for L in legal_lengths(t, 12)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn, L", CAPACITY_CASES)
 def test_capacity_by_brute_force(fn, L):
     task = BY_ID[fn]
@@ -358,6 +362,7 @@ def test_sha256_counts_by_enumeration():
         assert task.capacity(L) == (ones, 2**L - ones)
 
 
+@pytest.mark.slow
 def test_automata_counts_by_enumeration():
     task = BY_ID["fn_j"]
     for L in range(1, 15):

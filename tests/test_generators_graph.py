@@ -40,12 +40,14 @@ def dataset(request):
     return L, pos, neg
 
 
+@pytest.mark.slow
 def test_every_label_is_the_truth(dataset):
     _, pos, neg = dataset
     assert [x for x in pos if TASK.label(x) != 1] == []
     assert [x for x in neg if TASK.label(x) != 0] == []
 
 
+@pytest.mark.slow
 def test_graphs_have_the_published_structure(dataset):
     L, pos, neg = dataset
     E = L // 6
@@ -68,6 +70,7 @@ def test_classes_are_full_distinct_and_well_formed(dataset):
         assert all(0 < a < b <= 99 for a, b in pairs)  # ids 01..99, no self-loop
 
 
+@pytest.mark.slow
 def test_batch_labels_agree_with_an_independent_count_on_random_graphs():
     rng = np.random.default_rng(9)
     ids = rng.integers(0, 12, size=(2000, 12, 2))

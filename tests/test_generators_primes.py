@@ -26,6 +26,7 @@ def dataset(request):
     return fn, L, pos, neg
 
 
+@pytest.mark.slow
 def test_every_label_is_the_truth(dataset):
     fn, _, pos, neg = dataset
     label = TASKS[fn].label
@@ -33,6 +34,7 @@ def test_every_label_is_the_truth(dataset):
     assert [x for x in neg if label(x) != 0] == []
 
 
+@pytest.mark.slow
 def test_classes_are_full_distinct_and_exactly_L_digits(dataset):
     _, L, pos, neg = dataset
     assert len(pos) == len(neg) == 5100
@@ -123,11 +125,13 @@ def test_capacity_at_six_digits_matches_the_prime_counting_function(fn):
     assert pos == {"fn_i": 68906, "fn_k": 68906, "fn_v": 68906 + 4 - 5}[fn]
 
 
+@pytest.mark.slow
 def test_capacity_is_exact_to_eight_digits_and_unbounded_past_ten_million():
     assert TASKS["fn_i"].capacity(8) == (5761455 - 664579, None)  # 17.9M products
     assert all(TASKS[fn].capacity(9) == (None, None) for fn in TASKS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn, cls", [("fn_i", 0), ("fn_k", 1), ("fn_v", 1)])
 def test_draw_fills_a_class_to_capacity_and_fails_past_it(fn, cls):
     task = TASKS[fn]

@@ -60,6 +60,7 @@ def test_the_registry_entries():
         assert task.length_rule(100) is None and task.unique(task.fixed_length) is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn,target,name,length,rows,positives", COUNTS)
 def test_row_and_class_counts_match_tasks_md(uci_dir, fn, target, name, length, rows, positives):
     table = uci.load_table(name, uci_dir=uci_dir)
@@ -67,6 +68,7 @@ def test_row_and_class_counts_match_tasks_md(uci_dir, fn, target, name, length, 
     assert tabular.class_counts(table) == (positives, rows - positives)
 
 
+@pytest.mark.slow
 def test_the_parser_agrees_with_the_csv_module(table, csv_rows, distinct):
     assert len(table) == len(csv_rows)
     every = max(1, len(csv_rows) // 3000)  # a spread of rows, for time on the big file
@@ -77,6 +79,7 @@ def test_the_parser_agrees_with_the_csv_module(table, csv_rows, distinct):
     assert [list(column.values) for column in table.columns] == distinct
 
 
+@pytest.mark.slow
 def test_drawn_examples_are_anonymised_source_rows_of_their_class(table):
     n = 150
     positives, negatives = tabular.draw(table, n, np.random.default_rng(7))
@@ -108,6 +111,7 @@ def by_hand(table, i, params):
     return ",".join(fields)
 
 
+@pytest.mark.slow
 def test_draws_are_deterministic_and_depend_on_the_seed(table):
     first = tabular.draw(table, 40, np.random.default_rng(11))
     assert tabular.draw(table, 40, np.random.default_rng(11)) == first

@@ -46,6 +46,8 @@ import synth
 from synth.cli import cli
 from synth.sandbox import evaluate
 
+pytestmark = pytest.mark.slow  # the hostile program battery: a full run per program
+
 SENTINEL = "sk-hostile-sentinel-3f9c2e71"
 EVAL_TIMEOUT = 1.5
 ROWS = 20 + 40  # val + test rows each evaluation sees

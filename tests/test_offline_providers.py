@@ -92,6 +92,7 @@ def fitted_tree(ds, attempt=1):
     return tree.fit(ds.splits["train"], ds.point.task.kind, rng_for(42, 1, attempt), attempt)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn,length", GRIDS)
 @pytest.mark.parametrize("attempt", [1, 2])
 def test_tree_program_predicts_what_sklearn_predicts(data, fn, length, attempt):
@@ -100,6 +101,7 @@ def test_tree_program_predicts_what_sklearn_predicts(data, fn, length, attempt):
     assert_predicts_like(fitted.program(), ds, lambda xs: fitted.model.predict(fitted.encode(xs)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn,length", TABULAR)
 def test_tree_program_on_tabular_data(data, uci_dir, fn, length):
     ds = data(fn, length, uci_dir)
@@ -110,6 +112,7 @@ def test_tree_program_on_tabular_data(data, uci_dir, fn, length):
     assert "x.get('x" in code  # the raw dict is read, not an encoding of it
 
 
+@pytest.mark.slow
 def test_tree_reads_like_the_data(data, uci_dir):
     """Characters compared as characters, digits as numbers, tabular keys by value."""
     binary = fitted_tree(data("fn_e", 20)).program()
@@ -120,6 +123,7 @@ def test_tree_reads_like_the_data(data, uci_dir):
     assert " in ('c" in adult or " == 'c" in adult  # categories: membership
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OFFLINE_PROVIDERS)
 def test_tabular_programs_survive_missing_and_odd_values(data, uci_dir, providers, name):
     ds = data("fn_n", 20, uci_dir)  # mushroom: numeric and categorical keys
@@ -133,6 +137,7 @@ def test_tabular_programs_survive_missing_and_odd_values(data, uci_dir, provider
     assert set(predictions) <= {0, 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn,length", GRIDS)
 def test_formula_program_predicts_what_the_formula_predicts(data, fn, length):
     ds = data(fn, length)
@@ -141,6 +146,7 @@ def test_formula_program_predicts_what_the_formula_predicts(data, fn, length):
     assert_predicts_like(found.program(), ds, found.predict)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn,length", TABULAR)
 def test_formula_program_on_tabular_data(data, uci_dir, fn, length):
     ds = data(fn, length, uci_dir)
@@ -149,6 +155,7 @@ def test_formula_program_on_tabular_data(data, uci_dir, fn, length):
     assert_predicts_like(found.program(), ds, found.predict)
 
 
+@pytest.mark.slow
 def test_formula_finds_parity_of_three_positions(data, providers):
     """fn_e at L=20 is the parity of positions 2, 14 and 18: found from the 100 training
     examples with the default budget, it is right on every validation example."""
@@ -163,6 +170,7 @@ def test_formula_finds_parity_of_three_positions(data, providers):
         assert sandbox(program.code, "binary", list(inputs)) == list(labels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,options", [("tree", {}), ("formula", FIXED_BUDGET)])
 async def test_proposals_are_deterministic(data, providers, name, options):
     ds = data("fn_a", 20)  # parity of all 20 bits: no small program fits, attempts differ
@@ -174,6 +182,7 @@ async def test_proposals_are_deterministic(data, providers, name, options):
     assert len({first.text, *(p.text for p in others)}) > 1
 
 
+@pytest.mark.slow
 async def test_proposal_is_recorded_like_a_models(data, providers):
     ds = data("fn_e", 20)
     p = await providers("tree").propose(request(ds, seed=7, trial=3, attempt=2))
@@ -191,6 +200,7 @@ async def test_proposal_is_recorded_like_a_models(data, providers):
     json.dumps(p.raw)
 
 
+@pytest.mark.slow
 async def test_event_loop_stays_responsive(data, providers):
     """A 1-second search runs while a ticker on the loop keeps ticking."""
     ds = data("fn_a", 50)

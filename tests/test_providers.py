@@ -335,6 +335,7 @@ def test_settings_that_cannot_run_are_fatal(api_mode, settings, message):
     assert (info.value.kind, info.value.fatal) == ("config", True)
 
 
+@pytest.mark.slow
 async def test_concurrent_calls_share_one_client(make, openai_server):
     openai_server.script = lambda path, body: Reply(delay=0.3)
     provider = make()

@@ -44,6 +44,7 @@ def test_resolve_takes_given_then_environment_then_defaults():
         synth.RunConfig.resolve(colour="blue")
 
 
+@pytest.mark.slow
 def test_the_notebook_session_of_the_docs_runs(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     assert len(blocks) >= 4

@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from openai_server import Reply
 
 from synth.cli import cli
 from tracker.browse import make_datasette
 from tracker.db import StoreError, open_db
+
+pytestmark = pytest.mark.slow  # readers during a whole run
 
 WRONG = '{"code": "def f(x):\\n    return 0"}'
 

@@ -20,6 +20,8 @@ import pytest
 from reports import build_report
 from reports.charts import CHARTS
 
+pytestmark = pytest.mark.slow  # Chromium
+
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

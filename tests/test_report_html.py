@@ -46,6 +46,7 @@ def specs(html: str) -> dict[str, dict]:
     return {id: json.loads(text) for id, text in found}
 
 
+@pytest.mark.slow
 def test_every_chart_is_embedded_with_its_data(page):
     charts = specs(page)
     assert sorted(charts) == sorted(id for id, *_ in CHARTS)
@@ -58,6 +59,7 @@ def test_every_chart_is_embedded_with_its_data(page):
         ("tree", "fn_a", 0.75), ("openai/gpt-5", "fn_a", 0.6875), ("openai/gpt-5", "fn_b", 0.8125)}
 
 
+@pytest.mark.slow
 def test_every_table_is_there_and_sortable(page):
     for name in TABLES:
         assert re.search(rf'<table class="sortable" id="table-{name}">', page), name
@@ -68,6 +70,7 @@ def test_every_table_is_there_and_sortable(page):
     assert 'data-v="0.375">0.375</td>' in grid
 
 
+@pytest.mark.slow
 def test_gate_verdict_and_run_metadata_come_first(page):
     gate = page.index('id="gate"')
     assert gate < page.index('id="runs"') < page.index('id="results"')
@@ -75,6 +78,7 @@ def test_gate_verdict_and_run_metadata_come_first(page):
     assert 'class="gate fail"' in page
 
 
+@pytest.mark.slow
 def test_vega_is_inlined_once_and_nothing_refers_outside(page):
     bundle = vega_javascript()
     assert page.count(bundle) == 1 and len(bundle) > 500_000
@@ -85,6 +89,7 @@ def test_vega_is_inlined_once_and_nothing_refers_outside(page):
     assert set(re.findall(r"https?://[^\s\"'`)]+", bundle)) <= BUNDLE_URLS
 
 
+@pytest.mark.slow
 def test_text_from_the_database_is_escaped(page):
     assert "<b>&amp; stays text</b>" not in page
     assert "&lt;b&gt;&amp;amp; stays text&lt;/b&gt;" in page
@@ -151,6 +156,7 @@ def test_reads_a_consistent_snapshot_while_a_run_writes(fresh_report_db):
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 
 
+@pytest.mark.slow
 def test_report_of_real_runs(openai_server, tmp_path, monkeypatch):
     """Runs recorded by the runner itself (an OpenAI model and the offline tree)."""
     pytest.importorskip("sklearn", reason="the tree proposer needs scikit-learn")
@@ -226,6 +232,7 @@ def test_the_output_must_be_a_plain_file_or_a_new_path(report_db, tmp_path, monk
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_failed_write_is_one_line_and_leaves_nothing(report_db, tmp_path):
     """The temp file's longer name is too long for the file system: OSError at write."""
     out = tmp_path / ("r" * 245 + ".html")

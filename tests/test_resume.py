@@ -22,6 +22,8 @@ from openai_server import Reply
 
 from synth.cli import cli
 
+pytestmark = pytest.mark.slow  # runs killed (SIGKILL, Ctrl-C) at every point, then resumed
+
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 # Wrong and slow (5 ms a row), so evaluations last long enough to be killed during.
 SLOW_WRONG = '{"code": "import time\\ndef f(x):\\n    time.sleep(0.005)\\n    return 0"}'

@@ -26,6 +26,8 @@ from synth.engine.entry import resume_run
 from tracker.db import open_db
 from tracker.exports import EXTRA_COLUMNS, PUBLISHED_COLUMNS
 
+pytestmark = pytest.mark.slow  # full runs end to end
+
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 BROKEN = '```json\n{"code": "def f(x) return 1"}\n```'
 WRONG = 'Here is my answer:\n{"code": "def f(x):\\n    return 0"}\nGood luck!'

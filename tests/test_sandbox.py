@@ -191,6 +191,7 @@ def test_no_process_of_the_program_survives_it(wait_until):
     assert wait_until(lambda: not any(alive(pid) for pid in spawned))
 
 
+@pytest.mark.slow
 def test_a_timeout_keeps_the_rows_done_before_it(bits):
     inputs, labels = bits
     code = program("""
@@ -211,6 +212,7 @@ def test_a_timeout_keeps_the_rows_done_before_it(bits):
     assert result.score(labels) == (0.25, 50, 200)
 
 
+@pytest.mark.slow
 def test_cpu_limit_stops_a_busy_program():
     result = evaluate("def f(x):\n    while True: pass\n", "f", "binary", ["0"], cpu_seconds=1)
     assert (result.status, result.limit) == ("timeout", "cpu")
@@ -392,6 +394,7 @@ def test_no_inputs():
     assert (result.status, result.predictions, result.score([])) == ("ok", [], (0.0, 0, 0))
 
 
+@pytest.mark.slow
 def test_concurrent_evaluations_keep_the_event_loop_responsive(bits):
     inputs, labels = bits
     code = "import time\ntime.sleep(1)\n" + PARITY
@@ -449,6 +452,7 @@ def test_children_come_from_one_zygote_that_is_not_the_runner():
     assert zygotes != {os.getpid()} and parent_of(zygotes.pop()) == os.getpid()
 
 
+@pytest.mark.slow
 def test_the_child_holds_no_descriptor_of_the_zygote_or_of_other_evaluations(bits):
     inputs, _ = bits
     slow = "import time\ntime.sleep(1)\n" + PARITY  # in flight meanwhile: its reply socket
@@ -551,6 +555,7 @@ def test_a_zygote_that_dies_fails_the_evaluation_even_if_the_child_outlives_it(w
     assert wait_until(lambda: not alive(pids[0]))
 
 
+@pytest.mark.slow
 def test_the_evaluation_ends_on_time_when_its_child_cannot_be_reaped():
     """A child that ignores its kill for a while (here: its zygote is stopped, so nobody
     kills or reaps it) costs the runner at most REAP_SLACK past the deadline."""
@@ -572,6 +577,7 @@ def test_the_evaluation_ends_on_time_when_its_child_cannot_be_reaped():
     assert (again.status, again.predictions) == ("ok", [0, 1])
 
 
+@pytest.mark.slow
 def test_what_a_program_makes_in_its_folder_is_bounded_in_files_and_bytes():
     if "tmpfs" not in layers():
         pytest.skip(f"no private tmpfs here (layers: {layers()})")
@@ -625,6 +631,7 @@ def test_as_root_the_child_is_a_user_of_its_own_with_no_capability_but_reading()
     assert first[3] == f"[] {1 << 2} {1 << 2} 0 [0, 0, 0]"  # CAP_DAC_READ_SEARCH only
 
 
+@pytest.mark.slow
 def test_the_parent_deletes_a_chain_of_any_depth_without_recursion(tmp_path):
     root = tmp_path / "chain"
     fd = os.open(tmp_path, os.O_RDONLY)
@@ -644,6 +651,7 @@ def test_the_parent_deletes_a_chain_of_any_depth_without_recursion(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+@pytest.mark.slow
 def test_a_folder_left_full_is_removed_by_a_cleaner_of_its_own(tmp_path):
     """Where there is no private tmpfs, the zygote hands what a program left to a process
     of its own and goes on serving; the cleaner finishes whatever happens to the runner."""
@@ -662,6 +670,7 @@ def test_a_folder_left_full_is_removed_by_a_cleaner_of_its_own(tmp_path):
     assert not folder.exists()
 
 
+@pytest.mark.slow
 def test_a_runner_killed_mid_evaluation_leaves_no_folder(tmp_path, wait_until):
     script = (
         "import sys, tempfile\n"
@@ -701,6 +710,7 @@ def cgroup_of(pid: int) -> Path | None:
     return None
 
 
+@pytest.mark.slow
 def test_memory_the_address_space_does_not_count_is_held_by_a_memory_cgroup():
     """Where the machine lets the zygote make a memory cgroup, the zygote and its children
     are in it, limited to at least what the children in flight may hold (address space
@@ -738,6 +748,7 @@ def test_memory_the_address_space_does_not_count_is_held_by_a_memory_cgroup():
     assert (again.status, again.predictions) == ("ok", [1])  # the limit is the zygote's again
 
 
+@pytest.mark.slow
 def test_root_in_a_user_namespace_that_maps_only_itself_still_evaluates():
     """Root in a user namespace (a rootless container) may have no other user id to
     become: the child stays root there without capabilities, and evaluations work."""
@@ -776,6 +787,7 @@ def test_a_busy_zygote_costs_an_evaluation_no_more_than_its_deadline():
     assert sandbox._zygote.proc.pid == zygote
 
 
+@pytest.mark.slow
 def test_without_seccomp_the_child_has_namespaces_of_its_own(tmp_path):
     """Another architecture (no syscall table): network and IPC namespaces stand in for
     the filter's refusal of sockets and IPC."""

@@ -1,6 +1,7 @@
 """The API key is used for calls and never written anywhere: database (and its WAL),
 exports, dataset mirror, logs, or anything else the run leaves behind."""
 
+import pytest
 from click.testing import CliRunner
 from openai_server import Reply
 
@@ -9,6 +10,7 @@ from synth.cli import cli
 SENTINEL = "sk-SENTINEL-7f3a9c1e5b"
 
 
+@pytest.mark.slow
 def test_the_key_leaves_no_trace(tmp_path, monkeypatch, openai_server):
     """Even when the server echoes it in its answers (a proxy that logs into the reply, a
     model shown it somehow): the reply is recorded with the key masked."""

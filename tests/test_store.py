@@ -283,6 +283,7 @@ def tell(procs, line):
         proc.stdin.flush()
 
 
+@pytest.mark.slow
 def test_processes_creating_one_new_database_at_once_all_wait_their_turn(tmp_path, workers):
     """Switching a new file to WAL and applying the first migrations fail at once with
     "database is locked" (or "table already exists") when another process does it at the
@@ -298,6 +299,7 @@ def test_processes_creating_one_new_database_at_once_all_wait_their_turn(tmp_pat
         db.close()
 
 
+@pytest.mark.slow
 def test_processes_saving_one_dataset_at_once_store_it_once(tmp_path, workers):
     """Each process checks that the dataset is not stored and then stores it; another
     that stored it in between made the insert fail (UNIQUE constraint). The check is
