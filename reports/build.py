@@ -86,12 +86,11 @@ def _snapshot(path: Path, run_ids, filters, price_table) -> Report:
         db = open_db(path, readonly=True)
     except StoreError as e:
         raise ReportError(str(e)) from None
-    try:
-        return analyse_scope(db, resolve_scope(db, run_ids, filters), price_table, str(path))
-    except sqlite3.DatabaseError as e:
-        raise ReportError(f"cannot read {path}: {e}") from None
-    finally:
-        db.conn.close()
+    with db:
+        try:
+            return analyse_scope(db, resolve_scope(db, run_ids, filters), price_table, str(path))
+        except sqlite3.DatabaseError as e:
+            raise ReportError(f"cannot read {path}: {e}") from None
 
 
 def check_output(out: Path) -> None:

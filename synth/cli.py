@@ -11,7 +11,6 @@ import json
 import os
 import re
 import sys
-from contextlib import closing
 from pathlib import Path
 
 import click
@@ -417,7 +416,8 @@ def datasets_list(as_json, db_path):
     from tracker.datasets import list_datasets
     from tracker.db import open_db
 
-    rows = list_datasets(open_db(db_path, readonly=True))
+    with open_db(db_path, readonly=True) as db:
+        rows = list_datasets(db)
     for r in rows:
         r["fingerprint_short"] = r["fingerprint"][:16]
     echo_rows(rows, as_json, None if as_json else {
@@ -563,7 +563,7 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
     from tracker.exports import grid_rows
     from tracker.runs import failed_calls, get_run
 
-    with closing(open_db(db_path, readonly=readonly)) as db:
+    with open_db(db_path, readonly=readonly) as db:
         run = get_run(db, run_id)
         if run is None:
             raise UserError(f"no run {run_id!r} in the database")
@@ -602,7 +602,8 @@ def runs(as_json, db_path):
     from tracker.db import open_db
     from tracker.runs import list_runs
 
-    rows = list_runs(open_db(db_path, readonly=True))
+    with open_db(db_path, readonly=True) as db:
+        rows = list_runs(db)
     if not as_json:
         for r in rows:
             r["done"] = f"{r['trials_done']}/{r['trials']}"
@@ -660,8 +661,8 @@ def migrate(db_path):
     except OutdatedDatabase as e:
         pending = e.pending
         store = open_db(path)
-    count = len(migrations.applied(store))
-    store.close()
+    with store:
+        count = len(migrations.applied(store))
     done = f"applied {', '.join(pending)}; " if pending else "nothing to do: "
     click.echo(f"{path}: {done}schema up to date ({count} migrations)", err=True)
 
@@ -687,9 +688,11 @@ def browse(db_path, host, port):
     if not path.exists():
         raise UserError(f"no database at {path}")
     try:
-        open_db(path, readonly=True).conn.close()
-    except OutdatedDatabase:  # brought up to date first: the one time browse writes
-        open_db(path).conn.close()
+        with open_db(path, readonly=True):
+            pass  # ours, readable and up to date
+    except OutdatedDatabase:
+        with open_db(path):
+            pass  # brought up to date first: the one time browse writes
     # Said once the port is bound: a port in use is one line, and port 0 shows its number.
     serve(path, host=host, port=port,
           ready=lambda url: click.echo(f"Datasette on {url} (Ctrl-C to stop)", err=True))

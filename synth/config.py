@@ -1,6 +1,6 @@
 """A run's configuration: every flag of the published runner plus ours, validated whole.
 
-The config is stored with the run (as JSON) and is all that `--resume` and `synth export`
+The config is stored with the run (as JSON) and is all that `synth resume` and `synth export`
 need. It never holds a secret: the API key is read from OPENAI_API_KEY at call time.
 """
 

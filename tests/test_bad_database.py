@@ -329,7 +329,7 @@ def test_a_full_disk_mid_run_stops_it_marked_failed_and_resumable(db, workdir, m
     line = one_error(result, 1, "run new stopped: cannot write runs.db: the disk is full "
                                 "(database or disk is full)")  # fmt: skip
     assert "the run is marked failed" in line
-    assert f"continue it with: synth run --resume new --db {db.resolve()}" in line
+    assert f"continue it with: synth resume new --db {db.resolve()}" in line
     run = open_db(db, readonly=True)["runs"].get("new")
     assert run["status"] == "failed" and "disk is full" in run["error"]
     assert contents(db)["integrity"] == [("ok",)]
@@ -386,8 +386,8 @@ def test_two_runs_with_one_id_the_loser_gets_the_usual_line(db, workdir, monkeyp
 
     monkeypatch.setattr(store, "get_run", checked_then_taken)
     result = CliRunner().invoke(cli, command("run", "runs.db"))
-    assert_one_line(result, 2, "run 'new' already exists in runs.db; continue it with --resume new")
-    assert result.stderr == "Error: run 'new' already exists in runs.db; continue it with --resume new\n"
+    assert_one_line(result, 2, "run 'new' already exists in runs.db; continue it with: synth resume new")
+    assert result.stderr == "Error: run 'new' already exists in runs.db; continue it with: synth resume new\n"
     monkeypatch.undo()
     rows = contents(db)
     assert rows["runs"] == [("done", "completed"), ("new", "running")]

@@ -337,7 +337,7 @@ def test_ctrl_c_at_every_moment_of_a_recorded_run_marks_it_interrupted(moment, w
     assert "Traceback" not in result.output and "Aborted" not in result.output
     assert result.stderr.splitlines()[-1] == (
         "Error: run edge interrupted; nothing recorded is lost. Resume it with: "
-        f"synth run --resume edge --db {workdir / 'runs.db'}")  # progress lines may come before
+        f"synth resume edge --db {workdir / 'runs.db'}")  # progress lines may come before
     with closing_db(workdir / "runs.db") as conn:
         assert conn.execute("select status from runs").fetchall() == [("interrupted",)]
     monkeypatch.undo()

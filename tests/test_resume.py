@@ -1,5 +1,5 @@
 """Crash and resume: `synth run` killed with SIGKILL at different points (and stopped with
-Ctrl-C), then `synth run --resume`, must end with the exports of an uninterrupted run,
+Ctrl-C), then `synth resume`, must end with the exports of an uninterrupted run,
 no duplicate rows, and no recorded attempt requested again.
 
 The runner is a real subprocess; the loopback server answers by the prompt's content
@@ -188,7 +188,7 @@ def test_ctrl_c_or_kill_marks_the_run_interrupted_and_says_how_to_resume(
 ):
     code, err, _ = run_until_killed(tmp_path, openai_server, "between_trials", signal_, background)
     assert code == 130
-    assert f"synth run --resume r --db {tmp_path / 'r.db'}" in err
+    assert f"synth resume r --db {tmp_path / 'r.db'}" in err
     assert "Traceback" not in err
     db = tmp_path / "r.db"
     assert query(db, "select status from runs") == ("interrupted",)

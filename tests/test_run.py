@@ -255,12 +255,12 @@ def test_resume_refuses_experiment_changes_and_unknown_runs(finished_run):
     assert changed.exit_code == 2 and changed.stderr.endswith("cannot change --model\n")
     same = synth("run", "--resume", "e2e", "--db", "runs.db", "--model", "gpt-5", "--seed", 42)
     assert same.exit_code == 0, "flags repeating the stored values change nothing"
-    with pytest.raises(SynthError, match="--resume keeps the stored experiment; cannot change --seed$"):
+    with pytest.raises(SynthError, match="a resume keeps the stored experiment; cannot change --seed$"):
         resume_run("e2e", db_path=Path("runs.db"), overrides={"seed": 7, "model": "gpt-5"})
     unknown = synth("run", "--resume", "nope", "--db", "runs.db")
     assert unknown.exit_code == 2 and "no run 'nope'" in unknown.stderr
     again = synth("run", *GRID, "--run-id", "e2e", "--db", "runs.db")
-    assert again.exit_code == 2 and "--resume e2e" in again.stderr
+    assert again.exit_code == 2 and "synth resume e2e" in again.stderr
 
 
 def test_resume_refuses_a_run_whose_process_still_runs(finished_run):

@@ -62,7 +62,8 @@ def make_datasette(db_path: str | os.PathLike) -> Datasette:
 
     Raises tracker.db.StoreError when there is no SQLite database at that path."""
     path = Path(db_path).resolve()
-    open_db(path, readonly=True).conn.close()  # a clear error now, not a 500 later
+    with open_db(path, readonly=True):  # a clear error now, not a 500 later
+        pass
     ds = Datasette(metadata=metadata(path.stem), settings=SETTINGS)
     ds.remove_database("_memory")  # added because no files were given
     ds.add_database(ReadOnlyDatabase(ds, path=str(path), is_mutable=True), name=path.stem)

@@ -100,7 +100,7 @@ def _stopped(db: sqlite_utils.Database, run_id: str | None, error: sqlite3.Datab
             marked = ("it could not be marked failed either, so it reads as running "
                       "(`synth runs`: process gone)")  # fmt: skip
     where = _path(db)
-    resume = f"synth run --resume {run_id} --db {Path(where).resolve() if where != 'the database' else 'DB'}"
+    resume = f"synth resume {run_id} --db {Path(where).resolve() if where != 'the database' else 'DB'}"
     return RunStopped(f"run {run_id} stopped: {reason}; {marked}; nothing recorded before is lost. "
                       f"Once that is fixed, continue it with: {resume}")  # fmt: skip
 
@@ -172,7 +172,7 @@ def create_run(
 
 
 def _exists(db: sqlite_utils.Database, run_id: str) -> RunExists:
-    return RunExists(f"run {run_id!r} already exists in {_path(db)}; continue it with --resume {run_id}")
+    return RunExists(f"run {run_id!r} already exists in {_path(db)}; continue it with: synth resume {run_id}")
 
 
 @_translated
@@ -193,6 +193,16 @@ def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: s
     """The status a run ended with (completed, failed, interrupted, dry_run)."""
     with db.conn:
         _ended(db.conn, run_id, status, error)
+
+
+@_recording(_run_id)
+def stop_run(db: sqlite_utils.Database, run_id: str, status: str, kind: str, message: str, *,
+             level: str, error: str | None = None) -> None:  # fmt: skip
+    """Mark the run stopped (failed, interrupted) with the event that says why, in one
+    transaction, as end_run marks it ended."""
+    with db.conn:
+        _ended(db.conn, run_id, status, error)
+        _event(db.conn, run_id, kind, message, level=level)
 
 
 @_recording(_run_id)

@@ -42,14 +42,13 @@ def build_grid(
     )  # fmt: skip
     created = not path.exists()
     with _terminate_interrupts():
-        db = None
         try:
-            db = open_db(path)
-            return ensure_datasets(db, points, uci_dir=uci_dir)
+            with open_db(path) as db:
+                return ensure_datasets(db, points, uci_dir=uci_dir)
         except BaseException as e:
             if created and path.exists():
                 with suppress(StoreError, sqlite3.Error, OSError):
-                    remove_if_empty(db or open_db(path), path)
+                    remove_if_empty(open_db(path), path)
             if isinstance(e, KeyboardInterrupt):  # each dataset is stored whole as it is built
                 raise RunInterrupted("interrupted: the datasets built so far are stored; the "
                                      "same command builds the rest") from None  # fmt: skip
@@ -83,15 +82,15 @@ def export_datasets(
     """Write the stored datasets (optionally only some tasks/lengths) in the published layout."""
     for fn in functions or ():
         get_task(fn)
-    db = open_db(db_path, readonly=True)
-    rows = [
-        r for r in list_datasets(db)
-        if (not functions or r["fn"] in functions) and (not lengths or r["length"] in lengths)
-    ]  # fmt: skip
-    if not rows:
-        raise SynthError("no stored dataset matches; build some with `synth datasets build`")
-    try:
-        dataset_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SynthError(f"cannot write to {dataset_dir}: {e.strerror}") from None
-    return write_dataset_folders(db, rows, dataset_dir)
+    with open_db(db_path, readonly=True) as db:
+        rows = [
+            r for r in list_datasets(db)
+            if (not functions or r["fn"] in functions) and (not lengths or r["length"] in lengths)
+        ]  # fmt: skip
+        if not rows:
+            raise SynthError("no stored dataset matches; build some with `synth datasets build`")
+        try:
+            dataset_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SynthError(f"cannot write to {dataset_dir}: {e.strerror}") from None
+        return write_dataset_folders(db, rows, dataset_dir)

@@ -10,7 +10,7 @@ import platform
 import signal
 import sqlite3
 import sys
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -61,11 +61,11 @@ def start_run(
     created = not path.exists()
     # Closed at the end: the last connection to close folds the WAL into the file, so
     # the database file alone holds everything (as a copy or an archive of it will).
-    with closing(open_db(path)) as db:
+    with open_db(path) as db:
         try:
             if store.get_run(db, config.run_id):
                 raise SynthError(f"run {config.run_id!r} already exists in {path}; "
-                                 f"continue it with --resume {config.run_id}")  # fmt: skip
+                                 f"continue it with: synth resume {config.run_id}")  # fmt: skip
             stored = ensure_datasets(db, points, uci_dir=uci_dir)
             jobs = grid_jobs(config, db, stored, created=created)  # before the run is recorded
         except BaseException:
@@ -99,7 +99,7 @@ def resume_run(
     path = resolve_db(db_path)
     if not path.exists():
         raise SynthError(f"no database at {path}")
-    with closing(open_db(path)) as db:
+    with open_db(path) as db:
         run = store.get_run(db, run_id)
         if run is None:
             raise SynthError(f"no run {run_id!r} in {path}")
@@ -108,7 +108,7 @@ def resume_run(
         changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and not _same(k, v, recorded))
         if changed:
             names = ", ".join("--" + k.removesuffix("_path").replace("_", "-") for k in changed)
-            raise SynthError(f"--resume keeps the stored experiment; cannot change {names}")
+            raise SynthError(f"a resume keeps the stored experiment; cannot change {names}")
         overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
         config = RunConfig.from_json({**recorded, **overrides})
         config.validate(new_run=False)
@@ -160,18 +160,18 @@ def _recorded_grid(db: sqlite_utils.Database, config: RunConfig) -> list[StoredD
 
 def export_run(run_id: str, *, db_path: Path | None = None, out_dir: Path | None = None) -> dict:
     """Write a stored run's exports again (to its own paths, or under ``out_dir``)."""
-    db = open_db(db_path, readonly=True)
-    run = store.get_run(db, run_id)
-    if run is None:
-        raise SynthError(f"no run {run_id!r} in {resolve_db(db_path)}")
-    config = RunConfig.from_json(json.loads(run["config"]))
-    if out_dir:
-        config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = str(out_dir), None, None, None
-    check_out_dir(config, resolve_db(db_path))
-    try:
-        return write_exports(db, run_id, export_paths(config))
-    except OSError as e:
-        raise SynthError(f"cannot write the exports of run {run_id}: {e}") from None
+    with open_db(db_path, readonly=True) as db:
+        run = store.get_run(db, run_id)
+        if run is None:
+            raise SynthError(f"no run {run_id!r} in {resolve_db(db_path)}")
+        config = RunConfig.from_json(json.loads(run["config"]))
+        if out_dir:
+            config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = str(out_dir), None, None, None
+        check_out_dir(config, resolve_db(db_path))
+        try:
+            return write_exports(db, run_id, export_paths(config))
+        except OSError as e:
+            raise SynthError(f"cannot write the exports of run {run_id}: {e}") from None
 
 
 def export_paths(config: RunConfig) -> ExportPaths:
@@ -187,8 +187,7 @@ def _execute(db, path, config, jobs, provider, progress_stream) -> RunResult:
     try:
         asyncio.run(_run_and_close(runner, jobs, trials))
     except RunFailed as e:
-        store.set_run_status(db, config.run_id, "failed", error=str(e))
-        store.record_event(db, config.run_id, "run_failed", str(e), level="error")
+        store.stop_run(db, config.run_id, "failed", "run_failed", str(e), level="error", error=str(e))
         raise
     status = "dry_run" if config.dry_run else "completed"
     try:
@@ -219,11 +218,10 @@ def _interruptible(db, path: Path, config: RunConfig):
                 pass  # the error raised says what is wrong with the database
         raise
     except KeyboardInterrupt:
-        store.set_run_status(db, config.run_id, "interrupted")
-        store.record_event(db, config.run_id, "interrupted", "stopped by the user", level="warning")
+        store.stop_run(db, config.run_id, "interrupted", "interrupted", "stopped by the user", level="warning")
         raise RunInterrupted(
             f"run {config.run_id} interrupted; nothing recorded is lost. Resume it with: "
-            f"synth run --resume {config.run_id} --db {path.resolve()}"
+            f"synth resume {config.run_id} --db {path.resolve()}"
         ) from None
 
 
