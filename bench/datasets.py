@@ -39,8 +39,10 @@ def main() -> None:
         alone += took
         print(f"{point.task.id + ' L=' + str(point.length):<16} {took:>13.3f}")
     print(f"\nsum of grid points alone: {alone:.2f} s")
-    print(f"whole grid, as `synth datasets build`: {wall:.2f} s wall for {len(stored)} grid points "
-          f"into a fresh database of {size / 1e6:.0f} MB")
+    print(
+        f"whole grid, as `synth datasets build`: {wall:.2f} s wall for {len(stored)} grid points "
+        f"into a fresh database of {size / 1e6:.0f} MB"
+    )
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
 
 

@@ -56,8 +56,13 @@ def zygote_pid() -> int:
         with open(f"/proc/{pid}/stat") as fh:
             parents.append(int(fh.read().rsplit(")", 1)[1].split()[1]))
 
-    evaluate("import time\ndef f(x):\n    time.sleep(0.2)\n    return 0\n", "f", "binary", ["0"],
-             on_start=parent_of)  # fmt: skip
+    evaluate(
+        "import time\ndef f(x):\n    time.sleep(0.2)\n    return 0\n",
+        "f",
+        "binary",
+        ["0"],
+        on_start=parent_of,
+    )
     return parents[0]
 
 
@@ -110,8 +115,8 @@ def main() -> None:
     print(f"isolation: {check.isolation or 'rlimits only'}")
     print(f"{ROWS} binary rows of length {LENGTH}, medians of {args.repeats} runs")
     for name, code in (("parity (fast)", FAST), ("parity (~50 ms)", SLOW)):
-        base, base_cpu = measure(lambda: in_process(code, inputs), args.repeats)
-        boxed, boxed_cpu = measure(lambda: evaluate(code, "f", "binary", inputs), args.repeats)
+        base, base_cpu = measure(lambda code=code: in_process(code, inputs), args.repeats)
+        boxed, boxed_cpu = measure(lambda code=code: evaluate(code, "f", "binary", inputs), args.repeats)
         print(
             f"{name:16} in-process {base:6.1f} ms   sandboxed {boxed:6.1f} ms   "
             f"overhead {boxed - base:5.1f} ms   ratio {boxed / base:4.2f}   "

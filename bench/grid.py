@@ -57,8 +57,9 @@ def call_span(db_path: Path, run_id: str) -> tuple[float, float]:
     try:
         rows = db.execute(
             "select r.created_at, r.duration_ms from responses r join attempts a on a.id = r.attempt_id "
-            "join trials t on t.id = a.trial_id where t.run_id = ?", [run_id],
-        ).fetchall()  # fmt: skip
+            "join trials t on t.id = a.trial_id where t.run_id = ?",
+            [run_id],
+        ).fetchall()
     finally:
         db.close()
     ends = [datetime.fromisoformat(at).timestamp() for at, _ in rows]
@@ -67,8 +68,12 @@ def call_span(db_path: Path, run_id: str) -> tuple[float, float]:
 
 @contextmanager
 def server_process(latency: float):
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(TESTS), str(latency)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(TESTS), str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield proc.stdout.readline().strip()
     finally:
@@ -87,23 +92,33 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["OPENAI_API_KEY"] = "sk-bench-not-a-key"
     trials = args.trials * len(args.lengths)
-    print(f"fn_a at L={args.lengths}, {trials} trials x {args.attempts} attempts, "
-          f"latency {args.latency} s, test size {args.test_size}")  # fmt: skip
-    print(f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'ratio':>6} "
-          f"{'setup ms':>8} {'calls s':>8} {'/ ideal':>7} {'tail ms':>7} {'loop CPU ms/call':>16}")  # fmt: skip
+    print(
+        f"fn_a at L={args.lengths}, {trials} trials x {args.attempts} attempts, "
+        f"latency {args.latency} s, test size {args.test_size}"
+    )
+    print(
+        f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'ratio':>6} "
+        f"{'setup ms':>8} {'calls s':>8} {'/ ideal':>7} {'tail ms':>7} {'loop CPU ms/call':>16}"
+    )
     with server_process(args.latency) as base_url:
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
                 config = RunConfig(
-                    functions=["fn_a"], lengths=args.lengths, num_trials=args.trials,
-                    attempts=args.attempts, test_size=args.test_size,
-                    concurrency=concurrency, api_base_url=base_url,
-                    out_dir=str(Path(tmp) / "out"), run_id=f"bench-{concurrency}",
-                )  # fmt: skip
+                    functions=["fn_a"],
+                    lengths=args.lengths,
+                    num_trials=args.trials,
+                    attempts=args.attempts,
+                    test_size=args.test_size,
+                    concurrency=concurrency,
+                    api_base_url=base_url,
+                    out_dir=str(Path(tmp) / "out"),
+                    run_id=f"bench-{concurrency}",
+                )
                 db = Path(tmp) / "bench.db"
                 warm = {"dry_run": True, "run_id": "warm", "out_dir": str(Path(tmp) / "warm")}
-                start_run(RunConfig(**{**config.to_json(), **warm}), db_path=db,
-                          progress_stream=io.StringIO())  # datasets built  # fmt: skip
+                start_run(
+                    RunConfig(**{**config.to_json(), **warm}), db_path=db, progress_stream=io.StringIO()
+                )  # datasets built
                 started, cpu = time.time(), time.thread_time()
                 result = start_run(config, db_path=db, progress_stream=io.StringIO())
                 ended, cpu = time.time(), time.thread_time() - cpu
@@ -111,9 +126,11 @@ def main() -> None:
                 first, last = call_span(db, config.run_id)
             wall = ended - started
             ideal = math.ceil(trials / concurrency) * args.attempts * args.latency
-            print(f"{concurrency:>11} {calls:>6} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f} "
-                  f"{1000 * (first - started):>8.0f} {last - first:>8.2f} {(last - first) / ideal:>7.3f} "
-                  f"{1000 * (ended - last):>7.0f} {1000 * cpu / calls:>16.2f}")  # fmt: skip
+            print(
+                f"{concurrency:>11} {calls:>6} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f} "
+                f"{1000 * (first - started):>8.0f} {last - first:>8.2f} {(last - first) / ideal:>7.3f} "
+                f"{1000 * (ended - last):>7.0f} {1000 * cpu / calls:>16.2f}"
+            )
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
 
 

@@ -60,23 +60,44 @@ def fill(path: Path) -> None:
     dataset_id = trial_id = attempt_id = 0
     for seed in SEEDS:
         run_id = f"bench_seed{seed:02d}"
-        config = {"seed": seed, "reasoning_effort": "high", "attempts": MAX_ATTEMPTS,
-                  "num_trials": 40, "train_size": SIZES[0], "val_size": SIZES[1],
-                  "test_size": SIZES[2], "provider": "openai", "model": "gpt-5"}  # fmt: skip
+        config = {
+            "seed": seed,
+            "reasoning_effort": "high",
+            "attempts": MAX_ATTEMPTS,
+            "num_trials": 40,
+            "train_size": SIZES[0],
+            "val_size": SIZES[1],
+            "test_size": SIZES[2],
+            "provider": "openai",
+            "model": "gpt-5",
+        }
         with conn:
             conn.execute(
                 "insert into runs (run_id, created_at, finished_at, status, provider, model, api_mode,"
                 " dry_run, config, argv, versions, environment) values (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [run_id, f"2025-01-{seed:02d}T00:00:00", f"2025-01-{seed:02d}T09:00:00", "completed",
-                 "openai", "gpt-5", "responses", 0, json.dumps(config), "[]",
-                 json.dumps({"llm-pv": "bench"}), "{}"],
-            )  # fmt: skip
+                [
+                    run_id,
+                    f"2025-01-{seed:02d}T00:00:00",
+                    f"2025-01-{seed:02d}T09:00:00",
+                    "completed",
+                    "openai",
+                    "gpt-5",
+                    "responses",
+                    0,
+                    json.dumps(config),
+                    "[]",
+                    json.dumps({"llm-pv": "bench"}),
+                    "{}",
+                ],
+            )
             for t, fn in enumerate(TASKS):
                 for length in LENGTHS:
                     dataset_id += 1
                     _dataset(conn, rng, dataset_id, fn, length, seed, leaky=(t + seed) % 25 == 0)
-                    conn.execute("insert into run_datasets (run_id, fn, length, dataset_id)"
-                                 " values (?,?,?,?)", [run_id, fn, length, dataset_id])  # fmt: skip
+                    conn.execute(
+                        "insert into run_datasets (run_id, fn, length, dataset_id) values (?,?,?,?)",
+                        [run_id, fn, length, dataset_id],
+                    )
                     prompt = f"prompt {fn} L{length} seed {seed}\n" + "0101 -> 1\n" * 100
                     prompt_hash = hashlib.sha256(prompt.encode()).hexdigest()
                     conn.execute("insert into prompts (hash, text) values (?, ?)", [prompt_hash, prompt])
@@ -97,10 +118,23 @@ def fill(path: Path) -> None:
                             " stopped_early, attempts_made, selected_attempt, val_acc, test_acc,"
                             " oracle_attempt, oracle_test_acc, finished_at) values"
                             " (?,?,?,?,?,?,'done',?,?,?,?,?,?,?,?)",
-                            [trial_id, run_id, fn, length, trial, dataset_id, chosen["stopped_early"], k,
-                             chosen["selected_attempt"], chosen["val_acc"], chosen["test_acc"],
-                             chosen["oracle_attempt"], chosen["oracle_test_acc"], "2025-01-01"],
-                        )  # fmt: skip
+                            [
+                                trial_id,
+                                run_id,
+                                fn,
+                                length,
+                                trial,
+                                dataset_id,
+                                chosen["stopped_early"],
+                                k,
+                                chosen["selected_attempt"],
+                                chosen["val_acc"],
+                                chosen["test_acc"],
+                                chosen["oracle_attempt"],
+                                chosen["oracle_test_acc"],
+                                "2025-01-01",
+                            ],
+                        )
         print(f"  seed {seed}: {attempt_id:,} attempts, {dataset_id:,} datasets", file=sys.stderr)
     conn.close()
 
@@ -116,16 +150,31 @@ def _dataset(conn, rng, dataset_id: int, fn: str, length: int, seed: int, leaky:
         "insert into datasets (id, fingerprint, fn, target, kind, length, train_size, val_size,"
         " test_size, train_effective, val_effective, test_effective, base_seed, derived_seed,"
         " generator_version, created_at) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [dataset_id, fingerprint, fn, fn, "binary", length, *SIZES, *SIZES, seed,
-         dataset_id * 7919, 1, "2025-01-01"],
-    )  # fmt: skip
+        [
+            dataset_id,
+            fingerprint,
+            fn,
+            fn,
+            "binary",
+            length,
+            *SIZES,
+            *SIZES,
+            seed,
+            dataset_id * 7919,
+            1,
+            "2025-01-01",
+        ],
+    )
     train, val = SIZES[0], SIZES[0] + SIZES[1]
     bounds = (("train", 0, train), ("val", train, val), ("test", val, n))
     conn.executemany(
         "insert into examples (dataset_id, split, idx, input, label) values (?,?,?,?,?)",
-        ((dataset_id, split, i - start, inputs[i], i % 2) for split, start, end in bounds
-         for i in range(start, end)),
-    )  # fmt: skip
+        (
+            (dataset_id, split, i - start, inputs[i], i % 2)
+            for split, start, end in bounds
+            for i in range(start, end)
+        ),
+    )
 
 
 def _attempt(conn, rand, attempt_id, trial_id, n, prompt_hash, solved) -> tuple:
@@ -144,10 +193,21 @@ def _attempt(conn, rand, attempt_id, trial_id, n, prompt_hash, solved) -> tuple:
         "insert into attempts (id, trial_id, attempt, prompt_hash, program_hash, func_name,"
         " extraction, failure_class, error, status, started_at, finished_at) values"
         " (?,?,?,?,?,?,?,?,?,?,?,?)",
-        [attempt_id, trial_id, n, prompt_hash, program_hash, "f" if code else None,
-         "json" if code else None, failure, "rate limited" if failure == "call_rate_limit" else None,
-         status, "2025-01-01", "2025-01-01"],
-    )  # fmt: skip
+        [
+            attempt_id,
+            trial_id,
+            n,
+            prompt_hash,
+            program_hash,
+            "f" if code else None,
+            "json" if code else None,
+            failure,
+            "rate limited" if failure == "call_rate_limit" else None,
+            status,
+            "2025-01-01",
+            "2025-01-01",
+        ],
+    )
     if status == "call_failed":
         return n, None, None
     text = json.dumps({"code": code or "def f(x) return"}) + " reasoning " * 50
@@ -156,10 +216,25 @@ def _attempt(conn, rand, attempt_id, trial_id, n, prompt_hash, solved) -> tuple:
         " cached_tokens, output_tokens, reasoning_tokens, tool_calls, tool_output_chars,"
         " duration_ms, response_id, request_json, raw_json, created_at) values"
         " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [attempt_id, "openai", "gpt-5", "completed", text, 3000 + rand.randint(0, 500),
-         1024, 6000 + rand.randint(0, 4000), 5000, 0, 0, 30_000.0, f"resp_{attempt_id}",
-         '{"model": "gpt-5"}', json.dumps({"output": text}), "2025-01-01"],
-    )  # fmt: skip
+        [
+            attempt_id,
+            "openai",
+            "gpt-5",
+            "completed",
+            text,
+            3000 + rand.randint(0, 500),
+            1024,
+            6000 + rand.randint(0, 4000),
+            5000,
+            0,
+            0,
+            30_000.0,
+            f"resp_{attempt_id}",
+            '{"model": "gpt-5"}',
+            json.dumps({"output": text}),
+            "2025-01-01",
+        ],
+    )
     if status != "evaluated":
         return n, None, None
     roll = rand.random()
@@ -171,9 +246,22 @@ def _attempt(conn, rand, attempt_id, trial_id, n, prompt_hash, solved) -> tuple:
         "insert into evaluations (attempt_id, status, limit_hit, val_acc, val_correct, val_total,"
         " test_acc, test_correct, test_total, row_errors, errors, duration_ms, created_at)"
         " values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [attempt_id, eval_status, "wall" if eval_status == "timeout" else None, val, int(val * 100),
-         100, test, int(test * 10_000), 10_000, len(errors), json.dumps(errors), 20.0, "2025-01-01"],
-    )  # fmt: skip
+        [
+            attempt_id,
+            eval_status,
+            "wall" if eval_status == "timeout" else None,
+            val,
+            int(val * 100),
+            100,
+            test,
+            int(test * 10_000),
+            10_000,
+            len(errors),
+            json.dumps(errors),
+            20.0,
+            "2025-01-01",
+        ],
+    )
     return n, val, test
 
 
@@ -229,13 +317,16 @@ def main() -> None:
     if not db.exists():
         start = time.perf_counter()
         fill(db)
-        print(f"filled {db} in {time.perf_counter() - start:.1f} s "
-              f"({db.stat().st_size / 1e6:,.0f} MB)", file=sys.stderr)  # fmt: skip
+        print(
+            f"filled {db} in {time.perf_counter() - start:.1f} s ({db.stat().st_size / 1e6:,.0f} MB)",
+            file=sys.stderr,
+        )
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"{'measurement':<22}{'seconds':>9}{'import s':>10}{'peak MB':>9}{'output MB':>11}")
     for what in MEASUREMENTS:
-        child = subprocess.run([sys.executable, __file__, "--db", str(db), "--measure", what],
-                               capture_output=True, text=True)  # fmt: skip
+        child = subprocess.run(
+            [sys.executable, __file__, "--db", str(db), "--measure", what], capture_output=True, text=True
+        )
         if child.returncode:
             sys.exit(f"{what} failed:\n{child.stderr}")
         r = json.loads(child.stdout)

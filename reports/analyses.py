@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -94,9 +94,7 @@ class Report:
     tokens_runs: list[dict]
     tokens_points: list[dict]
     programs: list[dict]
-    generated_at: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
-    )
+    generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def analyse_scope(db: sqlite_utils.Database, scope: Scope, prices: PriceTable, database: str) -> Report:
@@ -107,16 +105,26 @@ def analyse_scope(db: sqlite_utils.Database, scope: Scope, prices: PriceTable, d
         compile_rows = compile_stats(db, scope)
         runs = runs_overview(db, scope)
         return Report(
-            database=database, scope=scope, prices=prices, runs=runs,
-            gate=gate(runs, compile_rows, audit), grid_points=grid_points(db, scope),
-            run_results=run_results(db, scope), leaderboard=leaderboard(db, scope),
-            seed_spread=seed_spread(db, scope), leakage=audit,
-            raw_vs_clean=raw_vs_clean(db, scope, audit), compile=compile_rows,
-            failure_classes=failure_classes(db, scope), errors=common_errors(db, scope),
-            attempts_to_solve=attempts_to_solve(db, scope), progression=progression(db, scope),
+            database=database,
+            scope=scope,
+            prices=prices,
+            runs=runs,
+            gate=gate(runs, compile_rows, audit),
+            grid_points=grid_points(db, scope),
+            run_results=run_results(db, scope),
+            leaderboard=leaderboard(db, scope),
+            seed_spread=seed_spread(db, scope),
+            leakage=audit,
+            raw_vs_clean=raw_vs_clean(db, scope, audit),
+            compile=compile_rows,
+            failure_classes=failure_classes(db, scope),
+            errors=common_errors(db, scope),
+            attempts_to_solve=attempts_to_solve(db, scope),
+            progression=progression(db, scope),
             tokens_runs=tokens(db, scope, prices, by_point=False),
-            tokens_points=tokens(db, scope, prices, by_point=True), programs=programs(db, scope),
-        )  # fmt: skip
+            tokens_points=tokens(db, scope, prices, by_point=True),
+            programs=programs(db, scope),
+        )
     finally:
         db.execute("rollback")
 
@@ -132,7 +140,9 @@ def proposer(row: dict) -> str:
 
 
 def runs_overview(db, scope: Scope) -> list[dict]:
-    return _query(db, f"""
+    return _query(
+        db,
+        f"""
         select r.run_id, r.status, r.provider, r.model, r.api_mode, r.dry_run, r.created_at,
           r.finished_at, r.error, json_extract(r.versions, '$."llm-pv"') as version,
           json_extract(r.config, '$.seed') as seed,
@@ -149,7 +159,9 @@ def runs_overview(db, scope: Scope) -> list[dict]:
           and (:tasks is null or t.fn in (select value from json_each(:tasks)))
         where r.run_id in (select value from json_each(:runs))
         group by r.run_id order by r.created_at, r.run_id
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
 
 
 def _accuracy(rows: list[dict]) -> list[dict]:
@@ -164,25 +176,40 @@ def _accuracy(rows: list[dict]) -> list[dict]:
 def grid_points(db, scope: Scope) -> list[dict]:
     """Per run and grid point: selected test and val accuracy over trials, the gap, and
     attempt 1 and the test-oracle choice for comparison."""
-    return _accuracy(_query(db, f"""
+    return _accuracy(
+        _query(
+            db,
+            f"""
         select t.run_id, r.provider, r.model, d.base_seed as seed, t.fn, t.length, {ACCURACY}
         {DONE_TRIALS}
         group by t.run_id, t.fn, t.length order by r.created_at, t.run_id, t.fn, t.length
-        """, scope))  # fmt: skip
+        """,
+            scope,
+        )
+    )
 
 
 def run_results(db, scope: Scope) -> list[dict]:
     """The same over every trial of a run: attempt 1 -> selected -> test-oracle."""
-    return _accuracy(_query(db, f"""
+    return _accuracy(
+        _query(
+            db,
+            f"""
         select t.run_id, r.provider, r.model, {ACCURACY} {DONE_TRIALS}
         group by t.run_id order by r.created_at, t.run_id
-        """, scope))  # fmt: skip
+        """,
+            scope,
+        )
+    )
 
 
 def leaderboard(db, scope: Scope) -> list[dict]:
     """Per task and length, each proposer and setting (reasoning effort, attempts, split
     sizes) over all its runs, best first: runs of one setting under several seeds pool."""
-    return _accuracy(_query(db, f"""
+    return _accuracy(
+        _query(
+            db,
+            f"""
         select r.provider, r.model, {EFFORT} as effort,
           json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
           d.test_size, t.fn, t.length, count(distinct t.run_id) as runs, {ACCURACY}
@@ -190,13 +217,18 @@ def leaderboard(db, scope: Scope) -> list[dict]:
         group by r.provider, r.model, effort, attempts, d.train_size, d.val_size, d.test_size,
           t.fn, t.length
         order by t.fn, t.length, avg(t.test_acc) desc, r.provider, r.model, effort, attempts
-        """, scope))  # fmt: skip
+        """,
+            scope,
+        )
+    )
 
 
 def seed_spread(db, scope: Scope) -> list[dict]:
     """Across global seeds: runs of one proposer and setting that share a grid point,
     each run's mean selected test accuracy as one value. Only points with 2+ seeds."""
-    rows = _query(db, f"""
+    rows = _query(
+        db,
+        f"""
         with per_run as (
           select r.provider, r.model, {EFFORT} as effort,
             json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
@@ -211,7 +243,9 @@ def seed_spread(db, scope: Scope) -> list[dict]:
         group by provider, model, effort, attempts, train_size, val_size, test_size, fn, length
         having count(distinct seed) > 1
         order by fn, length, provider, model
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
     return [add_summaries(r, "test") for r in rows]
 
 
@@ -219,14 +253,19 @@ def raw_vs_clean(db, scope: Scope, audit: list[dict]) -> list[dict]:
     """Per proposer and task: mean selected test accuracy over all trials (raw) and over
     the trials whose dataset is leakage-clean (no input shared between splits)."""
     clean = json.dumps([d["dataset_id"] for d in audit if d["clean"]])
-    return _query(db, f"""
+    return _query(
+        db,
+        f"""
         select r.provider, r.model, t.fn, count(*) as trials, avg(t.test_acc) as raw_test_mean,
           sum(t.dataset_id in (select value from json_each(:clean))) as clean_trials,
           avg(case when t.dataset_id in (select value from json_each(:clean))
               then t.test_acc end) as clean_test_mean
         {DONE_TRIALS}
         group by r.provider, r.model, t.fn order by t.fn, r.provider, r.model
-        """, scope, clean=clean)  # fmt: skip
+        """,
+        scope,
+        clean=clean,
+    )
 
 
 def compile_stats(db, scope: Scope) -> list[dict]:
@@ -234,7 +273,9 @@ def compile_stats(db, scope: Scope) -> list[dict]:
     proposer answered (call failures are not the program's fault): a program was
     extracted and it compiled and defined the function."""
     not_compiled = ", ".join(f"'{s}'" for s in NOT_COMPILED)
-    rows = _query(db, f"""
+    rows = _query(
+        db,
+        f"""
         select t.run_id, r.provider, r.model, count(*) as attempts,
           coalesce(sum(a.status = 'call_failed'), 0) as call_failed,
           coalesce(sum(a.status = 'extract_failed'), 0) as extract_failed,
@@ -245,7 +286,9 @@ def compile_stats(db, scope: Scope) -> list[dict]:
           coalesce(sum(e.row_errors > 0), 0) as with_row_errors
         {ATTEMPTS} and not r.dry_run
         group by t.run_id order by r.created_at, t.run_id
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
     for row in rows:
         answered = row["evaluated"] + row["extract_failed"]
         row["answered"] = answered
@@ -255,7 +298,9 @@ def compile_stats(db, scope: Scope) -> list[dict]:
 
 def failure_classes(db, scope: Scope) -> list[dict]:
     """Per run: how attempts failed, by stage (call, extraction, evaluation)."""
-    return _query(db, f"""
+    return _query(
+        db,
+        f"""
         select run_id, provider, model, stage, class, count(*) as attempts from (
           select t.run_id, r.provider, r.model,
             case when a.failure_class like 'call_%' then 'call'
@@ -264,13 +309,17 @@ def failure_classes(db, scope: Scope) -> list[dict]:
           {ATTEMPTS} and (a.failure_class is not null or e.status != 'ok')
         )
         group by run_id, stage, class order by created_at, run_id, attempts desc, class
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
 
 
 def common_errors(db, scope: Scope) -> list[dict]:
     """The most frequent error messages: failed calls and extractions (attempts.error)
     and the first distinct errors each evaluation kept (evaluations.errors)."""
-    return _query(db, f"""
+    return _query(
+        db,
+        f"""
         select message, source, count(*) as occurrences, count(distinct run_id) as runs from (
           select t.run_id, a.error as message, 'attempt' as source
           {ATTEMPTS} and a.error is not null
@@ -281,24 +330,33 @@ def common_errors(db, scope: Scope) -> list[dict]:
           where {scoped()}
         )
         group by message, source order by occurrences desc, message limit :top
-        """, scope, top=TOP_ERRORS)  # fmt: skip
+        """,
+        scope,
+        top=TOP_ERRORS,
+    )
 
 
 def attempts_to_solve(db, scope: Scope) -> list[dict]:
     """Per run: how many trials reached validation accuracy 1.0 (and stopped) at each
     attempt; ``solved_at`` is None for trials that never did."""
-    return _query(db, f"""
+    return _query(
+        db,
+        f"""
         select t.run_id, r.provider, r.model,
           case when t.stopped_early then t.selected_attempt end as solved_at, count(*) as trials
         {DONE_TRIALS}
         group by t.run_id, solved_at order by r.created_at, t.run_id, solved_at is null, solved_at
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
 
 
 def progression(db, scope: Scope) -> list[dict]:
     """Per proposer, task and k: mean val and test accuracy of the attempt selection
     would have chosen had trials stopped after k attempts (early stops carry forward)."""
-    return _query(db, f"""
+    return _query(
+        db,
+        f"""
         with scored as (
           select t.id as trial_id, r.provider, r.model, t.fn, a.attempt,
             coalesce(e.val_acc, 0) as val, coalesce(e.test_acc, 0) as test
@@ -314,18 +372,24 @@ def progression(db, scope: Scope) -> list[dict]:
           avg(val) as val_mean, avg(test) as test_mean
         from best where rank = 1
         group by provider, model, fn, k order by provider, model, fn, k
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
 
 
 def tokens(db, scope: Scope, prices: PriceTable, *, by_point: bool) -> list[dict]:
     """Token sums per run (or per run and grid point) and their cost from the price
     table; ``cost`` is None when the model has no price."""
     point = ", t.fn, t.length" if by_point else ""
-    rows = _query(db, f"""
+    rows = _query(
+        db,
+        f"""
         select t.run_id, r.provider, r.model{point}, count(*) as attempts, {TOKENS}
         {ATTEMPTS}
         group by t.run_id{point} order by r.created_at, t.run_id{point}
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
     for r in rows:
         r["cost"] = prices.cost(r["model"], r["input_tokens"], r["cached_tokens"], r["output_tokens"])
     return rows
@@ -333,7 +397,9 @@ def tokens(db, scope: Scope, prices: PriceTable, *, by_point: bool) -> list[dict
 
 def programs(db, scope: Scope) -> list[dict]:
     """Each finished trial's selected attempt and its program (None: no program)."""
-    return _query(db, f"""
+    return _query(
+        db,
+        f"""
         select t.run_id, r.provider, r.model, t.fn, t.length, t.trial, t.selected_attempt,
           t.attempts_made, t.val_acc, t.test_acc, t.stopped_early, a.failure_class,
           e.status as eval_status, p.code
@@ -344,7 +410,9 @@ def programs(db, scope: Scope) -> list[dict]:
         left join programs p on p.hash = a.program_hash
         where t.status = 'done' and not r.dry_run and {scoped()}
         order by r.created_at, t.run_id, t.fn, t.length, t.trial
-        """, scope)  # fmt: skip
+        """,
+        scope,
+    )
 
 
 def gate(runs: list[dict], compile_rows: list[dict], audit: list[dict]) -> dict:
@@ -365,8 +433,15 @@ def gate(runs: list[dict], compile_rows: list[dict], audit: list[dict]) -> dict:
             reasons.append(f"compile-ok rate {rate:.3f} < {GATE_COMPILE_OK}")
         failed = leaked > 0 or (rate is not None and rate < GATE_COMPILE_OK)
         verdict = "fail" if failed else "n/a" if rate is None else "pass"
-        verdicts.append({"run_id": run["run_id"], "verdict": verdict, "input_leakage": leaked,
-                         "compile_ok_rate": rate, "reasons": reasons})  # fmt: skip
+        verdicts.append(
+            {
+                "run_id": run["run_id"],
+                "verdict": verdict,
+                "input_leakage": leaked,
+                "compile_ok_rate": rate,
+                "reasons": reasons,
+            }
+        )
     kinds = {v["verdict"] for v in verdicts}
     overall = "fail" if "fail" in kinds else "pass" if "pass" in kinds else "n/a"
     return {"verdict": overall, "runs": verdicts, "threshold": GATE_COMPILE_OK}

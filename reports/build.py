@@ -14,9 +14,15 @@ from reports.html import NO_CHARTS, render_html, vega_javascript
 from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.text import render_text
-from tracker.db import StoreError, db_path as resolve_db, open_db
+from tracker.db import StoreError, open_db
+from tracker.db import db_path as resolve_db
 from tracker.files import (
-    NotAFile, check_replaceable, database_files, folder_problem, same_file, write_atomic,
+    NotAFile,
+    check_replaceable,
+    database_files,
+    folder_problem,
+    same_file,
+    write_atomic,
 )
 
 RENDERERS = {"html": render_html, "md": render_text}
@@ -46,8 +52,9 @@ def build_report(
         check_output(out)
     path = resolve_db(db_path)
     if out is not None and any(same_file(out, f) for f in database_files(path)):
-        raise ReportError(f"cannot write {out}: it is a file of the database {path}, which "
-                          "the report would overwrite")  # fmt: skip
+        raise ReportError(
+            f"cannot write {out}: it is a file of the database {path}, which the report would overwrite"
+        )
     report = _snapshot(path, run_ids, filters, load_prices(prices))
     text = RENDERERS[fmt](report)
     if fmt == "html" and vega_javascript() is None:

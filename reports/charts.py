@@ -30,14 +30,16 @@ class Chart:
     spec: dict
 
 
-
 def _values(rows: list[dict], fields: tuple[str, ...], **extra) -> list[dict]:
     """The fields a chart uses, its proposer's name, and ``extra`` computed fields."""
     return [
-        {**{f: row[f] for f in fields}, **({"proposer": proposer(row)} if "provider" in row else {}),
-         **{k: compute(row) for k, compute in extra.items()}}
+        {
+            **{f: row[f] for f in fields},
+            **({"proposer": proposer(row)} if "provider" in row else {}),
+            **{k: compute(row) for k, compute in extra.items()},
+        }
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 def _spec(chart: alt.TopLevelMixin, datasets: dict[str, list[dict]]) -> dict:
@@ -55,103 +57,178 @@ def seed_accuracy(report: Report) -> Built:
     )
     points = base.mark_circle(size=45).encode(
         y=alt.Y("test_mean:Q", scale=ACCURACY, title="selected test accuracy"),
-        tooltip=["run_id:N", "proposer:N", "seed:N", "fn:N", "length:O", "trials:Q",
-                 alt.Tooltip("test_mean:Q", format=".3f"), alt.Tooltip("test_ci_low:Q", format=".3f"),
-                 alt.Tooltip("test_ci_high:Q", format=".3f")],
-    )  # fmt: skip
+        tooltip=[
+            "run_id:N",
+            "proposer:N",
+            "seed:N",
+            "fn:N",
+            "length:O",
+            "trials:Q",
+            alt.Tooltip("test_mean:Q", format=".3f"),
+            alt.Tooltip("test_ci_low:Q", format=".3f"),
+            alt.Tooltip("test_ci_high:Q", format=".3f"),
+        ],
+    )
     bars = base.mark_rule(opacity=0.6).encode(y="test_ci_low:Q", y2="test_ci_high:Q")
-    chart = alt.layer(bars, points, data=ROWS).properties(width=150, height=140).facet(
-        facet=alt.Facet("fn:N", title=None), columns=FACET_COLUMNS)  # fmt: skip
+    chart = (
+        alt.layer(bars, points, data=ROWS)
+        .properties(width=150, height=140)
+        .facet(facet=alt.Facet("fn:N", title=None), columns=FACET_COLUMNS)
+    )
     fields = ("run_id", "fn", "length", "trials", "test_mean", "test_ci_low", "test_ci_high")
     return chart, {"rows": _values(report.grid_points, fields, seed=lambda r: str(r["seed"]))}
 
 
 def progression(report: Report) -> Built:
-    chart = alt.Chart(ROWS).transform_fold(
-        ["val_mean", "test_mean"], as_=["split", "accuracy"]
-    ).mark_line(point=True).encode(
-        x=alt.X("attempt:O", title="attempts allowed (k)"),
-        y=alt.Y("accuracy:Q", scale=ACCURACY, title="accuracy of the selection after k"),
-        color=alt.Color("fn:N", title="task"),
-        strokeDash=alt.StrokeDash("split:N", title="split",
-                                  legend=alt.Legend(labelExpr="replace(datum.label, '_mean', '')")),
-        tooltip=["proposer:N", "fn:N", "attempt:O", "split:N", "trials:Q",
-                 alt.Tooltip("accuracy:Q", format=".3f")],
-    ).properties(width=320, height=220).facet(column=alt.Column("proposer:N", title=None))  # fmt: skip
+    chart = (
+        alt.Chart(ROWS)
+        .transform_fold(["val_mean", "test_mean"], as_=["split", "accuracy"])
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("attempt:O", title="attempts allowed (k)"),
+            y=alt.Y("accuracy:Q", scale=ACCURACY, title="accuracy of the selection after k"),
+            color=alt.Color("fn:N", title="task"),
+            strokeDash=alt.StrokeDash(
+                "split:N", title="split", legend=alt.Legend(labelExpr="replace(datum.label, '_mean', '')")
+            ),
+            tooltip=[
+                "proposer:N",
+                "fn:N",
+                "attempt:O",
+                "split:N",
+                "trials:Q",
+                alt.Tooltip("accuracy:Q", format=".3f"),
+            ],
+        )
+        .properties(width=320, height=220)
+        .facet(column=alt.Column("proposer:N", title=None))
+    )
     fields = ("fn", "attempt", "trials", "val_mean", "test_mean")
     return chart, {"rows": _values(report.progression, fields)}
 
 
 def raw_vs_clean(report: Report) -> Built:
-    chart = alt.Chart(ROWS).transform_fold(
-        ["raw_test_mean", "clean_test_mean"], as_=["results", "accuracy"]
-    ).transform_filter("datum.accuracy != null").mark_bar().encode(
-        x=alt.X("fn:N", title="task"),
-        xOffset=alt.XOffset("results:N", sort=["raw_test_mean", "clean_test_mean"]),
-        y=alt.Y("accuracy:Q", scale=ACCURACY, title="mean selected test accuracy"),
-        color=alt.Color("results:N", sort=["raw_test_mean", "clean_test_mean"],
-                        scale=alt.Scale(range=["#9e9e9e", "#2e7d32"]), title=None,
-                        legend=alt.Legend(labelExpr="replace(datum.label, '_test_mean', '')")),
-        tooltip=["proposer:N", "fn:N", "results:N", "trials:Q", "clean_trials:Q",
-                 alt.Tooltip("accuracy:Q", format=".3f")],
-    ).properties(height=200).facet(row=alt.Row("proposer:N", title=None)).resolve_scale(
-        x="independent")  # fmt: skip
+    chart = (
+        alt.Chart(ROWS)
+        .transform_fold(["raw_test_mean", "clean_test_mean"], as_=["results", "accuracy"])
+        .transform_filter("datum.accuracy != null")
+        .mark_bar()
+        .encode(
+            x=alt.X("fn:N", title="task"),
+            xOffset=alt.XOffset("results:N", sort=["raw_test_mean", "clean_test_mean"]),
+            y=alt.Y("accuracy:Q", scale=ACCURACY, title="mean selected test accuracy"),
+            color=alt.Color(
+                "results:N",
+                sort=["raw_test_mean", "clean_test_mean"],
+                scale=alt.Scale(range=["#9e9e9e", "#2e7d32"]),
+                title=None,
+                legend=alt.Legend(labelExpr="replace(datum.label, '_test_mean', '')"),
+            ),
+            tooltip=[
+                "proposer:N",
+                "fn:N",
+                "results:N",
+                "trials:Q",
+                "clean_trials:Q",
+                alt.Tooltip("accuracy:Q", format=".3f"),
+            ],
+        )
+        .properties(height=200)
+        .facet(row=alt.Row("proposer:N", title=None))
+        .resolve_scale(x="independent")
+    )
     fields = ("fn", "trials", "raw_test_mean", "clean_trials", "clean_test_mean")
     return chart, {"rows": _values(report.raw_vs_clean, fields)}
 
 
 LEAKAGE_CHECKS = [
-    "train_duplicates", "val_duplicates", "test_duplicates",
-    "input_train_val", "input_train_test", "input_val_test",
-    "line_train_val", "line_train_test", "line_val_test",
-]  # fmt: skip
+    "train_duplicates",
+    "val_duplicates",
+    "test_duplicates",
+    "input_train_val",
+    "input_train_test",
+    "input_val_test",
+    "line_train_val",
+    "line_train_test",
+    "line_val_test",
+]
 
 
 def leakage_counts(report: Report) -> Built:
-    base = alt.Chart(ROWS).transform_fold(LEAKAGE_CHECKS, as_=["check", "count"]).encode(
-        x=alt.X("check:N", sort=LEAKAGE_CHECKS, title=None, axis=alt.Axis(labelAngle=-40)),
-        y=alt.Y("dataset:N", title=None),
+    base = (
+        alt.Chart(ROWS)
+        .transform_fold(LEAKAGE_CHECKS, as_=["check", "count"])
+        .encode(
+            x=alt.X("check:N", sort=LEAKAGE_CHECKS, title=None, axis=alt.Axis(labelAngle=-40)),
+            y=alt.Y("dataset:N", title=None),
+        )
     )
     cells = base.mark_rect().encode(
         color=alt.condition("datum.count > 0", alt.value("#e53935"), alt.value("#e8f5e9")),
         tooltip=["dataset:N", "check:N", "count:Q", "fingerprint:N"],
     )
     text = base.mark_text(fontSize=10).encode(text="count:Q")
-    rows = _values(report.leakage, ("fingerprint", *LEAKAGE_CHECKS),
-                   dataset=lambda r: f"{r['fn']} L{r['length']} seed {r['base_seed']}")  # fmt: skip
+    rows = _values(
+        report.leakage,
+        ("fingerprint", *LEAKAGE_CHECKS),
+        dataset=lambda r: f"{r['fn']} L{r['length']} seed {r['base_seed']}",
+    )
     return alt.layer(cells, text).properties(width=40 * len(LEAKAGE_CHECKS)), {"rows": rows}
 
 
 def heatmap(report: Report) -> Built:
     base = alt.Chart().encode(x=alt.X("length:O", title="L"), y=alt.Y("fn:N", title="task"))
     cells = base.mark_rect().encode(
-        color=alt.Color("test_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"),
-                        title="test mean"),
-        tooltip=["proposer:N", "fn:N", "length:O", "runs:Q", "trials:Q",
-                 alt.Tooltip("test_mean:Q", format=".3f"), alt.Tooltip("val_mean:Q", format=".3f")],
-    )  # fmt: skip
+        color=alt.Color("test_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="test mean"),
+        tooltip=[
+            "proposer:N",
+            "fn:N",
+            "length:O",
+            "runs:Q",
+            "trials:Q",
+            alt.Tooltip("test_mean:Q", format=".3f"),
+            alt.Tooltip("val_mean:Q", format=".3f"),
+        ],
+    )
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("test_mean:Q", format=".2f"),
         color=alt.condition("datum.test_mean > 0.6", alt.value("black"), alt.value("white")),
     )
-    chart = alt.layer(cells, text, data=ROWS).properties(width=alt.Step(40), height=alt.Step(22)).facet(
-        column=alt.Column("proposer:N", title=None))  # fmt: skip
+    chart = (
+        alt.layer(cells, text, data=ROWS)
+        .properties(width=alt.Step(40), height=alt.Step(22))
+        .facet(column=alt.Column("proposer:N", title=None))
+    )
     fields = ("fn", "length", "runs", "trials", "test_mean", "val_mean")
     return chart, {"rows": _values(report.leaderboard, fields)}
 
 
 def val_vs_test(report: Report) -> Built:
-    diagonal = alt.Chart(alt.NamedData("diagonal")).mark_line(
-        color="#9e9e9e", strokeDash=[4, 4]).encode(x="v:Q", y="v:Q")  # fmt: skip
-    points = alt.Chart(ROWS).mark_point(filled=True, size=50).encode(
-        x=alt.X("val_mean:Q", scale=ACCURACY, title="mean selected val accuracy"),
-        y=alt.Y("test_mean:Q", scale=ACCURACY, title="mean selected test accuracy"),
-        color=alt.Color("fn:N", title="task"),
-        shape=alt.Shape("proposer:N"),
-        tooltip=["run_id:N", "proposer:N", "fn:N", "length:O", "trials:Q",
-                 alt.Tooltip("val_mean:Q", format=".3f"), alt.Tooltip("test_mean:Q", format=".3f"),
-                 alt.Tooltip("gap_mean:Q", format="+.3f")],
-    )  # fmt: skip
+    diagonal = (
+        alt.Chart(alt.NamedData("diagonal"))
+        .mark_line(color="#9e9e9e", strokeDash=[4, 4])
+        .encode(x="v:Q", y="v:Q")
+    )
+    points = (
+        alt.Chart(ROWS)
+        .mark_point(filled=True, size=50)
+        .encode(
+            x=alt.X("val_mean:Q", scale=ACCURACY, title="mean selected val accuracy"),
+            y=alt.Y("test_mean:Q", scale=ACCURACY, title="mean selected test accuracy"),
+            color=alt.Color("fn:N", title="task"),
+            shape=alt.Shape("proposer:N"),
+            tooltip=[
+                "run_id:N",
+                "proposer:N",
+                "fn:N",
+                "length:O",
+                "trials:Q",
+                alt.Tooltip("val_mean:Q", format=".3f"),
+                alt.Tooltip("test_mean:Q", format=".3f"),
+                alt.Tooltip("gap_mean:Q", format="+.3f"),
+            ],
+        )
+    )
     chart = alt.layer(diagonal, points).properties(width=380, height=380)
     fields = ("run_id", "fn", "length", "trials", "val_mean", "test_mean", "gap_mean")
     return chart, {"rows": _values(report.grid_points, fields), "diagonal": [{"v": 0}, {"v": 1}]}
@@ -162,65 +239,117 @@ TOKEN_KINDS = ["uncached input", "cached input", "reasoning output", "visible ou
 
 def tokens_cost(report: Report) -> Built:
     rows = _values(
-        report.tokens_points, ("fn", "cost"),
-        **{"uncached input": lambda r: r["input_tokens"] - r["cached_tokens"],
-           "cached input": lambda r: r["cached_tokens"],
-           "reasoning output": lambda r: r["reasoning_tokens"],
-           "visible output": lambda r: r["output_tokens"] - r["reasoning_tokens"]},
-    )  # fmt: skip
-    tokens = alt.Chart(ROWS).transform_fold(TOKEN_KINDS, as_=["kind", "tokens"]).mark_bar().encode(
-        y=alt.Y("fn:N", title="task"),
-        x=alt.X("sum(tokens):Q", title="tokens"),
-        color=alt.Color("kind:N", sort=TOKEN_KINDS, title="tokens"),
-        tooltip=["fn:N", "kind:N", alt.Tooltip("sum(tokens):Q", format=",")],
-    ).properties(width=320)  # fmt: skip
-    cost = alt.Chart(ROWS).transform_filter("datum.cost != null").mark_bar().encode(
-        y=alt.Y("fn:N", title=None),
-        x=alt.X("sum(cost):Q", title="cost (USD; priced models only)"),
-        color=alt.Color("proposer:N"),
-        tooltip=["fn:N", "proposer:N", alt.Tooltip("sum(cost):Q", format="$.4f")],
-    ).properties(width=240)  # fmt: skip
+        report.tokens_points,
+        ("fn", "cost"),
+        **{
+            "uncached input": lambda r: r["input_tokens"] - r["cached_tokens"],
+            "cached input": lambda r: r["cached_tokens"],
+            "reasoning output": lambda r: r["reasoning_tokens"],
+            "visible output": lambda r: r["output_tokens"] - r["reasoning_tokens"],
+        },
+    )
+    tokens = (
+        alt.Chart(ROWS)
+        .transform_fold(TOKEN_KINDS, as_=["kind", "tokens"])
+        .mark_bar()
+        .encode(
+            y=alt.Y("fn:N", title="task"),
+            x=alt.X("sum(tokens):Q", title="tokens"),
+            color=alt.Color("kind:N", sort=TOKEN_KINDS, title="tokens"),
+            tooltip=["fn:N", "kind:N", alt.Tooltip("sum(tokens):Q", format=",")],
+        )
+        .properties(width=320)
+    )
+    cost = (
+        alt.Chart(ROWS)
+        .transform_filter("datum.cost != null")
+        .mark_bar()
+        .encode(
+            y=alt.Y("fn:N", title=None),
+            x=alt.X("sum(cost):Q", title="cost (USD; priced models only)"),
+            color=alt.Color("proposer:N"),
+            tooltip=["fn:N", "proposer:N", alt.Tooltip("sum(cost):Q", format="$.4f")],
+        )
+        .properties(width=240)
+    )
     return alt.hconcat(tokens, cost).resolve_scale(color="independent"), {"rows": rows}
 
 
 def attempts_to_solve(report: Report) -> Built:
     rows = report.attempts_to_solve
     order = [*map(str, sorted({r["solved_at"] for r in rows} - {None})), "unsolved"]
-    chart = alt.Chart(ROWS).mark_bar().encode(
-        x=alt.X("solved:N", title="attempt that reached val accuracy 1.0", sort=order),
-        xOffset=alt.XOffset("proposer:N"),
-        y=alt.Y("sum(trials):Q", title="trials"),
-        color=alt.Color("proposer:N"),
-        tooltip=["proposer:N", "solved:N", alt.Tooltip("sum(trials):Q", title="trials")],
-    ).properties(width=320, height=200)  # fmt: skip
+    chart = (
+        alt.Chart(ROWS)
+        .mark_bar()
+        .encode(
+            x=alt.X("solved:N", title="attempt that reached val accuracy 1.0", sort=order),
+            xOffset=alt.XOffset("proposer:N"),
+            y=alt.Y("sum(trials):Q", title="trials"),
+            color=alt.Color("proposer:N"),
+            tooltip=["proposer:N", "solved:N", alt.Tooltip("sum(trials):Q", title="trials")],
+        )
+        .properties(width=320, height=200)
+    )
     solved = {"solved": lambda r: str(r["solved_at"] or "unsolved")}
     return chart, {"rows": _values(rows, ("trials",), **solved)}
 
 
 CHARTS = [
-    ("seed-accuracy", "Seed-level test accuracy", seed_accuracy,
-     "Each run's (global seed's) mean selected test accuracy per task and length, with its "
-     "95% CI over trials."),
-    ("heatmap", "Task x length accuracy", heatmap,
-     "Mean selected test accuracy over every trial of every run, per proposer."),
-    ("progression", "Attempt progression", progression,
-     "Accuracy of the attempt selection (by validation) would choose after k attempts; "
-     "trials that stopped early keep their result."),
-    ("val-vs-test", "Validation vs test", val_vs_test,
-     "Each run and grid point: mean selected validation against test accuracy. Below the "
-     "diagonal, validation overestimates."),
-    ("attempts-to-solve", "Attempts to solve", attempts_to_solve,
-     "Trials by the attempt at which validation accuracy reached 1.0 (the trial stopped)."),
-    ("leakage", "Leakage counts", leakage_counts,
-     "Duplicate inputs within each split and inputs (or whole lines) shared between splits, "
-     "per dataset. Red: not zero."),
-    ("raw-vs-clean", "Raw vs leakage-clean results", raw_vs_clean,
-     "Mean selected test accuracy over every trial (raw) and over trials on datasets with "
-     "no input shared between splits (clean)."),
-    ("tokens-cost", "Tokens and cost per task", tokens_cost,
-     "Token sums per task by kind, and their cost from the price table (models without a "
-     "price are left out of the cost)."),
-]  # fmt: skip
+    (
+        "seed-accuracy",
+        "Seed-level test accuracy",
+        seed_accuracy,
+        "Each run's (global seed's) mean selected test accuracy per task and length, with its "
+        "95% CI over trials.",
+    ),
+    (
+        "heatmap",
+        "Task x length accuracy",
+        heatmap,
+        "Mean selected test accuracy over every trial of every run, per proposer.",
+    ),
+    (
+        "progression",
+        "Attempt progression",
+        progression,
+        "Accuracy of the attempt selection (by validation) would choose after k attempts; "
+        "trials that stopped early keep their result.",
+    ),
+    (
+        "val-vs-test",
+        "Validation vs test",
+        val_vs_test,
+        "Each run and grid point: mean selected validation against test accuracy. Below the "
+        "diagonal, validation overestimates.",
+    ),
+    (
+        "attempts-to-solve",
+        "Attempts to solve",
+        attempts_to_solve,
+        "Trials by the attempt at which validation accuracy reached 1.0 (the trial stopped).",
+    ),
+    (
+        "leakage",
+        "Leakage counts",
+        leakage_counts,
+        "Duplicate inputs within each split and inputs (or whole lines) shared between splits, "
+        "per dataset. Red: not zero.",
+    ),
+    (
+        "raw-vs-clean",
+        "Raw vs leakage-clean results",
+        raw_vs_clean,
+        "Mean selected test accuracy over every trial (raw) and over trials on datasets with "
+        "no input shared between splits (clean).",
+    ),
+    (
+        "tokens-cost",
+        "Tokens and cost per task",
+        tokens_cost,
+        "Token sums per task by kind, and their cost from the price table (models without a "
+        "price are left out of the cost).",
+    ),
+]
 
 
 def build_charts(report: Report) -> list[Chart]:

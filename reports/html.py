@@ -35,9 +35,11 @@ ENV.filters["fmt"] = tables.fmt
 # and aborts the whole process (SIGTRAP, a C stack trace) when an address-space limit
 # (`ulimit -v`, common on clusters) refuses it. Under such a limit it runs in a child.
 _BUNDLE = "import sys, vl_convert; sys.stdout.write(vl_convert.javascript_bundle(vl_version=sys.argv[1]))"
-NO_CHARTS = ("the charts are not drawn: their JavaScript could not be made here (vl-convert's "
-             "V8 cannot start under this address-space limit, `ulimit -v`); the tables hold "
-             "every number")  # fmt: skip
+NO_CHARTS = (
+    "the charts are not drawn: their JavaScript could not be made here (vl-convert's "
+    "V8 cannot start under this address-space limit, `ulimit -v`); the tables hold "
+    "every number"
+)
 
 
 @functools.cache
@@ -64,8 +66,13 @@ def _bundle_in_a_child(version: str) -> str | None:
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
 
     try:
-        done = subprocess.run([sys.executable, "-c", _BUNDLE, version], capture_output=True,
-                              preexec_fn=lift, timeout=300, check=False)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", _BUNDLE, version],
+            capture_output=True,
+            preexec_fn=lift,
+            timeout=300,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.decode("utf-8") if done.returncode == 0 and done.stdout else None
@@ -75,6 +82,9 @@ def render_html(report: Report) -> str:
     charts = {c.id: c for c in build_charts(report)}
     js = vega_javascript()
     return ENV.get_template("report.html.j2").render(
-        report=report, charts=charts, t=tables, vega_js=Markup(js) if js else None,
+        report=report,
+        charts=charts,
+        t=tables,
+        vega_js=Markup(js) if js else None,
         no_charts=NO_CHARTS,
-    )  # fmt: skip
+    )

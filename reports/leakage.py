@@ -32,7 +32,7 @@ def leakage_audit(db: sqlite_utils.Database, scope: Scope) -> list[dict]:
         group by d.id order by d.fn, d.length, d.base_seed, d.id
         """,
         scope.params,
-    )  # fmt: skip
+    )
     return [{**d, "runs": json.loads(d["runs"]), **audit_dataset(db, d["dataset_id"])} for d in datasets]
 
 

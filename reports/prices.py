@@ -43,8 +43,11 @@ class PriceTable:
         if p is None:
             return 0.0 if input_tokens == output_tokens == 0 else None
         cached_price = p.get("cached_input", p["input"])
-        return ((input_tokens - cached_tokens) * p["input"] + cached_tokens * cached_price
-                + output_tokens * p["output"]) / PER_TOKENS  # fmt: skip
+        return (
+            (input_tokens - cached_tokens) * p["input"]
+            + cached_tokens * cached_price
+            + output_tokens * p["output"]
+        ) / PER_TOKENS
 
 
 def load_prices(path: str | os.PathLike | None = None) -> PriceTable:
@@ -68,14 +71,17 @@ def _read_user_table(path: Path) -> dict:
         raise ReportError(f"price table {path} is not valid JSON: {e}") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
-        raise ReportError(f'price table {path} needs a "models" object: '
-                          '{"model": {"input": ..., "output": ...}}')  # fmt: skip
+        raise ReportError(
+            f'price table {path} needs a "models" object: {{"model": {{"input": ..., "output": ...}}}}'
+        )
     for model, p in models.items():
         numbers = isinstance(p, dict) and all(
             isinstance(v, int | float) and 0 <= v < math.inf for v in p.values()
         )  # 1e400 reads as inf: finite only
         if not numbers or not {"input", "output"} <= p.keys():
-            raise ReportError(f"price table {path}: model {model!r} needs non-negative numbers "
-                              '"input" and "output" (and optionally "cached_input"), '
-                              "USD per 1M tokens, finite")  # fmt: skip
+            raise ReportError(
+                f"price table {path}: model {model!r} needs non-negative numbers "
+                '"input" and "output" (and optionally "cached_input"), '
+                "USD per 1M tokens, finite"
+            )
     return data

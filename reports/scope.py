@@ -32,8 +32,10 @@ class Scope:
 
 def scoped(run_col: str = "t.run_id", fn_col: str = "t.fn") -> str:
     """The SQL condition "this row belongs to the report": its run and its task."""
-    return (f"{run_col} in (select value from json_each(:runs)) "
-            f"and (:tasks is null or {fn_col} in (select value from json_each(:tasks)))")  # fmt: skip
+    return (
+        f"{run_col} in (select value from json_each(:runs)) "
+        f"and (:tasks is null or {fn_col} in (select value from json_each(:tasks)))"
+    )
 
 
 def resolve_scope(db: sqlite_utils.Database, run_ids: list[str] | None, filters: dict | None) -> Scope:
@@ -55,9 +57,13 @@ def resolve_scope(db: sqlite_utils.Database, run_ids: list[str] | None, filters:
             chosen = [r for r in chosen if runs[r][key] in filters[key]]
     tasks = filters.get("task")
     if tasks:
-        with_task = {r["run_id"] for r in db.query(
-            "select distinct run_id from run_datasets where fn in (select value from json_each(?))",
-            [json.dumps(tasks)])}  # fmt: skip
+        with_task = {
+            r["run_id"]
+            for r in db.query(
+                "select distinct run_id from run_datasets where fn in (select value from json_each(?))",
+                [json.dumps(tasks)],
+            )
+        }
         chosen = [r for r in chosen if r in with_task]
     if not chosen:
         described = ", ".join(f"{k}={'|'.join(v)}" for k, v in filters.items())

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from reports.analyses import proposer
 
-
 NUMERIC = ("int", "acc", "delta", "cost", "ci")
 
 
@@ -74,96 +73,161 @@ LENGTH = Column("length", "L", "int")
 TRIALS = Column("trials", "trials", "int", "finished trials")
 
 RUNS = [
-    RUN, Column("status", "status"), PROPOSER, Column("seed", "seed"),
+    RUN,
+    Column("status", "status"),
+    PROPOSER,
+    Column("seed", "seed"),
     Column("reasoning_effort", "effort"),
-    Column("sizes", "train/val/test", get=sizes), Column("attempts_requested", "attempts", "int"),
-    Column("num_trials", "trials/point", "int"), Column("grid_points", "grid points", "int"),
-    Column("trials_done", "trials done", "int"), Column("attempts", "attempts made", "int"),
-    Column("created_at", "started (UTC)", "time"), Column("finished_at", "finished", "time"),
+    Column("sizes", "train/val/test", get=sizes),
+    Column("attempts_requested", "attempts", "int"),
+    Column("num_trials", "trials/point", "int"),
+    Column("grid_points", "grid points", "int"),
+    Column("trials_done", "trials done", "int"),
+    Column("attempts", "attempts made", "int"),
+    Column("created_at", "started (UTC)", "time"),
+    Column("finished_at", "finished", "time"),
     Column("version", "llm-pv"),
-]  # fmt: skip
+]
 GATE = [
-    RUN, Column("verdict", "verdict"),
+    RUN,
+    Column("verdict", "verdict"),
     Column("input_leakage", "inputs shared", "int", "inputs found in two splits, all datasets"),
     Column("compile_ok_rate", "compile-ok rate", "acc"),
     Column("reasons", "why", "long", get=lambda r: "; ".join(r["reasons"])),
-]  # fmt: skip
+]
 GRID_POINTS = [
-    RUN, PROPOSER, Column("seed", "seed"), TASK, LENGTH, TRIALS,
+    RUN,
+    PROPOSER,
+    Column("seed", "seed"),
+    TASK,
+    LENGTH,
+    TRIALS,
     Column("test_mean", "test mean", "acc", "selected (by val) test accuracy, mean over trials"),
     Column("test_std", "test std", "acc", "population std over trials"),
-    Column("test_min", "test min", "acc"), Column("test_max", "test max", "acc"),
+    Column("test_min", "test min", "acc"),
+    Column("test_max", "test max", "acc"),
     Column("test", "test 95% CI", "ci", "t interval of the mean, clipped to [0, 1]"),
-    Column("val_mean", "val mean", "acc"), Column("val_std", "val std", "acc"),
-    Column("val_min", "val min", "acc"), Column("val_max", "val max", "acc"),
+    Column("val_mean", "val mean", "acc"),
+    Column("val_std", "val std", "acc"),
+    Column("val_min", "val min", "acc"),
+    Column("val_max", "val max", "acc"),
     Column("val", "val 95% CI", "ci"),
     Column("gap_mean", "val-test gap", "delta", "mean of val minus test accuracy"),
     Column("solved", "solved", "int", "trials that reached val accuracy 1.0"),
     Column("attempts_mean", "attempts", "acc", "mean attempts made per trial"),
-]  # fmt: skip
+]
 LEADERBOARD = [
-    TASK, LENGTH, PROPOSER, Column("effort", "effort"), Column("attempts", "attempts", "int"),
-    Column("sizes", "train/val/test", get=sizes), Column("runs", "runs", "int"), TRIALS,
-    Column("test_mean", "test mean", "acc"), Column("test_std", "test std", "acc"),
-    Column("test", "test 95% CI", "ci"), Column("val_mean", "val mean", "acc"),
-    Column("gap_mean", "val-test gap", "delta"), Column("solved", "solved", "int"),
-]  # fmt: skip
+    TASK,
+    LENGTH,
+    PROPOSER,
+    Column("effort", "effort"),
+    Column("attempts", "attempts", "int"),
+    Column("sizes", "train/val/test", get=sizes),
+    Column("runs", "runs", "int"),
+    TRIALS,
+    Column("test_mean", "test mean", "acc"),
+    Column("test_std", "test std", "acc"),
+    Column("test", "test 95% CI", "ci"),
+    Column("val_mean", "val mean", "acc"),
+    Column("gap_mean", "val-test gap", "delta"),
+    Column("solved", "solved", "int"),
+]
 SEED_SPREAD = [
-    TASK, LENGTH, PROPOSER, Column("effort", "effort"), Column("attempts", "attempts", "int"),
-    Column("sizes", "train/val/test", get=sizes), Column("seeds", "seeds", "int"),
+    TASK,
+    LENGTH,
+    PROPOSER,
+    Column("effort", "effort"),
+    Column("attempts", "attempts", "int"),
+    Column("sizes", "train/val/test", get=sizes),
+    Column("seeds", "seeds", "int"),
     Column("seed_list", "seed values"),
     Column("test_mean", "mean", "acc", "mean over seeds of each run's mean test accuracy"),
     Column("test_std", "std", "acc", "population std over seeds"),
-    Column("test_min", "min", "acc"), Column("test_max", "max", "acc"),
+    Column("test_min", "min", "acc"),
+    Column("test_max", "max", "acc"),
     Column("test", "95% CI", "ci"),
-]  # fmt: skip
+]
 LEAKAGE = [
-    TASK, LENGTH, Column("base_seed", "seed"),
+    TASK,
+    LENGTH,
+    Column("base_seed", "seed"),
     Column("fingerprint", "fingerprint", get=lambda r: r["fingerprint"][:12]),
     *[Column(f"{s}_rows", f"{s} rows", "int") for s in ("train", "val", "test")],
-    *[Column(f"{s}_duplicates", f"dup {s}", "int", f"rows minus distinct inputs in {s}")
-      for s in ("train", "val", "test")],
-    *[Column(f"input_{a}_{b}", f"input {a}/{b}", "int", f"distinct inputs in both {a} and {b}")
-      for a, b in (("train", "val"), ("train", "test"), ("val", "test"))],
-    *[Column(f"line_{a}_{b}", f"line {a}/{b}", "int", f"identical input and label in {a} and {b}")
-      for a, b in (("train", "val"), ("train", "test"), ("val", "test"))],
+    *[
+        Column(f"{s}_duplicates", f"dup {s}", "int", f"rows minus distinct inputs in {s}")
+        for s in ("train", "val", "test")
+    ],
+    *[
+        Column(f"input_{a}_{b}", f"input {a}/{b}", "int", f"distinct inputs in both {a} and {b}")
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test"))
+    ],
+    *[
+        Column(f"line_{a}_{b}", f"line {a}/{b}", "int", f"identical input and label in {a} and {b}")
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test"))
+    ],
     Column("clean", "clean", "bool", "no input shared between splits"),
-]  # fmt: skip
+]
 RAW_VS_CLEAN = [
-    TASK, PROPOSER, TRIALS, Column("raw_test_mean", "raw test mean", "acc", "every trial"),
+    TASK,
+    PROPOSER,
+    TRIALS,
+    Column("raw_test_mean", "raw test mean", "acc", "every trial"),
     Column("clean_trials", "clean trials", "int", "trials on leakage-clean datasets"),
     Column("clean_test_mean", "clean test mean", "acc"),
-]  # fmt: skip
+]
 COMPILE = [
-    RUN, PROPOSER, Column("attempts", "attempts", "int"),
+    RUN,
+    PROPOSER,
+    Column("attempts", "attempts", "int"),
     Column("call_failed", "call failed", "int"),
     Column("answered", "answered", "int", "the proposer replied"),
     Column("extract_failed", "no program", "int", "no program could be extracted"),
-    Column("evaluated", "evaluated", "int"), Column("compile_ok", "compiled", "int"),
+    Column("evaluated", "evaluated", "int"),
+    Column("compile_ok", "compiled", "int"),
     Column("compile_ok_rate", "compile-ok rate", "acc", "compiled / answered"),
     Column("ran_ok", "ran every row", "int"),
     Column("with_row_errors", "with row errors", "int", "some rows raised"),
     Column("pending", "not yet evaluated", "int"),
-]  # fmt: skip
-FAILURES = [RUN, PROPOSER, Column("stage", "stage"), Column("class", "failure class"),
-            Column("attempts", "attempts", "int")]  # fmt: skip
-ERRORS = [Column("message", "message", "long"), Column("source", "source"),
-          Column("occurrences", "times", "int"), Column("runs", "runs", "int")]  # fmt: skip
+]
+FAILURES = [
+    RUN,
+    PROPOSER,
+    Column("stage", "stage"),
+    Column("class", "failure class"),
+    Column("attempts", "attempts", "int"),
+]
+ERRORS = [
+    Column("message", "message", "long"),
+    Column("source", "source"),
+    Column("occurrences", "times", "int"),
+    Column("runs", "runs", "int"),
+]
 IMPROVEMENT = [
-    RUN, PROPOSER, TRIALS, Column("first_test_mean", "attempt 1 test", "acc"),
+    RUN,
+    PROPOSER,
+    TRIALS,
+    Column("first_test_mean", "attempt 1 test", "acc"),
     Column("test_mean", "selected test", "acc", "chosen by validation accuracy"),
     Column("improvement_selected", "gain (selected)", "delta"),
-    Column("oracle_test_mean", "test-oracle test", "acc",
-           "chosen with the test labels: an upper bound, not a result"),
+    Column(
+        "oracle_test_mean",
+        "test-oracle test",
+        "acc",
+        "chosen with the test labels: an upper bound, not a result",
+    ),
     Column("improvement_oracle", "gain (test-oracle)", "delta"),
     Column("gap_mean", "val-test gap", "delta"),
-]  # fmt: skip
+]
 SOLVE = [
-    RUN, PROPOSER,
-    Column("solved_at", "solved at attempt",
-           get=lambda r: r["solved_at"] if r["solved_at"] is not None else "unsolved"),
+    RUN,
+    PROPOSER,
+    Column(
+        "solved_at",
+        "solved at attempt",
+        get=lambda r: r["solved_at"] if r["solved_at"] is not None else "unsolved",
+    ),
     TRIALS,
-]  # fmt: skip
+]
 _TOKEN_COLUMNS = [
     Column("calls", "calls", "int", "attempts with a reply"),
     Column("input_tokens", "input", "int", "includes cached"),
@@ -171,6 +235,6 @@ _TOKEN_COLUMNS = [
     Column("output_tokens", "output", "int", "includes reasoning"),
     Column("reasoning_tokens", "reasoning", "int"),
     Column("cost", "cost (USD)", "cost", "from the price table; unknown when the model has no price"),
-]  # fmt: skip
+]
 TOKENS_RUNS = [RUN, PROPOSER, Column("attempts", "attempts", "int"), *_TOKEN_COLUMNS]
 TOKENS_POINTS = [RUN, PROPOSER, TASK, LENGTH, *_TOKEN_COLUMNS]

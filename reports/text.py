@@ -12,36 +12,88 @@ from reports.tables import Column
 def render_text(report: Report) -> str:
     gate, prices = report.gate, report.prices
     leaky = [d for d in report.leakage if not d["clean"]]
-    header = (f"# LLM-PV report\n\nruns: {', '.join(report.scope.run_ids)}\n"
-              f"database: {report.database}\ngenerated: {report.generated_at}")  # fmt: skip
+    header = (
+        f"# LLM-PV report\n\nruns: {', '.join(report.scope.run_ids)}\n"
+        f"database: {report.database}\ngenerated: {report.generated_at}"
+    )
     sections = {
-        f"Research-standard gate: {gate['verdict'].upper()}":
-        f"Zero input leakage and compile-ok rate >= {gate['threshold']}.\n\n" + _table(t.GATE, gate["runs"]),
-        "Runs": _table(_pick(t.RUNS, "run_id", "status", "proposer", "seed", "sizes", "grid_points",
-                             "trials_done", "attempts"), report.runs),
-        "Leaderboard: each proposer and setting over all its runs":
-        _table(t.LEADERBOARD, report.leaderboard),
+        f"Research-standard gate: {gate['verdict'].upper()}": f"Zero input leakage and compile-ok rate >= {gate['threshold']}.\n\n"
+        + _table(t.GATE, gate["runs"]),
+        "Runs": _table(
+            _pick(
+                t.RUNS,
+                "run_id",
+                "status",
+                "proposer",
+                "seed",
+                "sizes",
+                "grid_points",
+                "trials_done",
+                "attempts",
+            ),
+            report.runs,
+        ),
+        "Leaderboard: each proposer and setting over all its runs": _table(t.LEADERBOARD, report.leaderboard),
         "Results per grid point (selected by validation accuracy)": _table(
-            _pick(t.GRID_POINTS, "run_id", "fn", "length", "trials", "test_mean", "test_std", "test",
-                  "val_mean", "gap_mean", "solved"), report.grid_points),
-        "Seed spread": _table(_pick(t.SEED_SPREAD, "fn", "length", "proposer", "seeds", "test_mean",
-                                    "test_std", "test_min", "test_max", "test"), report.seed_spread)
-        if report.seed_spread else "No grid point was run under several seeds.",
+            _pick(
+                t.GRID_POINTS,
+                "run_id",
+                "fn",
+                "length",
+                "trials",
+                "test_mean",
+                "test_std",
+                "test",
+                "val_mean",
+                "gap_mean",
+                "solved",
+            ),
+            report.grid_points,
+        ),
+        "Seed spread": _table(
+            _pick(
+                t.SEED_SPREAD,
+                "fn",
+                "length",
+                "proposer",
+                "seeds",
+                "test_mean",
+                "test_std",
+                "test_min",
+                "test_max",
+                "test",
+            ),
+            report.seed_spread,
+        )
+        if report.seed_spread
+        else "No grid point was run under several seeds.",
         "Leakage audit": f"{len(report.leakage)} datasets audited, {len(leaky)} with inputs shared "
         "between splits." + ("\n\n" + _table(t.LEAKAGE, leaky) if leaky else ""),
         "Raw vs leakage-clean": _table(t.RAW_VS_CLEAN, report.raw_vs_clean),
-        "Compile and extraction": _table(_pick(t.COMPILE, "run_id", "attempts", "call_failed", "answered",
-                                               "extract_failed", "compile_ok", "compile_ok_rate"),
-                                         report.compile),
+        "Compile and extraction": _table(
+            _pick(
+                t.COMPILE,
+                "run_id",
+                "attempts",
+                "call_failed",
+                "answered",
+                "extract_failed",
+                "compile_ok",
+                "compile_ok_rate",
+            ),
+            report.compile,
+        ),
         "Failure classes": _table(t.FAILURES, report.failure_classes),
         "Most common errors": _table(t.ERRORS, report.errors),
-        "Improvement (test-oracle: chosen with test labels, an upper bound, not a result)":
-        _table(t.IMPROVEMENT, report.run_results),
+        "Improvement (test-oracle: chosen with test labels, an upper bound, not a result)": _table(
+            t.IMPROVEMENT, report.run_results
+        ),
         "Attempts to solve": _table(t.SOLVE, report.attempts_to_solve),
-        f"Tokens and cost (prices: {prices.source}, as of {prices.as_of})":
-        _table(t.TOKENS_RUNS, report.tokens_runs),
+        f"Tokens and cost (prices: {prices.source}, as of {prices.as_of})": _table(
+            t.TOKENS_RUNS, report.tokens_runs
+        ),
         "Tokens and cost per grid point": _table(t.TOKENS_POINTS, report.tokens_points),
-    }  # fmt: skip
+    }
     return header + "".join(f"\n\n## {title}\n\n{body}" for title, body in sections.items()) + "\n"
 
 
@@ -53,8 +105,10 @@ def _pick(columns: list[Column], *keys: str) -> list[Column]:
 def _table(columns: list[Column], rows: list[dict]) -> str:
     if not rows:
         return "(none)"
-    lines = ["| " + " | ".join(c.label for c in columns) + " |",
-             "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|"]  # fmt: skip
+    lines = [
+        "| " + " | ".join(c.label for c in columns) + " |",
+        "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|",
+    ]
     for row in rows:
         cells = (c.text(row).replace("|", "\\|").replace("\n", " ") for c in columns)
         lines.append("| " + " | ".join(cells) + " |")

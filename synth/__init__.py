@@ -36,12 +36,21 @@ __all__ = sorted(_API)
 
 if TYPE_CHECKING:  # what editors and type checkers see (`as`: re-exported)
     from synth.config import RunConfig as RunConfig
-    from synth.datasets.build import build_grid as build_grid, export_datasets as export_datasets
-    from synth.datasets.grid import Sizes as Sizes, plan_grid as plan_grid
-    from synth.engine.entry import RunResult as RunResult, export_run as export_run, resume_run as resume_run, start_run as start_run
-    from synth.errors import RunFailed as RunFailed, RunInterrupted as RunInterrupted, SynthError as SynthError
-    from synth.sandbox.evaluation import Evaluation as Evaluation, evaluate as evaluate
-    from synth.tasks import TASKS as TASKS, get_task as get_task
+    from synth.datasets.build import build_grid as build_grid
+    from synth.datasets.build import export_datasets as export_datasets
+    from synth.datasets.grid import Sizes as Sizes
+    from synth.datasets.grid import plan_grid as plan_grid
+    from synth.engine.entry import RunResult as RunResult
+    from synth.engine.entry import export_run as export_run
+    from synth.engine.entry import resume_run as resume_run
+    from synth.engine.entry import start_run as start_run
+    from synth.errors import RunFailed as RunFailed
+    from synth.errors import RunInterrupted as RunInterrupted
+    from synth.errors import SynthError as SynthError
+    from synth.sandbox.evaluation import Evaluation as Evaluation
+    from synth.sandbox.evaluation import evaluate as evaluate
+    from synth.tasks import TASKS as TASKS
+    from synth.tasks import get_task as get_task
 
 
 def __getattr__(name: str):

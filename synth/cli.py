@@ -17,8 +17,19 @@ import click
 
 from synth import __version__
 from synth.config import (
-    API_MODES, DEFAULT_MODEL, DEMO_DEFAULTS, DEMO_DIR, DEMO_FUNCTIONS, DEMO_LENGTHS, EFFORTS,
-    ENV_VARS, PROVIDERS, TOOL_CHOICES, VERBOSITIES, default, parse_float,
+    API_MODES,
+    DEFAULT_MODEL,
+    DEMO_DEFAULTS,
+    DEMO_DIR,
+    DEMO_FUNCTIONS,
+    DEMO_LENGTHS,
+    EFFORTS,
+    ENV_VARS,
+    PROVIDERS,
+    TOOL_CHOICES,
+    VERBOSITIES,
+    default,
+    parse_float,
     parse_int,
 )
 from synth.errors import SynthError
@@ -50,8 +61,11 @@ class AsciiNumber(click.ParamType):
         try:
             return self.parse(value, repr(value))
         except SynthError:
-            self.fail(f"{value!r} is not a {'whole ' if self.name == 'integer' else ''}number "
-                      "in the digits 0-9", param, ctx)  # fmt: skip
+            self.fail(
+                f"{value!r} is not a {'whole ' if self.name == 'integer' else ''}number in the digits 0-9",
+                param,
+                ctx,
+            )
 
 
 INT, FLOAT = AsciiNumber(parse_int, "integer"), AsciiNumber(parse_float, "float")
@@ -65,6 +79,7 @@ class PathArg(click.Path):
         if isinstance(value, str) and not value.strip():
             self.fail("a path must not be empty", param, ctx)
         return super().convert(value, param, ctx)
+
 
 # Raised by click >= 8.2 for a group called without a command: it prints the help.
 _HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -105,8 +120,10 @@ class Group(OneLineUsage, click.Group):
         on stderr and exit 1, not a traceback; click itself only quiets a closed pipe."""
         if sys.stdout is None:  # `>&-`: the data we print would be lost unseen
             if sys.stderr is not None:
-                click.echo("Error: standard output is closed; send it to a file, or to "
-                           "/dev/null (`> /dev/null`)", err=True)  # fmt: skip
+                click.echo(
+                    "Error: standard output is closed; send it to a file, or to /dev/null (`> /dev/null`)",
+                    err=True,
+                )
             sys.exit(2)
         try:
             return super().main(*args, **kwargs)
@@ -129,7 +146,9 @@ def _writing_stdout(error: OSError) -> bool:
         frame = tb.tb_frame
         if frame.f_code.co_name == "echo" and frame.f_globals.get("__name__") == "click.utils":
             out = frame.f_locals.get("file")
-            return getattr(out, "name", None) in ("<stdout>", sys.stdout.name) and not frame.f_locals.get("err")
+            return getattr(out, "name", None) in ("<stdout>", sys.stdout.name) and not frame.f_locals.get(
+                "err"
+            )
         tb = tb.tb_next
     return False
 
@@ -259,9 +278,11 @@ def echo_err(message: str) -> None:
 def db_option(fn):
     """--db, read by tracker.db.db_path: given, else $SYNTH_DB, else ./synth.db."""
     return click.option(
-        "--db", "db_path", type=PathArg(dir_okay=False, path_type=Path),
+        "--db",
+        "db_path",
+        type=PathArg(dir_okay=False, path_type=Path),
         help="SQLite database  [env var: SYNTH_DB; default: ./synth.db]",
-    )(fn)  # fmt: skip
+    )(fn)
 
 
 def db_argument(fn):
@@ -310,55 +331,93 @@ def option_group(*options):
 
 # The dataset grid flags, named and defaulted as in the published runner.
 grid_options = option_group(
-        click.option("--functions", multiple=True, metavar="FN...",
-                     help="Task ids (space or comma separated)  [default: the published grid]"),
-        click.option("--lengths", multiple=True, metavar="L...",
-                     help="Input lengths for every non-tabular task  [default: each task's own]"),
-        setting("--train-size", type=INT),
-        setting("--val-size", type=INT),
-        setting("--test-size", type=INT),
-        setting("--seed", type=INT, help="Global base seed, 0 to 2^63 - 1"),
-        click.option("--strict-sizes", is_flag=True,
-                     help="Refuse, rather than cap, a tabular test split its source cannot fill"),
-        click.option("--uci-dir", type=PathArg(file_okay=False, path_type=Path),
-                     help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]"),
-)  # fmt: skip
+    click.option(
+        "--functions",
+        multiple=True,
+        metavar="FN...",
+        help="Task ids (space or comma separated)  [default: the published grid]",
+    ),
+    click.option(
+        "--lengths",
+        multiple=True,
+        metavar="L...",
+        help="Input lengths for every non-tabular task  [default: each task's own]",
+    ),
+    setting("--train-size", type=INT),
+    setting("--val-size", type=INT),
+    setting("--test-size", type=INT),
+    setting("--seed", type=INT, help="Global base seed, 0 to 2^63 - 1"),
+    click.option(
+        "--strict-sizes",
+        is_flag=True,
+        help="Refuse, rather than cap, a tabular test split its source cannot fill",
+    ),
+    click.option(
+        "--uci-dir",
+        type=PathArg(file_okay=False, path_type=Path),
+        help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
+    ),
+)
+
+
 def call_options(shown_default: str | None = None):
     """How hard and where model calls are made: what a resume may change too (where each
     defaults to the run's stored value, ``shown_default``)."""
     return option_group(
-        setting("--api-base-url", help="Any OpenAI-compatible server",
-                shown_default=shown_default or "OpenAI"),
-        setting("--concurrency", type=INT, shown_default=shown_default,
-                help="Model calls in flight at most"),
+        setting(
+            "--api-base-url", help="Any OpenAI-compatible server", shown_default=shown_default or "OpenAI"
+        ),
+        setting("--concurrency", type=INT, shown_default=shown_default, help="Model calls in flight at most"),
         setting("--timeout", type=FLOAT, shown_default=shown_default, help="Seconds per model call"),
-        setting("--max-retries", type=INT, shown_default=shown_default,
-                help="Retries of a failed model call (429, 5xx, timeout, lost connection)"),
-        setting("--retry-base-delay", type=FLOAT, shown_default=shown_default,
-                help="Seconds before the first retry; doubles with each retry"),
-        setting("--retry-max-delay", type=FLOAT, shown_default=shown_default,
-                help="Longest wait before a retry, also capping the server's retry-after"),
-    )  # fmt: skip
+        setting(
+            "--max-retries",
+            type=INT,
+            shown_default=shown_default,
+            help="Retries of a failed model call (429, 5xx, timeout, lost connection)",
+        ),
+        setting(
+            "--retry-base-delay",
+            type=FLOAT,
+            shown_default=shown_default,
+            help="Seconds before the first retry; doubles with each retry",
+        ),
+        setting(
+            "--retry-max-delay",
+            type=FLOAT,
+            shown_default=shown_default,
+            help="Longest wait before a retry, also capping the server's retry-after",
+        ),
+    )
 
 
 # The model, the server, and how calls are made.
 api_options = option_group(
-        setting("--model", help="Model name",
-                shown_default=f"{DEFAULT_MODEL}; offline proposers: their own name"),
-        setting("--api-mode", type=click.Choice(API_MODES),
-                help="Responses API, or Chat Completions for compatible servers"),
-        call_options(),
-)  # fmt: skip
+    setting(
+        "--model", help="Model name", shown_default=f"{DEFAULT_MODEL}; offline proposers: their own name"
+    ),
+    setting(
+        "--api-mode",
+        type=click.Choice(API_MODES),
+        help="Responses API, or Chat Completions for compatible servers",
+    ),
+    call_options(),
+)
 # Where a run writes besides the database.
 output_options = option_group(
-        click.option("--dataset-dir", type=PathArg(file_okay=False, path_type=Path),
-                     help="Also mirror the datasets here in the published layout"),
-        click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
-                     help="Folder for all exports  [default: runs/<run_id>/]"),
-        click.option("--out-jsonl", type=PathArg(dir_okay=False, path_type=Path)),
-        click.option("--out-csv", type=PathArg(dir_okay=False, path_type=Path)),
-        click.option("--out-manifest", type=PathArg(dir_okay=False, path_type=Path)),
-)  # fmt: skip
+    click.option(
+        "--dataset-dir",
+        type=PathArg(file_okay=False, path_type=Path),
+        help="Also mirror the datasets here in the published layout",
+    ),
+    click.option(
+        "--out-dir",
+        type=PathArg(file_okay=False, path_type=Path),
+        help="Folder for all exports  [default: runs/<run_id>/]",
+    ),
+    click.option("--out-jsonl", type=PathArg(dir_okay=False, path_type=Path)),
+    click.option("--out-csv", type=PathArg(dir_okay=False, path_type=Path)),
+    click.option("--out-manifest", type=PathArg(dir_okay=False, path_type=Path)),
+)
 
 
 @click.group(cls=Group)
@@ -374,10 +433,15 @@ def tasks(as_json):
     from synth.tasks import TASKS
 
     rows = [
-        {"id": t.id, "target": t.target, "kind": t.kind, "lengths": list(t.lengths),
-         "fixed_length": t.fixed_length is not None}
+        {
+            "id": t.id,
+            "target": t.target,
+            "kind": t.kind,
+            "lengths": list(t.lengths),
+            "fixed_length": t.fixed_length is not None,
+        }
         for t in TASKS.values()
-    ]  # fmt: skip
+    ]
     if not as_json:
         for r in rows:
             r["shown"] = " ".join(map(str, r["lengths"])) + (" (fixed)" if r["fixed_length"] else "")
@@ -393,16 +457,20 @@ def datasets():
 @grid_options
 @db_option
 @user_errors
-def datasets_build(functions, lengths, train_size, val_size, test_size, seed,
-                   strict_sizes, uci_dir, db_path):  # fmt: skip
+def datasets_build(functions, lengths, train_size, val_size, test_size, seed, strict_sizes, uci_dir, db_path):
     """Build the datasets of a grid into the database (stored ones are reused)."""
     from synth.datasets.build import build_grid
 
     sizes = given({"train_size": train_size, "val_size": val_size, "test_size": test_size, "seed": seed})
     stored = build_grid(
-        functions=parse_functions(functions), lengths=parse_lengths(lengths),
-        strict_sizes=strict_sizes, uci_dir=uci_dir, db_path=db_path, notify=echo_err, **sizes,
-    )  # fmt: skip
+        functions=parse_functions(functions),
+        lengths=parse_lengths(lengths),
+        strict_sizes=strict_sizes,
+        uci_dir=uci_dir,
+        db_path=db_path,
+        notify=echo_err,
+        **sizes,
+    )
     built = sum(s.built for s in stored)
     echo_err(f"{built} built, {len(stored) - built} already stored")
 
@@ -420,14 +488,30 @@ def datasets_list(as_json, db_path):
         rows = list_datasets(db)
     for r in rows:
         r["fingerprint_short"] = r["fingerprint"][:16]
-    echo_rows(rows, as_json, None if as_json else {
-        "fn": "fn", "length": "L", "train_effective": "train", "val_effective": "val",
-        "test_effective": "test", "derived_seed": "seed", "fingerprint_short": "fingerprint"})  # fmt: skip
+    echo_rows(
+        rows,
+        as_json,
+        None
+        if as_json
+        else {
+            "fn": "fn",
+            "length": "L",
+            "train_effective": "train",
+            "val_effective": "val",
+            "test_effective": "test",
+            "derived_seed": "seed",
+            "fingerprint_short": "fingerprint",
+        },
+    )
 
 
 @datasets.command(name="export", cls=VariadicCommand)
-@click.option("--dataset-dir", required=True, type=PathArg(file_okay=False, path_type=Path),
-              help="Root of the published layout <dir>/<target>/L<len>/seed<derived>/")  # fmt: skip
+@click.option(
+    "--dataset-dir",
+    required=True,
+    type=PathArg(file_okay=False, path_type=Path),
+    help="Root of the published layout <dir>/<target>/L<len>/seed<derived>/",
+)
 @click.option("--functions", multiple=True, metavar="FN...", help="Only these task ids")
 @click.option("--lengths", multiple=True, metavar="L...", help="Only these lengths")
 @db_option
@@ -437,9 +521,11 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     from synth.datasets.build import export_datasets
 
     folders = export_datasets(
-        db_path, dataset_dir, functions=parse_functions(functions),
+        db_path,
+        dataset_dir,
+        functions=parse_functions(functions),
         lengths=parse_lengths(lengths),
-    )  # fmt: skip
+    )
     for folder in folders:
         click.echo(str(folder))
     click.echo(f"{len(folders)} datasets written under {dataset_dir}", err=True)
@@ -448,33 +534,55 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @cli.command(cls=VariadicCommand)
 @grid_options
 @setting("--attempts", type=INT, help="Attempts per trial (at most 1,000)")
-@setting("--num-trials", type=INT,
-         help="Trials per grid point (a grid of more than 100,000 trials in all is refused; "
-              "SYNTH_MAX_TRIALS raises the bound)")
-@setting("--provider", type=click.Choice(PROVIDERS),
-         help="Who proposes programs: the OpenAI API, or an offline proposer (no key)")
+@setting(
+    "--num-trials",
+    type=INT,
+    help="Trials per grid point (a grid of more than 100,000 trials in all is refused; "
+    "SYNTH_MAX_TRIALS raises the bound)",
+)
+@setting(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    help="Who proposes programs: the OpenAI API, or an offline proposer (no key)",
+)
 @api_options
 @setting("--time-budget", type=FLOAT, help="Seconds per proposal of the `formula` proposer")
-@setting("--max-candidates", type=INT, shown_default="no limit",
-         help="Formulas the `formula` proposer may look at per proposal: unlike "
-              "--time-budget, the same on every machine")
+@setting(
+    "--max-candidates",
+    type=INT,
+    shown_default="no limit",
+    help="Formulas the `formula` proposer may look at per proposal: unlike "
+    "--time-budget, the same on every machine",
+)
 @setting("--max-output-tokens", type=INT)
-@setting("--reasoning-effort",
-         help=f"Known: {', '.join(EFFORTS)}; another value is sent as given (newer models "
-              "add levels) and a server that refuses it says so")
+@setting(
+    "--reasoning-effort",
+    help=f"Known: {', '.join(EFFORTS)}; another value is sent as given (newer models "
+    "add levels) and a server that refuses it says so",
+)
 @setting("--verbosity", type=click.Choice(VERBOSITIES))
 @setting("--tool-choice", type=click.Choice(TOOL_CHOICES))
 @click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")
-@click.option("--prompt-template", type=PathArg(path_type=Path),
-              help="Jinja template replacing the default prompt (see docs/prompts.md)")
+@click.option(
+    "--prompt-template",
+    type=PathArg(path_type=Path),
+    help="Jinja template replacing the default prompt (see docs/prompts.md)",
+)
 @setting("--eval-timeout", type=FLOAT, help="Seconds per sandboxed evaluation of one program (val + test)")
 @output_options
-@click.option("--run-id", help="Name of the run: no spaces, no /, not starting with a dot or "
-                                "a dash, at most 128 bytes  [default: a timestamp id]")
+@click.option(
+    "--run-id",
+    help="Name of the run: no spaces, no /, not starting with a dot or "
+    "a dash, at most 128 bytes  [default: a timestamp id]",
+)
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
-@click.option("--resume", "resume_id", metavar="RUN_ID",
-              help="The same as `synth resume RUN_ID` (the other flags given must be ones a "
-                   "resume may change, or their stored values)")
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    help="The same as `synth resume RUN_ID` (the other flags given must be ones a "
+    "resume may change, or their stored values)",
+)
 @db_option
 @user_errors
 def run(resume_id, db_path, uci_dir, **flags):
@@ -482,7 +590,7 @@ def run(resume_id, db_path, uci_dir, **flags):
 
     The API key is read from OPENAI_API_KEY and never stored. Results land in the
     database (--db) and in the exports under --out-dir.
-    """  # fmt: skip
+    """
     from synth.config import RunConfig, unread_settings
     from synth.engine.entry import resume_run, start_run
 
@@ -494,9 +602,11 @@ def run(resume_id, db_path, uci_dir, **flags):
         config.validate()  # a bad value is an error, without a warning that it is ignored first
         unused = [n for n in unread_settings(config.provider) if n in flags]
         if unused:
-            echo_err(f"Warning: {', '.join(map(_flag_name, unused))} "
-                     f"{'does' if len(unused) == 1 else 'do'} not apply to --provider "
-                     f"{config.provider}; ignored")  # fmt: skip
+            echo_err(
+                f"Warning: {', '.join(map(_flag_name, unused))} "
+                f"{'does' if len(unused) == 1 else 'do'} not apply to --provider "
+                f"{config.provider}; ignored"
+            )
         if uci_dir is not None and _no_uci_task(config.functions):
             echo_err("Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions")
         result = start_run(config, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err)
@@ -571,26 +681,49 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
         rows = [summary for _, summary in grid_rows(db, run_id)]
     if failed:
         classes = ", ".join(f"{n} {kind}" for kind, n in failed.items())
-        echo_err(f"Warning: {sum(failed.values())} of {made} attempts got no answer from the "
-                 f"model ({classes}); they score as wrong. The events table says why.")  # fmt: skip
+        echo_err(
+            f"Warning: {sum(failed.values())} of {made} attempts got no answer from the "
+            f"model ({classes}); they score as wrong. The events table says why."
+        )
     if not rows:
         echo_err(f"run {run_id} ({run['status']}): no trial has finished yet")
-    keys = ("fn", "length", "num_trials", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
-            "oracle_test_acc", "stopped_early", "prompt_tokens", "completion_tokens")  # fmt: skip
+    keys = (
+        "fn",
+        "length",
+        "num_trials",
+        "val_acc",
+        "val_acc_std",
+        "test_acc",
+        "test_acc_std",
+        "oracle_test_acc",
+        "stopped_early",
+        "prompt_tokens",
+        "completion_tokens",
+    )
     rows = [{k: r[k] for k in keys} for r in rows]
     dry = run["dry_run"]  # nothing was scored: say so, not 0.000
     for r in rows:
         if dry:
-            r.update(dict.fromkeys(("val_acc", "val_acc_std", "test_acc", "test_acc_std",
-                                    "oracle_test_acc")))  # fmt: skip
+            r.update(dict.fromkeys(("val_acc", "val_acc_std", "test_acc", "test_acc_std", "oracle_test_acc")))
         if not as_json:
             r["val"] = "— (dry run)" if dry else f"{r['val_acc']:.3f} ± {r['val_acc_std']:.3f}"
             r["test"] = "—" if dry else f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}"
             r["oracle_test_acc"] = "—" if dry else r["oracle_test_acc"]
-    echo_rows(rows, as_json, {
-        "fn": "fn", "length": "L", "num_trials": "trials", "val": "val (selected)",
-        "test": "test (selected)", "oracle_test_acc": "test (oracle)", "stopped_early": "solved",
-        "prompt_tokens": "tokens in", "completion_tokens": "tokens out"})  # fmt: skip
+    echo_rows(
+        rows,
+        as_json,
+        {
+            "fn": "fn",
+            "length": "L",
+            "num_trials": "trials",
+            "val": "val (selected)",
+            "test": "test (selected)",
+            "oracle_test_acc": "test (oracle)",
+            "stopped_early": "solved",
+            "prompt_tokens": "tokens in",
+            "completion_tokens": "tokens out",
+        },
+    )
 
 
 @cli.command()
@@ -609,10 +742,20 @@ def runs(as_json, db_path):
             r["done"] = f"{r['trials_done']}/{r['trials']}"
             if r["alive"] is False:  # killed outright: it could not mark itself
                 r["status"] = "running (process gone)"
-    echo_rows(rows, as_json, {
-        "run_id": "run_id", "status": "status", "provider": "provider", "model": "model",
-        "grid_points": "points", "done": "trials done", "trials_solved": "solved",
-        "attempts": "attempts"})  # fmt: skip
+    echo_rows(
+        rows,
+        as_json,
+        {
+            "run_id": "run_id",
+            "status": "status",
+            "provider": "provider",
+            "model": "model",
+            "grid_points": "points",
+            "done": "trials done",
+            "trials_solved": "solved",
+            "attempts": "attempts",
+        },
+    )
 
 
 @cli.command()
@@ -627,8 +770,11 @@ def show(run_id, as_json, db_path):
 
 @cli.command(name="export")
 @click.argument("run_id")
-@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path),
-              help="Write here instead of the run's own export paths")  # fmt: skip
+@click.option(
+    "--out-dir",
+    type=PathArg(file_okay=False, path_type=Path),
+    help="Write here instead of the run's own export paths",
+)
 @db_option
 @user_errors
 def export_cmd(run_id, out_dir, db_path):
@@ -636,7 +782,11 @@ def export_cmd(run_id, out_dir, db_path):
     from synth.engine.entry import export_run
 
     manifest = export_run(run_id, db_path=db_path, out_dir=out_dir)
-    for path in (manifest["artifacts"]["jsonl"], manifest["artifacts"]["csv"], manifest["artifacts"]["manifest"]):
+    for path in (
+        manifest["artifacts"]["jsonl"],
+        manifest["artifacts"]["csv"],
+        manifest["artifacts"]["manifest"],
+    ):
         click.echo(path)
 
 
@@ -649,7 +799,8 @@ def migrate(db_path):
     DB (or --db) defaults to $SYNTH_DB, else ./synth.db. Writing commands, and browse,
     migrate by themselves.
     """
-    from tracker.db import OutdatedDatabase, db_path as resolve_db, open_db
+    from tracker.db import OutdatedDatabase, open_db
+    from tracker.db import db_path as resolve_db
     from tracker.migrations import migrations
 
     path = resolve_db(db_path)
@@ -669,10 +820,19 @@ def migrate(db_path):
 
 @cli.command()
 @db_argument
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="The address to serve on (0.0.0.0: every address of this host)")
-@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
-              help="0: any free port (the URL printed names it)")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to serve on (0.0.0.0: every address of this host)",
+)
+@click.option(
+    "--port",
+    default=8001,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0: any free port (the URL printed names it)",
+)
 @user_errors
 def browse(db_path, host, port):
     """Browse a run database in Datasette: read-only, and usable while a run writes.
@@ -680,7 +840,8 @@ def browse(db_path, host, port):
     DB (or --db) defaults to $SYNTH_DB, else ./synth.db.
     """
     from tracker.browse import serve
-    from tracker.db import OutdatedDatabase, db_path as resolve_db, open_db
+    from tracker.db import OutdatedDatabase, open_db
+    from tracker.db import db_path as resolve_db
 
     if not host.strip():  # uvicorn would take it for every address, and print none
         raise UserError("--host must not be empty (0.0.0.0 serves every address of this host)")
@@ -694,27 +855,49 @@ def browse(db_path, host, port):
         with open_db(path):
             pass  # brought up to date first: the one time browse writes
     # Said once the port is bound: a port in use is one line, and port 0 shows its number.
-    serve(path, host=host, port=port,
-          ready=lambda url: click.echo(f"Datasette on {url} (Ctrl-C to stop)", err=True))
+    serve(
+        path,
+        host=host,
+        port=port,
+        ready=lambda url: click.echo(f"Datasette on {url} (Ctrl-C to stop)", err=True),
+    )
 
 
 @cli.command(cls=VariadicCommand)
-@click.option("--out-dir", type=PathArg(file_okay=False, path_type=Path), default=DEMO_DIR,
-              show_default=True, help="Folder for the demo's database, exports and datasets")
-@setting("--provider", type=click.Choice(PROVIDERS), defaults=DEMO_DEFAULTS,
-         help="`openai` runs the same grid against the API (needs OPENAI_API_KEY)")
-@click.option("--functions", multiple=True, metavar="FN...",
-              help=f"Task ids  [default: {' '.join(DEMO_FUNCTIONS)}]")
-@click.option("--lengths", multiple=True, metavar="L...",
-              help=f"Lengths  [default: {' '.join(map(str, DEMO_LENGTHS))}]")
+@click.option(
+    "--out-dir",
+    type=PathArg(file_okay=False, path_type=Path),
+    default=DEMO_DIR,
+    show_default=True,
+    help="Folder for the demo's database, exports and datasets",
+)
+@setting(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    defaults=DEMO_DEFAULTS,
+    help="`openai` runs the same grid against the API (needs OPENAI_API_KEY)",
+)
+@click.option(
+    "--functions", multiple=True, metavar="FN...", help=f"Task ids  [default: {' '.join(DEMO_FUNCTIONS)}]"
+)
+@click.option(
+    "--lengths", multiple=True, metavar="L...", help=f"Lengths  [default: {' '.join(map(str, DEMO_LENGTHS))}]"
+)
 @setting("--num-trials", type=INT, defaults=DEMO_DEFAULTS)
 @setting("--attempts", type=INT, defaults=DEMO_DEFAULTS)
 @setting("--test-size", type=INT)
-@click.option("--uci-dir", type=PathArg(file_okay=False, path_type=Path),
-              help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]")
-@setting("--time-budget", type=FLOAT, defaults=DEMO_DEFAULTS,
-         help=f"Seconds per proposal of the `formula` proposer (`synth run`: "
-              f"{default('time_budget')}); searches it cuts short may miss what a longer one finds")
+@click.option(
+    "--uci-dir",
+    type=PathArg(file_okay=False, path_type=Path),
+    help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
+)
+@setting(
+    "--time-budget",
+    type=FLOAT,
+    defaults=DEMO_DEFAULTS,
+    help=f"Seconds per proposal of the `formula` proposer (`synth run`: "
+    f"{default('time_budget')}); searches it cuts short may miss what a longer one finds",
+)
 @api_options
 @user_errors
 def demo(out_dir, functions, lengths, uci_dir, **settings):
@@ -723,22 +906,29 @@ def demo(out_dir, functions, lengths, uci_dir, **settings):
     With the default offline proposer it needs no key and no network (UCI files from
     --uci-dir or the download cache). With `--provider openai` the model-call flags and
     their environment variables apply as in `synth run`.
-    """  # fmt: skip
+    """
     from synth.demo import run_demo
 
     result = run_demo(
-        out_dir, functions=parse_functions(functions), lengths=parse_lengths(lengths),
-        uci_dir=uci_dir, notify=echo_err, **given(settings),
-    )  # fmt: skip
+        out_dir,
+        functions=parse_functions(functions),
+        lengths=parse_lengths(lengths),
+        uci_dir=uci_dir,
+        notify=echo_err,
+        **given(settings),
+    )
     _echo_summary(result.db_path, result.run.run_id, readonly=False)
     artifacts = result.run.manifest["artifacts"]
-    click.echo(f"""
+    click.echo(
+        f"""
 run:       {result.run.run_id} ({result.run.status}, provider {result.provider})
 database:  {result.db_path}
-exports:   {Path(artifacts['jsonl']).parent}/
-datasets:  {result.out_dir / 'datasets'}/
+exports:   {Path(artifacts["jsonl"]).parent}/
+datasets:  {result.out_dir / "datasets"}/
 report:    {result.report}
-browse:    {_self_command()} browse {result.db_path}""", err=True)
+browse:    {_self_command()} browse {result.db_path}""",
+        err=True,
+    )
 
 
 def _self_command() -> str:
@@ -750,16 +940,33 @@ def _self_command() -> str:
 
 @cli.command()
 @click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
-@click.option("-o", "--output", type=PathArg(dir_okay=False, allow_dash=True, path_type=Path),
-              help="File to write, - for stdout  [default: report.html; md: stdout]")
-@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True,
-              help="A self-contained HTML page, or a text readout for terminals")
+@click.option(
+    "-o",
+    "--output",
+    type=PathArg(dir_okay=False, allow_dash=True, path_type=Path),
+    help="File to write, - for stdout  [default: report.html; md: stdout]",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md"]),
+    default="html",
+    show_default=True,
+    help="A self-contained HTML page, or a text readout for terminals",
+)
 @click.option("--model", multiple=True, help="Only runs of this model")
 @click.option("--provider", multiple=True, help="Only runs of this provider")
-@click.option("--task", multiple=True, metavar="FN",
-              help="Only these task ids (repeat the flag, or separate them with commas)")
-@click.option("--prices", type=PathArg(exists=True, dir_okay=False, path_type=Path),
-              help="JSON price table merged over the built-in one  [env var: SYNTH_PRICES]")
+@click.option(
+    "--task",
+    multiple=True,
+    metavar="FN",
+    help="Only these task ids (repeat the flag, or separate them with commas)",
+)
+@click.option(
+    "--prices",
+    type=PathArg(exists=True, dir_okay=False, path_type=Path),
+    help="JSON price table merged over the built-in one  [env var: SYNTH_PRICES]",
+)
 @db_option
 @user_errors
 def report(run_ids, output, fmt, model, provider, task, prices, db_path):
@@ -776,8 +983,15 @@ def report(run_ids, output, fmt, model, provider, task, prices, db_path):
     # `-o -`: standard output, as the text format goes there by default.
     out = None if str(output) == "-" else output or (Path("report.html") if fmt == "html" else None)
     try:
-        result = build_report(resolve_db(db_path), list(run_ids) or None, out, fmt, filters or None,
-                              prices, notify=lambda message: click.echo(message, err=True))
+        result = build_report(
+            resolve_db(db_path),
+            list(run_ids) or None,
+            out,
+            fmt,
+            filters or None,
+            prices,
+            notify=lambda message: click.echo(message, err=True),
+        )
     except ReportError as e:
         raise UserError(str(e)) from None
     if out is None:

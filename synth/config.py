@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,23 +40,49 @@ MAX_TRIALS_ENV = "SYNTH_MAX_TRIALS"
 MAX_ATTEMPTS = 1_000
 
 # What a resume may change: how hard and where a run works, never what it measures.
-RESUMABLE = ("concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
-             "api_base_url", "out_dir", "out_jsonl", "out_csv", "out_manifest", "dataset_dir")  # fmt: skip
+RESUMABLE = (
+    "concurrency",
+    "timeout",
+    "max_retries",
+    "retry_base_delay",
+    "retry_max_delay",
+    "api_base_url",
+    "out_dir",
+    "out_jsonl",
+    "out_csv",
+    "out_manifest",
+    "dataset_dir",
+)
 # Settings only the OpenAI providers read (an offline proposer records --model as its label).
-API_SETTINGS = ("max_output_tokens", "reasoning_effort", "verbosity", "tool_choice",
-                "enable_code_interpreter", "api_mode", "api_base_url", "timeout", "max_retries",
-                "retry_base_delay", "retry_max_delay")  # fmt: skip
+API_SETTINGS = (
+    "max_output_tokens",
+    "reasoning_effort",
+    "verbosity",
+    "tool_choice",
+    "enable_code_interpreter",
+    "api_mode",
+    "api_base_url",
+    "timeout",
+    "max_retries",
+    "retry_base_delay",
+    "retry_max_delay",
+)
 
 
 # The variable each setting falls back to when it is not given: read by RunConfig.resolve
 # alone, so that the CLI and a Python caller get the same run.
 ENV_VARS = {
-    "provider": "SYNTH_PROVIDER", "model": "SYNTH_MODEL", "api_mode": "SYNTH_API_MODE",
-    "api_base_url": "SYNTH_API_BASE_URL", "concurrency": "SYNTH_CONCURRENCY",
-    "timeout": "SYNTH_TIMEOUT", "max_retries": "SYNTH_MAX_RETRIES",
-    "retry_base_delay": "SYNTH_RETRY_BASE_DELAY", "retry_max_delay": "SYNTH_RETRY_MAX_DELAY",
+    "provider": "SYNTH_PROVIDER",
+    "model": "SYNTH_MODEL",
+    "api_mode": "SYNTH_API_MODE",
+    "api_base_url": "SYNTH_API_BASE_URL",
+    "concurrency": "SYNTH_CONCURRENCY",
+    "timeout": "SYNTH_TIMEOUT",
+    "max_retries": "SYNTH_MAX_RETRIES",
+    "retry_base_delay": "SYNTH_RETRY_BASE_DELAY",
+    "retry_max_delay": "SYNTH_RETRY_MAX_DELAY",
     "eval_timeout": "SYNTH_EVAL_TIMEOUT",
-}  # fmt: skip
+}
 
 DEMO_DIR = Path("runs/demo")
 DEMO_FUNCTIONS = ["fn_a", "fn_c", "fn_e", "fn_g", "fn_m", "fn_q"]
@@ -133,39 +159,62 @@ class RunConfig:
         """Refuse bad settings; a stored run's (``new_run=False``) keeps the id it has."""
         checks = [
             (self.provider in PROVIDERS, f"--provider must be one of {', '.join(PROVIDERS)}"),
-            (0 < self.time_budget <= MAX_SECONDS,
-             f"--time-budget must be positive{AT_MOST} (got {self.time_budget})"),
-            (self.max_candidates is None or self.max_candidates >= 1,
-             f"--max-candidates must be at least 1 (got {self.max_candidates})"),
-            (bool(self.reasoning_effort) and self.reasoning_effort.isascii()
-             and self.reasoning_effort.isprintable() and " " not in self.reasoning_effort,
-             f"--reasoning-effort must be a word such as {', '.join(EFFORTS)} (got {_shown(self.reasoning_effort)})"),
+            (
+                0 < self.time_budget <= MAX_SECONDS,
+                f"--time-budget must be positive{AT_MOST} (got {self.time_budget})",
+            ),
+            (
+                self.max_candidates is None or self.max_candidates >= 1,
+                f"--max-candidates must be at least 1 (got {self.max_candidates})",
+            ),
+            (
+                bool(self.reasoning_effort)
+                and self.reasoning_effort.isascii()
+                and self.reasoning_effort.isprintable()
+                and " " not in self.reasoning_effort,
+                f"--reasoning-effort must be a word such as {', '.join(EFFORTS)} (got {_shown(self.reasoning_effort)})",
+            ),
             (self.verbosity in VERBOSITIES, f"--verbosity must be one of {', '.join(VERBOSITIES)}"),
             (self.tool_choice in TOOL_CHOICES, f"--tool-choice must be one of {', '.join(TOOL_CHOICES)}"),
             (self.api_mode in API_MODES, f"--api-mode must be one of {', '.join(API_MODES)}"),
             (self.attempts >= 1, f"--attempts must be at least 1 (got {self.attempts})"),
             (self.num_trials >= 1, f"--num-trials must be at least 1 (got {self.num_trials})"),
             (self.concurrency >= 1, f"--concurrency must be at least 1 (got {self.concurrency})"),
-            (self.max_output_tokens >= 1, f"--max-output-tokens must be positive (got {self.max_output_tokens})"),
+            (
+                self.max_output_tokens >= 1,
+                f"--max-output-tokens must be positive (got {self.max_output_tokens})",
+            ),
             (0 < self.timeout <= MAX_SECONDS, f"--timeout must be positive{AT_MOST} (got {self.timeout})"),
             (self.max_retries >= 0, f"--max-retries must not be negative (got {self.max_retries})"),
-            (0 <= self.retry_base_delay <= MAX_SECONDS,
-             f"--retry-base-delay must not be negative{AT_MOST} (got {self.retry_base_delay})"),
-            (0 <= self.retry_max_delay <= MAX_SECONDS,
-             f"--retry-max-delay must not be negative{AT_MOST} (got {self.retry_max_delay})"),
-            (0 < self.eval_timeout <= MAX_SECONDS,
-             f"--eval-timeout must be positive{AT_MOST} (got {self.eval_timeout})"),
+            (
+                0 <= self.retry_base_delay <= MAX_SECONDS,
+                f"--retry-base-delay must not be negative{AT_MOST} (got {self.retry_base_delay})",
+            ),
+            (
+                0 <= self.retry_max_delay <= MAX_SECONDS,
+                f"--retry-max-delay must not be negative{AT_MOST} (got {self.retry_max_delay})",
+            ),
+            (
+                0 < self.eval_timeout <= MAX_SECONDS,
+                f"--eval-timeout must be positive{AT_MOST} (got {self.eval_timeout})",
+            ),
             (bool(self.model), "--model must not be empty"),
             (self.model.isprintable(), f"--model must be one printable line (got {_shown(self.model)})"),
-            (self.attempts <= MAX_ATTEMPTS,
-             f"--attempts must be at most {MAX_ATTEMPTS:,} (got {self.attempts:,})"),
-            (self.api_base_url is None or _http_url(self.api_base_url),
-             "--api-base-url must be an http(s) URL with a host and a port from 1 to 65535, "
-             f"e.g. http://localhost:8000/v1 (got {_shown(self.api_base_url or '')})"),
-            (not new_run or _plain_name(self.run_id),
-             "--run-id must be a plain name of at most 128 bytes, not starting with '-' or "
-             f"'.' (got {_shown(self.run_id)})"),
-        ]  # fmt: skip
+            (
+                self.attempts <= MAX_ATTEMPTS,
+                f"--attempts must be at most {MAX_ATTEMPTS:,} (got {self.attempts:,})",
+            ),
+            (
+                self.api_base_url is None or _http_url(self.api_base_url),
+                "--api-base-url must be an http(s) URL with a host and a port from 1 to 65535, "
+                f"e.g. http://localhost:8000/v1 (got {_shown(self.api_base_url or '')})",
+            ),
+            (
+                not new_run or _plain_name(self.run_id),
+                "--run-id must be a plain name of at most 128 bytes, not starting with '-' or "
+                f"'.' (got {_shown(self.run_id)})",
+            ),
+        ]
         for ok, message in checks:
             if not ok:
                 raise SynthError(message)
@@ -181,12 +230,19 @@ class RunConfig:
     @property
     def api(self) -> ApiSettings:
         return ApiSettings(
-            model=self.model, mode=self.api_mode, base_url=self.api_base_url, timeout=self.timeout,
-            max_retries=self.max_retries, retry_base_delay=self.retry_base_delay,
-            retry_max_delay=self.retry_max_delay, reasoning_effort=self.reasoning_effort,
-            max_output_tokens=self.max_output_tokens, verbosity=self.verbosity,
-            tool_choice=self.tool_choice, enable_code_interpreter=self.enable_code_interpreter,
-        )  # fmt: skip
+            model=self.model,
+            mode=self.api_mode,
+            base_url=self.api_base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            retry_base_delay=self.retry_base_delay,
+            retry_max_delay=self.retry_max_delay,
+            reasoning_effort=self.reasoning_effort,
+            max_output_tokens=self.max_output_tokens,
+            verbosity=self.verbosity,
+            tool_choice=self.tool_choice,
+            enable_code_interpreter=self.enable_code_interpreter,
+        )
 
     # Where the exports go: --out-dir (default runs/<run_id>/) unless a path flag says otherwise.
     @property
@@ -282,10 +338,13 @@ def _plain_name(run_id: str) -> bool:
     """A run id that is a file name of its own (its exports' folder) and that later
     commands can take as an argument (not an option: no leading dash)."""
     return (
-        bool(run_id) and "/" not in run_id and not run_id.startswith((".", "-"))
-        and run_id.isprintable() and not any(c.isspace() for c in run_id)
+        bool(run_id)
+        and "/" not in run_id
+        and not run_id.startswith((".", "-"))
+        and run_id.isprintable()
+        and not any(c.isspace() for c in run_id)
         and len(run_id.encode("utf-8", "surrogatepass")) <= 128
-    )  # fmt: skip
+    )
 
 
 def _shown(value: str, most: int = 60) -> str:
@@ -309,4 +368,4 @@ def _http_url(url: str) -> bool:
 
 def new_run_id() -> str:
     """A timestamp id, sortable, unique to the microsecond."""
-    return datetime.now(timezone.utc).strftime("run_%Y%m%dT%H%M%S_%fZ")
+    return datetime.now(UTC).strftime("run_%Y%m%dT%H%M%S_%fZ")

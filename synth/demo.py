@@ -12,6 +12,7 @@ from synth.engine.entry import RunResult, start_run
 from synth.engine.preflight import check_folder
 from synth.tasks import get_task
 
+
 @dataclass(frozen=True)
 class DemoResult:
     run: RunResult
@@ -42,13 +43,16 @@ def run_demo(
     if lengths is None and not (functions and all(get_task(fn).fixed_length for fn in functions)):
         lengths = DEMO_LENGTHS  # tabular tasks alone take their length from their data
     config = RunConfig.resolve(
-        **{**DEMO_DEFAULTS, **settings}, functions=functions or DEMO_FUNCTIONS, lengths=lengths,
+        **{**DEMO_DEFAULTS, **settings},
+        functions=functions or DEMO_FUNCTIONS,
+        lengths=lengths,
         dataset_dir=str(out_dir / "datasets"),
-    )  # fmt: skip
+    )
     config.out_dir = str(out_dir / config.run_id)
     try:
-        result = start_run(config, db_path=db_path, uci_dir=uci_dir, notify=notify,
-                           progress_stream=progress_stream)  # fmt: skip
+        result = start_run(
+            config, db_path=db_path, uci_dir=uci_dir, notify=notify, progress_stream=progress_stream
+        )
     except BaseException:
         if created and not any(out_dir.iterdir()):  # refused before anything was written
             out_dir.rmdir()

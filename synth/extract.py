@@ -55,11 +55,7 @@ def extract_program(text: str | None) -> Extraction:
         return Extraction(None, None, "no_output")
     objects = list(_json_objects(text))
     code = next(
-        (
-            o["code"]
-            for o in objects
-            if isinstance(o.get("code"), str) and o["code"].strip()
-        ),
+        (o["code"] for o in objects if isinstance(o.get("code"), str) and o["code"].strip()),
         None,
     )
     if code is not None:
@@ -96,11 +92,7 @@ def _check(code: str, source: str) -> Extraction:
         # up on deep nesting (`-` * 10**5 + "1"), which must not take the runner down.
         error = str(e) or f"{type(e).__name__} while parsing (nesting too deep)"
     else:
-        names = [
-            node.name
-            for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        ]
+        names = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
         if not names:
             return Extraction(code, None, "no_function", source)
         return Extraction(code, "f" if "f" in names else names[0], None, source)

@@ -9,8 +9,9 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total_trials: int, done_trials: int = 0, stream: TextIO | None = None,
-                 solved_trials: int = 0):  # fmt: skip
+    def __init__(
+        self, total_trials: int, done_trials: int = 0, stream: TextIO | None = None, solved_trials: int = 0
+    ):
         """``done_trials`` and ``solved_trials``: those a resumed run finished before."""
         self.stream = stream or sys.stderr
         self.tty = self.stream is not None and self.stream.isatty()
@@ -40,8 +41,10 @@ class Progress:
             outcome = "prompt recorded (dry run)"
         else:
             self.solved += result["val_acc"] == 1.0
-            outcome = (f"val {result['val_acc']:.3f} test {result['test_acc']:.3f} "
-                       f"(attempt {result['selected_attempt']})")  # fmt: skip
+            outcome = (
+                f"val {result['val_acc']:.3f} test {result['test_acc']:.3f} "
+                f"(attempt {result['selected_attempt']})"
+            )
         line = (
             f"[{self.done}/{self.total}] {point.task.id} L={point.length} trial {trial}: "
             f"{outcome} | solved {self.solved} | in flight {self.in_flight} | "

@@ -41,8 +41,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from synth.errors import SynthError, shortened
 from synth.datasets.generators.base import Task
+from synth.errors import SynthError, shortened
 
 _DEFAULTS = jinja2.PackageLoader("synth", "templates")
 
@@ -101,7 +101,13 @@ def _sized(value):
 
 
 def _str_size(value) -> int:
-    return len(value) if isinstance(value, (str, bytes)) else len(str(value)) if isinstance(value, (int, float)) else 0
+    return (
+        len(value)
+        if isinstance(value, (str, bytes))
+        else len(str(value))
+        if isinstance(value, (int, float))
+        else 0
+    )
 
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
@@ -142,15 +148,32 @@ def _check_method(budget: _Budget, obj, args: tuple, kwargs: dict) -> tuple:
     if name in ("center", "ljust", "rjust", "zfill") and values and isinstance(values[0], int):
         budget.too_long(values[0], f"{name}() giving a string")
     elif name == "expandtabs" and values and isinstance(values[0], int):
-        budget.too_long(owner.count("\t" if isinstance(owner, str) else b"\t") * values[0] + len(owner), "expandtabs() giving a string")
-    elif name == "replace" and len(args) >= 2 and isinstance(args[0], type(owner)) and isinstance(args[1], type(owner)):
+        budget.too_long(
+            owner.count("\t" if isinstance(owner, str) else b"\t") * values[0] + len(owner),
+            "expandtabs() giving a string",
+        )
+    elif (
+        name == "replace"
+        and len(args) >= 2
+        and isinstance(args[0], type(owner))
+        and isinstance(args[1], type(owner))
+    ):
         budget.too_long(len(owner) + (owner.count(args[0]) + 1) * len(args[1]), "replace() giving a string")
     elif name == "join" and args:
         items = list(args[0])
         budget.too_long(sum(_size(i) for i in items) + len(owner) * len(items), "join() giving a string")
         args = (items, *args[1:])
     elif name in ("format", "format_map"):
-        _check_format(budget, owner, [*args, *kwargs.values(), *(args[0].values() if name == "format_map" and args and isinstance(args[0], dict) else ())], braces=True)
+        _check_format(
+            budget,
+            owner,
+            [
+                *args,
+                *kwargs.values(),
+                *(args[0].values() if name == "format_map" and args and isinstance(args[0], dict) else ()),
+            ],
+            braces=True,
+        )
     elif name == "translate" and args and isinstance(args[0], dict):
         longest = max((_size(v) for v in args[0].values()), default=1)
         budget.too_long(len(owner) * max(longest, 1), "translate() giving a string")
@@ -168,14 +191,16 @@ def _guard_filter(name: str, func):
         if _BUDGET.get() is not None:
             budget.step()
         skip = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0
-        value, rest = (args[skip], args[skip + 1:]) if len(args) > skip else (None, ())
+        value, rest = (args[skip], args[skip + 1 :]) if len(args) > skip else (None, ())
         options = [*rest, *kwargs.values()]
         if any(isinstance(a, int) and not isinstance(a, bool) and a > budget.limit for a in options):
             raise PromptLimitError(f"a number over {budget.limit:,} given to the {name} filter")
         if name == "format":
             _check_format(budget, value, [*rest, *kwargs.values()], braces=False)
         elif name == "replace" and len(rest) >= 2 and isinstance(value, str):
-            budget.too_long(len(value) + (value.count(str(rest[0])) + 1) * len(str(rest[1])), "replace giving a string")
+            budget.too_long(
+                len(value) + (value.count(str(rest[0])) + 1) * len(str(rest[1])), "replace giving a string"
+            )
         elif name == "indent" and isinstance(value, str):
             width = rest[0] if rest else kwargs.get("width", 4)
             wide = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
@@ -186,8 +211,10 @@ def _guard_filter(name: str, func):
         elif name == "join" and value is not None:
             items = list(value)
             sep = rest[0] if rest else kwargs.get("d", "")
-            budget.too_long(sum(_str_size(i) or len(str(i)) for i in items) + _str_size(sep) * len(items),
-                            "join giving a string")  # fmt: skip
+            budget.too_long(
+                sum(_str_size(i) or len(str(i)) for i in items) + _str_size(sep) * len(items),
+                "join giving a string",
+            )
             args = (*args[:skip], items, *rest)
         elif name == "tojson" and value is not None:
             indent = rest[0] if rest else kwargs.get("indent")
@@ -257,8 +284,12 @@ class _PromptEnvironment(SandboxedEnvironment):
         lipsum = self.globals["lipsum"]
 
         def guarded_lipsum(n=5, html=True, min=20, max=100):
-            _budget().too_long(n * builtins_max(min, max) * 12 if isinstance(n, int) and isinstance(min, int)
-                               and isinstance(max, int) else 0, "lipsum() giving a string")  # fmt: skip
+            _budget().too_long(
+                n * builtins_max(min, max) * 12
+                if isinstance(n, int) and isinstance(min, int) and isinstance(max, int)
+                else 0,
+                "lipsum() giving a string",
+            )
             return lipsum(n, html, min, max)
 
         self.globals["lipsum"] = guarded_lipsum
@@ -284,8 +315,16 @@ class _PromptEnvironment(SandboxedEnvironment):
         elif operator == "+":
             budget.too_long(_size(left) + _size(right))
         elif operator == "%" and isinstance(left, str):
-            _check_format(budget, left, right if isinstance(right, tuple) else
-                          list(right.values()) if isinstance(right, dict) else [right], braces=False)  # fmt: skip
+            _check_format(
+                budget,
+                left,
+                right
+                if isinstance(right, tuple)
+                else list(right.values())
+                if isinstance(right, dict)
+                else [right],
+                braces=False,
+            )
         return _sized(super().call_binop(context, operator, left, right))
 
     def wrap_str_format(self, value):
@@ -338,13 +377,13 @@ def load_template(path: str | os.PathLike) -> jinja2.Template:
     path = Path(path)
     try:
         if not path.is_file():
-            what = "a folder, not a file" if path.is_dir() else "not a file" if path.exists() else "no such file"
+            what = (
+                "a folder, not a file" if path.is_dir() else "not a file" if path.exists() else "no such file"
+            )
             raise SynthError(f"prompt template {path}: {what}")
     except OSError as e:  # a name too long, a folder we may not enter
         raise SynthError(f"prompt template {shortened(str(path))}: {e.strerror}") from None
-    env = _environment(
-        jinja2.ChoiceLoader([jinja2.FileSystemLoader(path.parent), _DEFAULTS])
-    )
+    env = _environment(jinja2.ChoiceLoader([jinja2.FileSystemLoader(path.parent), _DEFAULTS]))
     try:
         return env.get_template(path.name)
     except jinja2.TemplateError as e:
@@ -430,8 +469,9 @@ def render_prompt(
     budget = _Budget(MAX_PROMPT_CHARS + EXAMPLE_COPIES * len(block), MAX_RENDER_SECONDS, MAX_STEPS)
     token = _BUDGET.set(budget)
     try:
-        text = template.render(kind=task.kind, length=length, examples=examples,
-                               examples_block=block, n_train=len(examples))  # fmt: skip
+        text = template.render(
+            kind=task.kind, length=length, examples=examples, examples_block=block, n_train=len(examples)
+        )
         budget.too_long(len(text), "a prompt")
     except Exception as e:  # whatever the template raises (MemoryError, RecursionError too)
         error = e

@@ -17,7 +17,10 @@ def select(attempts: Sequence[tuple[int, float | None, float | None]]) -> dict:
     chosen = max(scored, key=lambda a: (a[1], -a[0]))
     oracle = max(scored, key=lambda a: (a[2], -a[0]))
     return {
-        "selected_attempt": chosen[0], "val_acc": chosen[1], "test_acc": chosen[2],
-        "oracle_attempt": oracle[0], "oracle_test_acc": oracle[2],
+        "selected_attempt": chosen[0],
+        "val_acc": chosen[1],
+        "test_acc": chosen[2],
+        "oracle_attempt": oracle[0],
+        "oracle_test_acc": oracle[2],
         "stopped_early": int(any(v == 1.0 for _, v, _ in scored)),
-    }  # fmt: skip
+    }

@@ -50,8 +50,10 @@ def write_dataset_folder(db: sqlite_utils.Database, row: dict, root: Path) -> Pa
     holds splits without their meta.json."""
     folder = dataset_folder(root, row)
     made = [p for p in (folder, *folder.parents) if not p.exists()][::-1]  # outermost first
-    files = {f"{s}.txt": "".join(f"{x} -> {y}\n" for x, y in rows)
-             for s, rows in load_examples(db, row["id"]).items()}  # fmt: skip
+    files = {
+        f"{s}.txt": "".join(f"{x} -> {y}\n" for x, y in rows)
+        for s, rows in load_examples(db, row["id"]).items()
+    }
     files["meta.json"] = json.dumps(meta_of(row), indent=2) + "\n"
     new = [folder / name for name in files if not (folder / name).exists()]
     try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timezone
 import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -18,14 +18,12 @@ def find_dataset(db: sqlite_utils.Database, request: dict) -> dict | None:
     return rows[0] if rows else None
 
 
-def save_dataset(
-    db: sqlite_utils.Database, meta: dict, examples: Iterable[tuple[str, int, str, int]]
-) -> int:
+def save_dataset(db: sqlite_utils.Database, meta: dict, examples: Iterable[tuple[str, int, str, int]]) -> int:
     """Store a dataset and its (split, idx, input, label) rows in one transaction; a
     dataset whose fingerprint is already stored is not written again. The check is made
     inside that write transaction (BEGIN IMMEDIATE: one writer at a time), so that when
     two processes build the same dataset the second returns the one the first stored."""
-    record = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {**meta, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     with db.conn:
         db.conn.execute("begin immediate")
         existing = db.conn.execute(

@@ -72,21 +72,26 @@ def explain(error: sqlite3.Error, path: str | os.PathLike | None) -> StoreError:
     if name.startswith("SQLITE_NOTADB") or "file is not a database" in text:
         if path is None or _magic(Path(path)) != SQLITE_MAGIC:  # not SQLite at all: no damage
             return StoreError(f"cannot use database {where}: {message}")
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text \
-            or "file is not a database" in text:  # fmt: skip
+    if (
+        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "malformed" in text
+        or "file is not a database" in text
+    ):
         return damaged(where, message)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
         return DatabaseLocked(
             f"{where} is locked: another process holds it and did not let go within "
             f"{BUSY_TIMEOUT_MS / 1000:g} s ({message}); try again once it is done"
-        )  # fmt: skip
+        )
     if name.startswith("SQLITE_FULL") or "disk is full" in text:
         return DatabaseFull(f"cannot write {where}: the disk is full ({message}); free some space")
     if name.startswith("SQLITE_READONLY") or "readonly database" in text:
         return DatabaseNotWritable(f"cannot write {where}: it is read-only ({message})")
     if name.startswith("SQLITE_IOERR") or "i/o error" in text:
-        return DatabaseNotWritable(f"cannot read or write {where}: {message} (the disk or its "
-                                   f"file system failed, or the file was removed)")  # fmt: skip
+        return DatabaseNotWritable(
+            f"cannot read or write {where}: {message} (the disk or its "
+            f"file system failed, or the file was removed)"
+        )
     return StoreError(f"cannot use database {where}: {message}")
 
 
@@ -94,7 +99,7 @@ def damaged(path: str | os.PathLike, problem: str) -> DamagedDatabase:
     return DamagedDatabase(
         f"{path} is damaged: {problem}; check it with: sqlite3 {path} 'PRAGMA integrity_check' "
         f"(then restore it from a copy, or salvage what is left with sqlite3's .recover)"
-    )  # fmt: skip
+    )
 
 
 def _magic(path: Path) -> bytes | None:
@@ -109,9 +114,13 @@ def _magic(path: Path) -> bytes | None:
 
 
 def _kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):  # fmt: skip
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return kind
     return "not a regular file"
@@ -126,8 +135,10 @@ def check_file(path: Path) -> None:
         mode = path.stat().st_mode  # through symbolic links: what they lead to counts
     except (FileNotFoundError, NotADirectoryError):
         if path.is_symlink():
-            raise StoreError(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
-                             f"exist: the link points nowhere") from None  # fmt: skip
+            raise StoreError(
+                f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                f"exist: the link points nowhere"
+            ) from None
         return
     except OSError as e:  # a loop of links, a folder we may not search, a name too long
         raise StoreError(f"cannot use database {path}: {e.strerror or e}") from None
@@ -231,9 +242,11 @@ def readonly_uri(path: Path) -> str:
     if shm.exists() or os.access(path.parent, os.W_OK):
         return uri
     if wal.exists() and wal.stat().st_size:
-        raise StoreError(f"cannot read {path}: its -wal file holds changes SQLite cannot read "
-                         f"without creating {shm.name} in {path.parent}, which is not writable; "
-                         f"copy the database with its -wal file to a folder you can write")  # fmt: skip
+        raise StoreError(
+            f"cannot read {path}: its -wal file holds changes SQLite cannot read "
+            f"without creating {shm.name} in {path.parent}, which is not writable; "
+            f"copy the database with its -wal file to a folder you can write"
+        )
     return uri + "&immutable=1"
 
 
@@ -292,8 +305,7 @@ def _check_readable(db: sqlite_utils.Database, path: Path) -> None:
             raise StoreError(_not_ours(path))
         where = "" if _writable(path) else " (after copying it to a folder you can write)"
         raise OutdatedDatabase(
-            f"{path} was written by an older version of llm-pv; upgrade it with: "
-            f"synth migrate {path}{where}",
+            f"{path} was written by an older version of llm-pv; upgrade it with: synth migrate {path}{where}",
             [m.name for m in pending],
         )
 

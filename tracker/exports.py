@@ -21,27 +21,81 @@ from tracker.files import remove_parts, write_all_atomic
 
 # The published CSV header, in order; our extra columns follow it.
 PUBLISHED_COLUMNS = (
-    "run_id", "model", "reasoning_effort", "max_output_tokens", "tool_choice",
-    "enable_code_interpreter", "global_seed", "dataset_seed", "train_size", "val_size",
-    "test_size", "dataset_dir", "attempts_requested", "num_trials_requested", "dry_run",
-    "fn", "length", "attempt", "trial", "prompt", "text", "duration_ms", "cached_tokens",
-    "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_uses",
-    "tool_results_chars", "val_acc", "val_acc_std", "test_acc", "test_acc_std",
-    "stopped_early", "compile_error", "num_trials", "is_summary",
-)  # fmt: skip
+    "run_id",
+    "model",
+    "reasoning_effort",
+    "max_output_tokens",
+    "tool_choice",
+    "enable_code_interpreter",
+    "global_seed",
+    "dataset_seed",
+    "train_size",
+    "val_size",
+    "test_size",
+    "dataset_dir",
+    "attempts_requested",
+    "num_trials_requested",
+    "dry_run",
+    "fn",
+    "length",
+    "attempt",
+    "trial",
+    "prompt",
+    "text",
+    "duration_ms",
+    "cached_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "tool_uses",
+    "tool_results_chars",
+    "val_acc",
+    "val_acc_std",
+    "test_acc",
+    "test_acc_std",
+    "stopped_early",
+    "compile_error",
+    "num_trials",
+    "is_summary",
+)
 EXTRA_COLUMNS = (
-    "provider", "api_mode", "status", "failure_class", "response_status",
-    "incomplete_reason", "eval_status", "limit_hit", "val_correct", "val_total",
-    "test_correct", "test_total", "row_errors", "selected", "test_oracle",
-    "oracle_test_acc", "oracle_test_acc_std", "response_id", "dataset_fingerprint",
-    "train_effective", "val_effective", "test_effective", "code",
-)  # fmt: skip
+    "provider",
+    "api_mode",
+    "status",
+    "failure_class",
+    "response_status",
+    "incomplete_reason",
+    "eval_status",
+    "limit_hit",
+    "val_correct",
+    "val_total",
+    "test_correct",
+    "test_total",
+    "row_errors",
+    "selected",
+    "test_oracle",
+    "oracle_test_acc",
+    "oracle_test_acc_std",
+    "response_id",
+    "dataset_fingerprint",
+    "train_effective",
+    "val_effective",
+    "test_effective",
+    "code",
+)
 COLUMNS = PUBLISHED_COLUMNS + EXTRA_COLUMNS
 # The dataset a grid point used: its fingerprint and the split sizes it really has (a
 # tabular test split may be capped below the requested --test-size).
 EFFECTIVE_COLUMNS = ("dataset_fingerprint", "train_effective", "val_effective", "test_effective")
-TOKEN_COLUMNS = ("duration_ms", "cached_tokens", "prompt_tokens", "completion_tokens",
-                 "reasoning_tokens", "tool_uses", "tool_results_chars")  # fmt: skip
+TOKEN_COLUMNS = (
+    "duration_ms",
+    "cached_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "tool_uses",
+    "tool_results_chars",
+)
 
 
 @dataclass(frozen=True)
@@ -83,47 +137,75 @@ def run_metadata(run: dict) -> dict:
     config = json.loads(run["config"])
     api = config["provider"] == "openai"
     return {
-        "run_id": run["run_id"], "model": config["model"],
+        "run_id": run["run_id"],
+        "model": config["model"],
         "reasoning_effort": config["reasoning_effort"] if api else None,
         "max_output_tokens": config["max_output_tokens"] if api else None,
         "tool_choice": config["tool_choice"] if api else None,
         "enable_code_interpreter": config["enable_code_interpreter"] if api else None,
-        "global_seed": config["seed"], "train_size": config["train_size"],
-        "val_size": config["val_size"], "test_size": config["test_size"],
+        "global_seed": config["seed"],
+        "train_size": config["train_size"],
+        "val_size": config["val_size"],
+        "test_size": config["test_size"],
         "dataset_dir": config["dataset_dir"] or "",
-        "attempts_requested": config["attempts"], "num_trials_requested": config["num_trials"],
-        "dry_run": bool(config["dry_run"]), "provider": config["provider"],
+        "attempts_requested": config["attempts"],
+        "num_trials_requested": config["num_trials"],
+        "dry_run": bool(config["dry_run"]),
+        "provider": config["provider"],
         "api_mode": config["api_mode"] if api else None,
-    }  # fmt: skip
+    }
 
 
 def attempt_row(meta: dict, r: dict) -> dict:
     failed = r["failure_class"] is not None
     return {
-        **meta, "dataset_seed": r["derived_seed"], "fn": r["fn"], "length": r["length"],
-        "attempt": r["attempt"], "trial": r["trial"], "prompt": r["prompt"] or "",
-        "text": r["text"] or "", "duration_ms": r["duration_ms"] or 0,
-        "cached_tokens": r["cached_tokens"] or 0, "prompt_tokens": r["input_tokens"] or 0,
+        **meta,
+        "dataset_seed": r["derived_seed"],
+        "fn": r["fn"],
+        "length": r["length"],
+        "attempt": r["attempt"],
+        "trial": r["trial"],
+        "prompt": r["prompt"] or "",
+        "text": r["text"] or "",
+        "duration_ms": r["duration_ms"] or 0,
+        "cached_tokens": r["cached_tokens"] or 0,
+        "prompt_tokens": r["input_tokens"] or 0,
         "completion_tokens": r["output_tokens"] or 0,
-        "reasoning_tokens": r["reasoning_tokens"] or 0, "tool_uses": r["tool_calls"] or 0,
+        "reasoning_tokens": r["reasoning_tokens"] or 0,
+        "tool_uses": r["tool_calls"] or 0,
         "tool_results_chars": r["tool_output_chars"] or 0,
-        "val_acc": r["val_acc"] if r["val_acc"] is not None else 0.0, "val_acc_std": None,
-        "test_acc": r["test_acc"] if r["test_acc"] is not None else 0.0, "test_acc_std": None,
+        "val_acc": r["val_acc"] if r["val_acc"] is not None else 0.0,
+        "val_acc_std": None,
+        "test_acc": r["test_acc"] if r["test_acc"] is not None else 0.0,
+        "test_acc_std": None,
         "stopped_early": bool(r["trial_stopped_early"]) and r["attempt"] == r["selected_attempt"],
         "compile_error": (f"{r['failure_class']}: {r['error']}" if r["error"] else r["failure_class"])
-        if failed else "",
-        "num_trials": None, "is_summary": False, "status": r["status"],
-        "failure_class": r["failure_class"], "response_status": r["response_status"],
-        "incomplete_reason": r["incomplete_reason"], "eval_status": r["eval_status"],
-        "limit_hit": r["limit_hit"], "val_correct": r["val_correct"], "val_total": r["val_total"],
-        "test_correct": r["test_correct"], "test_total": r["test_total"],
-        "row_errors": r["row_errors"], "selected": bool(r["selected"]),
-        "test_oracle": bool(r["test_oracle"]), "oracle_test_acc": None,
-        "oracle_test_acc_std": None, "response_id": r["response_id"],
-        "dataset_fingerprint": r["fingerprint"], "train_effective": r["train_effective"],
-        "val_effective": r["val_effective"], "test_effective": r["test_effective"],
+        if failed
+        else "",
+        "num_trials": None,
+        "is_summary": False,
+        "status": r["status"],
+        "failure_class": r["failure_class"],
+        "response_status": r["response_status"],
+        "incomplete_reason": r["incomplete_reason"],
+        "eval_status": r["eval_status"],
+        "limit_hit": r["limit_hit"],
+        "val_correct": r["val_correct"],
+        "val_total": r["val_total"],
+        "test_correct": r["test_correct"],
+        "test_total": r["test_total"],
+        "row_errors": r["row_errors"],
+        "selected": bool(r["selected"]),
+        "test_oracle": bool(r["test_oracle"]),
+        "oracle_test_acc": None,
+        "oracle_test_acc_std": None,
+        "response_id": r["response_id"],
+        "dataset_fingerprint": r["fingerprint"],
+        "train_effective": r["train_effective"],
+        "val_effective": r["val_effective"],
+        "test_effective": r["test_effective"],
         "code": r["code"],
-    }  # fmt: skip
+    }
 
 
 def summarise(values: list[float]) -> tuple[float, float]:
@@ -140,17 +222,30 @@ def summary_row(meta: dict, rows: list[dict]) -> dict:
     oracle, oracle_std = summarise([r["test_acc"] for r in rows if r["test_oracle"]])
     first = rows[0]
     return {
-        **{c: None for c in COLUMNS}, **meta,
-        "dataset_seed": first["dataset_seed"], "fn": first["fn"], "length": first["length"],
-        "attempt": None, "trial": None, "prompt": "", "text": "",
+        **{c: None for c in COLUMNS},
+        **meta,
+        "dataset_seed": first["dataset_seed"],
+        "fn": first["fn"],
+        "length": first["length"],
+        "attempt": None,
+        "trial": None,
+        "prompt": "",
+        "text": "",
         **{c: sum(r[c] for r in rows) for c in TOKEN_COLUMNS},
-        "val_acc": val, "val_acc_std": val_std, "test_acc": test, "test_acc_std": test_std,
-        "oracle_test_acc": oracle, "oracle_test_acc_std": oracle_std,
+        "val_acc": val,
+        "val_acc_std": val_std,
+        "test_acc": test,
+        "test_acc_std": test_std,
+        "oracle_test_acc": oracle,
+        "oracle_test_acc_std": oracle_std,
         "stopped_early": sum(r["stopped_early"] for r in selected),
-        "compile_error": "", "num_trials": len(trials), "is_summary": True,
-        "selected": False, "test_oracle": False,
+        "compile_error": "",
+        "num_trials": len(trials),
+        "is_summary": True,
+        "selected": False,
+        "test_oracle": False,
         **{c: first[c] for c in EFFECTIVE_COLUMNS},
-    }  # fmt: skip
+    }
 
 
 def grid_rows(db: sqlite_utils.Database, run_id: str) -> list[tuple[list[dict], dict]]:
@@ -160,8 +255,10 @@ def grid_rows(db: sqlite_utils.Database, run_id: str) -> list[tuple[list[dict], 
     """
     run = db["runs"].get(run_id)
     meta = run_metadata(run)
-    done = {(t["fn"], t["length"], t["trial"]) for t in db["trials"].rows_where(
-        "run_id = ? and status = 'done'", [run_id])}  # fmt: skip
+    done = {
+        (t["fn"], t["length"], t["trial"])
+        for t in db["trials"].rows_where("run_id = ? and status = 'done'", [run_id])
+    }
     points: dict[tuple[str, int], list[dict]] = {}
     for r in db.query(ATTEMPT_QUERY, [run_id]):
         if (r["fn"], r["length"], r["trial"]) in done:
@@ -186,11 +283,14 @@ def write_exports(db: sqlite_utils.Database, run_id: str, paths: ExportPaths) ->
     remove_parts([paths.jsonl, paths.csv, paths.manifest, *logs])
     manifest = _manifest(db, run, paths, table, sorted(map(str, logs)))
     # All or none (a full disk leaves no export half-written); the manifest comes last.
-    write_all_atomic({
-        paths.jsonl: _jsonl(jsonl), paths.csv: _csv(table),
-        **{path: _jsonl(rows) for path, rows in logs.items()},
-        paths.manifest: json.dumps(manifest, indent=2) + "\n",
-    })  # fmt: skip
+    write_all_atomic(
+        {
+            paths.jsonl: _jsonl(jsonl),
+            paths.csv: _csv(table),
+            **{path: _jsonl(rows) for path, rows in logs.items()},
+            paths.manifest: json.dumps(manifest, indent=2) + "\n",
+        }
+    )
     return manifest
 
 
@@ -209,12 +309,14 @@ def _csv(rows: list[dict]) -> str:
 
 def _manifest(db, run: dict, paths: ExportPaths, table: list[dict], logs: list[str]) -> dict:
     environment = json.loads(run["environment"] or "{}")
-    fingerprints = list(db.query(
-        "select rd.fn, rd.length, d.fingerprint, d.derived_seed, d.train_effective, "
-        "d.val_effective, d.test_effective from run_datasets rd "
-        "join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.rowid",
-        [run["run_id"]],
-    ))  # fmt: skip
+    fingerprints = list(
+        db.query(
+            "select rd.fn, rd.length, d.fingerprint, d.derived_seed, d.train_effective, "
+            "d.val_effective, d.test_effective from run_datasets rd "
+            "join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.rowid",
+            [run["run_id"]],
+        )
+    )
     summaries = [r for r in table if r["is_summary"]]
     return {
         "run_id": run["run_id"],
@@ -230,7 +332,9 @@ def _manifest(db, run: dict, paths: ExportPaths, table: list[dict], logs: list[s
         "database": environment.get("database"),
         "dataset_fingerprints": fingerprints,
         "artifacts": {
-            "jsonl": str(paths.jsonl), "csv": str(paths.csv), "manifest": str(paths.manifest),
+            "jsonl": str(paths.jsonl),
+            "csv": str(paths.csv),
+            "manifest": str(paths.manifest),
             "trial_logs": logs,
         },
         "row_stats": {

@@ -5,8 +5,19 @@ from sqlite_utils import Migrations
 migrations = Migrations("llm-pv")
 # The tables the migrations make: a database that says it has them all applied and lacks
 # one was changed by hand (or by another program).
-TABLES = ("datasets", "examples", "runs", "run_datasets", "trials", "prompts", "programs",
-          "attempts", "responses", "evaluations", "events")  # fmt: skip
+TABLES = (
+    "datasets",
+    "examples",
+    "runs",
+    "run_datasets",
+    "trials",
+    "prompts",
+    "programs",
+    "attempts",
+    "responses",
+    "evaluations",
+    "events",
+)
 
 
 @migrations()
@@ -55,13 +66,23 @@ def m002_runs(db):
     evaluations and events. Prompts and programs are stored once per content hash."""
     db["runs"].create(
         {
-            "run_id": str, "created_at": str, "finished_at": str, "status": str,
-            "provider": str, "model": str, "api_mode": str, "dry_run": int,
-            "config": str, "argv": str, "versions": str, "environment": str, "error": str,
+            "run_id": str,
+            "created_at": str,
+            "finished_at": str,
+            "status": str,
+            "provider": str,
+            "model": str,
+            "api_mode": str,
+            "dry_run": int,
+            "config": str,
+            "argv": str,
+            "versions": str,
+            "environment": str,
+            "error": str,
         },
         pk="run_id",
         not_null={"created_at", "status", "config"},
-    )  # fmt: skip
+    )
     db["run_datasets"].create(
         {"run_id": str, "fn": str, "length": int, "dataset_id": int},
         pk=("run_id", "fn", "length"),
@@ -69,61 +90,117 @@ def m002_runs(db):
     )
     db["trials"].create(
         {
-            "id": int, "run_id": str, "fn": str, "length": int, "trial": int, "dataset_id": int,
-            "status": str, "stopped_early": int, "attempts_made": int,
-            "selected_attempt": int, "val_acc": float, "test_acc": float,
-            "oracle_attempt": int, "oracle_test_acc": float, "finished_at": str,
+            "id": int,
+            "run_id": str,
+            "fn": str,
+            "length": int,
+            "trial": int,
+            "dataset_id": int,
+            "status": str,
+            "stopped_early": int,
+            "attempts_made": int,
+            "selected_attempt": int,
+            "val_acc": float,
+            "test_acc": float,
+            "oracle_attempt": int,
+            "oracle_test_acc": float,
+            "finished_at": str,
         },
         pk="id",
         foreign_keys=[("run_id", "runs", "run_id"), ("dataset_id", "datasets", "id")],
         not_null={"run_id", "fn", "length", "trial", "status"},
-    )  # fmt: skip
+    )
     db["trials"].create_index(["run_id", "fn", "length", "trial"], unique=True)
     db["prompts"].create({"hash": str, "text": str}, pk="hash", not_null={"text"})
     db["programs"].create({"hash": str, "code": str}, pk="hash", not_null={"code"})
     db["attempts"].create(
         {
-            "id": int, "trial_id": int, "attempt": int, "prompt_hash": str,
-            "program_hash": str, "func_name": str, "extraction": str,
-            "failure_class": str, "error": str, "status": str,
-            "started_at": str, "finished_at": str,
+            "id": int,
+            "trial_id": int,
+            "attempt": int,
+            "prompt_hash": str,
+            "program_hash": str,
+            "func_name": str,
+            "extraction": str,
+            "failure_class": str,
+            "error": str,
+            "status": str,
+            "started_at": str,
+            "finished_at": str,
         },
         pk="id",
-        foreign_keys=[("trial_id", "trials", "id"), ("prompt_hash", "prompts", "hash"),
-                      ("program_hash", "programs", "hash")],
+        foreign_keys=[
+            ("trial_id", "trials", "id"),
+            ("prompt_hash", "prompts", "hash"),
+            ("program_hash", "programs", "hash"),
+        ],
         not_null={"trial_id", "attempt", "status"},
-    )  # fmt: skip
+    )
     db["attempts"].create_index(["trial_id", "attempt"], unique=True)
     db["responses"].create(
         {
-            "attempt_id": int, "provider": str, "model": str, "status": str,
-            "incomplete_reason": str, "text": str, "input_tokens": int, "cached_tokens": int,
-            "output_tokens": int, "reasoning_tokens": int, "tool_calls": int,
-            "tool_output_chars": int, "duration_ms": float, "response_id": str,
-            "request_json": str, "raw_json": str, "created_at": str,
-        },
-        pk="attempt_id",
-        foreign_keys=[("attempt_id", "attempts", "id")],
-    )  # fmt: skip
-    db["evaluations"].create(
-        {
-            "attempt_id": int, "status": str, "limit_hit": str, "val_acc": float,
-            "val_correct": int, "val_total": int, "test_acc": float, "test_correct": int,
-            "test_total": int, "row_errors": int, "errors": str, "duration_ms": float,
+            "attempt_id": int,
+            "provider": str,
+            "model": str,
+            "status": str,
+            "incomplete_reason": str,
+            "text": str,
+            "input_tokens": int,
+            "cached_tokens": int,
+            "output_tokens": int,
+            "reasoning_tokens": int,
+            "tool_calls": int,
+            "tool_output_chars": int,
+            "duration_ms": float,
+            "response_id": str,
+            "request_json": str,
+            "raw_json": str,
             "created_at": str,
         },
         pk="attempt_id",
         foreign_keys=[("attempt_id", "attempts", "id")],
-    )  # fmt: skip
+    )
+    db["evaluations"].create(
+        {
+            "attempt_id": int,
+            "status": str,
+            "limit_hit": str,
+            "val_acc": float,
+            "val_correct": int,
+            "val_total": int,
+            "test_acc": float,
+            "test_correct": int,
+            "test_total": int,
+            "row_errors": int,
+            "errors": str,
+            "duration_ms": float,
+            "created_at": str,
+        },
+        pk="attempt_id",
+        foreign_keys=[("attempt_id", "attempts", "id")],
+    )
     db["events"].create(
-        {"id": int, "run_id": str, "ts": str, "level": str, "kind": str,
-         "trial_id": int, "message": str, "data": str},
+        {
+            "id": int,
+            "run_id": str,
+            "ts": str,
+            "level": str,
+            "kind": str,
+            "trial_id": int,
+            "message": str,
+            "data": str,
+        },
         pk="id",
         foreign_keys=[("run_id", "runs", "run_id"), ("trial_id", "trials", "id")],
-    )  # fmt: skip
-    for table, column in [("run_datasets", "dataset_id"), ("trials", "dataset_id"),
-                          ("attempts", "prompt_hash"), ("attempts", "program_hash"),
-                          ("events", "run_id"), ("events", "trial_id")]:  # fmt: skip
+    )
+    for table, column in [
+        ("run_datasets", "dataset_id"),
+        ("trials", "dataset_id"),
+        ("attempts", "prompt_hash"),
+        ("attempts", "program_hash"),
+        ("events", "run_id"),
+        ("events", "trial_id"),
+    ]:
         db[table].create_index([column])
     db.create_view(
         "attempt_rows",

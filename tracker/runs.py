@@ -9,7 +9,7 @@ import os
 import platform
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -97,12 +97,15 @@ def _stopped(db: sqlite_utils.Database, run_id: str | None, error: sqlite3.Datab
                 _ended(db.conn, run_id, "failed", str(reason))
             marked = "the run is marked failed"
         except sqlite3.Error:
-            marked = ("it could not be marked failed either, so it reads as running "
-                      "(`synth runs`: process gone)")  # fmt: skip
+            marked = (
+                "it could not be marked failed either, so it reads as running (`synth runs`: process gone)"
+            )
     where = _path(db)
     resume = f"synth resume {run_id} --db {Path(where).resolve() if where != 'the database' else 'DB'}"
-    return RunStopped(f"run {run_id} stopped: {reason}; {marked}; nothing recorded before is lost. "
-                      f"Once that is fixed, continue it with: {resume}")  # fmt: skip
+    return RunStopped(
+        f"run {run_id} stopped: {reason}; {marked}; nothing recorded before is lost. "
+        f"Once that is fixed, continue it with: {resume}"
+    )
 
 
 def _run_of_trial(db: sqlite_utils.Database, trial_id: int, *args) -> str | None:
@@ -123,7 +126,7 @@ def _run_id(db: sqlite_utils.Database, run_id: str, *args) -> str:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _insert(conn, table: str, record: dict, *, or_ignore: bool = False) -> int:
@@ -162,13 +165,25 @@ def create_run(
             raise _exists(db, run["run_id"]) from None
         _own(db.conn, run["run_id"])
         for fn, length, dataset_id in grid:
-            _insert(db.conn, "run_datasets",
-                    {"run_id": run["run_id"], "fn": fn, "length": length, "dataset_id": dataset_id})  # fmt: skip
+            _insert(
+                db.conn,
+                "run_datasets",
+                {"run_id": run["run_id"], "fn": fn, "length": length, "dataset_id": dataset_id},
+            )
             for trial in range(1, num_trials + 1):
-                _insert(db.conn, "trials", {
-                    "run_id": run["run_id"], "fn": fn, "length": length, "trial": trial,
-                    "dataset_id": dataset_id, "status": "pending", "attempts_made": 0,
-                })  # fmt: skip
+                _insert(
+                    db.conn,
+                    "trials",
+                    {
+                        "run_id": run["run_id"],
+                        "fn": fn,
+                        "length": length,
+                        "trial": trial,
+                        "dataset_id": dataset_id,
+                        "status": "pending",
+                        "attempts_made": 0,
+                    },
+                )
 
 
 def _exists(db: sqlite_utils.Database, run_id: str) -> RunExists:
@@ -196,8 +211,16 @@ def set_run_status(db: sqlite_utils.Database, run_id: str, status: str, error: s
 
 
 @_recording(_run_id)
-def stop_run(db: sqlite_utils.Database, run_id: str, status: str, kind: str, message: str, *,
-             level: str, error: str | None = None) -> None:  # fmt: skip
+def stop_run(
+    db: sqlite_utils.Database,
+    run_id: str,
+    status: str,
+    kind: str,
+    message: str,
+    *,
+    level: str,
+    error: str | None = None,
+) -> None:
     """Mark the run stopped (failed, interrupted) with the event that says why, in one
     transaction, as end_run marks it ended."""
     with db.conn:
@@ -228,12 +251,12 @@ def claim_run(db: sqlite_utils.Database, run_id: str) -> int | None:
     with db.conn:
         db.conn.execute("begin immediate")
         status, environment = db.conn.execute(
-            "select status, environment from runs where run_id = ?", [run_id]).fetchone()  # fmt: skip
+            "select status, environment from runs where run_id = ?", [run_id]
+        ).fetchone()
         owner = json.loads(environment or "{}").get("pid")
         if status == "running" and owner != os.getpid() and process_alive(environment):
             return owner
-        _update(db.conn, "runs", "run_id", run_id,
-                {"status": "running", "error": None, "finished_at": None})  # fmt: skip
+        _update(db.conn, "runs", "run_id", run_id, {"status": "running", "error": None, "finished_at": None})
         _own(db.conn, run_id)
     return None
 
@@ -243,7 +266,9 @@ def _own(conn, run_id: str) -> None:
     it, so that later a reader can tell whether it still runs (process_alive)."""
     conn.execute(
         "update runs set environment = json_set(coalesce(environment, '{}'), "
-        "'$.pid', ?, '$.host', ?) where run_id = ?", [os.getpid(), platform.node(), run_id])
+        "'$.pid', ?, '$.host', ?) where run_id = ?",
+        [os.getpid(), platform.node(), run_id],
+    )
 
 
 def process_alive(environment: str | None) -> bool | None:
@@ -263,19 +288,42 @@ def process_alive(environment: str | None) -> bool | None:
 
 @_recording(_run_id)
 def record_event(
-    db: sqlite_utils.Database, run_id: str, kind: str, message: str, *,
-    level: str = "info", trial_id: int | None = None, data: dict | None = None,
-) -> None:  # fmt: skip
+    db: sqlite_utils.Database,
+    run_id: str,
+    kind: str,
+    message: str,
+    *,
+    level: str = "info",
+    trial_id: int | None = None,
+    data: dict | None = None,
+) -> None:
     with db.conn:
         _event(db.conn, run_id, kind, message, level=level, trial_id=trial_id, data=data)
 
 
-def _event(conn, run_id: str, kind: str, message: str, *, level: str = "info",
-           trial_id: int | None = None, data: dict | None = None) -> None:  # fmt: skip
-    _insert(conn, "events", {
-        "run_id": run_id, "ts": now(), "level": level, "kind": kind, "trial_id": trial_id,
-        "message": message, "data": json.dumps(data) if data is not None else None,
-    })  # fmt: skip
+def _event(
+    conn,
+    run_id: str,
+    kind: str,
+    message: str,
+    *,
+    level: str = "info",
+    trial_id: int | None = None,
+    data: dict | None = None,
+) -> None:
+    _insert(
+        conn,
+        "events",
+        {
+            "run_id": run_id,
+            "ts": now(),
+            "level": level,
+            "kind": kind,
+            "trial_id": trial_id,
+            "message": message,
+            "data": json.dumps(data) if data is not None else None,
+        },
+    )
 
 
 @_recording(_run_of_trial)
@@ -293,10 +341,17 @@ def record_attempt(
         _insert(db.conn, "prompts", {"hash": prompt[0], "text": prompt[1]}, or_ignore=True)
         if program:
             _insert(db.conn, "programs", {"hash": program[0], "code": program[1]}, or_ignore=True)
-        attempt_id = _insert(db.conn, "attempts", {
-            **attempt, "trial_id": trial_id, "prompt_hash": prompt[0],
-            "program_hash": program[0] if program else None, "finished_at": now(),
-        })  # fmt: skip
+        attempt_id = _insert(
+            db.conn,
+            "attempts",
+            {
+                **attempt,
+                "trial_id": trial_id,
+                "prompt_hash": prompt[0],
+                "program_hash": program[0] if program else None,
+                "finished_at": now(),
+            },
+        )
         if response is not None:
             _insert(db.conn, "responses", {**response, "attempt_id": attempt_id, "created_at": now()})
         db.conn.execute(
@@ -344,7 +399,8 @@ def failed_calls(db: sqlite_utils.Database, run_id: str) -> tuple[int, dict[str,
 def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
     """A trial's recorded attempts with their response text, program and evaluation."""
     return [
-        dict(r) for r in db.query(
+        dict(r)
+        for r in db.query(
             """
             select a.*, p.code, s.text, e.val_acc, e.test_acc, e.status as eval_status
             from attempts a
@@ -355,7 +411,7 @@ def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
             """,
             [trial_id],
         )
-    ]  # fmt: skip
+    ]
 
 
 @_translated
@@ -363,7 +419,8 @@ def list_runs(db: sqlite_utils.Database) -> list[dict]:
     """Every run with its status and counts, newest first. ``alive`` says, for a run
     marked running, whether its process still is (None: unknown, e.g. another machine)."""
     rows = [
-        dict(r) for r in db.query(
+        dict(r)
+        for r in db.query(
             """
             select r.run_id, r.status, r.provider, r.model, r.created_at, r.finished_at,
               r.environment,
@@ -376,7 +433,7 @@ def list_runs(db: sqlite_utils.Database) -> list[dict]:
             group by r.run_id order by r.created_at desc
             """
         )
-    ]  # fmt: skip
+    ]
     for r in rows:
         environment = r.pop("environment")
         r["alive"] = process_alive(environment) if r["status"] == "running" else None

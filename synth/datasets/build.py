@@ -16,7 +16,8 @@ from synth.errors import RunInterrupted, SynthError
 from synth.tasks import get_task
 from tracker.dataset_files import write_dataset_folders
 from tracker.datasets import list_datasets
-from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db, remove_if_empty
+from tracker.db import StoreError, check_writable, open_db, remove_if_empty
+from tracker.db import db_path as resolve_db
 
 
 def build_grid(
@@ -37,9 +38,14 @@ def build_grid(
     path = resolve_db(db_path)
     check_writable(path)
     points = plan_grid(
-        functions, lengths, Sizes(train_size, val_size, test_size), seed,
-        strict_sizes=strict_sizes, uci_dir=uci_dir, notify=notify,
-    )  # fmt: skip
+        functions,
+        lengths,
+        Sizes(train_size, val_size, test_size),
+        seed,
+        strict_sizes=strict_sizes,
+        uci_dir=uci_dir,
+        notify=notify,
+    )
     created = not path.exists()
     with _terminate_interrupts():
         try:
@@ -50,8 +56,9 @@ def build_grid(
                 with suppress(StoreError, sqlite3.Error, OSError):
                     remove_if_empty(open_db(path), path)
             if isinstance(e, KeyboardInterrupt):  # each dataset is stored whole as it is built
-                raise RunInterrupted("interrupted: the datasets built so far are stored; the "
-                                     "same command builds the rest") from None  # fmt: skip
+                raise RunInterrupted(
+                    "interrupted: the datasets built so far are stored; the same command builds the rest"
+                ) from None
             raise
 
 
@@ -84,9 +91,10 @@ def export_datasets(
         get_task(fn)
     with open_db(db_path, readonly=True) as db:
         rows = [
-            r for r in list_datasets(db)
+            r
+            for r in list_datasets(db)
             if (not functions or r["fn"] in functions) and (not lengths or r["length"] in lengths)
-        ]  # fmt: skip
+        ]
         if not rows:
             raise SynthError("no stored dataset matches; build some with `synth datasets build`")
         try:

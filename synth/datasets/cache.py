@@ -77,9 +77,7 @@ def build_all(points: list[GridPoint], uci_dir: Path | None) -> list[Dataset]:
     order = sorted(range(len(points)), key=lambda i: -_cost(points[i]))
     with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
         futures = {i: pool.submit(_build_by_id, _spec(points[i]), uci_dir) for i in order}
-        return [
-            Dataset(points[i], *futures[i].result()) for i in range(len(points))
-        ]  # fmt: skip
+        return [Dataset(points[i], *futures[i].result()) for i in range(len(points))]
 
 
 def _spec(point: GridPoint) -> tuple:

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from synth.datasets import uci
-from synth.errors import InfeasibleError, SynthError
 from synth.datasets.generators import tabular
 from synth.datasets.generators.base import Task
+from synth.errors import InfeasibleError, SynthError
 from synth.tasks import DEFAULT_GRID, get_task
 
 SPLITS = ("train", "val", "test")
@@ -82,9 +81,7 @@ class GridPoint:
         )
 
 
-def resolve_grid(
-    functions: Sequence[str] | None, lengths: Sequence[int] | None
-) -> list[tuple[Task, int]]:
+def resolve_grid(functions: Sequence[str] | None, lengths: Sequence[int] | None) -> list[tuple[Task, int]]:
     """(task, length) pairs in request order; every refused length named in one message.
 
     Explicit lengths apply to every task but the tabular ones, whose length is fixed by
@@ -124,8 +121,10 @@ def plan_grid(
         raise SynthError(f"--seed must be a whole number from 0 to 2^63 - 1 (got {seed})")
     pairs = resolve_grid(functions, lengths)
     if lengths is not None and all(task.fixed_length for task, _ in pairs):
-        notify(f"Warning: --lengths is unused: {', '.join(dict.fromkeys(t.id for t, _ in pairs))} "
-               "take their length from their data")  # fmt: skip
+        notify(
+            f"Warning: --lengths is unused: {', '.join(dict.fromkeys(t.id for t, _ in pairs))} "
+            "take their length from their data"
+        )
     effective, refused = {}, []
     for task, length in sorted(pairs, key=lambda pair: pair[0].source is not None):
         if task.source and refused:
@@ -148,9 +147,7 @@ def plan_grid(
     return points
 
 
-def _effective_sizes(
-    task: Task, length: int, sizes: Sizes, strict: bool, uci_dir: Path | None
-) -> Sizes:
+def _effective_sizes(task: Task, length: int, sizes: Sizes, strict: bool, uci_dir: Path | None) -> Sizes:
     per_class = sizes.total // 2
     if task.source:
         available = min(tabular.class_counts(uci.load_table(task.source, uci_dir=uci_dir)))
@@ -167,8 +164,5 @@ def _effective_sizes(
     if task.unique(length):
         for cls, limit in zip(("positive", "negative"), task.capacity(length)):
             if limit is not None and per_class > limit:
-                raise InfeasibleError(
-                    f"needs {per_class} distinct {cls} inputs but only {limit} exist"
-                )
+                raise InfeasibleError(f"needs {per_class} distinct {cls} inputs but only {limit} exist")
     return sizes
-

@@ -76,10 +76,7 @@ def split_leakage_free(
         rest = iter(singles[label])
         for s in SPLITS:
             chosen[s].extend(next(rest) for _ in range(room[s][label]))
-    return {
-        s: [examples[i] for i in np.asarray(chosen[s])[rng.permutation(len(chosen[s]))]]
-        for s in SPLITS
-    }
+    return {s: [examples[i] for i in np.asarray(chosen[s])[rng.permutation(len(chosen[s]))]] for s in SPLITS}
 
 
 def fingerprint(splits: dict[str, list[tuple[str, int]]]) -> str:

@@ -77,21 +77,32 @@ SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
         _source(
-            name="adult", title="Adult", uci_id=2, file="adult.data",
+            name="adult",
+            title="Adult",
+            uci_id=2,
+            file="adult.data",
             download="static/public/2/adult.zip",
-            sep=", ", header=False, label=-1,
-            positive=frozenset({">50K"}), negative=frozenset({"<=50K"}),
+            sep=", ",
+            header=False,
+            label=-1,
+            positive=frozenset({">50K"}),
+            negative=frozenset({"<=50K"}),
             features="age workclass fnlwgt education education-num marital-status "
             "occupation relationship race sex capital-gain capital-loss hours-per-week "
             "native-country",
             numeric=(0, 2, 4, 10, 11, 12),
         ),
         _source(
-            name="mushroom", title="Secondary Mushroom", uci_id=848,
+            name="mushroom",
+            title="Secondary Mushroom",
+            uci_id=848,
             file="secondary_data.csv",
             download="static/public/848/secondary+mushroom+dataset.zip",
-            sep=";", header=True, label="class",
-            positive=frozenset({"e"}), negative=frozenset({"p"}),
+            sep=";",
+            header=True,
+            label="class",
+            positive=frozenset({"e"}),
+            negative=frozenset({"p"}),
             features="cap-diameter cap-shape cap-surface cap-color does-bruise-or-bleed "
             "gill-attachment gill-spacing gill-color stem-height stem-width stem-root "
             "stem-surface stem-color veil-type veil-color has-ring ring-type "
@@ -99,31 +110,47 @@ SOURCES: dict[str, Source] = {
             numeric=(0, 8, 9),
         ),
         _source(
-            name="cdc_diabetes", title="CDC Diabetes Health Indicators", uci_id=891,
+            name="cdc_diabetes",
+            title="CDC Diabetes Health Indicators",
+            uci_id=891,
             file="diabetes_binary_health_indicators_BRFSS2015.csv",
             # UCI serves a plain CSV (with an added ID column), not an archive.
             download="static/public/891/data.csv",
-            sep=",", header=True, label="Diabetes_binary",
-            positive=frozenset({"1.0", "1"}), negative=frozenset({"0.0", "0"}),
+            sep=",",
+            header=True,
+            label="Diabetes_binary",
+            positive=frozenset({"1.0", "1"}),
+            negative=frozenset({"0.0", "0"}),
             features="HighBP HighChol CholCheck BMI Smoker Stroke HeartDiseaseorAttack "
             "PhysActivity Fruits Veggies HvyAlcoholConsump AnyHealthcare NoDocbcCost "
             "GenHlth MentHlth PhysHlth DiffWalk Sex Age Education Income",
             numeric=(3, 13, 14, 15, 18, 19, 20),
         ),
         _source(
-            name="htru2", title="HTRU2", uci_id=372, file="HTRU_2.csv",
+            name="htru2",
+            title="HTRU2",
+            uci_id=372,
+            file="HTRU_2.csv",
             download="static/public/372/htru2.zip",
-            sep=",", header=False, label=-1,
-            positive=frozenset({"1"}), negative=frozenset({"0"}),
+            sep=",",
+            header=False,
+            label=-1,
+            positive=frozenset({"1"}),
+            negative=frozenset({"0"}),
             features="Profile_mean Profile_stdev Profile_skewness Profile_kurtosis "
             "DM_mean DM_stdev DM_skewness DM_kurtosis",
         ),
         _source(
-            name="chess", title="Chess (King-Rook vs. King-Pawn)", uci_id=22,
+            name="chess",
+            title="Chess (King-Rook vs. King-Pawn)",
+            uci_id=22,
             file="kr-vs-kp.data",
             download="static/public/22/chess+king+rook+vs+king+pawn.zip",
-            sep=",", header=False, label=-1,
-            positive=frozenset({"won"}), negative=frozenset({"nowin"}),
+            sep=",",
+            header=False,
+            label=-1,
+            positive=frozenset({"won"}),
+            negative=frozenset({"nowin"}),
             # The file names no attributes; UCI's documentation lists these 36.
             features="bkblk bknwy bkon8 bkona bkspr bkxbq bkxcr bkxwp blxwp bxqsq cntxt "
             "dsopp dwipd hdchk katri mulch qxmsq r2ar8 reskd reskr rimmx rkxwp rxmsq "
@@ -131,7 +158,7 @@ SOURCES: dict[str, Source] = {
             numeric=(),
         ),
     )
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,9 +209,7 @@ def load_table(
         raise SourceError(f"unknown UCI source {name!r} (known: {', '.join(SOURCES)})") from None
     folder = uci_dir or os.environ.get("SYNTH_UCI_DIR") or None
     folder = Path(folder).expanduser() if folder else None
-    cache = Path(
-        cache_dir or os.environ.get("SYNTH_CACHE_DIR") or DEFAULT_CACHE_DIR
-    ).expanduser()
+    cache = Path(cache_dir or os.environ.get("SYNTH_CACHE_DIR") or DEFAULT_CACHE_DIR).expanduser()
     found = _find(folder, source.file)
     if found:
         return _read_file(source, found)
@@ -199,11 +224,18 @@ def load_table(
     url = f"{base.rstrip('/')}/{source.download}"
     try:
         content = _extract(_fetch(url), source)
-    except (OSError, ValueError, NotImplementedError, http.client.HTTPException,
-            zipfile.BadZipFile, zlib.error, EOFError, LookupError) as e:  # fmt: skip
+    except (
+        OSError,
+        ValueError,
+        NotImplementedError,
+        http.client.HTTPException,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        LookupError,
+    ) as e:
         where = (
-            f"is in neither {folder}{'' if folder.is_dir() else ' (no such folder)'} "
-            f"nor the cache {cache}"
+            f"is in neither {folder}{'' if folder.is_dir() else ' (no such folder)'} nor the cache {cache}"
             if folder
             else f"is not in the cache {cache} (and SYNTH_UCI_DIR is not set)"
         )
@@ -234,10 +266,18 @@ def _find(folder: Path | None, file: str) -> Path | None:
             if candidate.is_file():
                 return candidate.resolve()
             if candidate.exists() or candidate.is_symlink():
-                what = "a folder" if candidate.is_dir() else "a link to nothing" if not candidate.exists() else "not a plain file"
+                what = (
+                    "a folder"
+                    if candidate.is_dir()
+                    else "a link to nothing"
+                    if not candidate.exists()
+                    else "not a plain file"
+                )
                 raise SourceError(f"{candidate} is {what}, not the UCI file {file}")
         except OSError as e:  # a name too long, a folder we may not enter
-            raise SourceError(f"cannot look for the UCI file {file} in {shortened(str(folder))}: {e.strerror}") from None
+            raise SourceError(
+                f"cannot look for the UCI file {file} in {shortened(str(folder))}: {e.strerror}"
+            ) from None
     return None
 
 
@@ -353,9 +393,7 @@ def _decode(raw: bytes) -> str:
         raise SourceError(f"not UTF-8 text ({e})") from None
 
 
-def _field_bounds(
-    text: bytes, sep: int, width: int, header: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _field_bounds(text: bytes, sep: int, width: int, header: bool) -> tuple[np.ndarray, np.ndarray]:
     """Start and length of every field, as (fields-per-row, rows) arrays, checking
     that every line has ``width`` fields."""
     buffer = np.frombuffer(text, dtype=np.uint8)
@@ -369,8 +407,7 @@ def _field_bounds(
     if bad.size:
         line = int(bad[0]) + 1 + header
         raise SourceError(
-            f"line {line} (not counting blank lines) has {per_line[bad[0]]} fields, "
-            f"expected {width}"
+            f"line {line} (not counting blank lines) has {per_line[bad[0]]} fields, expected {width}"
         )
     starts = np.concatenate(([0], bounds + 1))
     ends = np.concatenate((bounds, [len(buffer)]))
@@ -398,8 +435,7 @@ def _column(buffer: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> Colum
     else:
         distinct, codes = np.unique(keys, axis=0, return_inverse=True)
     values = tuple(
-        _decode(b"".join(int(w).to_bytes(8, "big") for w in key).rstrip(b"\0"))
-        for key in distinct.tolist()
+        _decode(b"".join(int(w).to_bytes(8, "big") for w in key).rstrip(b"\0")) for key in distinct.tolist()
     )
     smallest = np.min_scalar_type(len(values) - 1)  # uint8 for most columns
     return Column(values, _frozen(codes.reshape(-1).astype(smallest)), None)

@@ -23,7 +23,13 @@ from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import GridPoint, Sizes
 from synth.engine.loop import Runner
 from synth.engine.preflight import (
-    API_KEY_ENV, check_grid_size, check_out_dir, check_outputs, grid_jobs, plan, provider_for,
+    API_KEY_ENV,
+    check_grid_size,
+    check_out_dir,
+    check_outputs,
+    grid_jobs,
+    plan,
+    provider_for,
     read_template,
 )
 from synth.errors import RunFailed, RunInterrupted, SynthError
@@ -31,7 +37,8 @@ from synth.progress import Progress
 from synth.tasks import get_task
 from tracker import runs as store
 from tracker.dataset_files import write_dataset_folders
-from tracker.db import StoreError, check_writable, db_path as resolve_db, open_db, remove_if_empty
+from tracker.db import StoreError, check_writable, open_db, remove_if_empty
+from tracker.db import db_path as resolve_db
 from tracker.exports import ExportPaths, write_exports
 from tracker.runs import RunStopped
 
@@ -45,9 +52,14 @@ class RunResult:
 
 
 def start_run(
-    config: RunConfig, *, db_path: Path | None = None, argv: list[str] | None = None,
-    uci_dir: Path | None = None, progress_stream=None, notify=lambda message: None,
-) -> RunResult:  # fmt: skip
+    config: RunConfig,
+    *,
+    db_path: Path | None = None,
+    argv: list[str] | None = None,
+    uci_dir: Path | None = None,
+    progress_stream=None,
+    notify=lambda message: None,
+) -> RunResult:
     """A new run of ``config``; ``notify`` receives warnings meant for the user."""
     config.validate()
     if config.prompt_template_path and config.prompt_template is None:
@@ -64,8 +76,10 @@ def start_run(
     with open_db(path) as db:
         try:
             if store.get_run(db, config.run_id):
-                raise SynthError(f"run {config.run_id!r} already exists in {path}; "
-                                 f"continue it with: synth resume {config.run_id}")  # fmt: skip
+                raise SynthError(
+                    f"run {config.run_id!r} already exists in {path}; "
+                    f"continue it with: synth resume {config.run_id}"
+                )
             stored = ensure_datasets(db, points, uci_dir=uci_dir)
             jobs = grid_jobs(config, db, stored, created=created)  # before the run is recorded
         except BaseException:
@@ -75,21 +89,34 @@ def start_run(
         if config.dataset_dir:
             _mirror(db, stored, Path(config.dataset_dir))
         try:
-            store.create_run(db, _run_record(config, path, argv), [
-                (s.point.task.id, s.point.length, s.id) for s in stored], config.num_trials)  # fmt: skip
+            store.create_run(
+                db,
+                _run_record(config, path, argv),
+                [(s.point.task.id, s.point.length, s.id) for s in stored],
+                config.num_trials,
+            )
         except KeyboardInterrupt:  # its transaction rolled back: no run to resume
-            raise RunInterrupted(f"interrupted before run {config.run_id} was recorded; "
-                                 "nothing of it was written") from None  # fmt: skip
+            raise RunInterrupted(
+                f"interrupted before run {config.run_id} was recorded; nothing of it was written"
+            ) from None
         with _interruptible(db, path, config):
-            store.record_event(db, config.run_id, "run_started", f"{len(stored)} grid points",
-                               data={"dry_run": config.dry_run})  # fmt: skip
+            store.record_event(
+                db,
+                config.run_id,
+                "run_started",
+                f"{len(stored)} grid points",
+                data={"dry_run": config.dry_run},
+            )
             return _execute(db, path, config, jobs, provider, progress_stream)
 
 
 def resume_run(
-    run_id: str, *, db_path: Path | None = None, overrides: dict | None = None,
+    run_id: str,
+    *,
+    db_path: Path | None = None,
+    overrides: dict | None = None,
     progress_stream=None,
-) -> RunResult:  # fmt: skip
+) -> RunResult:
     """Continue a stored run from the database alone; recorded attempts are never redone.
 
     ``overrides`` may hold the RESUMABLE settings (they do not change the experiment:
@@ -118,8 +145,10 @@ def resume_run(
         jobs = grid_jobs(config, db, stored)  # the stored template, before the run is touched
         owner = store.claim_run(db, run_id)
         if owner is not None:
-            raise SynthError(f"run {run_id!r} is still running (process {owner} on this "
-                             "machine); stop it before resuming, or let it finish")  # fmt: skip
+            raise SynthError(
+                f"run {run_id!r} is still running (process {owner} on this "
+                "machine); stop it before resuming, or let it finish"
+            )
         if config.dataset_dir:
             _mirror(db, stored, Path(config.dataset_dir))
         with _interruptible(db, path, config):
@@ -150,10 +179,17 @@ def _recorded_grid(db: sqlite_utils.Database, config: RunConfig) -> list[StoredD
     )
     return [
         StoredDataset(
-            GridPoint(get_task(r["fn"]), r["length"], sizes,
-                      Sizes(r["train_effective"], r["val_effective"], r["test_effective"]), config.seed),
-            r["id"], r["fingerprint"], built=False,
-        )  # fmt: skip
+            GridPoint(
+                get_task(r["fn"]),
+                r["length"],
+                sizes,
+                Sizes(r["train_effective"], r["val_effective"], r["test_effective"]),
+                config.seed,
+            ),
+            r["id"],
+            r["fingerprint"],
+            built=False,
+        )
         for r in rows
     ]
 
@@ -166,7 +202,12 @@ def export_run(run_id: str, *, db_path: Path | None = None, out_dir: Path | None
             raise SynthError(f"no run {run_id!r} in {resolve_db(db_path)}")
         config = RunConfig.from_json(json.loads(run["config"]))
         if out_dir:
-            config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = str(out_dir), None, None, None
+            config.out_dir, config.out_jsonl, config.out_csv, config.out_manifest = (
+                str(out_dir),
+                None,
+                None,
+                None,
+            )
         check_out_dir(config, resolve_db(db_path))
         try:
             return write_exports(db, run_id, export_paths(config))
@@ -181,8 +222,9 @@ def export_paths(config: RunConfig) -> ExportPaths:
 def _execute(db, path, config, jobs, provider, progress_stream) -> RunResult:
     trials = store.trials_of(db, config.run_id)
     done = [t for t in trials if t["status"] == "done"]
-    progress = Progress(len(trials), len(done), progress_stream,
-                        solved_trials=sum(t["val_acc"] == 1.0 for t in done))  # fmt: skip
+    progress = Progress(
+        len(trials), len(done), progress_stream, solved_trials=sum(t["val_acc"] == 1.0 for t in done)
+    )
     runner = Runner(db, config, provider, progress)
     try:
         asyncio.run(_run_and_close(runner, jobs, trials))
@@ -191,12 +233,15 @@ def _execute(db, path, config, jobs, provider, progress_stream) -> RunResult:
         raise
     status = "dry_run" if config.dry_run else "completed"
     try:
-        manifest = store.end_run(db, config.run_id, status,
-                                 lambda: write_exports(db, config.run_id, export_paths(config)))  # fmt: skip
+        manifest = store.end_run(
+            db, config.run_id, status, lambda: write_exports(db, config.run_id, export_paths(config))
+        )
     except OSError as e:  # a full disk, a folder gone meanwhile: every result is recorded
-        raise SynthError(f"run {config.run_id}: every result is recorded, but the exports could "
-                         f"not be written ({e}); write them with: synth export {config.run_id} "
-                         f"--db {path.resolve()} --out-dir DIR") from None  # fmt: skip
+        raise SynthError(
+            f"run {config.run_id}: every result is recorded, but the exports could "
+            f"not be written ({e}); write them with: synth export {config.run_id} "
+            f"--db {path.resolve()} --out-dir DIR"
+        ) from None
     return RunResult(config.run_id, status, path, manifest)
 
 
@@ -218,7 +263,9 @@ def _interruptible(db, path: Path, config: RunConfig):
                 pass  # the error raised says what is wrong with the database
         raise
     except KeyboardInterrupt:
-        store.stop_run(db, config.run_id, "interrupted", "interrupted", "stopped by the user", level="warning")
+        store.stop_run(
+            db, config.run_id, "interrupted", "interrupted", "stopped by the user", level="warning"
+        )
         raise RunInterrupted(
             f"run {config.run_id} interrupted; nothing recorded is lost. Resume it with: "
             f"synth resume {config.run_id} --db {path.resolve()}"
@@ -261,25 +308,34 @@ def _terminate_cancels(task: asyncio.Task):
 
 
 def _mirror(db, stored: list[StoredDataset], root: Path) -> None:
-    rows = {r["id"]: r for r in db["datasets"].rows_where(
-        f"id in ({', '.join('?' * len(stored))})", [s.id for s in stored])}  # fmt: skip
+    rows = {
+        r["id"]: r
+        for r in db["datasets"].rows_where(f"id in ({', '.join('?' * len(stored))})", [s.id for s in stored])
+    }
     write_dataset_folders(db, [rows[s.id] for s in stored], root)
 
 
 def _run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:
     return {
-        "run_id": config.run_id, "provider": config.provider, "model": config.model,
+        "run_id": config.run_id,
+        "provider": config.provider,
+        "model": config.model,
         # An offline proposer calls no API: no mode, as its exports say.
         "api_mode": None if "api_mode" in unread_settings(config.provider) else config.api_mode,
         "dry_run": int(config.dry_run),
-        "config": json.dumps(config.to_json()), "argv": json.dumps(argv or sys.argv),
+        "config": json.dumps(config.to_json()),
+        "argv": json.dumps(argv or sys.argv),
         "versions": json.dumps(_versions()),
-        "environment": json.dumps({
-            "python_executable": sys.executable, "python_version": platform.python_version(),
-            "openai_api_key_set": bool(os.environ.get(API_KEY_ENV)),
-            "database": str(path.resolve()), "platform": platform.platform(),
-        }),
-    }  # fmt: skip
+        "environment": json.dumps(
+            {
+                "python_executable": sys.executable,
+                "python_version": platform.python_version(),
+                "openai_api_key_set": bool(os.environ.get(API_KEY_ENV)),
+                "database": str(path.resolve()),
+                "platform": platform.platform(),
+            }
+        ),
+    }
 
 
 def _versions() -> dict:

@@ -20,13 +20,13 @@ import sqlite_utils
 
 from synth.config import RunConfig
 from synth.datasets.cache import StoredDataset
+from synth.errors import RunFailed
 from synth.extract import extract_program
 from synth.progress import Progress
 from synth.prompts import prompt_hash
 from synth.providers.base import Proposal, ProposeRequest, Provider, ProviderError
 from synth.sandbox import evaluate_async
 from synth.selection import select
-from synth.errors import RunFailed
 from tracker import runs as store
 
 # Error messages kept per evaluation, and their length.
@@ -110,9 +110,13 @@ class Runner:
 
     async def attempt(self, job: GridJob, trial: dict, n: int) -> tuple[float | None, float | None]:
         request = ProposeRequest(
-            prompt=job.prompt, train=job.splits["train"], kind=job.stored.point.task.kind,
-            seed=self.config.seed, trial=trial["trial"], attempt=n,
-        )  # fmt: skip
+            prompt=job.prompt,
+            train=job.splits["train"],
+            kind=job.stored.point.task.kind,
+            seed=self.config.seed,
+            trial=trial["trial"],
+            attempt=n,
+        )
         _calling.set((trial["id"], n))
         try:
             async with self.call_slots:
@@ -124,62 +128,94 @@ class Runner:
         except ProviderError as e:  # each of its calls is an event already (record_failed_call)
             if e.fatal:
                 raise RunFailed(str(e)) from None
-            self._record(job, trial, n, status="call_failed", proposal=None,
-                         failure=f"call_{e.kind}", error=str(e))  # fmt: skip
+            self._record(
+                job, trial, n, status="call_failed", proposal=None, failure=f"call_{e.kind}", error=str(e)
+            )
             return None, None
         self.progress.tokens(proposal.input_tokens + proposal.output_tokens)
         extraction = extract_program(proposal.text)
         attempt_id = self._record(
-            job, trial, n, status="pending_eval" if extraction.ok else "extract_failed",
-            proposal=proposal, extraction=extraction,
-            failure=extraction.failure, error=extraction.error,
-        )  # fmt: skip
+            job,
+            trial,
+            n,
+            status="pending_eval" if extraction.ok else "extract_failed",
+            proposal=proposal,
+            extraction=extraction,
+            failure=extraction.failure,
+            error=extraction.error,
+        )
         if not extraction.ok:
             return None, None
         return await self._evaluate(job, attempt_id, extraction.code, extraction.func_name)
 
-    def record_failed_call(self, kind: str, status_code: int | None, message: str, call: int,
-                           wait_s: float | None) -> None:  # fmt: skip
+    def record_failed_call(
+        self, kind: str, status_code: int | None, message: str, call: int, wait_s: float | None
+    ) -> None:
         """The provider's on_failed_call: one event per failed HTTP call, retried or final."""
         trial_id, n = _calling.get()
         store.record_event(
-            self.db, self.config.run_id, "call_failed", message,
-            level="warning" if wait_s is not None else "error", trial_id=trial_id,
-            data={"kind": kind, "status_code": status_code, "attempt": n, "call": call,
-                  "wait_s": wait_s},
-        )  # fmt: skip
+            self.db,
+            self.config.run_id,
+            "call_failed",
+            message,
+            level="warning" if wait_s is not None else "error",
+            trial_id=trial_id,
+            data={"kind": kind, "status_code": status_code, "attempt": n, "call": call, "wait_s": wait_s},
+        )
 
-    def _record(self, job, trial, n, *, status, proposal: Proposal | None, extraction=None,
-                failure=None, error=None) -> int:  # fmt: skip
+    def _record(
+        self, job, trial, n, *, status, proposal: Proposal | None, extraction=None, failure=None, error=None
+    ) -> int:
         program = None
         if extraction is not None and extraction.code is not None:
             program = (prompt_hash(extraction.code), extraction.code)
         attempt = {
-            "attempt": n, "status": status, "failure_class": failure, "error": error,
+            "attempt": n,
+            "status": status,
+            "failure_class": failure,
+            "error": error,
             "func_name": extraction.func_name if extraction else None,
             "extraction": extraction.source if extraction else None,
-        }  # fmt: skip
+        }
         return store.record_attempt(
-            self.db, trial["id"], attempt, prompt=(job.prompt_hash, job.prompt),
+            self.db,
+            trial["id"],
+            attempt,
+            prompt=(job.prompt_hash, job.prompt),
             response=_response_record(self.provider, self.config, proposal) if proposal else None,
             program=program,
-        )  # fmt: skip
+        )
 
     async def _evaluate(self, job: GridJob, attempt_id: int, code: str, func_name: str):
         val, test = job.labels["val"], job.labels["test"]
         async with self.eval_slots:
             ev = await evaluate_async(
-                code, func_name, job.stored.point.task.kind, job.eval_inputs,
+                code,
+                func_name,
+                job.stored.point.task.kind,
+                job.eval_inputs,
                 timeout=self.config.eval_timeout,
-            )  # fmt: skip
+            )
         val_acc, val_correct, _ = ev.score(val)
         test_acc, test_correct, _ = ev.score(test, start=len(val))
-        store.record_evaluation(self.db, attempt_id, {
-            "status": ev.status, "limit_hit": ev.limit, "isolation": ev.isolation, "val_acc": val_acc,
-            "val_correct": val_correct, "val_total": len(val), "test_acc": test_acc,
-            "test_correct": test_correct, "test_total": len(test), "row_errors": ev.n_errors,
-            "errors": json.dumps(ev.errors[:MAX_ERRORS_KEPT]), "duration_ms": ev.duration_ms,
-        })  # fmt: skip
+        store.record_evaluation(
+            self.db,
+            attempt_id,
+            {
+                "status": ev.status,
+                "limit_hit": ev.limit,
+                "isolation": ev.isolation,
+                "val_acc": val_acc,
+                "val_correct": val_correct,
+                "val_total": len(val),
+                "test_acc": test_acc,
+                "test_correct": test_correct,
+                "test_total": len(test),
+                "row_errors": ev.n_errors,
+                "errors": json.dumps(ev.errors[:MAX_ERRORS_KEPT]),
+                "duration_ms": ev.duration_ms,
+            },
+        )
         return val_acc, test_acc
 
 
@@ -189,11 +225,19 @@ def _solved(results) -> bool:
 
 def _response_record(provider, config: RunConfig, p: Proposal) -> dict:
     return {
-        "provider": provider.name, "model": config.model, "status": p.status,
-        "incomplete_reason": p.incomplete_reason, "text": p.text,
-        "input_tokens": p.input_tokens, "cached_tokens": p.cached_tokens,
-        "output_tokens": p.output_tokens, "reasoning_tokens": p.reasoning_tokens,
-        "tool_calls": p.tool_calls, "tool_output_chars": p.tool_output_chars,
-        "duration_ms": p.duration_ms, "response_id": p.response_id,
-        "request_json": json.dumps(p.request), "raw_json": json.dumps(p.raw) if p.raw else None,
-    }  # fmt: skip
+        "provider": provider.name,
+        "model": config.model,
+        "status": p.status,
+        "incomplete_reason": p.incomplete_reason,
+        "text": p.text,
+        "input_tokens": p.input_tokens,
+        "cached_tokens": p.cached_tokens,
+        "output_tokens": p.output_tokens,
+        "reasoning_tokens": p.reasoning_tokens,
+        "tool_calls": p.tool_calls,
+        "tool_output_chars": p.tool_output_chars,
+        "duration_ms": p.duration_ms,
+        "response_id": p.response_id,
+        "request_json": json.dumps(p.request),
+        "raw_json": json.dumps(p.raw) if p.raw else None,
+    }

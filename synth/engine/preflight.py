@@ -45,10 +45,14 @@ def check_grid_size(points: int, num_trials: int) -> None:
 
 def plan(config: RunConfig, uci_dir: Path | None, notify) -> list[GridPoint]:
     return plan_grid(
-        config.functions, config.lengths,
-        Sizes(config.train_size, config.val_size, config.test_size), config.seed,
-        strict_sizes=config.strict_sizes, uci_dir=uci_dir, notify=notify,
-    )  # fmt: skip
+        config.functions,
+        config.lengths,
+        Sizes(config.train_size, config.val_size, config.test_size),
+        config.seed,
+        strict_sizes=config.strict_sizes,
+        uci_dir=uci_dir,
+        notify=notify,
+    )
 
 
 def read_template(path: str) -> str:
@@ -68,7 +72,7 @@ def _template(config: RunConfig):
 
 def grid_jobs(
     config: RunConfig, db: sqlite_utils.Database, stored: list[StoredDataset], *, created: bool = False
-) -> dict[tuple[str, int], GridJob]:  # fmt: skip
+) -> dict[tuple[str, int], GridJob]:
     """Every grid point's splits and prompt, the prompt rendered from its own training
     split, sandboxed and within the limits of synth.prompts, before the run is recorded
     (or a resume claims it): a template that fails on any point is refused with the run
@@ -94,13 +98,17 @@ def provider_for(config: RunConfig):
         return make_offline_provider(config.provider, **options)
     key = os.environ.get(API_KEY_ENV)
     if not key:
-        raise SynthError(f"{API_KEY_ENV} is not set: export it, or use an offline --provider "
-                         f"({', '.join(OFFLINE_PROVIDERS)}); `synth run --dry-run` needs none either")  # fmt: skip
+        raise SynthError(
+            f"{API_KEY_ENV} is not set: export it, or use an offline --provider "
+            f"({', '.join(OFFLINE_PROVIDERS)}); `synth run --dry-run` needs none either"
+        )
     # It travels in an HTTP header: printable ASCII, no space (a pasted newline, a curly quote).
     bad = next((i for i, c in enumerate(key) if not (c.isascii() and c.isprintable()) or c == " "), None)
     if bad is not None:
-        raise SynthError(f"{API_KEY_ENV} has a character an HTTP header cannot carry at position "
-                         f"{bad}: check that it was copied whole and alone")  # fmt: skip
+        raise SynthError(
+            f"{API_KEY_ENV} has a character an HTTP header cannot carry at position "
+            f"{bad}: check that it was copied whole and alone"
+        )
     from synth.providers.openai_api import make_provider
 
     return make_provider(config.api, api_key=key)
@@ -110,21 +118,34 @@ def check_out_dir(config: RunConfig, db_path: Path) -> None:
     """The exports' folders are writable, the exports three files, none of them the
     database, and no other run's exports are there: its manifest where ours goes, or its
     per-trial logs beside our JSONL (they would be left among ours)."""
-    named = {"--out-jsonl": config.jsonl_path, "--out-csv": config.csv_path,
-             "--out-manifest": config.manifest_path}  # fmt: skip
+    named = {
+        "--out-jsonl": config.jsonl_path,
+        "--out-csv": config.csv_path,
+        "--out-manifest": config.manifest_path,
+    }
     log = config.jsonl_path.parent / f"{config.jsonl_path.stem}_fn_L1_trial1.jsonl"
     for flag, path in {**named, "a per-trial log": log}.items():
-        hits = [f for f in database_files(db_path) if same_file(path, f) or (
-            flag == "a per-trial log" and same_file(path.parent, f.parent)
-            and fnmatch.fnmatch(f.name, f"{config.jsonl_path.stem}_*_L*_trial*.jsonl"))]  # fmt: skip
+        hits = [
+            f
+            for f in database_files(db_path)
+            if same_file(path, f)
+            or (
+                flag == "a per-trial log"
+                and same_file(path.parent, f.parent)
+                and fnmatch.fnmatch(f.name, f"{config.jsonl_path.stem}_*_L*_trial*.jsonl")
+            )
+        ]
         if hits:
-            raise SynthError(f"{flag} would be written over {hits[0]}, a file of the database "
-                             f"{db_path}: every run in it would be lost; choose another path")  # fmt: skip
+            raise SynthError(
+                f"{flag} would be written over {hits[0]}, a file of the database "
+                f"{db_path}: every run in it would be lost; choose another path"
+            )
     seen: dict[Path, str] = {}
     for flag, path in named.items():
         if (other := seen.setdefault(path.resolve(), flag)) != flag:
-            raise SynthError(f"{other} and {flag} name the same file, {path}: "
-                             "one export would overwrite the other")  # fmt: skip
+            raise SynthError(
+                f"{other} and {flag} name the same file, {path}: one export would overwrite the other"
+            )
     for path in {p.parent for p in named.values()}:
         check_folder(path, "exports")
     for path in named.values():
@@ -138,8 +159,10 @@ def check_out_dir(config: RunConfig, db_path: Path) -> None:
     for path in [config.manifest_path, config.jsonl_path, config.csv_path, *logs[:1]]:
         other = _run_id_in(path)
         if other not in (None, config.run_id):
-            raise SynthError(f"{path.parent} holds the exports of run {other!r}; "
-                             f"choose another --out-dir, or remove them first")  # fmt: skip
+            raise SynthError(
+                f"{path.parent} holds the exports of run {other!r}; "
+                f"choose another --out-dir, or remove them first"
+            )
 
 
 def _run_id_in(path: Path) -> str | None:

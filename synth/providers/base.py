@@ -60,9 +60,7 @@ class ProviderError(SynthError):
     later call the same way, so the run must stop; the others belong to one attempt.
     """
 
-    def __init__(
-        self, message: str, *, kind: str, fatal: bool = False, status_code: int | None = None
-    ):
+    def __init__(self, message: str, *, kind: str, fatal: bool = False, status_code: int | None = None):
         super().__init__(message)
         self.kind = kind
         self.fatal = fatal

@@ -106,7 +106,7 @@ class _OpenAIProvider(ABC):
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         on_failed_call: OnFailedCall | None = None,
         reasoning_effort: str | None = None,
         max_output_tokens: int | None = None,
@@ -123,7 +123,7 @@ class _OpenAIProvider(ABC):
         self.reasoning_effort = reasoning_effort
         self.max_output_tokens = max_output_tokens
         self.timeout = timeout
-        self.retry = retry
+        self.retry = retry or RetryPolicy()
         self.on_failed_call = on_failed_call
         self.fatal: ProviderError | None = None  # once set, no more calls are made
         self.client = openai.AsyncOpenAI(
@@ -144,8 +144,9 @@ class _OpenAIProvider(ABC):
         body = self._body(req.prompt)
         for call in itertools.count(1):
             if self.fatal is not None:
-                raise ProviderError(str(self.fatal), kind=self.fatal.kind, fatal=True,
-                                    status_code=self.fatal.status_code)  # fmt: skip
+                raise ProviderError(
+                    str(self.fatal), kind=self.fatal.kind, fatal=True, status_code=self.fatal.status_code
+                )
             try:
                 return await self._call(body)
             except ProviderError as error:
@@ -205,9 +206,11 @@ class _OpenAIProvider(ABC):
         elif kind == "not_found":
             message += f" (unknown model {self.model!r} or wrong base URL {self.client.base_url})"
         return ProviderError(
-            self._clean(message), kind=kind, fatal=fatal,
+            self._clean(message),
+            kind=kind,
+            fatal=fatal,
             status_code=getattr(err, "status_code", None),
-        )  # fmt: skip
+        )
 
     def _timed_out(self) -> ProviderError:
         limit = f"{self.timeout:g}s (--timeout)" if self.timeout else "the SDK's default timeout"
@@ -291,10 +294,19 @@ class ResponsesProvider(_OpenAIProvider):
         usage, output = reply.get("usage"), reply["output"]
         calls = [item for item in output if item.get("type") == "code_interpreter_call"]
         # As the SDK's `output_text`: the text parts of the message items, joined.
-        texts = [part.get("text") or "" for item in output if item.get("type") == "message"
-                 for part in item["content"] if part.get("type") == "output_text"]  # fmt: skip
-        logs = [out.get("logs") or "" for call in calls for out in call.get("outputs") or ()
-                if out.get("type") == "logs"]  # fmt: skip
+        texts = [
+            part.get("text") or ""
+            for item in output
+            if item.get("type") == "message"
+            for part in item["content"]
+            if part.get("type") == "output_text"
+        ]
+        logs = [
+            out.get("logs") or ""
+            for call in calls
+            for out in call.get("outputs") or ()
+            if out.get("type") == "logs"
+        ]
         return dict(
             text="".join(texts) or None,
             # Gateways may leave the status out of a finished response.
@@ -379,8 +391,7 @@ def make_provider(
     if api_mode == "chat":
         if settings.enable_code_interpreter:
             raise ProviderError(
-                "the code interpreter needs the Responses API (api mode 'responses'), "
-                "not Chat Completions",
+                "the code interpreter needs the Responses API (api mode 'responses'), not Chat Completions",
                 kind="config",
                 fatal=True,
             )

@@ -39,9 +39,16 @@ from synth.datasets.generators.base import KINDS
 from synth.sandbox.zygote import MAX_ERRORS, MAX_MESSAGE, kill_group, remove_folder
 
 STATUSES = (
-    "ok", "timeout", "memory", "crash", "exit", "output_limit", "compile_error", "no_function",
+    "ok",
+    "timeout",
+    "memory",
+    "crash",
+    "exit",
+    "output_limit",
+    "compile_error",
+    "no_function",
     "sandbox_error",
-)  # fmt: skip
+)
 # Bytes the parent reads from the child's result channel (the status and a few error
 # messages need about 1 KiB); more means the program is writing to our channel.
 MAX_OUTPUT_BYTES = 64 * 1024
@@ -112,9 +119,7 @@ class Evaluation:
         total = len(labels)
         rows = np.frombuffer(self.marks, dtype=np.uint8)[start : start + total]
         if len(rows) != total:
-            raise ValueError(
-                f"{total} labels from row {start}, but only {len(self.marks)} predictions"
-            )
+            raise ValueError(f"{total} labels from row {start}, but only {len(self.marks)} predictions")
         correct = int(np.count_nonzero(rows == np.asarray(labels, dtype=np.uint8) + ord("0")))
         return (correct / total if total else 0.0), correct, total
 
@@ -423,9 +428,7 @@ def _well_formed(errors: list[str]) -> bool:
     """What the child writes: a few messages, each one bounded printable line
     (the last may be the one that ended the evaluation). More is a program writing to
     our channel."""
-    return len(errors) <= MAX_ERRORS + 1 and all(
-        len(e) <= MAX_MESSAGE and e.isprintable() for e in errors
-    )
+    return len(errors) <= MAX_ERRORS + 1 and all(len(e) <= MAX_MESSAGE and e.isprintable() for e in errors)
 
 
 def _signal_name(number: int) -> str:

@@ -44,13 +44,12 @@ import mmap
 import os
 import resource
 import select
+import signal
 import socket
 import stat
 import struct
 import sys
 import tempfile
-
-import signal
 
 MAX_ERRORS = 5
 MAX_MESSAGE = 200
@@ -73,9 +72,15 @@ NOBODY = 65534  # where that range is not mapped (a user namespace)
 # Readable besides the interpreter's sys.path: the shared libraries extension modules
 # load, the loader's cache, the time zone and random bytes. Nothing else is.
 READABLE = (
-    "/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib",
-    "/etc/ld.so.cache", "/etc/localtime", "/dev/urandom",
-)  # fmt: skip
+    "/usr/lib",
+    "/usr/lib64",
+    "/lib",
+    "/lib64",
+    "/usr/local/lib",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/dev/urandom",
+)
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWNET = 0x20000, 0x08000000, 0x10000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
@@ -92,40 +97,192 @@ FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL
 # seccomp: (audit arch, syscall numbers) per machine; numbers from the kernel's
 # arch/x86/entry/syscalls/syscall_64.tbl and include/uapi/asm-generic/unistd.h.
 _X86_64 = dict(
-    fork=57, vfork=58, clone=56, clone3=435, execve=59, execveat=322, chmod=90, fchmod=91,
-    fchmodat=268, fchmodat2=452, chown=92, fchown=93, lchown=94, fchownat=260, ptrace=101,
-    process_vm_readv=310, process_vm_writev=311, pidfd_open=434, pidfd_send_signal=424,
-    pidfd_getfd=438, kcmp=312, process_madvise=440, perf_event_open=298, io_uring_setup=425,
-    bpf=321, userfaultfd=323, unshare=272, setns=308, mount=165, umount2=166, pivot_root=155,
-    chroot=161, open_tree=428, move_mount=429, fsopen=430, fsconfig=431, fsmount=432,
-    fspick=433, mount_setattr=442, setpriority=141, ioprio_set=251, migrate_pages=256,
-    move_pages=279, keyctl=250, add_key=248, request_key=249, kill=62, tkill=200, tgkill=234,
-    rt_sigqueueinfo=129, rt_tgsigqueueinfo=297, prlimit64=302, sched_setaffinity=203,
-    sched_setscheduler=144, sched_setparam=142, sched_setattr=314, socket=41, utime=132,
-    utimes=235, futimesat=261, utimensat=280, setxattr=188, lsetxattr=189, fsetxattr=190,
-    removexattr=197, lremovexattr=198, fremovexattr=199, shmget=29, shmat=30, shmctl=31,
-    semget=64, semop=65, semctl=66, semtimedop=220, msgget=68, msgsnd=69, msgrcv=70, msgctl=71,
-    mq_open=240, socketpair=53, memfd_create=319, memfd_secret=447, inotify_init=253,
-    inotify_init1=294, fanotify_init=300, sync=162, syncfs=306, flock=73, fcntl=72, ioctl=16, name_to_handle_at=303,
-    open_by_handle_at=304, setxattrat=463, removexattrat=466, open_tree_attr=467, file_setattr=469,
-)  # fmt: skip
+    fork=57,
+    vfork=58,
+    clone=56,
+    clone3=435,
+    execve=59,
+    execveat=322,
+    chmod=90,
+    fchmod=91,
+    fchmodat=268,
+    fchmodat2=452,
+    chown=92,
+    fchown=93,
+    lchown=94,
+    fchownat=260,
+    ptrace=101,
+    process_vm_readv=310,
+    process_vm_writev=311,
+    pidfd_open=434,
+    pidfd_send_signal=424,
+    pidfd_getfd=438,
+    kcmp=312,
+    process_madvise=440,
+    perf_event_open=298,
+    io_uring_setup=425,
+    bpf=321,
+    userfaultfd=323,
+    unshare=272,
+    setns=308,
+    mount=165,
+    umount2=166,
+    pivot_root=155,
+    chroot=161,
+    open_tree=428,
+    move_mount=429,
+    fsopen=430,
+    fsconfig=431,
+    fsmount=432,
+    fspick=433,
+    mount_setattr=442,
+    setpriority=141,
+    ioprio_set=251,
+    migrate_pages=256,
+    move_pages=279,
+    keyctl=250,
+    add_key=248,
+    request_key=249,
+    kill=62,
+    tkill=200,
+    tgkill=234,
+    rt_sigqueueinfo=129,
+    rt_tgsigqueueinfo=297,
+    prlimit64=302,
+    sched_setaffinity=203,
+    sched_setscheduler=144,
+    sched_setparam=142,
+    sched_setattr=314,
+    socket=41,
+    utime=132,
+    utimes=235,
+    futimesat=261,
+    utimensat=280,
+    setxattr=188,
+    lsetxattr=189,
+    fsetxattr=190,
+    removexattr=197,
+    lremovexattr=198,
+    fremovexattr=199,
+    shmget=29,
+    shmat=30,
+    shmctl=31,
+    semget=64,
+    semop=65,
+    semctl=66,
+    semtimedop=220,
+    msgget=68,
+    msgsnd=69,
+    msgrcv=70,
+    msgctl=71,
+    mq_open=240,
+    socketpair=53,
+    memfd_create=319,
+    memfd_secret=447,
+    inotify_init=253,
+    inotify_init1=294,
+    fanotify_init=300,
+    sync=162,
+    syncfs=306,
+    flock=73,
+    fcntl=72,
+    ioctl=16,
+    name_to_handle_at=303,
+    open_by_handle_at=304,
+    setxattrat=463,
+    removexattrat=466,
+    open_tree_attr=467,
+    file_setattr=469,
+)
 _AARCH64 = dict(
-    clone=220, clone3=435, execve=221, execveat=281, fchmod=52, fchmodat=53, fchmodat2=452,
-    fchown=55, fchownat=54, ptrace=117, process_vm_readv=270, process_vm_writev=271,
-    pidfd_open=434, pidfd_send_signal=424, pidfd_getfd=438, kcmp=272, process_madvise=440,
-    perf_event_open=241, io_uring_setup=425, bpf=280, userfaultfd=282, unshare=97, setns=268,
-    mount=40, umount2=39, pivot_root=41, chroot=51, open_tree=428, move_mount=429, fsopen=430,
-    fsconfig=431, fsmount=432, fspick=433, mount_setattr=442, setpriority=140, ioprio_set=30,
-    migrate_pages=238, move_pages=239, keyctl=219, add_key=217, request_key=218, kill=129,
-    tkill=130, tgkill=131, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240, prlimit64=261,
-    sched_setaffinity=122, sched_setscheduler=119, sched_setparam=118, sched_setattr=274,
-    socket=198, utimensat=88, setxattr=5, lsetxattr=6, fsetxattr=7, removexattr=14,
-    lremovexattr=15, fremovexattr=16, shmget=194, shmat=196, shmctl=195, semget=190, semop=193,
-    semctl=191, semtimedop=192, msgget=186, msgsnd=189, msgrcv=188, msgctl=187, mq_open=180,
-    socketpair=199, memfd_create=279, memfd_secret=447, inotify_init1=26, fanotify_init=262,
-    sync=81, syncfs=267, flock=32, fcntl=25, ioctl=29, name_to_handle_at=264,
-    open_by_handle_at=265, setxattrat=463, removexattrat=466, open_tree_attr=467, file_setattr=469,
-)  # fmt: skip
+    clone=220,
+    clone3=435,
+    execve=221,
+    execveat=281,
+    fchmod=52,
+    fchmodat=53,
+    fchmodat2=452,
+    fchown=55,
+    fchownat=54,
+    ptrace=117,
+    process_vm_readv=270,
+    process_vm_writev=271,
+    pidfd_open=434,
+    pidfd_send_signal=424,
+    pidfd_getfd=438,
+    kcmp=272,
+    process_madvise=440,
+    perf_event_open=241,
+    io_uring_setup=425,
+    bpf=280,
+    userfaultfd=282,
+    unshare=97,
+    setns=268,
+    mount=40,
+    umount2=39,
+    pivot_root=41,
+    chroot=51,
+    open_tree=428,
+    move_mount=429,
+    fsopen=430,
+    fsconfig=431,
+    fsmount=432,
+    fspick=433,
+    mount_setattr=442,
+    setpriority=140,
+    ioprio_set=30,
+    migrate_pages=238,
+    move_pages=239,
+    keyctl=219,
+    add_key=217,
+    request_key=218,
+    kill=129,
+    tkill=130,
+    tgkill=131,
+    rt_sigqueueinfo=138,
+    rt_tgsigqueueinfo=240,
+    prlimit64=261,
+    sched_setaffinity=122,
+    sched_setscheduler=119,
+    sched_setparam=118,
+    sched_setattr=274,
+    socket=198,
+    utimensat=88,
+    setxattr=5,
+    lsetxattr=6,
+    fsetxattr=7,
+    removexattr=14,
+    lremovexattr=15,
+    fremovexattr=16,
+    shmget=194,
+    shmat=196,
+    shmctl=195,
+    semget=190,
+    semop=193,
+    semctl=191,
+    semtimedop=192,
+    msgget=186,
+    msgsnd=189,
+    msgrcv=188,
+    msgctl=187,
+    mq_open=180,
+    socketpair=199,
+    memfd_create=279,
+    memfd_secret=447,
+    inotify_init1=26,
+    fanotify_init=262,
+    sync=81,
+    syncfs=267,
+    flock=32,
+    fcntl=25,
+    ioctl=29,
+    name_to_handle_at=264,
+    open_by_handle_at=265,
+    setxattrat=463,
+    removexattrat=466,
+    open_tree_attr=467,
+    file_setattr=469,
+)
 SYSCALLS = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 # Refused outright (EPERM): new processes and exec; changes of modes, owners, times and
 # extended attributes (Landlock does not cover those); reaching into other processes;
@@ -138,21 +295,91 @@ SYSCALLS = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}
 # wait on every file system's writes, past our deadline); file locks (a lock on a file it
 # may only read would block its writers); file handles (opening by handle passes no path).
 DENIED = (
-    "fork", "vfork", "clone", "clone3", "execve", "execveat",
-    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
-    "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr",
-    "removexattr", "lremovexattr", "fremovexattr",
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_open", "pidfd_send_signal",
-    "pidfd_getfd", "kcmp", "process_madvise", "perf_event_open", "setpriority", "ioprio_set",
-    "migrate_pages", "move_pages", "unshare", "setns", "mount", "umount2", "pivot_root",
-    "chroot", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-    "mount_setattr", "io_uring_setup", "bpf", "userfaultfd", "keyctl", "add_key", "request_key",
-    "socket", "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop", "msgget",
-    "msgsnd", "msgrcv", "msgctl", "mq_open", "socketpair", "memfd_create", "memfd_secret",
-    "inotify_init", "inotify_init1", "fanotify_init", "sync", "syncfs", "flock",
-    "name_to_handle_at", "open_by_handle_at", "setxattrat", "removexattrat", "open_tree_attr",
+    "fork",
+    "vfork",
+    "clone",
+    "clone3",
+    "execve",
+    "execveat",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pidfd_getfd",
+    "kcmp",
+    "process_madvise",
+    "perf_event_open",
+    "setpriority",
+    "ioprio_set",
+    "migrate_pages",
+    "move_pages",
+    "unshare",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "io_uring_setup",
+    "bpf",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "socket",
+    "shmget",
+    "shmat",
+    "shmctl",
+    "semget",
+    "semop",
+    "semctl",
+    "semtimedop",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "mq_open",
+    "socketpair",
+    "memfd_create",
+    "memfd_secret",
+    "inotify_init",
+    "inotify_init1",
+    "fanotify_init",
+    "sync",
+    "syncfs",
+    "flock",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "setxattrat",
+    "removexattrat",
+    "open_tree_attr",
     "file_setattr",
-)  # fmt: skip
+)
 # fcntl and ioctl are allowed only with these commands (their second argument): what
 # Python and its libraries use on their own descriptors. Refused with them: the commands
 # that make the kernel signal another process (F_SETOWN & co., FIOSETOWN), watch a folder
@@ -161,13 +388,29 @@ DENIED = (
 # terminal (TIOCSTI), and every device's or file system's own.
 COMMANDS = {
     "fcntl": (
-        0, 1, 2, 3, 4, 1030,  # F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC
-        5, 36, 9, 11, 16, 1025,  # F_GETLK, F_OFD_GETLK, F_GETOWN, F_GETSIG, F_GETOWN_EX, F_GETLEASE
-        1031, 1032, 1034,  # F_SETPIPE_SZ, F_GETPIPE_SZ, F_GET_SEALS
+        0,
+        1,
+        2,
+        3,
+        4,
+        1030,  # F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC
+        5,
+        36,
+        9,
+        11,
+        16,
+        1025,  # F_GETLK, F_OFD_GETLK, F_GETOWN, F_GETSIG, F_GETOWN_EX, F_GETLEASE
+        1031,
+        1032,
+        1034,  # F_SETPIPE_SZ, F_GETPIPE_SZ, F_GET_SEALS
     ),
     "ioctl": (
-        0x5401, 0x5413,  # TCGETS, TIOCGWINSZ (isatty, terminal size)
-        0x541B, 0x5421, 0x5450, 0x5451,  # FIONREAD, FIONBIO, FIONCLEX, FIOCLEX
+        0x5401,
+        0x5413,  # TCGETS, TIOCGWINSZ (isatty, terminal size)
+        0x541B,
+        0x5421,
+        0x5450,
+        0x5451,  # FIONREAD, FIONBIO, FIONCLEX, FIOCLEX
     ),
 }
 # The highest system call number these tables know (Linux 6.18: file_setattr). A higher
@@ -176,9 +419,17 @@ COMMANDS = {
 KNOWN_UP_TO = 469
 # Allowed only on this process (first argument 0 or our pid): signals, rlimits, scheduling.
 SELF_ONLY = (
-    "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "prlimit64",
-    "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
-)  # fmt: skip
+    "kill",
+    "tkill",
+    "tgkill",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
+    "prlimit64",
+    "sched_setaffinity",
+    "sched_setscheduler",
+    "sched_setparam",
+    "sched_setattr",
+)
 
 
 def to01(y):
@@ -460,8 +711,11 @@ def landlock(libc, readable, writable):
     if ruleset < 0:
         return 0
     read = FS_READ_FILE | FS_READ_DIR
-    rules = [*((path, read) for path in readable), ("/dev/null", read | FS_WRITE_FILE),
-             *((path, handled & ~FS_EXECUTE) for path in writable)]  # fmt: skip
+    rules = [
+        *((path, read) for path in readable),
+        ("/dev/null", read | FS_WRITE_FILE),
+        *((path, handled & ~FS_EXECUTE) for path in writable),
+    ]
     try:
         for path, access in rules:
             if not path.startswith("/") or path == "/":
@@ -519,8 +773,14 @@ def seccomp(libc, arch, numbers):
         program += [(ret, 0, 0, refuse), (load, 0, 0, nr)]
     for name in SELF_ONLY:
         # Not this syscall, or aimed at pid 0 or ours: on to the reload of the number.
-        program += [(jeq, 0, 4, numbers[name]), (load, 0, 0, arg0), (jeq, 2, 0, 0),
-                    (jeq, 1, 0, os.getpid()), (ret, 0, 0, refuse), (load, 0, 0, nr)]  # fmt: skip
+        program += [
+            (jeq, 0, 4, numbers[name]),
+            (load, 0, 0, arg0),
+            (jeq, 2, 0, 0),
+            (jeq, 1, 0, os.getpid()),
+            (ret, 0, 0, refuse),
+            (load, 0, 0, nr),
+        ]
     program.append((ret, 0, 0, allow))
     code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
     fprog = ctypes.create_string_buffer(struct.pack("HP", len(program), ctypes.addressof(code)))
@@ -568,8 +828,9 @@ def serve(control, libc):
                     cgroup.remove()
                     return
                 reply = socket.socket(fileno=fds[0])
-                alarm, cpu, address_space, file_size, root = message.decode(
-                    "utf-8", "surrogateescape").split(" ", 4)  # fmt: skip
+                alarm, cpu, address_space, file_size, root = message.decode("utf-8", "surrogateescape").split(
+                    " ", 4
+                )
                 try:  # made here, so that it is ours to remove from its first moment
                     folder = tempfile.mkdtemp(prefix="synth-sandbox-", dir=root)
                 except OSError as e:

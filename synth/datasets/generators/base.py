@@ -44,9 +44,7 @@ class Task:
     length_rule: Callable[[int], str | None] = field(default=lambda L: None)
     # Most distinct (positive, negative) inputs that exist at a length; None = more
     # than any split we would ask for.
-    capacity: Callable[[int], tuple[int | None, int | None]] = field(
-        default=lambda L: (None, None)
-    )
+    capacity: Callable[[int], tuple[int | None, int | None]] = field(default=lambda L: (None, None))
     # Whether inputs must be distinct at a length (some published generators allow
     # duplicates, which the leakage-free splitter then keeps within one split).
     unique: Callable[[int], bool] = field(default=lambda L: True)

@@ -18,7 +18,6 @@ from hashlib import sha256
 
 import numpy as np
 
-from synth.errors import InfeasibleError
 from synth.datasets.generators import dyck
 from synth.datasets.generators.base import (
     DEFAULT_LENGTHS,
@@ -30,6 +29,7 @@ from synth.datasets.generators.base import (
     random_bits,
 )
 from synth.datasets.generators.positions import positions
+from synth.errors import InfeasibleError
 
 # A capacity above this is reported as None ("more than any split we would ask for").
 CAPACITY_LIMIT = 10**7
@@ -39,9 +39,31 @@ RULE30 = np.array([0, 1, 1, 1, 1, 0, 0, 0], dtype=np.uint8)
 # enumeration (they are checked again by the tests for small L). From L = 25 on each
 # class has about 2**(L-1) > 10**7 members.
 SHA256_POSITIVES = (
-    1, 3, 5, 8, 19, 31, 64, 138, 252, 500, 1033, 2067, 4152, 8092, 16407, 32707,
-    65432, 130874, 262406, 523956, 1049262, 2097393, 4195999, 8390034,
-)  # fmt: skip
+    1,
+    3,
+    5,
+    8,
+    19,
+    31,
+    64,
+    138,
+    252,
+    500,
+    1033,
+    2067,
+    4152,
+    8092,
+    16407,
+    32707,
+    65432,
+    130874,
+    262406,
+    523956,
+    1049262,
+    2097393,
+    4195999,
+    8390034,
+)
 # dyck2 negatives are counted by enumeration up to L=20. Every length from 24 on has
 # more than 10**7 (10,896,890 at L=24; appending "()" maps those at L into L+4).
 DYCK_ENUMERATED = 20
@@ -144,9 +166,7 @@ def _collect(
                     continue
                 seen.add(x)
             kept.append(x)
-    raise InfeasibleError(
-        f"could not draw {n} {what} (got {len(kept)} after {MAX_ROUNDS} rounds)"
-    )
+    raise InfeasibleError(f"could not draw {n} {what} (got {len(kept)} after {MAX_ROUNDS} rounds)")
 
 
 def _filtered(labels: Labels) -> Generator:
@@ -251,10 +271,7 @@ def _at_least(target: str, minimum: int, reason: str) -> Callable[[int], str | N
 
 def _dyck_rule(L: int) -> str | None:
     if L < 1 or L % 4:
-        return (
-            f"dyck2 needs a positive multiple of 4 (2 bits a bracket, brackets in "
-            f"pairs); got L={L}"
-        )
+        return f"dyck2 needs a positive multiple of 4 (2 bits a bracket, brackets in pairs); got L={L}"
     return None
 
 
@@ -364,8 +381,7 @@ def _task(
             for have, name in zip(capacity(L), ("positive", "negative")):
                 if have is not None and n > have:
                     raise InfeasibleError(
-                        f"{target} at L={L} has only {have} distinct {name} inputs, "
-                        f"{n} asked for"
+                        f"{target} at L={L} has only {have} distinct {name} inputs, {n} asked for"
                     )
         return generate(L, n, rng)
 

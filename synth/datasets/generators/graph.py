@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from synth.errors import InfeasibleError
 from synth.datasets.generators.base import MAX_ROUNDS, Task, fill_by_label
+from synth.errors import InfeasibleError
 
 ID = "fn_aa"
 TARGET = "graph_has_cycle"

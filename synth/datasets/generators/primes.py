@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import gmpy2
 import numpy as np
 
-from synth.errors import InfeasibleError
 from synth.datasets.generators.base import DEFAULT_LENGTHS, MAX_ROUNDS, Task
+from synth.errors import InfeasibleError
 
 # Last digits a fn_k / fn_v negative's composite may end in: those every prime > 5 ends in.
 TAIL_DIGITS = (1, 3, 7, 9)

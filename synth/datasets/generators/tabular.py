@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from synth.errors import InfeasibleError
 from synth.datasets.generators.base import Task
+from synth.datasets.uci import SOURCES, Table
+from synth.errors import InfeasibleError
+
 # The dict a candidate program receives (value -> float where it parses as one): the
 # sandbox child's own parser, so baselines fit on exactly what programs are given.
 from synth.sandbox.zygote import features as parse_input  # noqa: F401
-from synth.datasets.uci import SOURCES, Table
 
 
 def _task(fn: str, target: str, source: str) -> Task:
@@ -74,13 +75,9 @@ def sample_rows(table: Table, n: int, rng: np.random.Generator) -> tuple[np.ndar
     pos, neg = class_counts(table)
     if n > min(pos, neg):
         raise InfeasibleError(
-            f"UCI {table.source.title} has {pos} positive and {neg} negative rows; "
-            f"{n} of each were asked for"
+            f"UCI {table.source.title} has {pos} positive and {neg} negative rows; {n} of each were asked for"
         )
-    return tuple(
-        rng.choice(np.flatnonzero(table.labels == cls), size=n, replace=False)
-        for cls in (1, 0)
-    )
+    return tuple(rng.choice(np.flatnonzero(table.labels == cls), size=n, replace=False) for cls in (1, 0))
 
 
 def encode_rows(table: Table, rows: np.ndarray, params: np.ndarray) -> list[str]:

@@ -44,8 +44,7 @@ class OfflineProvider:
     fit = None  # set by subclasses (a staticmethod, so it pickles by name)
 
     def __init__(self, **options):
-        known = [p.name for p in inspect.signature(self.fit).parameters.values()
-                 if p.kind is p.KEYWORD_ONLY]  # fmt: skip
+        known = [p.name for p in inspect.signature(self.fit).parameters.values() if p.kind is p.KEYWORD_ONLY]
         if unknown := sorted(set(options) - set(known)):
             raise ProviderError(
                 f"{self.name}: unknown option(s) {', '.join(unknown)} (known: {', '.join(known)})",
@@ -57,26 +56,36 @@ class OfflineProvider:
 
     async def propose(self, req: ProposeRequest) -> Proposal:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                os.cpu_count() or 1, mp_context=get_context("forkserver")
-            )
+            self._pool = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("forkserver"))
         args = (type(self).fit, req.train, req.kind, req.seed, req.trial, req.attempt, self.options)
         try:
-            code, raw, params, ms = await asyncio.get_running_loop().run_in_executor(
-                self._pool, _work, *args
-            )
+            code, raw, params, ms = await asyncio.get_running_loop().run_in_executor(self._pool, _work, *args)
         except BrokenProcessPool as e:
             raise ProviderError(
                 f"{self.name}: a worker process died ({e})", kind="proposer_crashed", fatal=True
             ) from None
-        request = {"proposer": self.name, "seed": req.seed, "trial": req.trial,
-                   "attempt": req.attempt, **params}  # fmt: skip
+        request = {
+            "proposer": self.name,
+            "seed": req.seed,
+            "trial": req.trial,
+            "attempt": req.attempt,
+            **params,
+        }
         return Proposal(
-            text=json.dumps({"code": code}), status="completed", incomplete_reason=None,
-            input_tokens=0, cached_tokens=0, output_tokens=0, reasoning_tokens=0,
-            tool_calls=0, tool_output_chars=0, duration_ms=ms, response_id=None,
-            raw=raw, request=request,
-        )  # fmt: skip
+            text=json.dumps({"code": code}),
+            status="completed",
+            incomplete_reason=None,
+            input_tokens=0,
+            cached_tokens=0,
+            output_tokens=0,
+            reasoning_tokens=0,
+            tool_calls=0,
+            tool_output_chars=0,
+            duration_ms=ms,
+            response_id=None,
+            raw=raw,
+            request=request,
+        )
 
     async def aclose(self) -> None:
         if self._pool is not None:

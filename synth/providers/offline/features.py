@@ -88,8 +88,9 @@ def _tabular_column(key: str, index: int, rows: list) -> Column:
     safe = key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("_")
     name = key if safe and key not in _RESERVED else f"col{index}"
     if all(type(row[key]) is float for row in rows if key in row):
-        return Column(name, lambda r: _number(r.get(key)), numeric=True,
-                      binding=f"{name} = _num(x.get({key!r}))")  # fmt: skip
+        return Column(
+            name, lambda r: _number(r.get(key)), numeric=True, binding=f"{name} = _num(x.get({key!r}))"
+        )
     return Column(name, lambda r: r.get(key), numeric=False, binding=f"{name} = x.get({key!r})")
 
 

@@ -23,8 +23,16 @@ from itertools import islice
 import numpy as np
 
 from synth.providers.offline.features import (
-    Column, Member, Test, Threshold, categories, columns, cuts, parse, program,
-)  # fmt: skip
+    Column,
+    Member,
+    Test,
+    Threshold,
+    categories,
+    columns,
+    cuts,
+    parse,
+    program,
+)
 
 # Distinct behaviours remembered, and formulas kept per size for building larger ones:
 # beyond this the search goes on but forgets, bounding memory (about 150 MB a worker).
@@ -96,9 +104,12 @@ def fit(
         leaves, target, len(train), deadline, max_candidates, max_size
     )
     params = {
-        "time_budget": time_budget, "max_candidates": max_candidates, "max_size": max_size,
-        "max_thresholds": max_thresholds, "columns": len(cols),
-    }  # fmt: skip
+        "time_budget": time_budget,
+        "max_candidates": max_candidates,
+        "max_size": max_size,
+        "max_thresholds": max_thresholds,
+        "columns": len(cols),
+    }
     return FoundFormula(formula, kind, params, size, correct / len(train), candidates, stopped)
 
 
@@ -196,8 +207,12 @@ def _expand(formula: tuple) -> tuple:
     # The five joins cover every binary connective up to complement (OR is NOT of AND
     # of NOTs; XNOR is NOT XOR), which the scoring's negation supplies.
     return (
-        ("and", a, b), ("and", a, ("not", b)), ("and", ("not", a), b), ("or", a, b), ("xor", a, b),
-    )[k]  # fmt: skip
+        ("and", a, b),
+        ("and", a, ("not", b)),
+        ("and", ("not", a), b),
+        ("or", a, b),
+        ("xor", a, b),
+    )[k]
 
 
 def render(formula: tuple, parent: str | None = None) -> str:

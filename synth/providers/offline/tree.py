@@ -19,8 +19,16 @@ import numpy as np
 
 from synth.providers.base import ProviderError
 from synth.providers.offline.features import (
-    Column, Member, Test, Threshold, categories, columns, cuts, parse, program,
-)  # fmt: skip
+    Column,
+    Member,
+    Test,
+    Threshold,
+    categories,
+    columns,
+    cuts,
+    parse,
+    program,
+)
 
 # Python refuses more than 100 levels of indentation; a tree deeper than this would
 # not compile. None (grow until pure) means this.
