@@ -77,9 +77,7 @@ def responses_body(request: dict, reply: Reply) -> dict:
     u = reply.usage
     content = []
     if reply.text is not None:
-        content.append(
-            {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
-        )
+        content.append({"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []})
     if reply.refusal is not None:
         content.append({"type": "refusal", "refusal": reply.refusal})
     status = "incomplete" if reply.incomplete else "completed"
@@ -144,9 +142,7 @@ def code_interpreter_call(code: str, logs: list[str]) -> dict:
 def chat_body(request: dict, reply: Reply) -> dict:
     """A `chat.completion` object as POST /v1/chat/completions returns it."""
     u = reply.usage
-    finish = {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
-        reply.incomplete, "stop"
-    )
+    finish = {"max_output_tokens": "length", "content_filter": "content_filter"}.get(reply.incomplete, "stop")
     return {
         "id": _id("chatcmpl", "-"),
         "object": "chat.completion",

@@ -28,21 +28,65 @@ from tracker.db import open_db
 
 # (split, input, label) rows per dataset.
 DATASETS = {
-    "A1": ("fn_a", 1, [("train", "0001", 1), ("train", "0011", 0), ("val", "0111", 1),
-                       ("val", "0000", 0), ("test", "1000", 1), ("test", "1100", 0),
-                       ("test", "1110", 1), ("test", "1111", 0)]),
+    "A1": (
+        "fn_a",
+        1,
+        [
+            ("train", "0001", 1),
+            ("train", "0011", 0),
+            ("val", "0111", 1),
+            ("val", "0000", 0),
+            ("test", "1000", 1),
+            ("test", "1100", 0),
+            ("test", "1110", 1),
+            ("test", "1111", 0),
+        ],
+    ),
     # B1 leaks: 0101 -> 1 is in train and val (same line); 0110 is in train (label 0) and
     # test (label 1): an input overlap, not a line overlap; 1010 is twice in test.
-    "B1": ("fn_b", 1, [("train", "0101", 1), ("train", "0110", 0), ("val", "0101", 1),
-                       ("val", "1001", 0), ("test", "0110", 1), ("test", "1010", 0),
-                       ("test", "1010", 0), ("test", "0111", 1)]),
-    "A2": ("fn_a", 2, [("train", "1001", 0), ("train", "1011", 1), ("val", "0100", 1),
-                       ("val", "0101", 0), ("test", "0010", 1), ("test", "0110", 0),
-                       ("test", "1101", 1), ("test", "0000", 0)]),
-    "B2": ("fn_b", 2, [("train", "1100", 0), ("train", "1000", 1), ("val", "0010", 1),
-                       ("val", "0011", 0), ("test", "0001", 1), ("test", "1110", 0),
-                       ("test", "1011", 1), ("test", "0100", 0)]),
-}  # fmt: skip
+    "B1": (
+        "fn_b",
+        1,
+        [
+            ("train", "0101", 1),
+            ("train", "0110", 0),
+            ("val", "0101", 1),
+            ("val", "1001", 0),
+            ("test", "0110", 1),
+            ("test", "1010", 0),
+            ("test", "1010", 0),
+            ("test", "0111", 1),
+        ],
+    ),
+    "A2": (
+        "fn_a",
+        2,
+        [
+            ("train", "1001", 0),
+            ("train", "1011", 1),
+            ("val", "0100", 1),
+            ("val", "0101", 0),
+            ("test", "0010", 1),
+            ("test", "0110", 0),
+            ("test", "1101", 1),
+            ("test", "0000", 0),
+        ],
+    ),
+    "B2": (
+        "fn_b",
+        2,
+        [
+            ("train", "1100", 0),
+            ("train", "1000", 1),
+            ("val", "0010", 1),
+            ("val", "0011", 0),
+            ("test", "0001", 1),
+            ("test", "1110", 0),
+            ("test", "1011", 1),
+            ("test", "0100", 0),
+        ],
+    ),
+}
 
 
 def ok(val, test, *errors, status="ok"):
@@ -63,25 +107,39 @@ IN_FLIGHT = {"kind": "pending_eval"}
 # run id -> (provider, model, seed, dry run, {(fn, dataset): [trial attempts, ...]})
 RUNS = {
     "r0": ("openai", "gpt-5", 1, True, {("fn_a", "A1"): [[DRY]]}),
-    "r1": ("openai", "gpt-5", 1, False, {
-        ("fn_a", "A1"): [
-            [ok(0.5, 0.5), ok(1.0, 0.75)],
-            [no_program("no_json", "no JSON object in the reply"),
-             call_failed("call_rate_limit", "rate limited (429)"),
-             ok(0.0, 0.0, "SyntaxError: bad", status="compile_error")],
-        ],
-        ("fn_b", "B1"): [
-            [ok(0.5, 1.0, "IndexError: x"), ok(0.5, 0.25), ok(0.0, 0.0, status="timeout")],
-            [ok(1.0, 0.5)],
-        ],
-    }),
-    "r2": ("openai", "gpt-5", 2, False, {
-        ("fn_a", "A2"): [[ok(1.0, 1.0)], [ok(0.5, 0.5), ok(1.0, 1.0)]],
-        ("fn_b", "B2"): [[ok(0.5, 0.75), ok(0.5, 0.5, "IndexError: x"), ok(0.0, 0.25)], [ok(1.0, 1.0)]],
-    }),
+    "r1": (
+        "openai",
+        "gpt-5",
+        1,
+        False,
+        {
+            ("fn_a", "A1"): [
+                [ok(0.5, 0.5), ok(1.0, 0.75)],
+                [
+                    no_program("no_json", "no JSON object in the reply"),
+                    call_failed("call_rate_limit", "rate limited (429)"),
+                    ok(0.0, 0.0, "SyntaxError: bad", status="compile_error"),
+                ],
+            ],
+            ("fn_b", "B1"): [
+                [ok(0.5, 1.0, "IndexError: x"), ok(0.5, 0.25), ok(0.0, 0.0, status="timeout")],
+                [ok(1.0, 0.5)],
+            ],
+        },
+    ),
+    "r2": (
+        "openai",
+        "gpt-5",
+        2,
+        False,
+        {
+            ("fn_a", "A2"): [[ok(1.0, 1.0)], [ok(0.5, 0.5), ok(1.0, 1.0)]],
+            ("fn_b", "B2"): [[ok(0.5, 0.75), ok(0.5, 0.5, "IndexError: x"), ok(0.0, 0.25)], [ok(1.0, 1.0)]],
+        },
+    ),
     "r3": ("tree", "tree", 1, False, {("fn_a", "A1"): [[ok(1.0, 0.75)]]}),
     "r4": ("openai", "llama-3.1-8b", 1, False, {("fn_a", "A1"): [[IN_FLIGHT]]}),
-}  # fmt: skip
+}
 TOKENS = {"input_tokens": 100, "cached_tokens": 40, "output_tokens": 50, "reasoning_tokens": 30}
 NO_TOKENS = dict.fromkeys(TOKENS, 0)
 CODE = "def f(x):\n    return int(x[0] == '1')  # <b>&amp; stays text</b>\n"
@@ -94,11 +152,21 @@ def sha(text: str) -> str:
 def save(db, name: str) -> int:
     fn, seed, rows = DATASETS[name]
     meta = {
-        "fingerprint": sha(name), "fn": fn, "target": fn, "kind": "binary", "length": 4,
-        "train_size": 2, "val_size": 2, "test_size": 4, "train_effective": 2,
-        "val_effective": 2, "test_effective": 4, "base_seed": seed, "derived_seed": seed * 1000,
+        "fingerprint": sha(name),
+        "fn": fn,
+        "target": fn,
+        "kind": "binary",
+        "length": 4,
+        "train_size": 2,
+        "val_size": 2,
+        "test_size": 4,
+        "train_effective": 2,
+        "val_effective": 2,
+        "test_effective": 4,
+        "base_seed": seed,
+        "derived_seed": seed * 1000,
         "generator_version": 1,
-    }  # fmt: skip
+    }
     counters: dict[str, int] = {}
     examples = []
     for split, x, y in rows:
@@ -113,24 +181,48 @@ def record(db, trial_id: int, n: int, spec: dict, provider: str, model: str):
     tokens = NO_TOKENS if provider != "openai" else TOKENS
     response = None
     if kind in ("evaluated", "extract_failed", "pending_eval"):
-        response = {"provider": provider, "model": model, "status": "completed",
-                    "text": "{...}", **tokens, "duration_ms": 10.0}  # fmt: skip
+        response = {
+            "provider": provider,
+            "model": model,
+            "status": "completed",
+            "text": "{...}",
+            **tokens,
+            "duration_ms": 10.0,
+        }
     program = (sha(CODE + str(trial_id)), CODE) if kind in ("evaluated", "pending_eval") else None
     status = "pending_eval" if kind == "evaluated" else kind
     attempt_id = store.record_attempt(
-        db, trial_id,
-        {"attempt": n, "status": status, "failure_class": spec.get("failure"),
-         "error": spec.get("error"), "func_name": "f" if program else None},
-        prompt=(sha("prompt"), "prompt"), response=response, program=program,
-    )  # fmt: skip
+        db,
+        trial_id,
+        {
+            "attempt": n,
+            "status": status,
+            "failure_class": spec.get("failure"),
+            "error": spec.get("error"),
+            "func_name": "f" if program else None,
+        },
+        prompt=(sha("prompt"), "prompt"),
+        response=response,
+        program=program,
+    )
     if kind != "evaluated":
         return n, None, None
-    store.record_evaluation(db, attempt_id, {
-        "status": spec["status"], "val_acc": spec["val"], "val_correct": int(spec["val"] * 2),
-        "val_total": 2, "test_acc": spec["test"], "test_correct": int(spec["test"] * 4),
-        "test_total": 4, "row_errors": len(spec["errors"]), "errors": json.dumps(spec["errors"]),
-        "duration_ms": 5.0,
-    })  # fmt: skip
+    store.record_evaluation(
+        db,
+        attempt_id,
+        {
+            "status": spec["status"],
+            "val_acc": spec["val"],
+            "val_correct": int(spec["val"] * 2),
+            "val_total": 2,
+            "test_acc": spec["test"],
+            "test_correct": int(spec["test"] * 4),
+            "test_total": 4,
+            "row_errors": len(spec["errors"]),
+            "errors": json.dumps(spec["errors"]),
+            "duration_ms": 5.0,
+        },
+    )
     return n, spec["val"], spec["test"]
 
 
@@ -138,20 +230,41 @@ def build(path) -> None:
     db = open_db(path)
     ids = {name: save(db, name) for name in DATASETS}
     for run_id, (provider, model, seed, dry, grid) in RUNS.items():
-        config = {"seed": seed, "reasoning_effort": "high", "attempts": 3, "num_trials": 2,
-                  "train_size": 2, "val_size": 2, "test_size": 4, "provider": provider,
-                  "model": model}  # fmt: skip
-        store.create_run(db, {
-            "run_id": run_id, "provider": provider, "model": model, "api_mode": "responses",
-            "dry_run": int(dry), "config": json.dumps(config), "argv": "[]",
-            "versions": json.dumps({"llm-pv": "0.1.0"}), "environment": "{}",
-        }, [(fn, 4, ids[name]) for fn, name in grid], num_trials=max(map(len, grid.values())))  # fmt: skip
+        config = {
+            "seed": seed,
+            "reasoning_effort": "high",
+            "attempts": 3,
+            "num_trials": 2,
+            "train_size": 2,
+            "val_size": 2,
+            "test_size": 4,
+            "provider": provider,
+            "model": model,
+        }
+        store.create_run(
+            db,
+            {
+                "run_id": run_id,
+                "provider": provider,
+                "model": model,
+                "api_mode": "responses",
+                "dry_run": int(dry),
+                "config": json.dumps(config),
+                "argv": "[]",
+                "versions": json.dumps({"llm-pv": "0.1.0"}),
+                "environment": "{}",
+            },
+            [(fn, 4, ids[name]) for fn, name in grid],
+            num_trials=max(map(len, grid.values())),
+        )
         trials = {(t["fn"], t["trial"]): t["id"] for t in store.trials_of(db, run_id)}
         in_flight = False
         for (fn, _), attempts_of_trials in grid.items():
             for k, attempts in enumerate(attempts_of_trials, start=1):
-                results = [record(db, trials[(fn, k)], n, spec, provider, model)
-                           for n, spec in enumerate(attempts, start=1)]  # fmt: skip
+                results = [
+                    record(db, trials[(fn, k)], n, spec, provider, model)
+                    for n, spec in enumerate(attempts, start=1)
+                ]
                 in_flight |= IN_FLIGHT in attempts
                 if IN_FLIGHT not in attempts:
                     result = {**select(results), "attempts_made": len(results)}

@@ -18,8 +18,9 @@ from synth.providers.retry import RetryPolicy, retry_after
 from tracker.db import open_db
 
 KEY = "sk-test-not-a-real-key"
-REQ = ProposeRequest(prompt="Find f.\n0101 -> 1", train=[("0101", 1)], kind="binary",
-                     seed=7, trial=0, attempt=1)  # fmt: skip
+REQ = ProposeRequest(
+    prompt="Find f.\n0101 -> 1", train=[("0101", 1)], kind="binary", seed=7, trial=0, attempt=1
+)
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 HTML = {"Content-Type": "text/html"}
 FATAL = {
@@ -28,9 +29,10 @@ FATAL = {
     "404": (Reply(status=404), "not_found", "unknown model"),
     "quota": (
         Reply(status=429, raw_body=error_body(429, "Out of quota", "insufficient_quota")),
-        "quota", "Out of quota",
+        "quota",
+        "Out of quota",
     ),
-}  # fmt: skip
+}
 
 
 class FailedCall(NamedTuple):
@@ -49,9 +51,12 @@ def call(openai_server):
     def call(api_mode="responses", times=1, **settings):
         failed = []
         settings = {
-            "model": "gpt-test", "base_url": openai_server.base_url,
-            "retry_base_delay": 0.01, "retry_max_delay": 1.0, **settings,
-        }  # fmt: skip
+            "model": "gpt-test",
+            "base_url": openai_server.base_url,
+            "retry_base_delay": 0.01,
+            "retry_max_delay": 1.0,
+            **settings,
+        }
 
         async def propose(provider):
             try:
@@ -60,8 +65,11 @@ def call(openai_server):
                 return e
 
         async def proposals():
-            provider = make_provider(ApiSettings(mode=api_mode, **settings), api_key=KEY,
-                                     on_failed_call=lambda *c: failed.append(FailedCall(*c)))  # fmt: skip
+            provider = make_provider(
+                ApiSettings(mode=api_mode, **settings),
+                api_key=KEY,
+                on_failed_call=lambda *c: failed.append(FailedCall(*c)),
+            )
             try:
                 return [await propose(provider) for _ in range(times)][-1]
             finally:
@@ -151,24 +159,19 @@ def test_rate_limit_waits_as_long_as_the_server_asks(call, openai_server, header
     openai_server.script = in_order(Reply(status=429, headers={header: value}), Reply())
     proposal, failed, took = call()
     assert proposal.text is not None
-    assert [(f.kind, f.status_code, f.call, f.wait_s) for f in failed] == [
-        ("rate_limit", 429, 1, 0.25)
-    ]
+    assert [(f.kind, f.status_code, f.call, f.wait_s) for f in failed] == [("rate_limit", 429, 1, 0.25)]
     assert took >= 0.25
     assert len(openai_server.requests) == 2
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_errors_are_retried_until_the_budget_is_spent(call, openai_server, status):
-    openai_server.script = lambda path, body: Reply(status=status, raw_body="<html>down</html>",
-                                                    headers=HTML)  # fmt: skip
+    openai_server.script = lambda path, body: Reply(status=status, raw_body="<html>down</html>", headers=HTML)
     error, failed, _ = call(max_retries=3, retry_base_delay=0.02)
     assert (error.kind, error.fatal, error.status_code) == ("server", False, status)
     # Retries are the provider's alone: the SDK adds none of its own.
     assert len(openai_server.requests) == 4
-    assert [(f.kind, f.status_code, f.call) for f in failed] == [
-        ("server", status, n) for n in (1, 2, 3, 4)
-    ]
+    assert [(f.kind, f.status_code, f.call) for f in failed] == [("server", status, n) for n in (1, 2, 3, 4)]
     for f, full in zip(failed, (0.02, 0.04, 0.08)):
         assert full / 2 <= f.wait_s <= full
     assert failed[-1].wait_s is None and failed[-1].message == str(error)
@@ -184,9 +187,7 @@ def test_connection_reset_is_retried(call, openai_server):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "slow", [Reply(delay=1.0), Reply(trickle=0.1)], ids=["late-reply", "trickling-body"]
-)
+@pytest.mark.parametrize("slow", [Reply(delay=1.0), Reply(trickle=0.1)], ids=["late-reply", "trickling-body"])
 def test_a_reply_slower_than_the_timeout_is_retried(call, openai_server, slow):
     # The trickling body arrives in ten pieces 0.1 s apart: no single read waits 0.3 s,
     # the whole takes a second. The timeout is a deadline on the whole reply.
@@ -199,10 +200,13 @@ def test_a_reply_slower_than_the_timeout_is_retried(call, openai_server, slow):
 
 @pytest.mark.parametrize(
     "unreadable",
-    [Reply(raw_body="<html>Bad gateway</html>", headers=HTML), Reply(raw_body="{not json"),
-     Reply(raw_body={"unexpected": True})],
+    [
+        Reply(raw_body="<html>Bad gateway</html>", headers=HTML),
+        Reply(raw_body="{not json"),
+        Reply(raw_body={"unexpected": True}),
+    ],
     ids=["html", "broken-json", "wrong-shape"],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("api_mode", ["responses", "chat"])
 def test_a_non_json_body_is_retried(call, openai_server, unreadable, api_mode):
     openai_server.script = in_order(unreadable, Reply())
@@ -255,8 +259,7 @@ def test_without_retries_a_failure_is_final(call, openai_server):
     ids=["incomplete", "refusal", "empty"],
 )
 @pytest.mark.parametrize("api_mode", ["responses", "chat"])
-def test_answers_without_a_program_are_not_failed_calls(call, openai_server, reply, status,
-                                                        reason, api_mode):  # fmt: skip
+def test_answers_without_a_program_are_not_failed_calls(call, openai_server, reply, status, reason, api_mode):
     openai_server.script = lambda path, body: reply
     proposal, failed, _ = call(api_mode)
     assert (proposal.text, proposal.status, proposal.incomplete_reason) == (None, status, reason)
@@ -274,9 +277,30 @@ def test_recorded_messages_are_one_line_and_never_hold_the_key(call, openai_serv
 
 # -- synth run end to end -----------------------------------------------------------------
 
-GRID = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--train-size", "10",
-        "--val-size", "10", "--test-size", "20", "--concurrency", "1", "--db", "runs.db",
-        "--run-id", "faults", "--retry-base-delay", "0.001", "--retry-max-delay", "1"]  # fmt: skip
+GRID = [
+    "--functions",
+    "fn_a",
+    "--lengths",
+    "20",
+    "--num-trials",
+    "1",
+    "--train-size",
+    "10",
+    "--val-size",
+    "10",
+    "--test-size",
+    "20",
+    "--concurrency",
+    "1",
+    "--db",
+    "runs.db",
+    "--run-id",
+    "faults",
+    "--retry-base-delay",
+    "0.001",
+    "--retry-max-delay",
+    "1",
+]
 
 
 @pytest.fixture
@@ -296,32 +320,43 @@ def run(tmp_path, monkeypatch, openai_server):
 
 
 def failed_calls(db) -> list[dict]:
-    rows = db.query("select level, trial_id, message, data from events "
-                    "where kind = 'call_failed' order by id")  # fmt: skip
+    rows = db.query(
+        "select level, trial_id, message, data from events where kind = 'call_failed' order by id"
+    )
     return [{**json.loads(r.pop("data")), **r} for r in rows]
 
 
 def attempts(db) -> list[tuple]:
-    return [tuple(r.values()) for r in db.query(
-        "select attempt, status, failure_class, response_status, incomplete_reason, val_acc "
-        "from attempt_rows where run_id = 'faults' order by attempt")]  # fmt: skip
+    return [
+        tuple(r.values())
+        for r in db.query(
+            "select attempt, status, failure_class, response_status, incomplete_reason, val_acc "
+            "from attempt_rows where run_id = 'faults' order by attempt"
+        )
+    ]
 
 
 def test_transient_faults_are_retried_and_each_is_an_event(run, openai_server):
     openai_server.script = in_order(
-        Reply(status=429, headers={"retry-after-ms": "20"}), Reply(status=503), Reply(reset=True),
-        Reply(delay=0.6), Reply(raw_body="<html>", headers=HTML), Reply(text=PARITY),
-    )  # fmt: skip
+        Reply(status=429, headers={"retry-after-ms": "20"}),
+        Reply(status=503),
+        Reply(reset=True),
+        Reply(delay=0.6),
+        Reply(raw_body="<html>", headers=HTML),
+        Reply(text=PARITY),
+    )
     result, db = run("--attempts", 3, "--max-retries", 5, "--timeout", 0.3)
     assert result.exit_code == 0, result.output
     assert "no answer" not in result.stderr, "retried faults that end in an answer are no warning"
     assert len(openai_server.requests) == 6
     events = failed_calls(db)
     assert [(e["kind"], e["status_code"], e["call"], e["attempt"], e["level"]) for e in events] == [
-        ("rate_limit", 429, 1, 1, "warning"), ("server", 503, 2, 1, "warning"),
-        ("connection", None, 3, 1, "warning"), ("timeout", None, 4, 1, "warning"),
+        ("rate_limit", 429, 1, 1, "warning"),
+        ("server", 503, 2, 1, "warning"),
+        ("connection", None, 3, 1, "warning"),
+        ("timeout", None, 4, 1, "warning"),
         ("bad_response", 200, 5, 1, "warning"),
-    ]  # fmt: skip
+    ]
     assert events[0]["wait_s"] == 0.02 and all(e["wait_s"] > 0 for e in events)
     trial = db["trials"].get(events[0]["trial_id"])
     assert (trial["status"], trial["attempts_made"], trial["val_acc"]) == ("done", 1, 1.0)
@@ -333,13 +368,13 @@ def test_a_call_that_still_fails_consumes_an_attempt(run, openai_server):
     openai_server.script = in_order(Reply(status=503), Reply(status=503), Reply(text=PARITY))
     result, db = run("--attempts", 3, "--max-retries", 1)
     assert result.exit_code == 0, result.output
-    assert [(e["kind"], e["attempt"], e["call"], e["wait_s"] is None, e["level"])
-            for e in failed_calls(db)] == [("server", 1, 1, False, "warning"),
-                                           ("server", 1, 2, True, "error")]  # fmt: skip
+    assert [
+        (e["kind"], e["attempt"], e["call"], e["wait_s"] is None, e["level"]) for e in failed_calls(db)
+    ] == [("server", 1, 1, False, "warning"), ("server", 1, 2, True, "error")]
     assert attempts(db) == [
         (1, "call_failed", "call_server", None, None, None),
         (2, "evaluated", None, "completed", None, 1.0),
-    ]  # fmt: skip
+    ]
     assert "Warning: 1 of 2 attempts got no answer from the model (1 call_server)" in result.stderr
     trial = next(db["trials"].rows)
     assert (trial["attempts_made"], trial["selected_attempt"]) == (2, 2)
@@ -354,15 +389,17 @@ def test_the_run_finishes_when_every_call_fails(run, openai_server):
     assert [a[2] for a in attempts(db)] == ["call_server", "call_server"]
     assert db["runs"].get("faults")["status"] == "completed"
     assert (next(db["trials"].rows)["status"], next(db["trials"].rows)["val_acc"]) == ("done", 0.0)
-    assert ("Warning: 2 of 2 attempts got no answer from the model (2 call_server); they "
-            "score as wrong.") in result.stderr  # fmt: skip
+    assert (
+        "Warning: 2 of 2 attempts got no answer from the model (2 call_server); they score as wrong."
+    ) in result.stderr
 
 
 def test_answers_without_a_program_consume_attempts_without_retries(run, openai_server):
     openai_server.script = in_order(
-        Reply(text="", incomplete="max_output_tokens"), Reply(text=None, refusal="No."),
+        Reply(text="", incomplete="max_output_tokens"),
+        Reply(text=None, refusal="No."),
         Reply(text=""),
-    )  # fmt: skip
+    )
     result, db = run("--attempts", 3)
     assert result.exit_code == 0, result.output
     assert len(openai_server.requests) == 3 and failed_calls(db) == []
@@ -370,7 +407,7 @@ def test_answers_without_a_program_consume_attempts_without_retries(run, openai_
         (1, "extract_failed", "no_output", "incomplete", "max_output_tokens", None),
         (2, "extract_failed", "no_output", "completed", None, None),
         (3, "extract_failed", "no_output", "completed", None, None),
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize("case", FATAL.values(), ids=FATAL.keys())
@@ -387,7 +424,11 @@ def test_a_fatal_failure_stops_the_run_at_once(run, openai_server, case):
     assert run_row["status"] == "failed" and words in run_row["error"]
     [event] = failed_calls(db)
     assert (event["kind"], event["status_code"], event["wait_s"], event["level"]) == (
-        kind, reply.status, None, "error")  # fmt: skip
+        kind,
+        reply.status,
+        None,
+        "error",
+    )
     assert db.execute("select count(*) from events where kind = 'run_failed'").fetchone()[0] == 1
     assert db.execute("select count(*) from attempts").fetchone()[0] == 0
 

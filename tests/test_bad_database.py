@@ -19,9 +19,26 @@ from synth.cli import cli
 from tracker import runs as store
 from tracker.db import open_db
 
-SMALL = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--attempts", "1",
-         "--train-size", "10", "--val-size", "10", "--test-size", "20", "--provider", "formula",
-         "--time-budget", "0.2"]  # fmt: skip
+SMALL = [
+    "--functions",
+    "fn_a",
+    "--lengths",
+    "20",
+    "--num-trials",
+    "1",
+    "--attempts",
+    "1",
+    "--train-size",
+    "10",
+    "--val-size",
+    "10",
+    "--test-size",
+    "20",
+    "--provider",
+    "formula",
+    "--time-budget",
+    "0.2",
+]
 # Every command that opens a database, with DB where the database goes.
 COMMANDS = {
     "runs": ["runs", "--db", "DB"],
@@ -30,13 +47,27 @@ COMMANDS = {
     "report": ["report", "--format", "md", "--db", "DB"],
     "datasets-list": ["datasets", "list", "--db", "DB"],
     "datasets-export": ["datasets", "export", "--dataset-dir", "ds", "--db", "DB"],
-    "datasets-build": ["datasets", "build", "--functions", "fn_g", "--lengths", "20",
-                       "--train-size", "10", "--val-size", "10", "--test-size", "20", "--db", "DB"],
+    "datasets-build": [
+        "datasets",
+        "build",
+        "--functions",
+        "fn_g",
+        "--lengths",
+        "20",
+        "--train-size",
+        "10",
+        "--val-size",
+        "10",
+        "--test-size",
+        "20",
+        "--db",
+        "DB",
+    ],
     "migrate": ["migrate", "DB"],
     "browse": ["browse", "DB", "--port", "0"],
     "run": ["run", *SMALL, "--run-id", "new", "--db", "DB"],
     "resume": ["run", "--resume", "done", "--db", "DB"],
-}  # fmt: skip
+}
 
 
 def command(name: str, db) -> list[str]:
@@ -103,9 +134,16 @@ def contents(path):
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
     try:
         tables = ask(conn, "select name from sqlite_master where type = 'table' order by name")
-        counts = {t: ask(conn, f"select count(*) from [{t}]") for (t,) in tables} if isinstance(tables, list) else tables
-        return {"counts": counts, "runs": ask(conn, "select run_id, status from runs order by run_id"),
-                "integrity": ask(conn, "pragma integrity_check")}  # fmt: skip
+        counts = (
+            {t: ask(conn, f"select count(*) from [{t}]") for (t,) in tables}
+            if isinstance(tables, list)
+            else tables
+        )
+        return {
+            "counts": counts,
+            "runs": ask(conn, "select run_id, status from runs order by run_id"),
+            "integrity": ask(conn, "pragma integrity_check"),
+        }
     finally:
         conn.close()
 
@@ -150,9 +188,11 @@ def fifo(workdir):
 NOT_A_FILE = {
     "fifo": ("pipe.db", "pipe.db is not a database file: it is a named pipe (FIFO)"),
     "device": ("/dev/null", "/dev/null is not a database file: it is a character device"),
-    "dangling": ("link.db", "link.db is a symbolic link to nowhere.db, which does not exist: "
-                            "the link points nowhere"),
-}  # fmt: skip
+    "dangling": (
+        "link.db",
+        "link.db is a symbolic link to nowhere.db, which does not exist: the link points nowhere",
+    ),
+}
 
 
 @pytest.mark.parametrize("kind", NOT_A_FILE)
@@ -183,8 +223,12 @@ def test_the_library_refuses_what_is_no_regular_file(workdir, fifo):
     """open_db itself, read-only or not, never opens such a path either."""
     (workdir / "link.db").symlink_to("nowhere.db")
     (workdir / "folder.db").mkdir()
-    for path, message in [(fifo, "named pipe"), ("/dev/null", "character device"),
-                          ("link.db", "points nowhere"), ("folder.db", "a folder")]:  # fmt: skip
+    for path, message in [
+        (fifo, "named pipe"),
+        ("/dev/null", "character device"),
+        ("link.db", "points nowhere"),
+        ("folder.db", "a folder"),
+    ]:
         for readonly in (False, True):
             with pytest.raises(tracker.db.StoreError, match=message):
                 open_db(path, readonly=readonly)
@@ -222,8 +266,12 @@ def test_a_damaged_database_is_named_with_the_check_to_run(table, name, db, work
     before, rows = snapshot(workdir), contents(db)
     assert rows["integrity"] != [("ok",)]
     result = CliRunner().invoke(cli, command(name, "runs.db"))
-    assert_one_line(result, 1, "runs.db is damaged: database disk image is malformed; "
-                               "check it with: sqlite3 runs.db 'PRAGMA integrity_check'")  # fmt: skip
+    assert_one_line(
+        result,
+        1,
+        "runs.db is damaged: database disk image is malformed; "
+        "check it with: sqlite3 runs.db 'PRAGMA integrity_check'",
+    )
     assert snapshot(workdir) == before, "nothing written, no -wal or -shm left"
     assert contents(db) == rows
 
@@ -267,8 +315,11 @@ def exclusive(db, short_timeout):
 def test_a_database_another_process_holds_is_named_locked(name, exclusive, db, workdir):
     before = snapshot(workdir)
     result = CliRunner().invoke(cli, command(name, "runs.db"))
-    assert_one_line(result, 1, "runs.db is locked: another process holds it and did not let go "
-                               "within 0.2 s (database is locked)")  # fmt: skip
+    assert_one_line(
+        result,
+        1,
+        "runs.db is locked: another process holds it and did not let go within 0.2 s (database is locked)",
+    )
     assert snapshot(workdir) == before
     exclusive.execute("rollback")
     exclusive.execute("pragma locking_mode = normal")
@@ -326,8 +377,9 @@ def one_error(result, code, message):
 def test_a_full_disk_mid_run_stops_it_marked_failed_and_resumable(db, workdir, monkeypatch):
     fail_writes(monkeypatch, "database or disk is full")
     result = CliRunner().invoke(cli, command("run", "runs.db"))
-    line = one_error(result, 1, "run new stopped: cannot write runs.db: the disk is full "
-                                "(database or disk is full)")  # fmt: skip
+    line = one_error(
+        result, 1, "run new stopped: cannot write runs.db: the disk is full (database or disk is full)"
+    )
     assert "the run is marked failed" in line
     assert f"continue it with: synth resume new --db {db.resolve()}" in line
     run = open_db(db, readonly=True)["runs"].get("new")
@@ -340,10 +392,14 @@ def test_a_full_disk_mid_run_stops_it_marked_failed_and_resumable(db, workdir, m
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("message,said", [
-    ("database or disk is full", "the disk is full"),
-    ("attempt to write a readonly database", "it is read-only"),
-], ids=["full", "read-only"])  # fmt: skip
+@pytest.mark.parametrize(
+    "message,said",
+    [
+        ("database or disk is full", "the disk is full"),
+        ("attempt to write a readonly database", "it is read-only"),
+    ],
+    ids=["full", "read-only"],
+)
 def test_a_run_that_cannot_even_be_marked_failed_says_so(message, said, db, workdir, monkeypatch):
     fail_writes(monkeypatch, message, updates=True)
     result = CliRunner().invoke(cli, command("run", "runs.db"))
@@ -358,6 +414,7 @@ def test_a_full_disk_before_the_run_is_recorded_writes_nothing(where, db, workdi
         fail_writes(monkeypatch, "database or disk is full", tables=("runs",))
         args = command("run", "runs.db")
     else:  # storing a new grid point's dataset
+
         def full(*args):
             raise sqlite3.OperationalError("database or disk is full")
 
@@ -379,8 +436,12 @@ def test_two_runs_with_one_id_the_loser_gets_the_usual_line(db, workdir, monkeyp
     def checked_then_taken(conn, run_id):
         found = get_run(conn, run_id)
         other = open_db(db)
-        store.create_run(other, {"run_id": run_id, "provider": "formula", "model": "formula",
-                                 "dry_run": 0, "config": "{}"}, [], 1)  # fmt: skip
+        store.create_run(
+            other,
+            {"run_id": run_id, "provider": "formula", "model": "formula", "dry_run": 0, "config": "{}"},
+            [],
+            1,
+        )
         other.close()
         return found
 
@@ -407,8 +468,9 @@ def test_create_run_is_atomic_with_its_check(db):
 # --- nothing left beside a database a read command used -------------------------------
 
 
-@pytest.mark.parametrize("name", ["runs", "show", "export", "report", "datasets-list",
-                                  "datasets-export", "migrate"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["runs", "show", "export", "report", "datasets-list", "datasets-export", "migrate"]
+)
 def test_a_read_leaves_no_wal_or_shm(name, db, workdir):
     result = CliRunner().invoke(cli, command(name, "runs.db"))
     assert result.exit_code == 0, result.output
@@ -424,7 +486,9 @@ def test_a_refused_outdated_database_is_left_as_it_was(name, db, workdir):
     conn.close()
     before = snapshot(workdir)
     result = CliRunner().invoke(cli, command(name, "runs.db"))
-    assert_one_line(result, 2, "runs.db was written by an older version of llm-pv; upgrade it with: synth migrate")
+    assert_one_line(
+        result, 2, "runs.db was written by an older version of llm-pv; upgrade it with: synth migrate"
+    )
     assert snapshot(workdir) == before
 
 

@@ -14,8 +14,22 @@ from synth.errors import SynthError
 from tracker import runs as store
 from tracker.db import open_db
 
-SMALL = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--attempts", "1",
-         "--train-size", "10", "--val-size", "10", "--test-size", "20"]  # fmt: skip
+SMALL = [
+    "--functions",
+    "fn_a",
+    "--lengths",
+    "20",
+    "--num-trials",
+    "1",
+    "--attempts",
+    "1",
+    "--train-size",
+    "10",
+    "--val-size",
+    "10",
+    "--test-size",
+    "20",
+]
 
 
 @pytest.fixture
@@ -46,8 +60,9 @@ def workdir(tmp_path, monkeypatch):
 @pytest.fixture
 def existing_db(workdir, openai_server):
     """A database holding one finished run, to check that a refused command adds nothing."""
-    result = CliRunner().invoke(cli, ["run", *SMALL, "--api-base-url", openai_server.base_url,
-                                      "--run-id", "done", "--db", "runs.db"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["run", *SMALL, "--api-base-url", openai_server.base_url, "--run-id", "done", "--db", "runs.db"]
+    )
     assert result.exit_code == 0, result.output
     openai_server.requests.clear()
     return workdir / "runs.db"
@@ -58,10 +73,14 @@ CASES = [
     (["--functions", "fn_a", "--lengths", "0"], "length must be a positive integer"),
     (["--functions", "fn_a", "--lengths", "twenty"], "--lengths takes whole numbers"),
     (["--lengths", "2_0"], "--lengths takes whole numbers (got 20 2_0)"),
-    (["--out-jsonl", "same.txt", "--out-csv", "same.txt"],
-     "--out-jsonl and --out-csv name the same file, same.txt"),
-    (["--out-dir", "o", "--out-manifest", "o/results_attempts.jsonl"],
-     "--out-jsonl and --out-manifest name the same file"),
+    (
+        ["--out-jsonl", "same.txt", "--out-csv", "same.txt"],
+        "--out-jsonl and --out-csv name the same file, same.txt",
+    ),
+    (
+        ["--out-dir", "o", "--out-manifest", "o/results_attempts.jsonl"],
+        "--out-jsonl and --out-manifest name the same file",
+    ),
     (["--functions", "fn_h", "--lengths", "22"], "fn_h at L=22"),
     (["--functions", "fn_aa", "--lengths", "30"], "fn_aa at L=30"),
     (["--functions", "fn_a", "--lengths", "5"], "fn_a at L=5: needs"),
@@ -98,11 +117,15 @@ CASES = [
     (["--out-csv", "csv/results.csv"], "csv holds the exports of run 'theirs'"),
     (["--dataset-dir", "a-file/datasets"], "cannot write datasets to a-file/datasets"),
     (["--out-dir", "odd"], "cannot write exports: odd/results_attempts.csv is a folder; only a plain file"),
-    (["--out-jsonl", "dangling.jsonl"],
-     "cannot write exports: dangling.jsonl is a symbolic link (to nothing)"),
+    (
+        ["--out-jsonl", "dangling.jsonl"],
+        "cannot write exports: dangling.jsonl is a symbolic link (to nothing)",
+    ),
     (["--functions", "fn_p", "--uci-dir", "empty"], "HTRU_2.csv"),
-    (["--functions", "fn_q", "--test-size", "10000", "--strict-sizes", "--uci-dir", "UCI"],
-     "fn_q at L=36: needs"),
+    (
+        ["--functions", "fn_q", "--test-size", "10000", "--strict-sizes", "--uci-dir", "UCI"],
+        "fn_q at L=36: needs",
+    ),
     (["--no-such-flag"], "No such option '--no-such-flag'"),
     (["--eval-timeout", "inf"], "--eval-timeout must be positive and at most 10,000,000 (got inf)"),
     (["--timeout", "nan"], "--timeout must be positive and at most 10,000,000 (got nan)"),
@@ -137,9 +160,11 @@ CASES = [
     (["--timeout", "1_000"], "'1_000' is not a number in the digits 0-9"),
     # grids too large to write before the first call
     (["--num-trials", "100000000"], "the grid holds 100,000,000 trials (1 grid point(s) x 100,000,000)"),
-    (["--functions", "fn_a", "fn_b", "--lengths", "20", "30", "--num-trials", "25001"],
-     "more than 100,000; lower --num-trials, or raise the bound with SYNTH_MAX_TRIALS=N"),
-]  # fmt: skip
+    (
+        ["--functions", "fn_a", "fn_b", "--lengths", "20", "30", "--num-trials", "25001"],
+        "more than 100,000; lower --num-trials, or raise the bound with SYNTH_MAX_TRIALS=N",
+    ),
+]
 
 
 def snapshot(workdir):
@@ -166,8 +191,9 @@ def test_bad_run_input(args, message, existing_db, openai_server, request):
         uci_dir = str(request.getfixturevalue("uci_dir"))
         args = [uci_dir if a == "UCI" else a for a in args]
     before = snapshot(workdir)
-    result = CliRunner().invoke(cli, ["run", *SMALL, "--db", "runs.db", "--api-base-url",
-                                      openai_server.base_url, *args])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["run", *SMALL, "--db", "runs.db", "--api-base-url", openai_server.base_url, *args]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -178,18 +204,23 @@ def test_bad_run_input(args, message, existing_db, openai_server, request):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
-    (["--resume", ""], "no run '' in"),
-    (["--functions", ""], "--functions was given no value"),
-    (["--functions", ",", "--lengths", "20"], "--functions was given no value"),
-    (["--functions", "fn_a", "--lengths", " "], "--lengths was given no value"),
-], ids=["resume", "functions", "functions-comma", "lengths"])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resume", ""], "no run '' in"),
+        (["--functions", ""], "--functions was given no value"),
+        (["--functions", ",", "--lengths", "20"], "--functions was given no value"),
+        (["--functions", "fn_a", "--lengths", " "], "--lengths was given no value"),
+    ],
+    ids=["resume", "functions", "functions-comma", "lengths"],
+)
 def test_an_empty_value_is_refused_not_read_as_the_default(args, message, existing_db, openai_server):
     """`--resume "$RUN"` or `--functions "$FNS"` with the variable unset must not start
     the published grid, paid for, in its place."""
     before = snapshot(existing_db.parent)
-    result = CliRunner().invoke(cli, ["run", *args, "--db", str(existing_db),
-                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["run", *args, "--db", str(existing_db), "--api-base-url", openai_server.base_url]
+    )
     assert result.exit_code == 2 and message in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert snapshot(existing_db.parent) == before and openai_server.requests == []
@@ -197,8 +228,10 @@ def test_an_empty_value_is_refused_not_read_as_the_default(args, message, existi
 
 def test_a_grid_refused_elsewhere_reads_no_uci_source(workdir, openai_server):
     """fn_a at L=4 cannot be split: the UCI source of fn_p is then never looked for."""
-    result = CliRunner().invoke(cli, ["run", *SMALL, "--functions", "fn_p", "--lengths", "4",
-                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        ["run", *SMALL, "--functions", "fn_p", "--lengths", "4", "--api-base-url", openai_server.base_url],
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: fn_a at L=4: needs 20 distinct")
     assert "fn_p" not in result.stderr and "HTRU" not in result.stderr
@@ -212,16 +245,20 @@ def test_resume_of_an_unknown_run(existing_db, openai_server):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("more", [[], ["--functions", "fn_p", "--uci-dir", "empty"]],
-                         ids=["binary", "before a UCI download"])  # fmt: skip
+@pytest.mark.parametrize(
+    "more", [[], ["--functions", "fn_p", "--uci-dir", "empty"]], ids=["binary", "before a UCI download"]
+)
 def test_missing_api_key(existing_db, openai_server, monkeypatch, more):
     monkeypatch.delenv("OPENAI_API_KEY")
     before = snapshot(existing_db.parent)
-    result = CliRunner().invoke(cli, ["run", *SMALL, "--db", str(existing_db),
-                                      "--api-base-url", openai_server.base_url, *more])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["run", *SMALL, "--db", str(existing_db), "--api-base-url", openai_server.base_url, *more]
+    )
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: OPENAI_API_KEY is not set: export it, or use an offline "
-                                    "--provider (tree, formula); `synth run --dry-run` needs none")  # fmt: skip
+    assert result.stderr.startswith(
+        "Error: OPENAI_API_KEY is not set: export it, or use an offline "
+        "--provider (tree, formula); `synth run --dry-run` needs none"
+    )
     assert len(result.stderr.splitlines()) == 1
     assert snapshot(existing_db.parent) == before and openai_server.requests == []
     assert "OPENAI_API_KEY" not in os.environ
@@ -229,8 +266,9 @@ def test_missing_api_key(existing_db, openai_server, monkeypatch, more):
 
 def test_a_grid_refused_while_its_data_is_drawn_leaves_no_new_database(workdir):
     """fn_g at L=4 passes the plan, but its draws repeat inputs too often to split."""
-    result = CliRunner().invoke(cli, ["run", "--dry-run", "--functions", "fn_g", "--lengths", "4",
-                                      "--db", "new.db"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["run", "--dry-run", "--functions", "fn_g", "--lengths", "4", "--db", "new.db"]
+    )
     assert result.exit_code == 2, result.output
     assert "cannot split without leakage" in result.stderr
     assert not any(workdir.glob("new.db*"))
@@ -239,10 +277,15 @@ def test_a_grid_refused_while_its_data_is_drawn_leaves_no_new_database(workdir):
 def test_a_new_database_another_process_used_meanwhile_is_kept(workdir, monkeypatch):
     """This run created the file, but while it drew its data another run recorded itself
     there: refusing this run must not delete that one."""
+
     def meanwhile(db, points, uci_dir=None):
         other = open_db(workdir / "shared.db")
-        store.create_run(other, {"run_id": "theirs", "provider": "tree", "model": "tree",
-                                 "dry_run": 0, "config": "{}"}, [], 1)  # fmt: skip
+        store.create_run(
+            other,
+            {"run_id": "theirs", "provider": "tree", "model": "tree", "dry_run": 0, "config": "{}"},
+            [],
+            1,
+        )
         other.close()
         raise SynthError("refused while drawing data")
 
@@ -260,47 +303,117 @@ def test_a_group_without_a_command_prints_its_help(args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key, position", [
-    ("sk-tëst", 4), ("sk-test\n", 7), ("sk-te st", 5), ("\u201csk-test\u201d", 0), ("sk-\x1b", 3),
-], ids=["accent", "newline", "space", "curly-quotes", "escape"])  # fmt: skip
-def test_a_key_no_http_header_can_carry_is_refused_up_front(key, position, existing_db, openai_server,
-                                                          monkeypatch):
+@pytest.mark.parametrize(
+    "key, position",
+    [
+        ("sk-tëst", 4),
+        ("sk-test\n", 7),
+        ("sk-te st", 5),
+        ("\u201csk-test\u201d", 0),
+        ("sk-\x1b", 3),
+    ],
+    ids=["accent", "newline", "space", "curly-quotes", "escape"],
+)
+def test_a_key_no_http_header_can_carry_is_refused_up_front(
+    key, position, existing_db, openai_server, monkeypatch
+):
     monkeypatch.setenv("OPENAI_API_KEY", key)
     before = snapshot(existing_db.parent)
-    result = CliRunner().invoke(cli, ["run", *SMALL, "--db", str(existing_db),
-                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["run", *SMALL, "--db", str(existing_db), "--api-base-url", openai_server.base_url]
+    )
     assert result.exit_code == 2, result.output
-    assert result.stderr == (f"Error: OPENAI_API_KEY has a character an HTTP header cannot carry "
-                             f"at position {position}: check that it was copied whole and alone\n")
+    assert result.stderr == (
+        f"Error: OPENAI_API_KEY has a character an HTTP header cannot carry "
+        f"at position {position}: check that it was copied whole and alone\n"
+    )
     assert key not in result.output
     assert snapshot(existing_db.parent) == before and openai_server.requests == []
 
 
 def test_the_grid_bound_can_be_raised(workdir, monkeypatch):
     monkeypatch.setenv("SYNTH_MAX_TRIALS", "3")
-    args = ["run", "--dry-run", "--functions", "fn_a", "--lengths", "20", "--db", "g.db",
-            "--train-size", "10", "--val-size", "10", "--test-size", "20"]
+    args = [
+        "run",
+        "--dry-run",
+        "--functions",
+        "fn_a",
+        "--lengths",
+        "20",
+        "--db",
+        "g.db",
+        "--train-size",
+        "10",
+        "--val-size",
+        "10",
+        "--test-size",
+        "20",
+    ]
     refused = CliRunner().invoke(cli, [*args, "--num-trials", "4"])
     assert refused.exit_code == 2 and "more than 3; lower --num-trials" in refused.stderr
     assert not (workdir / "g.db").exists()
     assert CliRunner().invoke(cli, [*args, "--num-trials", "3"]).exit_code == 0
     monkeypatch.setenv("SYNTH_MAX_TRIALS", "many")
     bad = CliRunner().invoke(cli, [*args, "--num-trials", "1", "--run-id", "other"])
-    assert bad.exit_code == 2 and bad.stderr == "Error: SYNTH_MAX_TRIALS must be a whole number (got 'many')\n"
+    assert (
+        bad.exit_code == 2 and bad.stderr == "Error: SYNTH_MAX_TRIALS must be a whole number (got 'many')\n"
+    )
 
 
 @pytest.mark.slow
 def test_lengths_that_no_task_of_the_grid_reads_are_named(workdir, uci_dir):
-    result = CliRunner().invoke(cli, ["run", "--dry-run", "--functions", "fn_p", "--lengths", "20",
-                                      "--uci-dir", str(uci_dir), "--db", "t.db", "--num-trials", "1",
-                                      "--train-size", "10", "--val-size", "10", "--test-size", "20"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--dry-run",
+            "--functions",
+            "fn_p",
+            "--lengths",
+            "20",
+            "--uci-dir",
+            str(uci_dir),
+            "--db",
+            "t.db",
+            "--num-trials",
+            "1",
+            "--train-size",
+            "10",
+            "--val-size",
+            "10",
+            "--test-size",
+            "20",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Warning: --lengths is unused: fn_p take their length from their data" in result.stderr
 
 
-OFFLINE = ["run", "--provider", "formula", "--max-candidates", "200", "--functions", "fn_a",
-           "--lengths", "20", "--num-trials", "1", "--attempts", "1", "--train-size", "10",
-           "--val-size", "10", "--test-size", "20", "--db", "runs.db", "--run-id", "edge"]  # fmt: skip
+OFFLINE = [
+    "run",
+    "--provider",
+    "formula",
+    "--max-candidates",
+    "200",
+    "--functions",
+    "fn_a",
+    "--lengths",
+    "20",
+    "--num-trials",
+    "1",
+    "--attempts",
+    "1",
+    "--train-size",
+    "10",
+    "--val-size",
+    "10",
+    "--test-size",
+    "20",
+    "--db",
+    "runs.db",
+    "--run-id",
+    "edge",
+]
 
 
 def ctrl_c_at(monkeypatch, module, name, when=lambda *args, **kwargs: True):
@@ -330,14 +443,17 @@ def test_ctrl_c_at_every_moment_of_a_recorded_run_marks_it_interrupted(moment, w
     if moment == "exports":
         fired = ctrl_c_at(monkeypatch, synth.engine.entry, "write_exports")
     else:
-        fired = ctrl_c_at(monkeypatch, store, "record_event", lambda db, run_id, kind, *a, **k: kind == moment)
+        fired = ctrl_c_at(
+            monkeypatch, store, "record_event", lambda db, run_id, kind, *a, **k: kind == moment
+        )
     command = ["run", "--resume", "edge", "--db", "runs.db"] if moment == "resumed" else OFFLINE
     result = CliRunner().invoke(cli, command)
     assert fired and result.exit_code == 130, result.output
     assert "Traceback" not in result.output and "Aborted" not in result.output
     assert result.stderr.splitlines()[-1] == (
         "Error: run edge interrupted; nothing recorded is lost. Resume it with: "
-        f"synth resume edge --db {workdir / 'runs.db'}")  # progress lines may come before
+        f"synth resume edge --db {workdir / 'runs.db'}"
+    )  # progress lines may come before
     with closing_db(workdir / "runs.db") as conn:
         assert conn.execute("select status from runs").fetchall() == [("interrupted",)]
     monkeypatch.undo()
@@ -368,16 +484,21 @@ def closing_db(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
-    (["--attempts", "1001"], "--attempts must be at most 1,000 (got 1,001)"),
-    (["--attempts", "100000000000000000000"], "--attempts must be at most 1,000"),
-    (["--model", "gpt\nfive"], "--model must be one printable line"),
-    (["--model", "gpt\x1b[2Jfive"], "--model must be one printable line"),
-], ids=["attempts", "attempts-huge", "model-newline", "model-escape"])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--attempts", "1001"], "--attempts must be at most 1,000 (got 1,001)"),
+        (["--attempts", "100000000000000000000"], "--attempts must be at most 1,000"),
+        (["--model", "gpt\nfive"], "--model must be one printable line"),
+        (["--model", "gpt\x1b[2Jfive"], "--model must be one printable line"),
+    ],
+    ids=["attempts", "attempts-huge", "model-newline", "model-escape"],
+)
 def test_settings_that_would_run_forever_or_break_a_table(args, message, existing_db, openai_server):
     before = snapshot(existing_db.parent)
-    result = CliRunner().invoke(cli, ["run", *SMALL, *args, "--db", str(existing_db),
-                                      "--api-base-url", openai_server.base_url])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["run", *SMALL, *args, "--db", str(existing_db), "--api-base-url", openai_server.base_url]
+    )
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert len(result.stderr.splitlines()) == 1
     assert snapshot(existing_db.parent) == before and openai_server.requests == []
@@ -393,8 +514,22 @@ def test_browse_refuses_an_empty_host(existing_db):
 @pytest.mark.parametrize("effort", ["xhigh", "none", "ultra"])
 def test_a_reasoning_effort_is_sent_as_given(effort, existing_db, openai_server):
     """OpenAI adds levels with new models: any word is sent; the server says if it refuses."""
-    result = CliRunner().invoke(cli, ["run", *SMALL, "--reasoning-effort", effort, "--run-id", effort,
-                                      "--db", str(existing_db), "--api-base-url", openai_server.base_url])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            *SMALL,
+            "--reasoning-effort",
+            effort,
+            "--run-id",
+            effort,
+            "--db",
+            str(existing_db),
+            "--api-base-url",
+            openai_server.base_url,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert openai_server.requests and all(
-        r.body["reasoning"] == {"effort": effort} for r in openai_server.requests)
+        r.body["reasoning"] == {"effort": effort} for r in openai_server.requests
+    )

@@ -22,8 +22,20 @@ from tracker.files import write_all_atomic
 
 pytestmark = pytest.mark.slow  # a full run (or several) per case
 
-GRID = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--train-size", "10",
-        "--val-size", "10", "--test-size", "20"]  # fmt: skip
+GRID = [
+    "--functions",
+    "fn_a",
+    "--lengths",
+    "20",
+    "--num-trials",
+    "1",
+    "--train-size",
+    "10",
+    "--val-size",
+    "10",
+    "--test-size",
+    "20",
+]
 
 
 def synth(*args):
@@ -31,8 +43,9 @@ def synth(*args):
 
 
 def files_under(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
-            for p in sorted(root.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))
+    }
 
 
 def one_line_error(result, code=2) -> str:
@@ -49,8 +62,20 @@ def done_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SYNTH_DB", raising=False)
     monkeypatch.delenv("SYNTH_PRICES", raising=False)
-    result = synth("run", "--provider", "formula", "--max-candidates", 100, *GRID, "--attempts", 1,
-                   "--db", "runs.db", "--run-id", "done")  # fmt: skip
+    result = synth(
+        "run",
+        "--provider",
+        "formula",
+        "--max-candidates",
+        100,
+        *GRID,
+        "--attempts",
+        1,
+        "--db",
+        "runs.db",
+        "--run-id",
+        "done",
+    )
     assert result.exit_code == 0, result.output
     return tmp_path
 
@@ -65,17 +90,20 @@ def price_files(done_run):
     return done_run
 
 
-@pytest.mark.parametrize("name, message", [
-    ("/dev/zero", "cannot read price table /dev/zero: a device, not a plain file"),
-    ("/dev/null", "cannot read price table /dev/null: a device, not a plain file"),
-    ("prices.fifo", "cannot read price table prices.fifo: a pipe, not a plain file"),
-    ("huge.json", "cannot read price table huge.json: 2,097,177 bytes, more than 1,048,576"),
-    ("latin1.json", "price table latin1.json is not valid JSON: 'utf-8' codec can't decode"),
-    ("deep.json", "price table deep.json is not valid JSON: maximum recursion depth"),
-], ids=["zero", "null", "fifo", "huge", "latin1", "deep"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("/dev/zero", "cannot read price table /dev/zero: a device, not a plain file"),
+        ("/dev/null", "cannot read price table /dev/null: a device, not a plain file"),
+        ("prices.fifo", "cannot read price table prices.fifo: a pipe, not a plain file"),
+        ("huge.json", "cannot read price table huge.json: 2,097,177 bytes, more than 1,048,576"),
+        ("latin1.json", "price table latin1.json is not valid JSON: 'utf-8' codec can't decode"),
+        ("deep.json", "price table deep.json is not valid JSON: maximum recursion depth"),
+    ],
+    ids=["zero", "null", "fifo", "huge", "latin1", "deep"],
+)
 @pytest.mark.parametrize("how", ["flag", "environment"])
-def test_a_price_table_that_is_no_small_plain_file_is_refused(name, message, how, price_files,
-                                                              monkeypatch):
+def test_a_price_table_that_is_no_small_plain_file_is_refused(name, message, how, price_files, monkeypatch):
     """Before: /dev/zero was read until memory ran out, a FIFO hung."""
     before = files_under(price_files)
     if how == "flag":
@@ -92,8 +120,22 @@ def test_a_dataset_layout_that_meets_a_file_is_one_line(done_run):
     (done_run / "d").mkdir()
     (done_run / "d" / "parity_all").write_text("a file where a folder goes")
     before = files_under(done_run / "d")
-    run = synth("run", "--provider", "formula", "--max-candidates", 100, *GRID, "--attempts", 1,
-                "--db", "runs.db", "--run-id", "mirrored", "--dataset-dir", "d")  # fmt: skip
+    run = synth(
+        "run",
+        "--provider",
+        "formula",
+        "--max-candidates",
+        100,
+        *GRID,
+        "--attempts",
+        1,
+        "--db",
+        "runs.db",
+        "--run-id",
+        "mirrored",
+        "--dataset-dir",
+        "d",
+    )
     line = one_line_error(run)
     assert line.startswith("Error: cannot write datasets to d: d/parity_all/L20")
     assert line.endswith("Not a directory")
@@ -118,15 +160,27 @@ def test_a_full_disk_leaves_no_dataset_folder_without_its_meta(done_run, monkeyp
     assert files_under(done_run / "out") == {}, "what the dataset got is undone"
 
 
-@pytest.mark.parametrize("args", [
-    ["tasks"], ["tasks", "--json"], ["runs", "--db", "runs.db"], ["show", "done", "--db", "runs.db"],
-    ["report", "--db", "runs.db", "--format", "md"],
-], ids=["tasks", "tasks-json", "runs", "show", "report-md"])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tasks"],
+        ["tasks", "--json"],
+        ["runs", "--db", "runs.db"],
+        ["show", "done", "--db", "runs.db"],
+        ["report", "--db", "runs.db", "--format", "md"],
+    ],
+    ids=["tasks", "tasks-json", "runs", "show", "report-md"],
+)
 def test_standard_output_that_cannot_be_written_is_one_line(args, done_run):
     """`synth tasks > /dev/full`: an OSError traceback before."""
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "synth", *args], stdout=full,
-                              stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "synth", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 1, done.stderr
     assert done.stderr == "Error: cannot write to standard output: No space left on device\n"
 
@@ -137,14 +191,19 @@ def test_the_report_under_an_address_space_limit_has_no_charts_and_says_why(done
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
 
-    done = subprocess.run([sys.executable, "-m", "synth", "report", "--db", "runs.db", "-o", "r.html"],
-                          stderr=subprocess.PIPE, text=True, preexec_fn=limit, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "synth", "report", "--db", "runs.db", "-o", "r.html"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
         "Warning: the charts are not drawn: their JavaScript could not be made here (vl-convert's "
         "V8 cannot start under this address-space limit, `ulimit -v`); the tables hold every number",
         "report written to r.html",
-    ]  # fmt: skip
+    ]
     html = (done_run / "r.html").read_text()
     assert "the charts are not drawn" in html and "vegaEmbed(" not in html.split("<body>")[0]
     assert ">done<" in html or "done" in html  # the tables are there
@@ -164,7 +223,9 @@ def test_a_uci_file_name_that_is_no_file_is_named(make, tmp_path, monkeypatch):
         (uci / "HTRU_2.csv").symlink_to(tmp_path / "nowhere")
     result = synth("run", "--dry-run", "--functions", "fn_p", "--uci-dir", uci, "--db", "u.db")
     what = "a folder" if make == "folder" else "a link to nothing"
-    assert one_line_error(result).startswith(f"Error: {uci / 'HTRU_2.csv'} is {what}, not the UCI file HTRU_2.csv")
+    assert one_line_error(result).startswith(
+        f"Error: {uci / 'HTRU_2.csv'} is {what}, not the UCI file HTRU_2.csv"
+    )
     assert not (tmp_path / "u.db").exists()
 
 
@@ -178,13 +239,41 @@ def test_an_export_the_disk_cannot_hold_writes_none_of_its_files(tmp_path, monke
     """`synth export` on a full disk left some of the JSONL, the CSV and the trial logs
     without their manifest."""
     monkeypatch.chdir(tmp_path)
-    made = synth("run", "--provider", "formula", "--max-candidates", 100, "--functions", "fn_a",
-                 "fn_b", "--lengths", 20, 30, "--num-trials", 10, "--attempts", 1, "--train-size",
-                 10, "--val-size", 10, "--test-size", 20, "--db", "runs.db", "--run-id", "big")  # fmt: skip
+    made = synth(
+        "run",
+        "--provider",
+        "formula",
+        "--max-candidates",
+        100,
+        "--functions",
+        "fn_a",
+        "fn_b",
+        "--lengths",
+        20,
+        30,
+        "--num-trials",
+        10,
+        "--attempts",
+        1,
+        "--train-size",
+        10,
+        "--val-size",
+        10,
+        "--test-size",
+        20,
+        "--db",
+        "runs.db",
+        "--run-id",
+        "big",
+    )
     assert made.exit_code == 0, made.output
-    done = subprocess.run([sys.executable, "-m", "synth", "export", "big", "--db", "runs.db",
-                           "--out-dir", "out"], stderr=subprocess.PIPE, text=True,
-                          preexec_fn=small_files, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "synth", "export", "big", "--db", "runs.db", "--out-dir", "out"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=small_files,
+        timeout=120,
+    )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1 and "File too large" in done.stderr, done.stderr
     assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
@@ -192,8 +281,11 @@ def test_an_export_the_disk_cannot_hold_writes_none_of_its_files(tmp_path, monke
 
 def test_files_written_together_are_all_written_or_none(tmp_path):
     (tmp_path / "kept.txt").write_text("before")
-    contents = {tmp_path / "kept.txt": "after", tmp_path / "new.txt": "new",
-                tmp_path / "gone" / "x.txt": "its folder does not exist"}  # fmt: skip
+    contents = {
+        tmp_path / "kept.txt": "after",
+        tmp_path / "new.txt": "new",
+        tmp_path / "gone" / "x.txt": "its folder does not exist",
+    }
     with pytest.raises(FileNotFoundError):
         write_all_atomic(contents)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
@@ -203,14 +295,20 @@ def test_files_written_together_are_all_written_or_none(tmp_path):
     assert (tmp_path / "kept.txt").read_text() == "after" and (tmp_path / "new.txt").read_text() == "new"
 
 
-OFFLINE = ["run", "--provider", "formula", "--max-candidates", 100, *GRID, "--attempts", 1,
-           "--db", "runs.db"]  # fmt: skip
+OFFLINE = ["run", "--provider", "formula", "--max-candidates", 100, *GRID, "--attempts", 1, "--db", "runs.db"]
 
 
-@pytest.mark.parametrize("args", [
-    ["--out-jsonl", "runs.db"], ["--out-csv", "./runs.db"], ["--out-manifest", "runs.db-wal"],
-    ["--out-jsonl", "link.db"], ["--out-dir", ".", "--out-jsonl", "runs.db"],
-], ids=["jsonl", "csv", "manifest-wal", "symlink", "out-dir"])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--out-jsonl", "runs.db"],
+        ["--out-csv", "./runs.db"],
+        ["--out-manifest", "runs.db-wal"],
+        ["--out-jsonl", "link.db"],
+        ["--out-dir", ".", "--out-jsonl", "runs.db"],
+    ],
+    ids=["jsonl", "csv", "manifest-wal", "symlink", "out-dir"],
+)
 def test_an_export_that_would_overwrite_the_database_is_refused(args, done_run):
     """Before: the run was paid for, then its JSONL replaced the database, every run lost."""
     (done_run / "link.db").symlink_to(done_run / "runs.db")
@@ -248,11 +346,19 @@ def test_a_path_too_long_for_the_file_system_is_one_line(flag, done_run):
     assert files_under(done_run) == before
 
 
-@pytest.mark.parametrize("args", [
-    ["run", "--out-dir", ""], ["run", "--dataset-dir", ""], ["run", "--db", ""],
-    ["export", "done", "--out-dir", ""], ["datasets", "export", "--dataset-dir", ""],
-    ["report", "-o", ""], ["runs", "--db", " "],
-], ids=["run-out-dir", "run-dataset-dir", "run-db", "export", "datasets-export", "report", "runs"])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--out-dir", ""],
+        ["run", "--dataset-dir", ""],
+        ["run", "--db", ""],
+        ["export", "done", "--out-dir", ""],
+        ["datasets", "export", "--dataset-dir", ""],
+        ["report", "-o", ""],
+        ["runs", "--db", " "],
+    ],
+    ids=["run-out-dir", "run-dataset-dir", "run-db", "export", "datasets-export", "report", "runs"],
+)
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, done_run):
     before = files_under(done_run)
     assert one_line_error(synth(*args)).endswith("a path must not be empty")
@@ -267,13 +373,21 @@ def test_report_to_standard_output_with_a_dash(done_run):
 
 def test_a_closed_stderr_does_not_stop_a_run(done_run):
     """Progress on a closed stderr raised, and the run stayed `running`."""
-    subprocess.run([sys.executable, "-m", "synth", *map(str, OFFLINE), "--run-id", "quiet"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "synth", *map(str, OFFLINE), "--run-id", "quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
     conn = sqlite3.connect(done_run / "runs.db")
     assert conn.execute("select status from runs where run_id = 'quiet'").fetchone() == ("completed",)
     conn.close()
-    done = subprocess.run([sys.executable, "-m", "synth", *map(str, OFFLINE), "--run-id", "closed"],
-                          stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(2), timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "synth", *map(str, OFFLINE), "--run-id", "closed"],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(2),
+        timeout=120,
+    )
     conn = sqlite3.connect(done_run / "runs.db")
     assert conn.execute("select status from runs where run_id = 'closed'").fetchone() == ("completed",)
     conn.close()
@@ -290,17 +404,27 @@ def drop_tables(path: Path, *tables: str) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("args", [["show", "done"], ["runs"], ["migrate"], ["export", "done"],
-                                  ["run", *OFFLINE[1:-2], "--run-id", "next"]],
-                         ids=["show", "runs", "migrate", "export", "run"])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "done"],
+        ["runs"],
+        ["migrate"],
+        ["export", "done"],
+        ["run", *OFFLINE[1:-2], "--run-id", "next"],
+    ],
+    ids=["show", "runs", "migrate", "export", "run"],
+)
 def test_a_database_that_lost_a_table_says_so(args, done_run):
     """With `runs` dropped by hand, `show` said "no run" and `migrate` "up to date"."""
     drop_tables(done_run / "runs.db", "evaluations")
     before = files_under(done_run)
     command = [args[0], "--db", "runs.db", *args[1:]] if args[0] != "migrate" else ["migrate", "runs.db"]
     line = one_line_error(synth(*command), code=1)
-    assert line == ("Error: runs.db lacks the table(s) evaluations that its recorded migrations made: "
-                    "it was changed by hand or by another program; restore a copy of it")  # fmt: skip
+    assert line == (
+        "Error: runs.db lacks the table(s) evaluations that its recorded migrations made: "
+        "it was changed by hand or by another program; restore a copy of it"
+    )
     assert files_under(done_run) == before
 
 
@@ -322,12 +446,21 @@ def test_a_table_lost_during_a_run_ends_it_failed(done_run, monkeypatch):
     conn.close()
 
 
-@pytest.mark.parametrize("args", [["tasks"], ["runs", "--db", "runs.db"], ["browse", "runs.db", "--port", "0"]],
-                         ids=["tasks", "runs", "browse"])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [["tasks"], ["runs", "--db", "runs.db"], ["browse", "runs.db", "--port", "0"]],
+    ids=["tasks", "runs", "browse"],
+)
 def test_a_closed_standard_output_is_refused_not_written_to_nowhere(args, done_run):
     """`synth runs >&-` exited 0 having printed nothing; `browse` raised in uvicorn's logging."""
-    done = subprocess.run([sys.executable, "-m", "synth", *args], stderr=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: os.close(1), timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "synth", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+        timeout=60,
+    )
     assert done.returncode == 2
-    assert done.stderr == ("Error: standard output is closed; send it to a file, or to /dev/null "
-                           "(`> /dev/null`)\n")  # fmt: skip
+    assert done.stderr == (
+        "Error: standard output is closed; send it to a file, or to /dev/null (`> /dev/null`)\n"
+    )

@@ -10,15 +10,31 @@ import time
 import pytest
 from click.testing import CliRunner
 
-import synth.prompts
 import synth.engine.entry
+import synth.prompts
 from synth.cli import cli
-from synth.errors import SynthError
 from synth.datasets.generators.base import Task
+from synth.errors import SynthError
 from synth.prompts import render_prompt, template_from_text
 
-GRID = ["--provider", "formula", "--functions", "fn_a", "--lengths", "20", "--num-trials", "1",
-        "--attempts", "1", "--train-size", "10", "--val-size", "10", "--test-size", "20"]  # fmt: skip
+GRID = [
+    "--provider",
+    "formula",
+    "--functions",
+    "fn_a",
+    "--lengths",
+    "20",
+    "--num-trials",
+    "1",
+    "--attempts",
+    "1",
+    "--train-size",
+    "10",
+    "--val-size",
+    "10",
+    "--test-size",
+    "20",
+]
 
 
 @pytest.fixture
@@ -37,8 +53,11 @@ def workdir(tmp_path, monkeypatch):
 def snapshot(folder):
     """Every file and folder under ``folder``, files with their bytes (but SQLite's
     shared-memory index, which any reader rewrites)."""
-    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
-            for p in sorted(folder.rglob("*")) if not p.name.endswith("-shm")}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+        if not p.name.endswith("-shm")
+    }
 
 
 def run_cli(*args):
@@ -63,8 +82,10 @@ BAD = {
     "type-error": ("{{ kind + 1 }}", "TypeError"),
     "bad-int": ("{{ 'abc'|int + examples[0].input|int // 0 }}", "ZeroDivisionError"),
     "recursive-macro": ("{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}", "RecursionError"),
-    "exponential-macro": ("{% macro d(n) %}{% if n %}{{ d(n - 1) }}{{ d(n - 1) }}{% endif %}{% endmacro %}"
-                          "{{ d(40) }}", "rendering took more than 1 seconds"),
+    "exponential-macro": (
+        "{% macro d(n) %}{% if n %}{{ d(n - 1) }}{{ d(n - 1) }}{% endif %}{% endmacro %}{{ d(40) }}",
+        "rendering took more than 1 seconds",
+    ),
     "huge-repeat": ('{{ "x" * 10**9 }}', "more than"),
     "huge-list": ("{{ (examples * 10**8)|length }}", "more than"),
     "huge-power": ("{{ 10 ** (10 ** 9) }}", "bits"),
@@ -75,22 +96,35 @@ BAD = {
     "huge-lipsum": ("{{ lipsum(10**9) }}", "lipsum()"),
     "huge-replace": ('{% set s = "x" * 100000 %}{{ s.replace("x", s) }}', "replace()"),
     "huge-join": ('{% set s = "x" * 100000 %}{{ "".join([s] * 100000) }}', "join()"),
-    "doubling-concat": ("{% set ns = namespace(s=examples_block) %}{% for i in range(60) %}"
-                        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}", "more than"),
-    "doubling-block": ("{% set ns = namespace(s=examples_block) %}{% for i in range(60) %}"
-                       "{% set ns.s %}{{ ns.s }}{{ ns.s }}{% endset %}{% endfor %}", "in all"),
-    "doubling-list": ("{% set xs = [1] %}{% for i in range(60) %}{{ xs.extend(xs) }}{% endfor %}", "more than"),
+    "doubling-concat": (
+        "{% set ns = namespace(s=examples_block) %}{% for i in range(60) %}"
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "more than",
+    ),
+    "doubling-block": (
+        "{% set ns = namespace(s=examples_block) %}{% for i in range(60) %}"
+        "{% set ns.s %}{{ ns.s }}{{ ns.s }}{% endset %}{% endfor %}",
+        "in all",
+    ),
+    "doubling-list": (
+        "{% set xs = [1] %}{% for i in range(60) %}{{ xs.extend(xs) }}{% endfor %}",
+        "more than",
+    ),
     "range-billion": ("{% for i in range(10**9) %}{% endfor %}", "Range too big"),
-    "nested-loops": ("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
-                     "loop steps"),
-    "nested-lists": ("{% set xs = range(100000)|list %}{% for a in xs %}{% for b in xs %}{% endfor %}"
-                     "{% endfor %}", "loop steps"),
+    "nested-loops": (
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+        "loop steps",
+    ),
+    "nested-lists": (
+        "{% set xs = range(100000)|list %}{% for a in xs %}{% for b in xs %}{% endfor %}{% endfor %}",
+        "loop steps",
+    ),
     "long-prompt": ('{% for i in range(100000) %}{{ "y" * 100 }}{% endfor %}', "more than"),
     "real-data-only": ("{% if n_train > 1 %}{{ examples[n_train].input }}{% endif %}", "no element 10"),
     "undefined-attribute": ("{{ examples[0].missing }}", "missing"),
     "unsafe-attribute": ("{{ kind.__class__.__mro__ }}", "unsafe"),
     "raised-by-filter": ("{{ examples|map(attribute='input')|sum }}", "TypeError"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.slow
@@ -117,7 +151,10 @@ def test_the_failing_grid_point_is_named_and_no_database_is_left(workdir):
     before = snapshot(workdir)
     result = run_cli("run", *GRID, "--lengths", "30", "--db", "runs.db", "--prompt-template", "bad.j2")
     line = assert_refused(result, "ZeroDivisionError")
-    assert line == "Error: prompt template bad.j2, line 2, rendering fn_a at L=30: ZeroDivisionError: division by zero"
+    assert (
+        line
+        == "Error: prompt template bad.j2, line 2, rendering fn_a at L=30: ZeroDivisionError: division by zero"
+    )
     assert snapshot(workdir) == before
 
 
@@ -143,7 +180,10 @@ def test_template_needing_real_examples_runs_and_resumes(workdir):
 @pytest.mark.slow
 def test_a_bad_template_on_an_existing_database_adds_nothing(workdir):
     (workdir / "ok.j2").write_text("{{ examples_block }}\n")
-    assert run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "ok.j2", "--run-id", "ok").exit_code == 0
+    assert (
+        run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "ok.j2", "--run-id", "ok").exit_code
+        == 0
+    )
     (workdir / "bad.j2").write_text("{{ examples_block }}{{ 1 / (n_train - n_train) }}")
     before = snapshot(workdir)
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "bad.j2", "--run-id", "bad")
@@ -158,27 +198,37 @@ def test_resume_refuses_a_stored_template_that_no_longer_renders(workdir):
     """A stored template that fails now (here: edited in the database, as a template
     written before the sandbox might) is refused before the run is claimed or marked."""
     (workdir / "ok.j2").write_text("{{ examples_block }}\n")
-    assert run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "ok.j2", "--run-id", "r").exit_code == 0
+    assert (
+        run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "ok.j2", "--run-id", "r").exit_code == 0
+    )
     with sqlite3.connect(workdir / "runs.db") as conn:
         (config,) = conn.execute("select config from runs where run_id = 'r'").fetchone()
         config = json.loads(config)
         config["prompt_template"] = '{{ "x" * 10**9 }}'
-        conn.execute("update runs set status = 'interrupted', config = ? where run_id = 'r'", [json.dumps(config)])
+        conn.execute(
+            "update runs set status = 'interrupted', config = ? where run_id = 'r'", [json.dumps(config)]
+        )
     before = snapshot(workdir)
     result = run_cli("run", "--resume", "r", "--db", "runs.db")
     assert_refused(result, "prompt template ok.j2", "fn_a at L=20", "more than")
     assert snapshot(workdir) == before
 
 
-@pytest.mark.parametrize("source, message", [
-    ('{% include "mine.j2" %}', "cannot find 'mine.j2'"),
-    ("{{ exmples_block }}", "'exmples_block' is undefined"),
-    ("{{ task.id }}", "'task' is undefined"),
-], ids=["include-of-own-file", "typo", "no-task"])  # fmt: skip
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ('{% include "mine.j2" %}', "cannot find 'mine.j2'"),
+        ("{{ exmples_block }}", "'exmples_block' is undefined"),
+        ("{{ task.id }}", "'task' is undefined"),
+    ],
+    ids=["include-of-own-file", "typo", "no-task"],
+)
 def test_what_needs_no_examples_is_refused_before_any_dataset_is_built(workdir, monkeypatch, source, message):
     (workdir / "mine.j2").write_text("{{ examples_block }}")
     (workdir / "bad.j2").write_text(source)
-    monkeypatch.setattr(synth.engine.entry, "ensure_datasets", lambda *a, **k: pytest.fail("datasets were built"))
+    monkeypatch.setattr(
+        synth.engine.entry, "ensure_datasets", lambda *a, **k: pytest.fail("datasets were built")
+    )
     before = snapshot(workdir)
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "bad.j2")
     assert_refused(result, "prompt template bad.j2", message)
@@ -201,15 +251,22 @@ TASK = Task(id="fn_x", target="t", kind="binary", default_lengths=(4,), generate
 TRAIN = [("0110", 1), ("1111", 0), ("0000", 1)]
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("{{ examples[1].input }}|{{ examples[2].label }}", "1111|1"),
-    ("{{ examples|map(attribute='input')|join(',') }}", "0110,1111,0000"),
-    ("{% for e in examples %}{{ loop.index }}:{{ e.input|upper }} {% endfor %}", "1:0110 2:1111 3:0000 "),
-    ("{{ '%05d|{:>6}'.format(kind) % n_train }}", "00003|binary"),
-    ("{{ range(3)|list }} {{ dict(a=1) }} {% set ns = namespace(n=0) %}{{ ns.n }}", "[0, 1, 2] {'a': 1} 0"),
-    ('{% extends "binary.j2" %}{% block input_format %}bits{% endblock %}', "Input format: bits"),
-    ("{{ 12345678901|string|length }} {{ 2 ** 64 }}", "11 18446744073709551616"),
-], ids=["examples-index", "filters", "loop", "formats", "globals", "extends", "big-numbers"])  # fmt: skip
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("{{ examples[1].input }}|{{ examples[2].label }}", "1111|1"),
+        ("{{ examples|map(attribute='input')|join(',') }}", "0110,1111,0000"),
+        ("{% for e in examples %}{{ loop.index }}:{{ e.input|upper }} {% endfor %}", "1:0110 2:1111 3:0000 "),
+        ("{{ '%05d|{:>6}'.format(kind) % n_train }}", "00003|binary"),
+        (
+            "{{ range(3)|list }} {{ dict(a=1) }} {% set ns = namespace(n=0) %}{{ ns.n }}",
+            "[0, 1, 2] {'a': 1} 0",
+        ),
+        ('{% extends "binary.j2" %}{% block input_format %}bits{% endblock %}', "Input format: bits"),
+        ("{{ 12345678901|string|length }} {{ 2 ** 64 }}", "11 18446744073709551616"),
+    ],
+    ids=["examples-index", "filters", "loop", "formats", "globals", "extends", "big-numbers"],
+)
 def test_valid_templates_render_in_the_sandbox(source, expected):
     assert expected in render_prompt(TASK, 4, TRAIN, template=template_from_text(source, name="ok.j2"))
 
@@ -218,14 +275,19 @@ def test_errors_name_the_line_and_stay_one_line():
     source = "line one\n{{ examples_block }}\n{{ kind ~ (1 / 0) }}\n"
     with pytest.raises(SynthError) as info:
         render_prompt(TASK, 4, TRAIN, template=template_from_text(source, name="t.j2"))
-    assert str(info.value) == "prompt template t.j2, line 3, rendering fn_x at L=4: ZeroDivisionError: division by zero"
+    assert (
+        str(info.value)
+        == "prompt template t.j2, line 3, rendering fn_x at L=4: ZeroDivisionError: division by zero"
+    )
 
 
 def test_a_default_prompt_is_never_over_the_limit():
     """The limit counts beyond the examples: a large training split is not refused."""
     train = [(f"{i:020b}", i % 2) for i in range(60_000)]  # examples_block of 1.4 MB
     assert len(render_prompt(TASK, 20, train)) > 1_400_000
-    custom = template_from_text("{% for e in examples %}{{ e.input }} => {{ e.label }}\n{% endfor %}", name="c.j2")
+    custom = template_from_text(
+        "{% for e in examples %}{{ e.input }} => {{ e.label }}\n{% endfor %}", name="c.j2"
+    )
     assert len(render_prompt(TASK, 20, train, template=custom)) > 1_400_000
 
 

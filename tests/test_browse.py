@@ -34,11 +34,23 @@ PROMPT = "Find f. Examples:\n0001 -> 1\n0000 -> 0"
 
 # fn_g's dataset leaks: 1001 is in train and test (same label), 1000 is in train and val
 # with different labels (an input overlap that is no line overlap), 0010 repeats in test.
-CLEAN = [("train", 0, "0001", 1), ("train", 1, "0000", 0), ("val", 0, "0111", 1),
-         ("val", 1, "0011", 0), ("test", 0, "1000", 1), ("test", 1, "1100", 0)]  # fmt: skip
-LEAKY = [("train", 0, "1001", 1), ("train", 1, "1000", 0), ("val", 0, "0110", 1),
-         ("val", 1, "1000", 1), ("test", 0, "1001", 1), ("test", 1, "0010", 0),
-         ("test", 2, "0010", 0)]  # fmt: skip
+CLEAN = [
+    ("train", 0, "0001", 1),
+    ("train", 1, "0000", 0),
+    ("val", 0, "0111", 1),
+    ("val", 1, "0011", 0),
+    ("test", 0, "1000", 1),
+    ("test", 1, "1100", 0),
+]
+LEAKY = [
+    ("train", 0, "1001", 1),
+    ("train", 1, "1000", 0),
+    ("val", 0, "0110", 1),
+    ("val", 1, "1000", 1),
+    ("test", 0, "1001", 1),
+    ("test", 1, "0010", 0),
+    ("test", 2, "0010", 0),
+]
 USAGE = {"input_tokens": 100, "cached_tokens": 10, "output_tokens": 50, "reasoning_tokens": 20}
 
 
@@ -47,38 +59,65 @@ def sha(text: str) -> str:
 
 
 def dataset(db, fn: str, rows) -> int:
-    return save_dataset(db, {
-        "fingerprint": sha(fn), "fn": fn, "target": fn, "kind": "binary", "length": 4,
-        "train_size": 2, "val_size": 2, "test_size": 2, "train_effective": 2,
-        "val_effective": 2, "test_effective": 2, "base_seed": 42, "derived_seed": 1,
-        "generator_version": 1,
-    }, rows)  # fmt: skip
+    return save_dataset(
+        db,
+        {
+            "fingerprint": sha(fn),
+            "fn": fn,
+            "target": fn,
+            "kind": "binary",
+            "length": 4,
+            "train_size": 2,
+            "val_size": 2,
+            "test_size": 2,
+            "train_effective": 2,
+            "val_effective": 2,
+            "test_effective": 2,
+            "base_seed": 42,
+            "derived_seed": 1,
+            "generator_version": 1,
+        },
+        rows,
+    )
 
 
-def attempt(db, trial_id, n, status, *, code=None, failure=None, error=None, reply=True,
-            evaluation=None):  # fmt: skip
+def attempt(db, trial_id, n, status, *, code=None, failure=None, error=None, reply=True, evaluation=None):
     """One recorded attempt; the reply (when there is one) carries ``code`` as JSON."""
     reply = {**USAGE, "status": "completed", "text": json.dumps({"code": code})} if reply else None
     attempt_id = store.record_attempt(
-        db, trial_id, {"attempt": n, "status": status, "failure_class": failure, "error": error},
-        prompt=(sha(PROMPT), PROMPT), response=reply, program=(sha(code), code) if code else None,
-    )  # fmt: skip
+        db,
+        trial_id,
+        {"attempt": n, "status": status, "failure_class": failure, "error": error},
+        prompt=(sha(PROMPT), PROMPT),
+        response=reply,
+        program=(sha(code), code) if code else None,
+    )
     if evaluation:
         status, val, test = evaluation
-        store.record_evaluation(db, attempt_id, {
-            "status": status, "val_acc": val, "test_acc": test, "errors": json.dumps([f"{status} here"]),
-        })  # fmt: skip
+        store.record_evaluation(
+            db,
+            attempt_id,
+            {
+                "status": status,
+                "val_acc": val,
+                "test_acc": test,
+                "errors": json.dumps([f"{status} here"]),
+            },
+        )
 
 
 def run(db, run_id, model, grid, num_trials, dry_run=0):
-    store.create_run(db, {"run_id": run_id, "provider": "openai", "model": model,
-                          "dry_run": dry_run, "config": CONFIG}, grid, num_trials)  # fmt: skip
+    store.create_run(
+        db,
+        {"run_id": run_id, "provider": "openai", "model": model, "dry_run": dry_run, "config": CONFIG},
+        grid,
+        num_trials,
+    )
     return [t["id"] for t in store.trials_of(db, run_id)]
 
 
 def finish(db, trial_id, selected, val, test):
-    store.finish_trial(db, trial_id, {"selected_attempt": selected, "val_acc": val,
-                                      "test_acc": test})  # fmt: skip
+    store.finish_trial(db, trial_id, {"selected_attempt": selected, "val_acc": val, "test_acc": test})
 
 
 @pytest.fixture
@@ -183,8 +222,11 @@ def canned(get, query, **params):
 def test_leaderboard_ranks_models_per_task_and_length_without_dry_runs(get):
     rows = canned(get, "leaderboard")
     got = [(r["fn"], r["rank"], r["model"], r["trials"], r["solved"], r["mean_test_acc"]) for r in rows]
-    assert got == [("fn_a", 1, "gpt-5-mini", 1, 1, 0.75), ("fn_a", 2, "gpt-5", 2, 1, 0.5),
-                   ("fn_g", 1, "gpt-5", 1, 0, 0.5)]  # fmt: skip
+    assert got == [
+        ("fn_a", 1, "gpt-5-mini", 1, 1, 0.75),
+        ("fn_a", 2, "gpt-5", 2, 1, 0.5),
+        ("fn_g", 1, "gpt-5", 1, 0, 0.5),
+    ]
     assert rows[1]["min_test_acc"] == 0.0 and rows[1]["mean_attempts"] == 2.5
     assert [(r["effort"], r["attempts"]) for r in rows] == [("high", 3)] * 3  # settings kept apart
     assert [r["model"] for r in canned(get, "leaderboard", run_id="r2")] == ["gpt-5-mini"]
@@ -192,42 +234,63 @@ def test_leaderboard_ranks_models_per_task_and_length_without_dry_runs(get):
 
 def test_the_leaderboard_keeps_settings_apart(db_path, get):
     with sqlite3.connect(db_path) as conn:  # r2 becomes gpt-5 at another effort than r1's
-        conn.execute("update runs set model = 'gpt-5', "
-                     "config = json_set(config, '$.reasoning_effort', 'low') where run_id = 'r2'")  # fmt: skip
+        conn.execute(
+            "update runs set model = 'gpt-5', "
+            "config = json_set(config, '$.reasoning_effort', 'low') where run_id = 'r2'"
+        )
     rows = [r for r in canned(get, "leaderboard") if r["fn"] == "fn_a"]
     assert sorted((r["model"], r["effort"], r["runs"], r["test_size"]) for r in rows) == [
-        ("gpt-5", "high", 1, 2), ("gpt-5", "low", 1, 2)]  # fmt: skip
+        ("gpt-5", "high", 1, 2),
+        ("gpt-5", "low", 1, 2),
+    ]
 
 
 def test_selected_program_of_each_trial(get):
     rows = canned(get, "selected_programs", run_id="r1")
     assert [(r["fn"], r["trial"], r["selected_attempt"], r["code"]) for r in rows] == [
-        ("fn_a", 1, 2, PARITY), ("fn_a", 2, 1, BROKEN), ("fn_g", 1, 1, WRONG)]  # fmt: skip
+        ("fn_a", 1, 2, PARITY),
+        ("fn_a", 2, 1, BROKEN),
+        ("fn_g", 1, 1, WRONG),
+    ]
     assert len(canned(get, "selected_programs")) == 5  # with r2's trial and r3's (no program)
 
 
 def test_compile_errors(get):
     rows = canned(get, "compile_errors")
     assert [(r["run_id"], r["trial"], r["attempt"], r["failure"], r["code"]) for r in rows] == [
-        ("r1", 2, 1, "syntax_error", BROKEN), ("r1", 2, 2, "compile_error", NOT_RUNNABLE)]  # fmt: skip
+        ("r1", 2, 1, "syntax_error", BROKEN),
+        ("r1", 2, 2, "compile_error", NOT_RUNNABLE),
+    ]
     assert rows[0]["error"] == "invalid syntax" and json.loads(rows[1]["error"]) == ["compile_error here"]
 
 
 def test_token_spend_per_run(get):
     rows = {r["run_id"]: r for r in canned(get, "token_spend")}
-    keys = ["attempts", "responses", "input_tokens", "cached_tokens", "output_tokens",
-            "reasoning_tokens", "total_tokens"]  # fmt: skip
+    keys = [
+        "attempts",
+        "responses",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+    ]
     spend = {run_id: tuple(r[k] for k in keys) for run_id, r in rows.items()}
-    assert spend == {"r1": (6, 5, 500, 50, 250, 100, 750), "r2": (1, 1, 100, 10, 50, 20, 150),
-                     "r3": (1, 0, 0, 0, 0, 0, 0)}  # fmt: skip
+    assert spend == {
+        "r1": (6, 5, 500, 50, 250, 100, 750),
+        "r2": (1, 1, 100, 10, 50, 20, 150),
+        "r3": (1, 0, 0, 0, 0, 0, 0),
+    }
 
 
 def test_all_attempts_of_one_trial(get):
     rows = canned(get, "trial_attempts", run_id="r1", fn="fn_a", length=4, trial=2)
     got = [(r["attempt"], r["status"], r["failure_class"], r["eval_status"], r["selected"]) for r in rows]
-    assert got == [(1, "extract_failed", "syntax_error", None, 1),
-                   (2, "evaluated", None, "compile_error", 0),
-                   (3, "call_failed", "call_server", None, 0)]  # fmt: skip
+    assert got == [
+        (1, "extract_failed", "syntax_error", None, 1),
+        (2, "evaluated", None, "compile_error", 0),
+        (3, "call_failed", "call_server", None, 0),
+    ]
     assert rows[0]["code"] == BROKEN and BROKEN in rows[0]["response_text"]
     assert rows[2]["response_text"] is None
     assert canned(get, "trial_attempts", run_id="r1", fn="fn_a", length=4, trial=3) == []
@@ -235,9 +298,18 @@ def test_all_attempts_of_one_trial(get):
 
 def test_leakage_audit(get):
     rows = {r["fn"]: r for r in canned(get, "leakage_audit")}
-    keys = ["leakage_free", "input_train_val", "input_train_test", "input_val_test",
-            "line_train_val", "line_train_test", "line_val_test",
-            "train_duplicates", "val_duplicates", "test_duplicates"]  # fmt: skip
+    keys = [
+        "leakage_free",
+        "input_train_val",
+        "input_train_test",
+        "input_val_test",
+        "line_train_val",
+        "line_train_test",
+        "line_val_test",
+        "train_duplicates",
+        "val_duplicates",
+        "test_duplicates",
+    ]
     assert [rows["fn_a"][k] for k in keys] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     assert [rows["fn_g"][k] for k in keys] == [0, 1, 1, 0, 0, 1, 0, 0, 0, 1]
     assert rows["fn_a"]["runs"].split() == ["r1", "r2", "r3"] and rows["fn_g"]["runs"] == "r1"
@@ -375,11 +447,15 @@ def test_a_port_that_cannot_be_served_is_a_one_line_error(db_path, busy_port):
             serve(db_path, port=port)
 
 
-@pytest.mark.parametrize("port, message", [
-    ("70000", r"Invalid value for '--port': 70000 is not in the range 0<=x<=65535\."),
-    ("-1", r"Invalid value for '--port': -1 is not in the range 0<=x<=65535\."),
-    ("busy", r"port \d+ is in use; choose another with --port"),
-], ids=["too-high", "negative", "in-use"])  # fmt: skip
+@pytest.mark.parametrize(
+    "port, message",
+    [
+        ("70000", r"Invalid value for '--port': 70000 is not in the range 0<=x<=65535\."),
+        ("-1", r"Invalid value for '--port': -1 is not in the range 0<=x<=65535\."),
+        ("busy", r"port \d+ is in use; choose another with --port"),
+    ],
+    ids=["too-high", "negative", "in-use"],
+)
 def test_browse_refuses_a_port_in_one_line(db_path, busy_port, port, message):
     """The CLI says nothing of serving (no "Datasette on ...") when it will not serve."""
     port = str(busy_port) if port == "busy" else port
@@ -418,7 +494,9 @@ def test_port_0_serves_on_a_free_port_and_says_which(db_path, how):
     else:
         args = ["-c", "from synth.cli import cli; cli()", "browse", str(db_path), "--port", "0"]
         pattern = r"^Datasette on (http://127\.0\.0\.1:(\d+)/synth) \(Ctrl-C to stop\)$"
-    out, log = (subprocess.PIPE, subprocess.DEVNULL) if how == "library" else (subprocess.DEVNULL, subprocess.PIPE)
+    out, log = (
+        (subprocess.PIPE, subprocess.DEVNULL) if how == "library" else (subprocess.DEVNULL, subprocess.PIPE)
+    )
     server = subprocess.Popen([sys.executable, *args], stdout=out, stderr=log)
     try:
         found = first_line(server.stdout or server.stderr, pattern)

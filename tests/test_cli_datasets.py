@@ -32,27 +32,35 @@ def test_tasks_lists_all_nineteen(run):
     by_id = {r["id"]: r for r in rows}
     assert by_id["fn_h"]["lengths"] == [100, 80, 60, 40, 20]
     assert by_id["fn_aa"]["lengths"] == [100, 50]
-    assert by_id["fn_q"] == {"id": "fn_q", "target": "chess", "kind": "tabular",
-                             "lengths": [36], "fixed_length": True}  # fmt: skip
+    assert by_id["fn_q"] == {
+        "id": "fn_q",
+        "target": "chess",
+        "kind": "tabular",
+        "lengths": [36],
+        "fixed_length": True,
+    }
     text = run("tasks").output
     assert "graph_has_cycle" in text and "36 (fixed)" in text
 
 
 @pytest.mark.slow
 def test_build_list_export_published_layout(run, tmp_path):
-    r = run("datasets", "build", "--functions", "fn_a", "fn_g", "--lengths", "20,25", *SMALL,
-            "--db", "x.db")  # fmt: skip
+    r = run("datasets", "build", "--functions", "fn_a", "fn_g", "--lengths", "20,25", *SMALL, "--db", "x.db")
     assert r.exit_code == 0, r.output
     assert "4 built, 0 already stored" in r.stderr
-    again = run("datasets", "build", "--functions", "fn_a,fn_g", "--lengths", 20, 25, *SMALL,
-                "--db", "x.db")  # fmt: skip
+    again = run("datasets", "build", "--functions", "fn_a,fn_g", "--lengths", 20, 25, *SMALL, "--db", "x.db")
     assert "0 built, 4 already stored" in again.stderr
     listed = json.loads(run("datasets", "list", "--json", "--db", "x.db").output)
     assert {(d["fn"], d["length"]) for d in listed} == {
-        ("fn_a", 20), ("fn_a", 25), ("fn_g", 20), ("fn_g", 25)}  # fmt: skip
+        ("fn_a", 20),
+        ("fn_a", 25),
+        ("fn_g", 20),
+        ("fn_g", 25),
+    }
 
-    r = run("datasets", "export", "--db", "x.db", "--dataset-dir", "out", "--functions", "fn_a",
-            "--lengths", 20)  # fmt: skip
+    r = run(
+        "datasets", "export", "--db", "x.db", "--dataset-dir", "out", "--functions", "fn_a", "--lengths", 20
+    )
     assert r.exit_code == 0, r.output
     ds = next(d for d in listed if (d["fn"], d["length"]) == ("fn_a", 20))
     folder = tmp_path / "out" / "parity_all" / "L20" / f"seed{ds['derived_seed']}"
@@ -65,8 +73,10 @@ def test_build_list_export_published_layout(run, tmp_path):
         assert len(x) == 20 and set(x) <= {"0", "1"} and int(y) == x.count("1") % 2
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["fn"] == "fn_a" and meta["target_name"] == "parity_all" and meta["length"] == 20
-    assert meta["sizes"] == {"requested": {"train": 10, "val": 10, "test": 20},
-                             "effective": {"train": 10, "val": 10, "test": 20}}  # fmt: skip
+    assert meta["sizes"] == {
+        "requested": {"train": 10, "val": 10, "test": 20},
+        "effective": {"train": 10, "val": 10, "test": 20},
+    }
     assert meta["fingerprint"] == ds["fingerprint"] and meta["derived_seed"] == ds["derived_seed"]
     assert meta["generator_version"] == ds["generator_version"]
 
@@ -74,11 +84,14 @@ def test_build_list_export_published_layout(run, tmp_path):
 def test_tabular_test_split_is_capped_with_a_warning(run, uci_dir):
     r = run("datasets", "build", "--functions", "fn_q", "--db", "t.db", "--uci-dir", uci_dir)
     assert r.exit_code == 0, r.output
-    assert "fn_q at L=36: the source lacks rows of one class; test split capped at 2854 of 10000" in r.stderr  # chess: 1,527 nowin - 100
+    assert (
+        "fn_q at L=36: the source lacks rows of one class; test split capped at 2854 of 10000" in r.stderr
+    )  # chess: 1,527 nowin - 100
     (row,) = json.loads(run("datasets", "list", "--json", "--db", "t.db").output)
     assert (row["test_size"], row["test_effective"]) == (10000, 2854)
-    strict = run("datasets", "build", "--functions", "fn_q", "--db", "s.db", "--uci-dir",
-                 uci_dir, "--strict-sizes")  # fmt: skip
+    strict = run(
+        "datasets", "build", "--functions", "fn_q", "--db", "s.db", "--uci-dir", uci_dir, "--strict-sizes"
+    )
     assert strict.exit_code == 2 and "fn_q at L=36" in strict.stderr
 
 
@@ -86,12 +99,32 @@ def test_tabular_test_split_is_capped_with_a_warning(run, uci_dir):
 def test_fingerprints_identical_across_processes_and_databases(tmp_path):
     def build(name):
         db = tmp_path / name
-        args = ["datasets", "build", "--functions", "fn_c", "fn_h", "fn_i", "fn_aa", "--lengths",
-                40, "--train-size", 20, "--val-size", 20, "--test-size", 40, "--db", db]
-        subprocess.run([sys.executable, "-m", "synth", *map(str, args)], check=True,
-                       capture_output=True)  # fmt: skip
-        out = subprocess.run([sys.executable, "-m", "synth", "datasets", "list", "--json",
-                              "--db", str(db)], check=True, capture_output=True, text=True)  # fmt: skip
+        args = [
+            "datasets",
+            "build",
+            "--functions",
+            "fn_c",
+            "fn_h",
+            "fn_i",
+            "fn_aa",
+            "--lengths",
+            40,
+            "--train-size",
+            20,
+            "--val-size",
+            20,
+            "--test-size",
+            40,
+            "--db",
+            db,
+        ]
+        subprocess.run([sys.executable, "-m", "synth", *map(str, args)], check=True, capture_output=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "synth", "datasets", "list", "--json", "--db", str(db)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return {(d["fn"], d["length"]): d["fingerprint"] for d in json.loads(out.stdout)}
 
     first = build("a.db")
@@ -110,7 +143,7 @@ BAD = [
     (["--functions", "fn_a", "--train-size", "99"], "--train-size must be a positive even number"),
     (["--functions", "fn_a", "--test-size", "0"], "--test-size must be a positive even number"),
     (["--functions", "fn_a", "--db", "no/such/dir/x.db"], "folder no/such/dir does not exist"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("args,message", BAD, ids=[b[1][:30] for b in BAD])

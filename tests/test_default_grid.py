@@ -8,9 +8,9 @@ import pytest
 
 from synth.datasets import uci
 from synth.datasets.build import build_grid
+from synth.datasets.generators import tabular
 from synth.datasets.grid import Sizes, plan_grid
 from synth.datasets.splits import build_dataset
-from synth.datasets.generators import tabular
 from tracker.datasets import load_examples
 from tracker.db import open_db
 

@@ -13,8 +13,21 @@ from tracker.db import open_db
 def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     out = tmp_path / "demo"
-    grid = ["--functions", "fn_e", "fn_q", "--lengths", "20", "--num-trials", "2",
-            "--attempts", "1", "--test-size", "200", "--uci-dir", str(uci_dir)]  # fmt: skip
+    grid = [
+        "--functions",
+        "fn_e",
+        "fn_q",
+        "--lengths",
+        "20",
+        "--num-trials",
+        "2",
+        "--attempts",
+        "1",
+        "--test-size",
+        "200",
+        "--uci-dir",
+        str(uci_dir),
+    ]
     first = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), *grid])
     assert first.exit_code == 0, first.output
     db_path = out / "synth.db"
@@ -37,8 +50,10 @@ def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monk
     assert second.exit_code == 0, second.output
     db = open_db(db_path, readonly=True)
     assert db["datasets"].count == 2, "the second provider reuses the same datasets"
-    used = db.execute("select r.provider, d.fingerprint from run_datasets rd join runs r using "
-                      "(run_id) join datasets d on d.id = rd.dataset_id order by 1, 2").fetchall()  # fmt: skip
+    used = db.execute(
+        "select r.provider, d.fingerprint from run_datasets rd join runs r using "
+        "(run_id) join datasets d on d.id = rd.dataset_id order by 1, 2"
+    ).fetchall()
     assert [fp for p, fp in used if p == "formula"] == [fp for p, fp in used if p == "tree"]
     listed = json.loads(CliRunner().invoke(cli, ["runs", "--json", "--db", str(db_path)]).output)
     assert sorted(r["provider"] for r in listed) == ["formula", "tree"]
@@ -53,18 +68,38 @@ def test_demo_against_a_server_takes_the_model_call_settings_from_the_environmen
     monkeypatch.setenv("SYNTH_CONCURRENCY", "3")
     monkeypatch.setenv("SYNTH_MODEL", "local-model")
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, [
-        "demo", "--out-dir", str(out), "--provider", "openai", "--functions", "fn_a",
-        "--lengths", "20", "--num-trials", "2", "--attempts", "1", "--test-size", "20",
-        "--max-retries", "0",
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "demo",
+            "--out-dir",
+            str(out),
+            "--provider",
+            "openai",
+            "--functions",
+            "fn_a",
+            "--lengths",
+            "20",
+            "--num-trials",
+            "2",
+            "--attempts",
+            "1",
+            "--test-size",
+            "20",
+            "--max-retries",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(openai_server.requests) == 2
     assert {r.body["model"] for r in openai_server.requests} == {"local-model"}
     (run,) = open_db(out / "synth.db", readonly=True)["runs"].rows
     config = json.loads(run["config"])
     assert (config["api_base_url"], config["concurrency"], config["max_retries"]) == (
-        openai_server.base_url, 3, 0)  # fmt: skip
+        openai_server.base_url,
+        3,
+        0,
+    )
 
 
 def test_a_refused_demo_leaves_no_folder_behind(tmp_path, monkeypatch):
@@ -79,5 +114,7 @@ def test_a_demo_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     result = CliRunner().invoke(cli, ["demo", "--out-dir", str(tmp_path / "a-file" / "demo")])
     assert result.exit_code == 2
-    assert result.stderr == (f"Error: cannot write the demo to {tmp_path / 'a-file' / 'demo'}: "
-                             f"{tmp_path / 'a-file'} is not a folder\n")  # fmt: skip
+    assert result.stderr == (
+        f"Error: cannot write the demo to {tmp_path / 'a-file' / 'demo'}: "
+        f"{tmp_path / 'a-file'} is not a folder\n"
+    )

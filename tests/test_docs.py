@@ -31,8 +31,10 @@ def local_links(path: Path) -> list[str]:
 def test_cli_reference_is_up_to_date():
     result = subprocess.run(
         [sys.executable, "-m", "cogapp", "--check", "docs/cli.md"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, (
         "docs/cli.md is out of date: run make docs\n" + result.stdout + result.stderr
     )
@@ -44,9 +46,7 @@ def test_index_lists_every_page():
     assert not missing, f"docs/index.md does not link {missing}"
 
 
-@pytest.mark.parametrize(
-    "page", [ROOT / "README.md", *PAGES], ids=lambda p: str(p.relative_to(ROOT))
-)
+@pytest.mark.parametrize("page", [ROOT / "README.md", *PAGES], ids=lambda p: str(p.relative_to(ROOT)))
 def test_local_links_exist(page):
     broken = [t for t in local_links(page) if t and not (page.parent / t).exists()]
     assert not broken, f"{page.relative_to(ROOT)} links to missing files: {broken}"

@@ -84,9 +84,15 @@ def test_no_json(text):
 
 @pytest.mark.parametrize(
     "text",
-    ['{"program": "def f(x): return 1"}', '{"code": ""}', '{"code": "  \\n"}',
-     '{"code": 42}', '{"code": null}', '{"code": ["def f(x): return 1"]}'],
-)  # fmt: skip
+    [
+        '{"program": "def f(x): return 1"}',
+        '{"code": ""}',
+        '{"code": "  \\n"}',
+        '{"code": 42}',
+        '{"code": null}',
+        '{"code": ["def f(x): return 1"]}',
+    ],
+)
 def test_json_without_code(text):
     found = extract_program(text)
     assert found.failure == "no_code" and found.code is None

@@ -42,9 +42,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, umask):
 
 def test_remove_parts_takes_only_the_temp_files_of_the_paths_given(tmp_path):
     """What a writer killed mid-way leaves; other files, and other names' parts, stay."""
-    keep = [".results.csv.0a1b2c3d4e5f", ".other.csv.0a1b2c3d4e5f.part", "results.csv.part",
-            "results.csv"]  # fmt: skip
-    gone = [".results.csv.0a1b2c3d4e5f.part", ".results.csv.ffffffffffff.part", ".log.jsonl.123456abcdef.part"]
+    keep = [".results.csv.0a1b2c3d4e5f", ".other.csv.0a1b2c3d4e5f.part", "results.csv.part", "results.csv"]
+    gone = [
+        ".results.csv.0a1b2c3d4e5f.part",
+        ".results.csv.ffffffffffff.part",
+        ".log.jsonl.123456abcdef.part",
+    ]
     for name in keep + gone:
         (tmp_path / name).write_text("x")
     remove_parts([tmp_path / "results.csv", tmp_path / "log.jsonl", tmp_path / "absent" / "x.csv"])
@@ -73,12 +76,18 @@ def regular(path):
     path.write_text("kept\n")
 
 
-@pytest.mark.parametrize("make, kind", [
-    (folder, "a folder"), (fifo, "a pipe"), (link_to(fifo), r"a symbolic link \(to a pipe\)"),
-    (link_to(folder), r"a symbolic link \(to a folder\)"),
-    (link_to(regular), r"a symbolic link \(to a file\)"),  # /dev/stdout -> a file, as root
-    (link_to(lambda path: None), r"a symbolic link \(to nothing\)"),
-], ids=["folder", "pipe", "link-to-pipe", "link-to-folder", "link-to-file", "dangling-link"])  # fmt: skip
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (folder, "a folder"),
+        (fifo, "a pipe"),
+        (link_to(fifo), r"a symbolic link \(to a pipe\)"),
+        (link_to(folder), r"a symbolic link \(to a folder\)"),
+        (link_to(regular), r"a symbolic link \(to a file\)"),  # /dev/stdout -> a file, as root
+        (link_to(lambda path: None), r"a symbolic link \(to nothing\)"),
+    ],
+    ids=["folder", "pipe", "link-to-pipe", "link-to-folder", "link-to-file", "dangling-link"],
+)
 def test_only_a_plain_file_is_replaced(tmp_path, make, kind):
     """Renaming over a device, a pipe or a link would replace it (`-o /dev/stdout` as root
     replaced the /dev/stdout link): refused before anything is written, all left as it was."""

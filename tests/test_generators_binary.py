@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from synth.errors import InfeasibleError
 from synth.datasets.generators import dyck
 from synth.datasets.generators.base import bits_to_strings
 from synth.datasets.generators.binary import TASKS, to_bits
 from synth.datasets.generators.positions import positions
+from synth.errors import InfeasibleError
 
 BY_ID = {t.id: t for t in TASKS}
 N = 5100
@@ -180,10 +180,7 @@ def test_grid_point_uniqueness(grid_point):
 
 
 def test_unique_flags():
-    allows_duplicates = {
-        fn: [L for L in (*range(1, 40), 100) if not BY_ID[fn].unique(L)]
-        for fn in BY_ID
-    }
+    allows_duplicates = {fn: [L for L in (*range(1, 40), 100) if not BY_ID[fn].unique(L)] for fn in BY_ID}
     assert allows_duplicates["fn_g"] == [*range(1, 40), 100]
     assert allows_duplicates["fn_d"] == [*range(1, 40), 100]
     assert allows_duplicates["fn_h"] == [20]
@@ -194,12 +191,7 @@ def test_unique_flags():
 # --- small and edge lengths -----------------------------------------------------------
 
 # The four smallest legal lengths of each task, and an odd one.
-EDGES = [
-    (t.id, L)
-    for t in TASKS
-    for L in legal_lengths(t, 13)[:4] + [21]
-    if t.length_rule(L) is None
-]
+EDGES = [(t.id, L) for t in TASKS for L in legal_lengths(t, 13)[:4] + [21] if t.length_rule(L) is None]
 
 
 @pytest.mark.parametrize("fn, L", EDGES)
@@ -270,10 +262,21 @@ def test_length_rules_name_the_rule(fn, L, message):
         task.generate(L, 2, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("fn, smallest", [
-    ("fn_a", 1), ("fn_b", 2), ("fn_c", 8), ("fn_d", 8), ("fn_e", 3), ("fn_f", 10),
-    ("fn_g", 2), ("fn_h", 4), ("fn_j", 1), ("fn_l", 1),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fn, smallest",
+    [
+        ("fn_a", 1),
+        ("fn_b", 2),
+        ("fn_c", 8),
+        ("fn_d", 8),
+        ("fn_e", 3),
+        ("fn_f", 10),
+        ("fn_g", 2),
+        ("fn_h", 4),
+        ("fn_j", 1),
+        ("fn_l", 1),
+    ],
+)
 def test_smallest_legal_length(fn, smallest):
     task = BY_ID[fn]
     assert task.length_rule(smallest) is None
@@ -295,9 +298,7 @@ def test_generate_refuses_more_distinct_inputs_than_exist():
 def palindrome_negatives(L):
     """Strings one flip away from a palindrome, the flip in the first half."""
     half = L // 2
-    return {
-        x for x in all_strings(L) if sum(x[i] != x[L - 1 - i] for i in range(half)) == 1
-    }
+    return {x for x in all_strings(L) if sum(x[i] != x[L - 1 - i] for i in range(half)) == 1}
 
 
 def dyck_negatives(L):
@@ -337,9 +338,7 @@ def test_capacity_by_brute_force(fn, L):
     assert task.capacity(L) == (len(pos), len(neg))
 
 
-@pytest.mark.parametrize(
-    "fn, L", [(fn, L) for fn, L in CAPACITY_CASES if L <= 8 and BY_ID[fn].unique(L)]
-)
+@pytest.mark.parametrize("fn, L", [(fn, L) for fn, L in CAPACITY_CASES if L <= 8 and BY_ID[fn].unique(L)])
 def test_generators_reach_their_capacity(fn, L):
     """Asked for all distinct inputs of its smaller class, a generator finds them."""
     task = BY_ID[fn]
@@ -356,8 +355,7 @@ def test_sha256_counts_by_enumeration():
     task = BY_ID["fn_l"]
     for L in range(1, 17):
         ones = sum(
-            int.from_bytes(hashlib.sha256(x.encode()).digest(), "big").bit_count() & 1
-            for x in all_strings(L)
+            int.from_bytes(hashlib.sha256(x.encode()).digest(), "big").bit_count() & 1 for x in all_strings(L)
         )
         assert task.capacity(L) == (ones, 2**L - ones)
 

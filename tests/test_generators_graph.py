@@ -8,8 +8,8 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from synth.errors import InfeasibleError
 from synth.datasets.generators import graph
+from synth.errors import InfeasibleError
 
 (TASK,) = graph.TASKS
 

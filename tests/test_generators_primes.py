@@ -6,9 +6,9 @@ import gmpy2
 import numpy as np
 import pytest
 
-from synth.errors import InfeasibleError
 from synth.datasets.generators import primes
 from synth.datasets.generators.base import DEFAULT_LENGTHS
+from synth.errors import InfeasibleError
 
 TASKS = {t.id: t for t in primes.TASKS}
 SPECS = {s.id: s for s in primes.SPECS}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from synth.datasets import uci
-from synth.errors import InfeasibleError
 from synth.datasets.generators import tabular
+from synth.errors import InfeasibleError
 
 # TASKS.md: task, source, fixed length, rows, positives.
 COUNTS = [
@@ -51,9 +51,7 @@ def distinct(csv_rows):
 
 
 def test_the_registry_entries():
-    assert [(t.id, t.target, t.source, t.fixed_length) for t in tabular.TASKS] == [
-        c[:4] for c in COUNTS
-    ]
+    assert [(t.id, t.target, t.source, t.fixed_length) for t in tabular.TASKS] == [c[:4] for c in COUNTS]
     for task in tabular.TASKS:
         assert task.kind == "tabular" and task.generate is None and task.label is None
         assert task.lengths == task.default_lengths == (task.fixed_length,)

@@ -51,14 +51,38 @@ pytestmark = pytest.mark.slow  # the hostile program battery: a full run per pro
 SENTINEL = "sk-hostile-sentinel-3f9c2e71"
 EVAL_TIMEOUT = 1.5
 ROWS = 20 + 40  # val + test rows each evaluation sees
-GRID = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--train-size", "20",
-        "--val-size", "20", "--test-size", "40", "--db", "runs.db", "--dataset-dir", "data",
-        "--eval-timeout", str(EVAL_TIMEOUT)]  # fmt: skip
+GRID = [
+    "--functions",
+    "fn_a",
+    "--lengths",
+    "20",
+    "--num-trials",
+    "1",
+    "--train-size",
+    "20",
+    "--val-size",
+    "20",
+    "--test-size",
+    "40",
+    "--db",
+    "runs.db",
+    "--dataset-dir",
+    "data",
+    "--eval-timeout",
+    str(EVAL_TIMEOUT),
+]
 PARITY = "def f(x):\n    return x.count('1') % 2\n"
 CHECKOUT = Path(synth.__file__).resolve().parents[1]
 # Signals the runner would notice (a handler records them during each test).
-WATCHED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-           signal.SIGUSR2, signal.SIGURG)  # fmt: skip
+WATCHED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGURG,
+)
 
 
 @dataclass(frozen=True)
@@ -81,116 +105,201 @@ REFUSED = ("PermissionError",)
 
 CASES = {
     # --- resources ---
-    "infinite_loop": case("""
+    "infinite_loop": case(
+        """
         def f(x):
             while True:
                 pass
-    """, "timeout", limit="wall", row_errors=0),
-    "unbounded_memory": case("""
+    """,
+        "timeout",
+        limit="wall",
+        row_errors=0,
+    ),
+    "unbounded_memory": case(
+        """
         import numpy
         hog = []
         def f(x):
             while True:
                 hog.append(numpy.empty(10**7))  # untouched pages: quick to the limit
-    """, "memory", limit="memory"),
-    "fork_bomb": case("""
+    """,
+        "memory",
+        limit="memory",
+    ),
+    "fork_bomb": case(
+        """
         import os
         def f(x):
             while True:
                 os.fork()
-    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
-    "fork_and_leave_the_group": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("processes",),
+    ),
+    "fork_and_leave_the_group": case(
+        """
         import os, time
         def f(x):
             if os.fork() == 0:
                 os.setsid()
                 time.sleep(60)
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
-    "threads": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("processes",),
+    ),
+    "threads": case(
+        """
         import threading, time
         def f(x):
             for _ in range(50):
                 threading.Thread(target=time.sleep, args=(60,)).start()
             return 1
-    """, row_errors=ALL, errors=("RuntimeError: can't start new thread",), needs=("processes",)),
-    "deep_recursion": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: can't start new thread",),
+        needs=("processes",),
+    ),
+    "deep_recursion": case(
+        """
         def f(x):
             return f(x)
-    """, row_errors=ALL, errors=("RecursionError",)),
-    "c_stack_overflow": case("""
+    """,
+        row_errors=ALL,
+        errors=("RecursionError",),
+    ),
+    "c_stack_overflow": case(
+        """
         import sys
         sys.setrecursionlimit(10**8)
         def deep(n):
             return list(map(deep, [n + 1]))
         def f(x):
             return deep(0)
-    """, "crash", errors=("killed by SIGSEGV",)),
+    """,
+        "crash",
+        errors=("killed by SIGSEGV",),
+    ),
     # --- leaving ---
-    "sys_exit": case("""
+    "sys_exit": case(
+        """
         import sys
         def f(x):
             sys.exit(0)
-    """, "exit", errors=("SystemExit",)),
-    "raise_system_exit": case("""
+    """,
+        "exit",
+        errors=("SystemExit",),
+    ),
+    "raise_system_exit": case(
+        """
         def f(x):
             raise SystemExit("bye")
-    """, "exit", errors=("SystemExit: bye",)),
-    "os_exit": case("""
+    """,
+        "exit",
+        errors=("SystemExit: bye",),
+    ),
+    "os_exit": case(
+        """
         import os
         def f(x):
             os._exit(3)
-    """, "exit", errors=("exited with status 3",)),
-    "exit_at_import": case("""
+    """,
+        "exit",
+        errors=("exited with status 3",),
+    ),
+    "exit_at_import": case(
+        """
         import sys
         sys.exit(1)
         def f(x):
             return 1
-    """, "exit", errors=("SystemExit: 1",)),
-    "keyboard_interrupt": case("""
+    """,
+        "exit",
+        errors=("SystemExit: 1",),
+    ),
+    "keyboard_interrupt": case(
+        """
         def f(x):
             raise KeyboardInterrupt
-    """, row_errors=ALL, errors=("KeyboardInterrupt",)),
-    "kill_itself": case("""
+    """,
+        row_errors=ALL,
+        errors=("KeyboardInterrupt",),
+    ),
+    "kill_itself": case(
+        """
         import os, signal
         def f(x):
             os.kill(os.getpid(), signal.SIGKILL)
-    """, "crash", errors=("killed by SIGKILL",)),
+    """,
+        "crash",
+        errors=("killed by SIGKILL",),
+    ),
     # --- signals and other processes ---
-    "kill_the_runner": case("""
+    "kill_the_runner": case(
+        """
         import os, signal
         def f(x):
             os.kill(T["runner"], signal.SIGKILL)
-    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
-    "kill_the_zygote": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("signals",),
+    ),
+    "kill_the_zygote": case(
+        """
         import os, signal
         def f(x):
             os.kill(os.getppid(), signal.SIGKILL)  # the sandbox's fork server
-    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
-    "signal_the_runner": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("signals",),
+    ),
+    "signal_the_runner": case(
+        """
         import os, signal
         SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                    signal.SIGUSR1, signal.SIGUSR2, signal.SIGURG]
         def f(x):
             os.kill(T["runner"], SIGNALS[int(x, 2) % len(SIGNALS)])
-    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
-    "signal_the_runners_group": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("signals",),
+    ),
+    "signal_the_runners_group": case(
+        """
         import os, signal
         def f(x):
             os.killpg(os.getpgid(T["runner"]), signal.SIGURG)
-    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
-    "signal_every_process": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("signals",),
+    ),
+    "signal_every_process": case(
+        """
         import os, signal
         def f(x):
             os.kill(-1, signal.SIGURG)  # harmless if it got through: the runner records it
             return 1
-    """, needs=("signals",)),
-    "kill_a_bystander": case("""
+    """,
+        needs=("signals",),
+    ),
+    "kill_a_bystander": case(
+        """
         import os, signal
         def f(x):
             os.kill(T["bystander"], signal.SIGKILL)
-    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
-    "degrade_the_runner": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("signals",),
+    ),
+    "degrade_the_runner": case(
+        """
         import os, resource
         ATTACKS = [
             lambda: resource.prlimit(T["runner"], resource.RLIMIT_NOFILE, (16, 16)),
@@ -207,9 +316,14 @@ CASES = {
                 except OSError:
                     pass
             raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
-    """, row_errors=ALL, errors=("RuntimeError: 0 of 4 attacks worked",), needs=("processes",)),
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: 0 of 4 attacks worked",),
+        needs=("processes",),
+    ),
     # --- files ---
-    "write_files": case("""
+    "write_files": case(
+        """
         import os
         TARGETS = [T["tree"] + "/a.txt", T["tree"] + "/new.txt", T["exports"] + "/extra.txt",
                    T["exports"] + "/results_attempts.csv", T["splits"][0], T["db"],
@@ -224,8 +338,13 @@ CASES = {
                 except OSError:
                     pass
             raise RuntimeError(f"wrote {done} of {len(TARGETS)}")
-    """, row_errors=ALL, errors=("RuntimeError: wrote 0 of 8",), needs=("files",)),
-    "delete_files": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: wrote 0 of 8",),
+        needs=("files",),
+    ),
+    "delete_files": case(
+        """
         import os, shutil
         ATTACKS = [
             lambda: os.remove(T["db"]),
@@ -245,8 +364,13 @@ CASES = {
                 except OSError:
                     pass
             raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
-    """, row_errors=ALL, errors=("RuntimeError: 0 of 7 attacks worked",), needs=("files",)),
-    "chmod_and_chown": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: 0 of 7 attacks worked",),
+        needs=("files",),
+    ),
+    "chmod_and_chown": case(
+        """
         import os
         ATTACKS = [
             lambda: os.chmod(T["db"], 0),
@@ -265,9 +389,14 @@ CASES = {
                 except OSError:
                     pass
             raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
-    """, row_errors=ALL, errors=("RuntimeError: 0 of 6 attacks worked",), needs=("metadata",)),
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: 0 of 6 attacks worked",),
+        needs=("metadata",),
+    ),
     # --- labels and secrets: each falls back to 0 (accuracy 0.5) when it finds nothing ---
-    "read_the_split_files": case("""
+    "read_the_split_files": case(
+        """
         import glob, os
         def labels():
             paths = T["splits"] + glob.glob(T["mirror"] + "/**/*.txt", recursive=True)
@@ -284,8 +413,13 @@ CASES = {
             return found
         def f(x):
             return labels().get(x, 0)
-    """, row_errors=0, acc=0.5, needs=("files",)),
-    "read_the_database": case("""
+    """,
+        row_errors=0,
+        acc=0.5,
+        needs=("files",),
+    ),
+    "read_the_database": case(
+        """
         import os, sqlite3
         def labels():
             ppid = T["runner"]
@@ -301,8 +435,13 @@ CASES = {
             return found
         def f(x):
             return labels().get(x, 0)
-    """, row_errors=0, acc=0.5, needs=("files",)),
-    "read_the_runners_memory": case("""
+    """,
+        row_errors=0,
+        acc=0.5,
+        needs=("files",),
+    ),
+    "read_the_runners_memory": case(
+        """
         import ctypes, os
         def f(x):
             ppid = T["runner"]
@@ -320,9 +459,13 @@ CASES = {
             libc = ctypes.CDLL(None, use_errno=True)
             read = libc.process_vm_readv(ppid, local, 1, remote, 1, 0)
             raise RuntimeError(f"{via_proc}, process_vm_readv gave {read}")
-    """, row_errors=ALL, errors=("RuntimeError: PermissionError, process_vm_readv gave -1",),
-        needs=("files", "processes")),
-    "look_for_the_api_key": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: PermissionError, process_vm_readv gave -1",),
+        needs=("files", "processes"),
+    ),
+    "look_for_the_api_key": case(
+        """
         import os
         def f(x):
             places = {"environ": " ".join(os.environ.values())}
@@ -334,56 +477,88 @@ CASES = {
                     pass
             found = sorted(name for name, text in places.items() if "sk-" in text)
             raise LookupError(f"key in {found}; could read {sorted(places)}")
-    """, row_errors=ALL, errors=("LookupError: key in []; could read ['environ']",),
-        needs=("files",)),
+    """,
+        row_errors=ALL,
+        errors=("LookupError: key in []; could read ['environ']",),
+        needs=("files",),
+    ),
     # --- network and other processes' sockets ---
-    "call_the_model_server": case("""
+    "call_the_model_server": case(
+        """
         import socket
         def f(x):
             conn = socket.create_connection(("127.0.0.1", T["port"]), timeout=0.5)
             conn.sendall(b"POST /v1/responses HTTP/1.1\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
             return 1
-    """, row_errors=ALL, needs=("network",)),  # refused, or unreachable in a namespace
-    "udp_datagram": case("""
+    """,
+        row_errors=ALL,
+        needs=("network",),
+    ),  # refused, or unreachable in a namespace
+    "udp_datagram": case(
+        """
         import socket
         def f(x):
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             udp.sendto(b"hostile", ("127.0.0.1", T["udp"]))
             return 1
-    """, row_errors=ALL, needs=("network",)),
-    "unix_socket": case("""
+    """,
+        row_errors=ALL,
+        needs=("network",),
+    ),
+    "unix_socket": case(
+        """
         import socket
         def f(x):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(T["unix"])
             s.sendall(b"hostile")
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("sockets",)),
-    "socketpair_to_a_named_socket": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("sockets",),
+    ),
+    "socketpair_to_a_named_socket": case(
+        """
         import socket
         def f(x):
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             a.sendto(b"hostile", T["dgram"])  # an unnamed socket may name another's address
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("sockets",)),
-    "pass_a_descriptor_to_a_named_socket": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("sockets",),
+    ),
+    "pass_a_descriptor_to_a_named_socket": case(
+        """
         import os, socket
         def f(x):
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             fd = os.open(".", os.O_RDONLY)
             socket.send_fds(a, [b"hostile"], [fd], 0, T["dgram"])
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("sockets",)),
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("sockets",),
+    ),
     # --- memory the address-space limit does not count ---
-    "memfd_gigabytes": case("""
+    "memfd_gigabytes": case(
+        """
         import os
         def f(x):
             fd = os.memfd_create("hog")
             os.ftruncate(fd, 1 << 30)
             os.pwrite(fd, b"x" * (1 << 20), 0)
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("memory",)),
-    "socket_buffers": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("memory",),
+    ),
+    "socket_buffers": case(
+        """
         import socket
         held = []
         def f(x):
@@ -396,8 +571,13 @@ CASES = {
                         a.send(b"x" * 60000)
                 except BlockingIOError:
                     pass
-    """, row_errors=ALL, errors=REFUSED, needs=("memory",)),
-    "pipe_buffers": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("memory",),
+    ),
+    "pipe_buffers": case(
+        """
         import fcntl, os
         held, size = [], 0
         try:
@@ -419,9 +599,14 @@ CASES = {
         def f(x):
             # Descriptors bound the pipes; each holds at most pipe-max-size (1 MiB).
             raise RuntimeError(f"bounded: {len(held) <= 32 and size <= len(held) << 20}")
-    """, row_errors=ALL, errors=("RuntimeError: bounded: True",), needs=("memory",)),
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: bounded: True",),
+        needs=("memory",),
+    ),
     # --- what its folder may hold ---
-    "deep_directory_chain": case("""
+    "deep_directory_chain": case(
+        """
         import os
         depth = 0
         try:
@@ -433,8 +618,12 @@ CASES = {
             stopped = type(e).__name__
         def f(x):
             return x.count("1") % 2
-    """, row_errors=0, acc=1.0),
-    "many_files_then_sync": case("""
+    """,
+        row_errors=0,
+        acc=1.0,
+    ),
+    "many_files_then_sync": case(
+        """
         import ctypes, os
         made = 0
         try:
@@ -451,26 +640,40 @@ CASES = {
             os.sync()  # void: refused or not, it says nothing
             done = libc.syncfs(fd)
             raise RuntimeError(f"syncfs gave {done}, errno {ctypes.get_errno()}")
-    """, row_errors=ALL, errors=("RuntimeError: syncfs gave -1, errno 1",),
-        needs=("sync", "folder")),
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: syncfs gave -1, errno 1",),
+        needs=("sync", "folder"),
+    ),
     # --- what root owns ---
-    "inode_flags_of_a_readable_file": case("""
+    "inode_flags_of_a_readable_file": case(
+        """
         import fcntl, os, struct
         FS_IOC_SETFLAGS, SYNC, NODUMP, NOATIME = 0x40086602, 0x8, 0x40, 0x80
         fd = os.open(T["readable"], os.O_RDONLY)
         def f(x):
             fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", SYNC | NODUMP | NOATIME))
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("ownership",)),
-    "inode_flags_of_a_readable_folder": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("ownership",),
+    ),
+    "inode_flags_of_a_readable_folder": case(
+        """
         import fcntl, os, struct
         FS_IOC_SETFLAGS, DIRSYNC = 0x40086602, 0x10000
         fd = os.open(os.path.dirname(T["readable"]), os.O_RDONLY | os.O_DIRECTORY)
         def f(x):
             fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", DIRSYNC))
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("ownership",)),
-    "newer_attribute_calls_on_a_readable_file": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("ownership",),
+    ),
+    "newer_attribute_calls_on_a_readable_file": case(
+        """
         import ctypes, os
         libc = ctypes.CDLL(None, use_errno=True)
         libc.syscall.restype = ctypes.c_long
@@ -486,16 +689,26 @@ CASES = {
                 libc.syscall(FILE_SETATTR, AT_FDCWD, path, attr, 24, 0),
             ]
             raise RuntimeError(f"{results} errno {ctypes.get_errno()}")
-    """, row_errors=ALL, errors=("RuntimeError: [-1, -1, -1] errno 1",), needs=("metadata",)),
-    "a_system_call_newer_than_the_filter": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: [-1, -1, -1] errno 1",),
+        needs=("metadata",),
+    ),
+    "a_system_call_newer_than_the_filter": case(
+        """
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.syscall.restype = ctypes.c_long
         def f(x):
             done = libc.syscall(470, 0, 0, 0, 0, 0)
             raise RuntimeError(f"{done} errno {ctypes.get_errno()}")
-    """, row_errors=ALL, errors=("RuntimeError: -1 errno 38",), needs=("metadata",)),
-    "lease_or_lock_a_readable_file": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: -1 errno 38",),
+        needs=("metadata",),
+    ),
+    "lease_or_lock_a_readable_file": case(
+        """
         import fcntl, os
         ATTACKS = [
             lambda fd: fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK),
@@ -512,15 +725,25 @@ CASES = {
                 except OSError:
                     pass
             raise RuntimeError(f"{done} of {len(ATTACKS)} attacks worked")
-    """, row_errors=ALL, errors=("RuntimeError: 0 of 3 attacks worked",), needs=("ownership",)),
-    "run_as_root": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: 0 of 3 attacks worked",),
+        needs=("ownership",),
+    ),
+    "run_as_root": case(
+        """
         import os
         def f(x):
             ids = {os.getuid(), os.geteuid(), os.getgid(), os.getegid(), *os.getgroups()}
             raise RuntimeError(f"root ids: {sorted(ids & {0})}")
-    """, row_errors=ALL, errors=("RuntimeError: root ids: []",), needs=("ownership",)),
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: root ids: []",),
+        needs=("ownership",),
+    ),
     # --- signals past the signal rules ---
-    "sigio_to_a_bystander": case("""
+    "sigio_to_a_bystander": case(
+        """
         import fcntl, os, signal
         F_SETSIG = 10
         r, w = os.pipe()
@@ -530,8 +753,13 @@ CASES = {
             fcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC | os.O_NONBLOCK)
             os.write(w, b"x")
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
-    "sigio_to_the_runner": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("signals",),
+    ),
+    "sigio_to_the_runner": case(
+        """
         import fcntl, os, signal, struct
         FIOSETOWN, FIOASYNC = 0x8901, 0x5452
         r, w = os.pipe()
@@ -540,9 +768,14 @@ CASES = {
             fcntl.ioctl(r, FIOASYNC, struct.pack("i", 1))
             os.write(w, b"x")
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("signals",)),
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("signals",),
+    ),
     # --- watching others ---
-    "inotify_outside": case("""
+    "inotify_outside": case(
+        """
         import ctypes, os
         libc = ctypes.CDLL(None, use_errno=True)
         def f(x):
@@ -551,9 +784,13 @@ CASES = {
             if fd >= 0:
                 libc.inotify_add_watch(fd, os.path.dirname(T["readable"]).encode(), 0xFFF)
             raise RuntimeError(f"inotify_init1 gave {fd}, errno {errno}")
-    """, row_errors=ALL, errors=("RuntimeError: inotify_init1 gave -1, errno 1",),
-        needs=("watches",)),
-    "exhaust_inotify_instances": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: inotify_init1 gave -1, errno 1",),
+        needs=("watches",),
+    ),
+    "exhaust_inotify_instances": case(
+        """
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         made = []
@@ -564,46 +801,79 @@ CASES = {
                     break
                 made.append(fd)
             raise RuntimeError(f"{len(made)} instances")
-    """, row_errors=ALL, errors=("RuntimeError: 0 instances",), needs=("watches",)),
-    "dnotify_outside": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: 0 instances",),
+        needs=("watches",),
+    ),
+    "dnotify_outside": case(
+        """
         import fcntl, os
         fd = os.open(os.path.dirname(T["readable"]), os.O_RDONLY | os.O_DIRECTORY)
         def f(x):
             fcntl.fcntl(fd, fcntl.F_NOTIFY, fcntl.DN_CREATE | fcntl.DN_MULTISHOT)
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("watches",)),
-    "fanotify": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("watches",),
+    ),
+    "fanotify": case(
+        """
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         def f(x):
             fd = libc.fanotify_init(0, 0)
             raise RuntimeError(f"fanotify_init gave {fd}, errno {ctypes.get_errno()}")
-    """, row_errors=ALL, errors=("RuntimeError: fanotify_init gave -1, errno 1",),
-        needs=("watches",)),
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: fanotify_init gave -1, errno 1",),
+        needs=("watches",),
+    ),
     # --- other programs ---
-    "subprocess": case("""
+    "subprocess": case(
+        """
         import subprocess
         def f(x):
             subprocess.run(["touch", T["tree"] + "/spawned"], check=True)
             return 1
-    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
-    "os_system": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("processes",),
+    ),
+    "os_system": case(
+        """
         import os
         def f(x):
             return os.system("touch " + T["tree"] + "/spawned") != 0  # -1: could not start
-    """, row_errors=0, acc=0.5, needs=("processes",)),
-    "os_exec": case("""
+    """,
+        row_errors=0,
+        acc=0.5,
+        needs=("processes",),
+    ),
+    "os_exec": case(
+        """
         import os
         def f(x):
             os.execv("/bin/sh", ["sh", "-c", "touch " + T["tree"] + "/spawned"])
-    """, row_errors=ALL, errors=REFUSED, needs=("processes",)),
-    "ctypes_memory_fault": case("""
+    """,
+        row_errors=ALL,
+        errors=REFUSED,
+        needs=("processes",),
+    ),
+    "ctypes_memory_fault": case(
+        """
         import ctypes
         def f(x):
             return ctypes.c_char.from_address(8).value
-    """, "crash", errors=("killed by SIGSEGV",)),
+    """,
+        "crash",
+        errors=("killed by SIGSEGV",),
+    ),
     # --- output ---
-    "print_gigabytes": case("""
+    "print_gigabytes": case(
+        """
         import os, sys
         CHUNK = "x" * (1 << 20)
         def f(x):
@@ -611,8 +881,12 @@ CASES = {
                 print(CHUNK)
                 sys.stderr.write(CHUNK)
                 os.write(1, CHUNK.encode())
-    """, "timeout", limit="wall"),
-    "flood_the_result_channel": case("""
+    """,
+        "timeout",
+        limit="wall",
+    ),
+    "flood_the_result_channel": case(
+        """
         import os
         def f(x):
             for fd in range(3, 64):
@@ -621,8 +895,12 @@ CASES = {
                 except OSError:
                     pass
             return 1
-    """, "output_limit", limit="output"),
-    "forge_the_result": case("""
+    """,
+        "output_limit",
+        limit="output",
+    ),
+    "forge_the_result": case(
+        """
         import os, time
         for fd in range(3, 64):
             try:
@@ -631,8 +909,12 @@ CASES = {
                 pass
         def f(x):
             time.sleep(5)
-    """, "crash", errors=("malformed result channel",)),
-    "flood_the_error_lines": case("""
+    """,
+        "crash",
+        errors=("malformed result channel",),
+    ),
+    "flood_the_error_lines": case(
+        """
         import os, sys
         marks = sys._getframe(2).f_locals["marks"]  # the child's own row marks
         marks[:] = b"1" * len(marks)
@@ -645,8 +927,12 @@ CASES = {
         os._exit(0)
         def f(x):
             return 1
-    """, "crash", errors=("malformed result channel",)),
-    "exception_whose_class_has_no_name": case("""
+    """,
+        "crash",
+        errors=("malformed result channel",),
+    ),
+    "exception_whose_class_has_no_name": case(
+        """
         class Nameless(type):
             @property
             def __name__(cls):
@@ -658,50 +944,82 @@ CASES = {
             if x[0] == "1":
                 raise Odd()
             raise ValueError("plain \\x1b[2J\\x00 text")
-    """, row_errors=ALL, errors=None),
-    "forge_the_marks": case("""
+    """,
+        row_errors=ALL,
+        errors=None,
+    ),
+    "forge_the_marks": case(
+        """
         import sys
         def f(x):
             marks = sys._getframe(1).f_locals["marks"]  # the child's own row marks
             marks[:] = b"1" * len(marks)
             return 1
-    """, row_errors=0, acc=0.5),
-    "write_a_big_file": case("""
+    """,
+        row_errors=0,
+        acc=0.5,
+    ),
+    "write_a_big_file": case(
+        """
         def f(x):
             with open("big", "wb") as out:
                 out.write(b"x" * (2 << 20))
             return 1
-    """, row_errors=ALL, errors=("OSError: [Errno 27] File too large",)),
+    """,
+        row_errors=ALL,
+        errors=("OSError: [Errno 27] File too large",),
+    ),
     # --- numbers ---
-    "enormous_integer": case("""
+    "enormous_integer": case(
+        """
         def f(x):
             return 10 ** (10 ** 10)
-    """, "timeout", limit="wall"),
-    "enormous_string": case("""
+    """,
+        "timeout",
+        limit="wall",
+    ),
+    "enormous_string": case(
+        """
         def f(x):
             return len(x * 10**10)
-    """, "memory", limit="memory"),
-    "integer_to_a_huge_string": case("""
+    """,
+        "memory",
+        limit="memory",
+    ),
+    "integer_to_a_huge_string": case(
+        """
         def f(x):
             return str(10 ** 5000)
-    """, row_errors=ALL, errors=("ValueError: Exceeds the limit",)),
+    """,
+        row_errors=ALL,
+        errors=("ValueError: Exceeds the limit",),
+    ),
     # --- results that fight the normaliser ---
-    "bool_raises": case("""
+    "bool_raises": case(
+        """
         class Result:
             def __bool__(self):
                 raise RuntimeError("no truth")
         def f(x):
             return Result()
-    """, row_errors=ALL, errors=("RuntimeError: no truth",)),
-    "bool_loops": case("""
+    """,
+        row_errors=ALL,
+        errors=("RuntimeError: no truth",),
+    ),
+    "bool_loops": case(
+        """
         class Result:
             def __bool__(self):
                 while True:
                     pass
         def f(x):
             return Result()
-    """, "timeout", limit="wall"),
-    "item_raises": case("""
+    """,
+        "timeout",
+        limit="wall",
+    ),
+    "item_raises": case(
+        """
         class Result:
             def item(self):
                 raise RuntimeError("no item")
@@ -709,16 +1027,24 @@ CASES = {
                 return True
         def f(x):
             return Result()
-    """, row_errors=0, acc=0.5),
-    "item_loops": case("""
+    """,
+        row_errors=0,
+        acc=0.5,
+    ),
+    "item_loops": case(
+        """
         class Result:
             def item(self):
                 while True:
                     pass
         def f(x):
             return Result()
-    """, "timeout", limit="wall"),
-    "dunders_raise_but_truth_is_honest": case("""
+    """,
+        "timeout",
+        limit="wall",
+    ),
+    "dunders_raise_but_truth_is_honest": case(
+        """
         class Result:
             def __init__(self, value):
                 self.value = value
@@ -730,8 +1056,12 @@ CASES = {
             __str__ = __repr__ = __len__ = _raise
         def f(x):
             return Result(x.count("1") % 2 == 1)
-    """, row_errors=0, acc=1.0),
-    "lying_int_and_str": case("""
+    """,
+        row_errors=0,
+        acc=1.0,
+    ),
+    "lying_int_and_str": case(
+        """
         class Liar(int):
             def __eq__(self, other):
                 return True
@@ -743,62 +1073,106 @@ CASES = {
                 return "1"
         def f(x):
             return Liar(0) if x[0] == "0" else Shouty("0")
-    """, row_errors=0, acc=0.5),
+    """,
+        row_errors=0,
+        acc=0.5,
+    ),
     # --- monkeypatching ---
-    "patch_builtins": case("""
+    "patch_builtins": case(
+        """
         import builtins
         builtins.isinstance = lambda obj, cls: True
         builtins.hasattr = lambda obj, name: False
         builtins.len = lambda obj: 0
         def f(x):
             return "0"
-    """, row_errors=0, acc=0.5),
-    "patch_the_normaliser": case("""
+    """,
+        row_errors=0,
+        acc=0.5,
+    ),
+    "patch_the_normaliser": case(
+        """
         import sys
         child = sys.modules["__main__"]
         child.to01 = lambda y: 1
         child.describe = lambda exc: "ok"
         def f(x):
             return "0"
-    """, row_errors=0, acc=0.5),
+    """,
+        row_errors=0,
+        acc=0.5,
+    ),
     # --- slow or broken functions ---
-    "slow_rows": case("""
+    "slow_rows": case(
+        """
         import time
         def f(x):
             time.sleep(0.1)
             return x.count("1") % 2
-    """, "timeout", limit="wall", row_errors=0),
-    "missing_module_at_import": case("""
+    """,
+        "timeout",
+        limit="wall",
+        row_errors=0,
+    ),
+    "missing_module_at_import": case(
+        """
         import no_such_module_anywhere
         def f(x):
             return 1
-    """, "compile_error", errors=("ModuleNotFoundError: No module named 'no_such_module",)),
-    "missing_module_in_f": case("""
+    """,
+        "compile_error",
+        errors=("ModuleNotFoundError: No module named 'no_such_module",),
+    ),
+    "missing_module_in_f": case(
+        """
         def f(x):
             import no_such_module_anywhere
             return 1
-    """, row_errors=ALL, errors=("ModuleNotFoundError",)),
-    "f_not_callable": case("""
+    """,
+        row_errors=ALL,
+        errors=("ModuleNotFoundError",),
+    ),
+    "f_not_callable": case(
+        """
         def f(x):
             return 1
         f = 42
-    """, "no_function", errors=("no function named 'f'",)),
-    "f_takes_two_arguments": case("""
+    """,
+        "no_function",
+        errors=("no function named 'f'",),
+    ),
+    "f_takes_two_arguments": case(
+        """
         def f(x, y):
             return 1
-    """, row_errors=ALL, errors=("TypeError",)),
-    "f_takes_no_argument": case("""
+    """,
+        row_errors=ALL,
+        errors=("TypeError",),
+    ),
+    "f_takes_no_argument": case(
+        """
         def f():
             return 1
-    """, row_errors=ALL, errors=("TypeError",)),
-    "f_is_a_generator": case("""
+    """,
+        row_errors=ALL,
+        errors=("TypeError",),
+    ),
+    "f_is_a_generator": case(
+        """
         def f(x):
             yield x.count("1") % 2
-    """, row_errors=0, acc=0.5),  # a generator object is truthy: 1 on every row
-    "f_is_a_coroutine": case("""
+    """,
+        row_errors=0,
+        acc=0.5,
+    ),  # a generator object is truthy: 1 on every row
+    "f_is_a_coroutine": case(
+        """
         async def f(x):
             return x.count("1") % 2
-    """, row_errors=0, acc=0.5),  # likewise a coroutine object
+    """,
+        row_errors=0,
+        acc=0.5,
+    ),  # likewise a coroutine object
 }
 
 
@@ -814,14 +1188,22 @@ def protections() -> set[str]:
     seccomp = "seccomp" in layers
     unprivileged = "setuid" in layers or os.geteuid() != 0
     return {
-        name for name, on in {
-            "files": landlock >= 1, "processes": seccomp, "metadata": seccomp,
-            "sockets": seccomp, "signals": seccomp or landlock >= 6,
-            "network": seccomp or "namespaces" in layers, "memory": seccomp,
-            "ownership": seccomp and unprivileged, "watches": seccomp, "sync": seccomp,
+        name
+        for name, on in {
+            "files": landlock >= 1,
+            "processes": seccomp,
+            "metadata": seccomp,
+            "sockets": seccomp,
+            "signals": seccomp or landlock >= 6,
+            "network": seccomp or "namespaces" in layers,
+            "memory": seccomp,
+            "ownership": seccomp and unprivileged,
+            "watches": seccomp,
+            "sync": seccomp,
             "folder": "tmpfs" in layers,
-        }.items() if on
-    }  # fmt: skip
+        }.items()
+        if on
+    }
 
 
 def synth(*args):
@@ -851,17 +1233,22 @@ def table_rows(db_path: Path) -> dict[str, set]:
     with sqlite3.connect(db_path) as conn:
         tables = conn.execute("select name, sql from sqlite_master where type = 'table'").fetchall()
         indexes = tuple(name for name, sql in tables if sql.upper().startswith("CREATE VIRTUAL"))
-        return {name: set(conn.execute(f"select * from [{name}]"))
-                for name, _ in tables if not name.startswith(indexes)}  # fmt: skip
+        return {
+            name: set(conn.execute(f"select * from [{name}]"))
+            for name, _ in tables
+            if not name.startswith(indexes)
+        }
 
 
 def runner_state() -> dict:
     return {
-        "pid": os.getpid(), "cwd": os.getcwd(),
+        "pid": os.getpid(),
+        "cwd": os.getcwd(),
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
         "as": resource.getrlimit(resource.RLIMIT_AS),
-        "nice": os.getpriority(os.PRIO_PROCESS, 0), "affinity": os.sched_getaffinity(0),
-    }  # fmt: skip
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "affinity": os.sched_getaffinity(0),
+    }
 
 
 @pytest.fixture
@@ -909,8 +1296,7 @@ def arena(tmp_path, monkeypatch, openai_server, readable):
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
     monkeypatch.delenv("SYNTH_DB", raising=False)
     openai_server.script = lambda path, body: answer(PARITY)
-    base = synth("run", *GRID, "--attempts", 1, "--run-id", "base",
-                 "--api-base-url", openai_server.base_url)  # fmt: skip
+    base = synth("run", *GRID, "--attempts", 1, "--run-id", "base", "--api-base-url", openai_server.base_url)
     assert base.exit_code == 0, base.output
     tree = tmp_path / "tree"
     (tree / "empty").mkdir(parents=True)
@@ -930,14 +1316,20 @@ def arena(tmp_path, monkeypatch, openai_server, readable):
     splits = sorted(tmp_path.glob("data/*/L20/seed*/*.txt"))
     assert [p.name for p in splits] == ["test.txt", "train.txt", "val.txt"]
     targets = {
-        "db": str(tmp_path / "runs.db"), "mirror": str(tmp_path / "data"),
+        "db": str(tmp_path / "runs.db"),
+        "mirror": str(tmp_path / "data"),
         "splits": [str(p) for p in splits if p.name != "train.txt"],
-        "exports": str(tmp_path / "runs" / "base"), "tree": str(tree),
+        "exports": str(tmp_path / "runs" / "base"),
+        "tree": str(tree),
         "probe": str(CHECKOUT / f".hostile-probe-{uuid.uuid4().hex}"),
-        "port": openai_server.server_address[1], "udp": udp.getsockname()[1],
-        "unix": str(tmp_path / "u.sock"), "bystander": bystander.pid, "runner": os.getpid(),
-        "dgram": str(tmp_path / "d.sock"), "readable": readable,
-    }  # fmt: skip
+        "port": openai_server.server_address[1],
+        "udp": udp.getsockname()[1],
+        "unix": str(tmp_path / "u.sock"),
+        "bystander": bystander.pid,
+        "runner": os.getpid(),
+        "dgram": str(tmp_path / "d.sock"),
+        "readable": readable,
+    }
     yield tmp_path, targets, openai_server, (udp, unix, dgram, bystander)
     bystander.kill()
     bystander.wait()
@@ -967,8 +1359,7 @@ def test_hostile_program(hostile, arena, received_signals, wait_until):
     code = f"T = {targets!r}\n\n{hostile.code}"
     server.script = in_order(answer(code), answer(PARITY))
 
-    result = synth("run", *GRID, "--attempts", 2, "--run-id", "hostile",
-                   "--api-base-url", server.base_url)  # fmt: skip
+    result = synth("run", *GRID, "--attempts", 2, "--run-id", "hostile", "--api-base-url", server.base_url)
 
     # The run went on and finished: the honest second attempt solved the trial.
     assert result.exit_code == 0, result.output
@@ -985,7 +1376,7 @@ def test_hostile_program(hostile, arena, received_signals, wait_until):
     ev = db.execute(
         "select e.* from evaluations e join attempts a on a.id = e.attempt_id"
         " join trials t on t.id = a.trial_id where t.run_id = 'hostile' and a.attempt = 1"
-    ).fetchone()  # fmt: skip
+    ).fetchone()
     errors = json.loads(ev["errors"])
     assert ev["isolation"] == isolation()
     outcome = (ev["status"], ev["limit_hit"])
@@ -1033,8 +1424,16 @@ def test_hostile_program(hostile, arena, received_signals, wait_until):
 def test_the_battery_covers_the_issue():
     assert len(CASES) >= 25
     statuses = {c.status for c in CASES.values()}
-    assert statuses == {"ok", "timeout", "memory", "crash", "exit", "output_limit",
-                        "compile_error", "no_function"}  # fmt: skip
+    assert statuses == {
+        "ok",
+        "timeout",
+        "memory",
+        "crash",
+        "exit",
+        "output_limit",
+        "compile_error",
+        "no_function",
+    }
 
 
 def test_the_child_applies_every_layer_this_machine_offers():
@@ -1069,10 +1468,23 @@ def test_a_run_that_a_poison_pill_stopped_before_resumes(tmp_path, monkeypatch, 
         "cli(sys.argv[1:])\n"
     )
     died = subprocess.run(
-        [sys.executable, "-c", old_runner, "run", *GRID, "--attempts", "2", "--run-id", "pill",
-         "--api-base-url", openai_server.base_url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            old_runner,
+            "run",
+            *GRID,
+            "--attempts",
+            "2",
+            "--run-id",
+            "pill",
+            "--api-base-url",
+            openai_server.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert died.returncode == 1 and "RecursionError" in died.stderr
     db = sqlite3.connect(tmp_path / "runs.db")
     assert db.execute("select status from runs").fetchall() == [("running",)]
@@ -1085,6 +1497,6 @@ def test_a_run_that_a_poison_pill_stopped_before_resumes(tmp_path, monkeypatch, 
     assert db.execute("select status from runs").fetchall() == [("completed",)]
     evaluated = db.execute(
         "select a.status, e.status, e.val_acc from attempts a join evaluations e on e.attempt_id = a.id"
-    ).fetchall()  # fmt: skip
+    ).fetchall()
     assert evaluated == [("evaluated", "ok", 1.0)]  # the chain is built, the rule is right
     assert len(openai_server.requests) == calls  # the recorded answer is not asked again

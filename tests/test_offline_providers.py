@@ -64,9 +64,13 @@ def providers():
 
 def request(ds, *, seed=42, trial=1, attempt=1):
     return ProposeRequest(
-        prompt="not read by offline proposers", train=ds.splits["train"],
-        kind=ds.point.task.kind, seed=seed, trial=trial, attempt=attempt,
-    )  # fmt: skip
+        prompt="not read by offline proposers",
+        train=ds.splits["train"],
+        kind=ds.point.task.kind,
+        seed=seed,
+        trial=trial,
+        attempt=attempt,
+    )
 
 
 def sandbox(code, kind, inputs):
@@ -130,9 +134,14 @@ def test_tabular_programs_survive_missing_and_odd_values(data, uci_dir, provider
     provider = providers(name, **(FIXED_BUDGET if name == "formula" else {}))
     proposal = asyncio.run(provider.propose(request(ds)))
     odd = [
-        "", "x0:abc", "x1:3.5,x2:nan,x0:inf", "x0:-inf,x9:", "y:1",
-        ",".join(f"x{i}:c99" for i in range(20)), ",".join(f"x{i}:1e308" for i in range(20)),
-    ]  # fmt: skip
+        "",
+        "x0:abc",
+        "x1:3.5,x2:nan,x0:inf",
+        "x0:-inf,x9:",
+        "y:1",
+        ",".join(f"x{i}:c99" for i in range(20)),
+        ",".join(f"x{i}:1e308" for i in range(20)),
+    ]
     predictions = sandbox(extract_program(proposal.text).code, "tabular", odd)
     assert set(predictions) <= {0, 1}
 
@@ -187,8 +196,14 @@ async def test_proposal_is_recorded_like_a_models(data, providers):
     ds = data("fn_e", 20)
     p = await providers("tree").propose(request(ds, seed=7, trial=3, attempt=2))
     assert (p.status, p.incomplete_reason, p.response_id) == ("completed", None, None)
-    usage = (p.input_tokens, p.cached_tokens, p.output_tokens, p.reasoning_tokens,
-             p.tool_calls, p.tool_output_chars)  # fmt: skip
+    usage = (
+        p.input_tokens,
+        p.cached_tokens,
+        p.output_tokens,
+        p.reasoning_tokens,
+        p.tool_calls,
+        p.tool_output_chars,
+    )
     assert usage == (0, 0, 0, 0, 0, 0)
     assert p.duration_ms > 0
     assert set(json.loads(p.text)) == {"code"}
@@ -243,8 +258,9 @@ def test_unknown_proposer_or_option_is_refused(name, options):
 def test_numeric_cuts_are_exact_where_float32_is_not():
     """Adult's fnlwgt-like values need more digits than float32 holds; the encoding by
     gaps keeps every training value apart, and the cut sits between its neighbours."""
-    train = [(f"x0:{v}", y) for v, y in [("1234567.78", 0), ("1234567.79", 1), ("1234567.80", 0),
-                                         ("5.00", 1)]]  # fmt: skip
+    train = [
+        (f"x0:{v}", y) for v, y in [("1234567.78", 0), ("1234567.79", 1), ("1234567.80", 0), ("5.00", 1)]
+    ]
     assert len(np.unique(np.float32([1234567.78, 1234567.79, 1234567.80]))) == 1
     fitted = tree.fit(train, "tabular", rng_for(0, 0, 1))
     assert fitted.train_acc == 1.0
@@ -279,7 +295,8 @@ def test_timed_out_search_replays_from_its_candidate_count(data):
     ds = data("fn_a", 20)
     timed = formula.fit(ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=0.3)
     assert timed.stopped == "time"
-    replay = formula.fit(ds.splits["train"], "binary", rng_for(42, 1, 1), 1,
-                         time_budget=60, max_candidates=timed.candidates)  # fmt: skip
+    replay = formula.fit(
+        ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=60, max_candidates=timed.candidates
+    )
     assert (replay.stopped, replay.candidates) == ("max_candidates", timed.candidates)
     assert replay.program() == timed.program()

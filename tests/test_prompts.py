@@ -2,22 +2,29 @@ import hashlib
 
 import pytest
 
-from synth.errors import SynthError
 from synth.datasets.generators.base import Task
+from synth.errors import SynthError
 from synth.prompts import load_template, prompt_hash, render_prompt
 
 # One realistic training split per kind, with the phrases that state its input format.
 CASES = {
-    "binary": (8, [("01101001", 1), ("11110000", 0), ("00000001", 1)],
-               ["exactly 8 characters", "'0' or '1'"]),
-    "decimal": (5, [("48173", 1), ("90210", 0)],
-                ["exactly 5 characters", "decimal digit"]),
-    "graph": (36, [("u12v07u07v33u33v12u00v00u00v00u00v00", 1),
-                   ("u01v02u00v00u00v00u00v00u00v00u00v00", 0)],
-              ["36 characters", "6 undirected edges", "uXXvYY", "u00v00", "padding"]),
-    "tabular": (3, [("x0:0.37,x1:c03,x2:-1.20", 1), ("x0:1.05,x1:c00,x2:0.44", 0)],
-                ["dict", "'x0' to 'x2'", "float", "'c03'", "x0:0.37,x1:c03,..."]),
-}  # fmt: skip
+    "binary": (
+        8,
+        [("01101001", 1), ("11110000", 0), ("00000001", 1)],
+        ["exactly 8 characters", "'0' or '1'"],
+    ),
+    "decimal": (5, [("48173", 1), ("90210", 0)], ["exactly 5 characters", "decimal digit"]),
+    "graph": (
+        36,
+        [("u12v07u07v33u33v12u00v00u00v00u00v00", 1), ("u01v02u00v00u00v00u00v00u00v00u00v00", 0)],
+        ["36 characters", "6 undirected edges", "uXXvYY", "u00v00", "padding"],
+    ),
+    "tabular": (
+        3,
+        [("x0:0.37,x1:c03,x2:-1.20", 1), ("x0:1.05,x1:c00,x2:0.44", 0)],
+        ["dict", "'x0' to 'x2'", "float", "'c03'", "x0:0.37,x1:c03,..."],
+    ),
+}
 
 
 def make_task(kind):
@@ -68,9 +75,7 @@ def test_prompt_is_deterministic_and_hashed_by_content(case):
 
 
 def test_prompt_hash_is_sha256_hex_of_utf8():
-    assert prompt_hash("abc") == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    )
+    assert prompt_hash("abc") == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     assert prompt_hash("é") == hashlib.sha256("é".encode()).hexdigest()
 
 
@@ -95,16 +100,13 @@ def test_user_template_replaces_default_and_gets_variables(user_template, as_loa
     template = load_template(user_template) if as_loaded else str(user_template)
     train = [("0110", 1), ("0000", 0)]
     text = render_prompt(make_task("binary"), 4, train, template=template)
-    assert text == (
-        "binary L=4 n=2\n0110 is in\n0000 is out\n0110 -> 1\n0000 -> 0\n"
-    )
+    assert text == ("binary L=4 n=2\n0110 is in\n0000 is out\n0110 -> 1\n0000 -> 0\n")
 
 
 def test_user_template_can_extend_the_defaults(tmp_path):
     path = tmp_path / "custom.j2"
     path.write_text(
-        '{% extends "_base.j2" %}'
-        "{% block input_format %}bits, {{ length }} of them{% endblock %}"
+        '{% extends "_base.j2" %}{% block input_format %}bits, {{ length }} of them{% endblock %}'
     )
     text = render_prompt(make_task("binary"), 4, [("0110", 1)], template=path)
     assert "Input format: bits, 4 of them\nEach label" in text

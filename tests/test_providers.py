@@ -17,17 +17,21 @@ from openai_server import (
     responses_body,
 )
 
-from synth.errors import SynthError
 from synth.config import ApiSettings
+from synth.errors import SynthError
 from synth.providers import ProposeRequest, ProviderError, make_provider
 
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-test-not-a-real-key"
 REQ = ProposeRequest(
-    prompt="Find f.\n0101 -> 1\n1100 -> 0", train=[("0101", 1), ("1100", 0)],
-    kind="binary", seed=7, trial=0, attempt=1,
-)  # fmt: skip
+    prompt="Find f.\n0101 -> 1\n1100 -> 0",
+    train=[("0101", 1), ("1100", 0)],
+    kind="binary",
+    seed=7,
+    trial=0,
+    attempt=1,
+)
 CODE_INTERPRETER = [{"type": "code_interpreter", "container": {"type": "auto"}}]
 
 
@@ -63,9 +67,7 @@ async def propose_error(provider) -> ProviderError:
 
 async def test_responses_records_text_usage_and_request(make, openai_server):
     openai_server.script = lambda path, body: Reply(usage=Usage(500, 128, 90, 60))
-    provider = make(
-        reasoning_effort="high", max_output_tokens=4000, verbosity="low", tool_choice="auto"
-    )
+    provider = make(reasoning_effort="high", max_output_tokens=4000, verbosity="low", tool_choice="auto")
     p = await provider.propose(REQ)
 
     assert provider.name == "openai-responses"
@@ -77,14 +79,18 @@ async def test_responses_records_text_usage_and_request(make, openai_server):
     assert p.duration_ms > 0
     [sent] = openai_server.requests
     assert sent.path == "/v1/responses"
-    assert sent.body == p.request == {
-        "model": "gpt-test",
-        "input": [{"role": "user", "content": REQ.prompt}],
-        "reasoning": {"effort": "high"},
-        "max_output_tokens": 4000,
-        "tool_choice": "auto",
-        "text": {"verbosity": "low"},
-    }
+    assert (
+        sent.body
+        == p.request
+        == {
+            "model": "gpt-test",
+            "input": [{"role": "user", "content": REQ.prompt}],
+            "reasoning": {"effort": "high"},
+            "max_output_tokens": 4000,
+            "tool_choice": "auto",
+            "text": {"verbosity": "low"},
+        }
+    )
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert KEY not in json.dumps([p.request, p.raw]) + repr(openai_server.requests)
 
@@ -110,8 +116,11 @@ async def test_code_interpreter_calls_are_counted(make, openai_server):
     assert (p.tool_calls, p.tool_output_chars) == (2, len("1\nabcde"))
     assert p.text == DEFAULT_TEXT
     assert [item["type"] for item in p.raw["output"]] == [
-        "reasoning", "code_interpreter_call", "code_interpreter_call", "message",
-    ]  # fmt: skip
+        "reasoning",
+        "code_interpreter_call",
+        "code_interpreter_call",
+        "message",
+    ]
 
 
 async def test_raw_is_the_body_received(make, openai_server):
@@ -160,13 +169,19 @@ async def test_loose_gateway_shapes_are_read_not_refused(make, openai_server):
 @pytest.mark.parametrize(
     "content, text",
     [
-        ([{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "def f"},
-          {"type": "text", "text": "(x): ..."}], "def f(x): ..."),
+        (
+            [
+                {"type": "thinking", "thinking": "hmm"},
+                {"type": "text", "text": "def f"},
+                {"type": "text", "text": "(x): ..."},
+            ],
+            "def f(x): ...",
+        ),
         (42, None),
         ([], None),
     ],
     ids=["parts", "number", "no-parts"],
-)  # fmt: skip
+)
 async def test_chat_content_as_parts_is_its_text_parts(make, openai_server, content, text):
     def script(path, body):
         sent = chat_body(body, Reply())
@@ -203,12 +218,16 @@ async def test_chat_records_text_usage_and_request(make, openai_server):
     assert p.response_id.startswith("chatcmpl-") and p.raw["object"] == "chat.completion"
     [sent] = openai_server.requests
     assert sent.path == "/v1/chat/completions"
-    assert sent.body == p.request == {
-        "model": "gpt-test",
-        "messages": [{"role": "user", "content": REQ.prompt}],
-        "reasoning_effort": "low",
-        "max_completion_tokens": 2000,
-    }
+    assert (
+        sent.body
+        == p.request
+        == {
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": REQ.prompt}],
+            "reasoning_effort": "low",
+            "max_completion_tokens": 2000,
+        }
+    )
 
 
 async def test_chat_length_finish_is_incomplete(make, openai_server):
@@ -288,16 +307,20 @@ async def test_refused_connection(make):
 @pytest.mark.parametrize(
     "reply, said",
     [
-        (Reply(raw_body="<html>Bad gateway</html>", headers={"Content-Type": "text/html"}),
-         "the body is not JSON (Expecting value: line 1 column 1 (char 0)): b'<html>Bad gateway"),
-        (Reply(raw_body='{"id": "resp_1", "output": [{"ty'),
-         "the body is not JSON (Unterminated string starting at: line 1 column 30 (char 29))"),
+        (
+            Reply(raw_body="<html>Bad gateway</html>", headers={"Content-Type": "text/html"}),
+            "the body is not JSON (Expecting value: line 1 column 1 (char 0)): b'<html>Bad gateway",
+        ),
+        (
+            Reply(raw_body='{"id": "resp_1", "output": [{"ty'),
+            "the body is not JSON (Unterminated string starting at: line 1 column 30 (char 29))",
+        ),
         (Reply(raw_body="[" * 100_000 + "]" * 100_000), "the body is not JSON (maximum recursion"),
         (Reply(raw_body="[1, 2]"), "the body is not a JSON object: b'[1, 2]'"),
         (Reply(raw_body={"unexpected": True}), "a field is missing or malformed (KeyError("),
     ],
     ids=["html", "cut-off", "nested-too-deep", "json-list", "wrong-shape"],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("api_mode", ["responses", "chat"])
 async def test_unreadable_200_is_bad_response(make, openai_server, reply, said, api_mode):
     openai_server.script = lambda path, body: reply

@@ -26,9 +26,11 @@ def test_the_front_door_names_the_api():
 
 def test_synth_help_imports_none_of_the_engine():
     """`synth --help` stays fast: the CLI module loads no engine, sandbox or SDK."""
-    code = ("import sys, synth.cli; loaded = set(sys.modules); "
-            "print([m for m in ('synth.engine.entry', 'synth.sandbox.evaluation', 'openai', "
-            "'reports') if m in loaded])")  # fmt: skip
+    code = (
+        "import sys, synth.cli; loaded = set(sys.modules); "
+        "print([m for m in ('synth.engine.entry', 'synth.sandbox.evaluation', 'openai', "
+        "'reports') if m in loaded])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -51,8 +53,14 @@ def test_the_notebook_session_of_the_docs_runs(tmp_path):
     # As a notebook runs code, with no script file: worker processes have none to import
     # again, so the page's code needs no `if __name__ == "__main__":` guard.
     notebook = "import sys; exec(compile(sys.stdin.read(), 'notebook', 'exec'))"
-    done = subprocess.run([sys.executable, "-c", notebook], input="\n".join(blocks), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", notebook],
+        input="\n".join(blocks),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "completed runs/notebook/results_attempts.csv"

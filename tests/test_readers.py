@@ -23,21 +23,54 @@ def test_readers_never_see_a_locked_database(tmp_path, openai_server):
     openai_server.script = lambda path, body: Reply(text=WRONG, delay=0.02)
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-readers"}
     run = subprocess.Popen(
-        [sys.executable, "-m", "synth", "run", "--functions", "fn_a", "fn_g", "--lengths", "20",
-         "25", "--num-trials", "4", "--attempts", "3", "--train-size", "10", "--val-size", "10",
-         "--test-size", "20", "--concurrency", "4", "--api-base-url", openai_server.base_url,
-         "--run-id", "w", "--db", "w.db"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "synth",
+            "run",
+            "--functions",
+            "fn_a",
+            "fn_g",
+            "--lengths",
+            "20",
+            "25",
+            "--num-trials",
+            "4",
+            "--attempts",
+            "3",
+            "--train-size",
+            "10",
+            "--val-size",
+            "10",
+            "--test-size",
+            "20",
+            "--concurrency",
+            "4",
+            "--api-base-url",
+            openai_server.base_url,
+            "--run-id",
+            "w",
+            "--db",
+            "w.db",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     runner = CliRunner()
     db = str(tmp_path / "w.db")
     reads, pages, seen_running, datasette = 0, 0, False, None
     while run.poll() is None:
         if not os.path.exists(db):
             continue
-        for args in (["runs", "--json", "--db", db], ["show", "w", "--db", db],
-                     ["export", "w", "--db", db, "--out-dir", str(tmp_path / "x")],
-                     ["report", "w", "--db", db, "--format", "md"]):  # fmt: skip
+        for args in (
+            ["runs", "--json", "--db", db],
+            ["show", "w", "--db", db],
+            ["export", "w", "--db", db, "--out-dir", str(tmp_path / "x")],
+            ["report", "w", "--db", db, "--format", "md"],
+        ):
             result = runner.invoke(cli, args)
             assert "locked" not in result.output
             assert result.exit_code in (0, 2), result.output  # 2: the run is not recorded yet

@@ -12,7 +12,6 @@ from reports.stats import summary, t_975
 from tracker.db import open_db
 from tracker.exports import summarise
 
-
 ALL = ["r0", "r1", "r2", "r3", "r4"]
 
 
@@ -78,8 +77,11 @@ def test_run_results_attempt_one_selected_and_test_oracle(report):
 
 def test_leaderboard_ranks_proposers_over_their_runs(report):
     rows = [(r["fn"], r["provider"], r["runs"], r["trials"], r["test_mean"]) for r in report.leaderboard]
-    assert rows == [("fn_a", "tree", 1, 1, 0.75), ("fn_a", "openai", 2, 4, 0.6875),
-                    ("fn_b", "openai", 2, 4, 0.8125)]  # fmt: skip
+    assert rows == [
+        ("fn_a", "tree", 1, 1, 0.75),
+        ("fn_a", "openai", 2, 4, 0.6875),
+        ("fn_b", "openai", 2, 4, 0.8125),
+    ]
     fn_b = report.leaderboard[2]  # test accuracies 1.0, 0.5, 0.75, 1.0
     assert fn_b["test_std"] == pytest.approx(0.207289, abs=1e-6)
     assert fn_b["test_ci_low"] == pytest.approx(0.8125 - 3.182 * 0.207289 / 3**0.5, abs=1e-5)
@@ -97,21 +99,27 @@ def own_db(report_db, tmp_path):
 
 
 def test_the_leaderboard_keeps_settings_apart_but_pools_seeds(own_db):
-    own_db.execute("update runs set config = json_set(config, '$.reasoning_effort', 'low') "
-                   "where run_id = 'r2'")  # fmt: skip
+    own_db.execute(
+        "update runs set config = json_set(config, '$.reasoning_effort', 'low') where run_id = 'r2'"
+    )
     own_db.conn.commit()
     rows = report_of(own_db, ALL).leaderboard
     assert {(r["fn"], r["provider"], r["effort"], r["attempts"], r["runs"]) for r in rows} == {
-        ("fn_a", "tree", None, 3, 1), ("fn_a", "openai", "high", 3, 1),
-        ("fn_a", "openai", "low", 3, 1), ("fn_b", "openai", "high", 3, 1),
-        ("fn_b", "openai", "low", 3, 1)}  # fmt: skip
+        ("fn_a", "tree", None, 3, 1),
+        ("fn_a", "openai", "high", 3, 1),
+        ("fn_a", "openai", "low", 3, 1),
+        ("fn_b", "openai", "high", 3, 1),
+        ("fn_b", "openai", "low", 3, 1),
+    }
 
 
 def test_means_are_the_exports_means_to_the_last_digit(own_db):
     """SQLite adds naively (0.5 + 0.47 + 0.45 + 0.45 = 1.8699999999999999); the exports'
     fmean rounds once (0.4675 prints as 0.468): the report must print what `show` does."""
-    trials = [r[0] for r in own_db.execute(
-        "select id from trials where fn = 'fn_b' and status = 'done' order by id")]  # fmt: skip
+    trials = [
+        r[0]
+        for r in own_db.execute("select id from trials where fn = 'fn_b' and status = 'done' order by id")
+    ]
     values = [0.5, 0.47, 0.45, 0.45]
     assert len(trials) == len(values)
     for trial_id, value in zip(trials, values):
@@ -173,26 +181,42 @@ def test_compile_and_extraction_statistics(report):
 
 def test_failure_classes_and_most_common_errors(report):
     classes = {(r["run_id"], r["stage"], r["class"]): r["attempts"] for r in report.failure_classes}
-    assert classes == {("r1", "call", "call_rate_limit"): 1, ("r1", "extraction", "no_json"): 1,
-                       ("r1", "evaluation", "compile_error"): 1,
-                       ("r1", "evaluation", "timeout"): 1}  # fmt: skip
+    assert classes == {
+        ("r1", "call", "call_rate_limit"): 1,
+        ("r1", "extraction", "no_json"): 1,
+        ("r1", "evaluation", "compile_error"): 1,
+        ("r1", "evaluation", "timeout"): 1,
+    }
     errors = [(e["message"], e["source"], e["occurrences"], e["runs"]) for e in report.errors]
-    assert errors == [("IndexError: x", "evaluation", 2, 2), ("SyntaxError: bad", "evaluation", 1, 1),
-                      ("no JSON object in the reply", "attempt", 1, 1),
-                      ("rate limited (429)", "attempt", 1, 1)]  # fmt: skip
+    assert errors == [
+        ("IndexError: x", "evaluation", 2, 2),
+        ("SyntaxError: bad", "evaluation", 1, 1),
+        ("no JSON object in the reply", "attempt", 1, 1),
+        ("rate limited (429)", "attempt", 1, 1),
+    ]
 
 
 def test_attempts_to_solve_distribution(report):
     solved = {(r["run_id"], r["solved_at"]): r["trials"] for r in report.attempts_to_solve}
-    assert solved == {("r1", 1): 1, ("r1", 2): 1, ("r1", None): 2,
-                      ("r2", 1): 2, ("r2", 2): 1, ("r2", None): 1, ("r3", 1): 1}  # fmt: skip
+    assert solved == {
+        ("r1", 1): 1,
+        ("r1", 2): 1,
+        ("r1", None): 2,
+        ("r2", 1): 2,
+        ("r2", 2): 1,
+        ("r2", None): 1,
+        ("r3", 1): 1,
+    }
 
 
 def test_progression_of_the_selection_over_attempts(report):
     rows = by([r for r in report.progression if r["provider"] == "openai"], "fn", "attempt")
     # fn_a trials, (val, test) per attempt: [(.5,.5),(1,.75)], [(0,0)x3], [(1,1)], [(.5,.5),(1,1)]
     assert [(rows[("fn_a", k)]["val_mean"], rows[("fn_a", k)]["test_mean"]) for k in (1, 2, 3)] == [
-        (0.5, 0.5), (0.75, 0.6875), (0.75, 0.6875)]  # fmt: skip
+        (0.5, 0.5),
+        (0.75, 0.6875),
+        (0.75, 0.6875),
+    ]
     assert all(rows[("fn_a", k)]["trials"] == 4 for k in (1, 2, 3))  # early stops carry forward
     assert rows[("fn_b", 3)]["test_mean"] == 0.8125  # later attempts never beat the ties
 
@@ -200,8 +224,13 @@ def test_progression_of_the_selection_over_attempts(report):
 def test_tokens_and_cost_per_run_and_grid_point(report):
     runs = by(report.tokens_runs, "run_id")
     r1 = runs["r1"]  # 8 replies of 100 input (40 cached), 50 output (30 reasoning)
-    assert (r1["calls"], r1["input_tokens"], r1["cached_tokens"], r1["output_tokens"],
-            r1["reasoning_tokens"]) == (8, 800, 320, 400, 240)  # fmt: skip
+    assert (
+        r1["calls"],
+        r1["input_tokens"],
+        r1["cached_tokens"],
+        r1["output_tokens"],
+        r1["reasoning_tokens"],
+    ) == (8, 800, 320, 400, 240)
     assert r1["cost"] == pytest.approx((480 * 1.25 + 320 * 0.125 + 400 * 10) / 1e6)
     assert runs["r4"]["input_tokens"] == 100 and runs["r4"]["cost"] is None  # a model with no price
     assert runs["r3"]["calls"] == 1 and runs["r3"]["cost"] == 0  # the tree has no price, no tokens
@@ -211,12 +240,20 @@ def test_tokens_and_cost_per_run_and_grid_point(report):
 
 
 def test_gate_verdict_per_run_and_overall(db, report):
-    verdicts = {r["run_id"]: (r["verdict"], r["input_leakage"], r["compile_ok_rate"])
-                for r in report.gate["runs"]}  # fmt: skip
-    assert verdicts == {"r0": ("n/a", 0, None), "r1": ("fail", 2, 0.75), "r2": ("pass", 0, 1.0),
-                        "r3": ("pass", 0, 1.0), "r4": ("n/a", 0, None)}  # fmt: skip
+    verdicts = {
+        r["run_id"]: (r["verdict"], r["input_leakage"], r["compile_ok_rate"]) for r in report.gate["runs"]
+    }
+    assert verdicts == {
+        "r0": ("n/a", 0, None),
+        "r1": ("fail", 2, 0.75),
+        "r2": ("pass", 0, 1.0),
+        "r3": ("pass", 0, 1.0),
+        "r4": ("n/a", 0, None),
+    }
     assert by(report.gate["runs"], "run_id")["r1"]["reasons"] == [
-        "2 inputs shared between splits", "compile-ok rate 0.750 < 0.99"]  # fmt: skip
+        "2 inputs shared between splits",
+        "compile-ok rate 0.750 < 0.99",
+    ]
     assert report.gate["verdict"] == "fail"
     assert report_of(db, ["r2", "r3"]).gate["verdict"] == "pass"
     assert report_of(db, ["r0"]).gate["verdict"] == "n/a"
@@ -230,14 +267,17 @@ def test_programs_of_selected_attempts(report):
     assert no_program["code"] is None and no_program["failure_class"] == "no_json"
 
 
-@pytest.mark.parametrize("run_ids, filters, expected", [
-    (None, None, ("r4",)),  # the latest run
-    (None, {"model": "gpt-5"}, ("r0", "r1", "r2")),
-    (None, {"provider": ["tree"]}, ("r3",)),
-    (None, {"task": "fn_b"}, ("r1", "r2")),
-    (["r3", "r1"], None, ("r3", "r1")),
-    (["r1", "r3"], {"provider": "openai"}, ("r1",)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "run_ids, filters, expected",
+    [
+        (None, None, ("r4",)),  # the latest run
+        (None, {"model": "gpt-5"}, ("r0", "r1", "r2")),
+        (None, {"provider": ["tree"]}, ("r3",)),
+        (None, {"task": "fn_b"}, ("r1", "r2")),
+        (["r3", "r1"], None, ("r3", "r1")),
+        (["r1", "r3"], {"provider": "openai"}, ("r1",)),
+    ],
+)
 def test_scope_by_run_ids_and_filters(db, run_ids, filters, expected):
     assert resolve_scope(db, run_ids, filters).run_ids == expected
 
@@ -249,12 +289,15 @@ def test_task_filter_narrows_every_analysis(db):
     assert by(report.gate["runs"], "run_id")["r2"]["verdict"] == "pass"
 
 
-@pytest.mark.parametrize("run_ids, filters, message", [
-    (["r1", "nope"], None, "no run 'nope'"),
-    (None, {"model": "gpt-9"}, "no run matches model=gpt-9"),
-    (["r3"], {"task": "fn_b"}, "no run matches task=fn_b"),
-    (None, {"colour": "red"}, "unknown report filter 'colour'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "run_ids, filters, message",
+    [
+        (["r1", "nope"], None, "no run 'nope'"),
+        (None, {"model": "gpt-9"}, "no run matches model=gpt-9"),
+        (["r3"], {"task": "fn_b"}, "no run matches task=fn_b"),
+        (None, {"colour": "red"}, "unknown report filter 'colour'"),
+    ],
+)
 def test_scope_errors_say_what_is_wrong(db, run_ids, filters, message):
     with pytest.raises(ReportError, match=message):
         resolve_scope(db, run_ids, filters)
@@ -276,8 +319,14 @@ def test_prices_snapshots_overrides_and_bad_files(tmp_path, monkeypatch):
     assert prices.cost("gpt-5-mini", 100, 40, 50) == pytest.approx((60 * 0.25 + 40 * 0.025 + 50 * 2) / 1e6)
     assert prices.price("gpt-5-pro-x") is None and prices.cost("tree", 10, 0, 10) is None
     user = tmp_path / "prices.json"
-    user.write_text(json.dumps({"as_of": "2030-01", "models": {
-        "tree": {"input": 0, "output": 0}, "gpt-5": {"input": 2.0, "output": 20.0}}}))  # fmt: skip
+    user.write_text(
+        json.dumps(
+            {
+                "as_of": "2030-01",
+                "models": {"tree": {"input": 0, "output": 0}, "gpt-5": {"input": 2.0, "output": 20.0}},
+            }
+        )
+    )
     monkeypatch.setenv("SYNTH_PRICES", str(user))
     overridden = load_prices()
     assert overridden.cost("tree", 10, 0, 10) == 0

@@ -44,17 +44,29 @@ class DevTools:
     def __init__(self, executable: str, profile: Path):
         to_child, self._out = os.pipe()
         self._in, from_child = os.pipe()
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-extensions", "--hide-scrollbars",
-                 f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-pipe",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ]
         # The pipe ends arrive as stdin and stdout; the shell moves them to fds 3 and 4,
         # where Chromium expects them (no Python code runs between fork and exec).
         wire = 'exec "$@" 3<&0 4>&1 0</dev/null 1>/dev/null'
         self.proc = subprocess.Popen(
             ["/bin/sh", "-c", wire, "sh", executable, *flags],
-            stdin=to_child, stdout=from_child, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            stdin=to_child,
+            stdout=from_child,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_child)
         os.close(from_child)
         self._buffer = b""
@@ -119,12 +131,15 @@ def page(report_db, tmp_path_factory):
     tools = DevTools(executable, tmp_path_factory.mktemp("profile"))
     try:
         target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        tools.session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True},
-                                   browser_level=True)["sessionId"]  # fmt: skip
+        tools.session = tools.send(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}, browser_level=True
+        )["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             tools.send(f"{domain}.enable")
-        tools.send("Emulation.setDeviceMetricsOverride",
-                   {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+        tools.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+        )
         tools.send("Page.navigate", {"url": html.resolve().as_uri()})
         tools.wait_for(lambda: any(e.get("method") == "Page.loadEventFired" for e in tools.events))
         drawn = "document.querySelectorAll('.chart svg.marks').length"
@@ -151,14 +166,16 @@ def _errors(events: list[dict]) -> list[str]:
 
 def test_no_javascript_error_and_every_chart_drawn(page):
     assert _errors(page.events) == []
-    ids = page.evaluate("[...document.querySelectorAll('.chart')]"
-                        ".filter(c => c.querySelector('svg.marks')).map(c => c.id)")
+    ids = page.evaluate(
+        "[...document.querySelectorAll('.chart')].filter(c => c.querySelector('svg.marks')).map(c => c.id)"
+    )
     assert sorted(ids) == sorted(f"chart-{id}" for id, *_ in CHARTS)
 
 
 def test_no_request_leaves_the_file(page):
-    urls = [e["params"]["request"]["url"] for e in page.events
-            if e.get("method") == "Network.requestWillBeSent"]  # fmt: skip
+    urls = [
+        e["params"]["request"]["url"] for e in page.events if e.get("method") == "Network.requestWillBeSent"
+    ]
     assert urls and all(u.startswith(("file://", "data:", "about:")) for u in urls), urls
 
 
@@ -183,10 +200,14 @@ def test_selected_programs_open(page):
 def test_screenshot_saved(page):
     ARTIFACTS.mkdir(exist_ok=True)
     height = page.send("Page.getLayoutMetrics")["cssContentSize"]["height"]
-    shot = page.send("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": 1400, "height": min(height, 12000), "scale": 1},
-    })  # fmt: skip
+    shot = page.send(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": 1400, "height": min(height, 12000), "scale": 1},
+        },
+    )
     path = ARTIFACTS / "report.png"
     path.write_bytes(base64.b64decode(shot["data"]))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 50_000

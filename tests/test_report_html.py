@@ -19,19 +19,35 @@ from reports.html import vega_javascript
 from synth.cli import cli
 from tracker.db import open_db
 
-
 ALL = ["r0", "r1", "r2", "r3", "r4"]
-TABLES = ["gate", "runs", "leaderboard", "grid-points", "seed-spread", "leakage", "raw-vs-clean",
-          "compile", "failures", "errors", "improvement", "attempts-to-solve", "tokens-runs",
-          "tokens-points", "programs"]  # fmt: skip
+TABLES = [
+    "gate",
+    "runs",
+    "leaderboard",
+    "grid-points",
+    "seed-spread",
+    "leakage",
+    "raw-vs-clean",
+    "compile",
+    "failures",
+    "errors",
+    "improvement",
+    "attempts-to-solve",
+    "tokens-runs",
+    "tokens-points",
+    "programs",
+]
 # URL-like strings inside the vendored Vega bundle: XML namespace names, which are
 # identifiers and never fetched, and strings the page never uses (an issue link in an
 # error message, Vega's schema id, the editor link of the actions menu, which is off).
 BUNDLE_URLS = {
-    "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink", "http://www.w3.org/2000/xmlns/",
-    "https://github.com/vega/vega-lite/issues/2415", "https://vega.github.io/schema/vega/v6.json",
+    "http://www.w3.org/2000/svg",
+    "http://www.w3.org/1999/xlink",
+    "http://www.w3.org/2000/xmlns/",
+    "https://github.com/vega/vega-lite/issues/2415",
+    "https://vega.github.io/schema/vega/v6.json",
     "https://vega.github.io/editor/",
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +72,10 @@ def test_every_chart_is_embedded_with_its_data(page):
         assert spec["datasets"]["rows"], id  # inline data, aggregated beforehand
     heatmap = charts["heatmap"]["datasets"]["rows"]
     assert {(v["proposer"], v["fn"], v["test_mean"]) for v in heatmap} == {
-        ("tree", "fn_a", 0.75), ("openai/gpt-5", "fn_a", 0.6875), ("openai/gpt-5", "fn_b", 0.8125)}
+        ("tree", "fn_a", 0.75),
+        ("openai/gpt-5", "fn_a", 0.6875),
+        ("openai/gpt-5", "fn_b", 0.8125),
+    }
 
 
 @pytest.mark.slow
@@ -64,8 +83,8 @@ def test_every_table_is_there_and_sortable(page):
     for name in TABLES:
         assert re.search(rf'<table class="sortable" id="table-{name}">', page), name
     assert page.count('class="sortable"') == len(TABLES)
-    grid = page[page.index('id="table-grid-points"'):]
-    grid = grid[:grid.index("</table>")]
+    grid = page[page.index('id="table-grid-points"') :]
+    grid = grid[: grid.index("</table>")]
     assert grid.count("<tr>") == 1 + 5  # the header and five grid points
     assert 'data-v="0.375">0.375</td>' in grid
 
@@ -74,7 +93,7 @@ def test_every_table_is_there_and_sortable(page):
 def test_gate_verdict_and_run_metadata_come_first(page):
     gate = page.index('id="gate"')
     assert gate < page.index('id="runs"') < page.index('id="results"')
-    assert "research-standard gate: fail" in page[gate:gate + 200]
+    assert "research-standard gate: fail" in page[gate : gate + 200]
     assert 'class="gate fail"' in page
 
 
@@ -105,8 +124,10 @@ def test_markdown_readout(report_db):
     assert "| r3 | tree | 1 | 1 | 0 | 0 | 0 | 0 | $0.0000 |" in text
     assert "| r4 | openai/llama-3.1-8b | 1 | 1 | 100 | 40 | 50 | 30 | unknown |" in text
     # every analysis of the HTML page, without its charts and programs
-    assert ("| fn_a | 4 | openai/gpt-5 | high | 3 | 2/2/4 | 2 | 4 | 0.688 | 0.410 | [0.000, 1.000] "
-            "| 0.750 | +0.062 | 3 |") in text  # fmt: skip
+    assert (
+        "| fn_a | 4 | openai/gpt-5 | high | 3 | 2/2/4 | 2 | 4 | 0.688 | 0.410 | [0.000, 1.000] "
+        "| 0.750 | +0.062 | 3 |"
+    ) in text
     assert "| r1 | openai/gpt-5 | extraction | no_json | 1 |" in text  # failure classes
     assert "| r1 | openai/gpt-5 | fn_a | 4 | 4 | 400 | 160 | 200 | 120 | $0.0023 |" in text  # per point
 
@@ -166,8 +187,15 @@ def test_report_of_real_runs(openai_server, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
     openai_server.script = lambda path, body: Reply(text=PARITY)
-    grid = dict(functions=["fn_a", "fn_g"], lengths=[20], num_trials=2, attempts=2,
-                train_size=20, val_size=20, test_size=40)  # fmt: skip
+    grid = dict(
+        functions=["fn_a", "fn_g"],
+        lengths=[20],
+        num_trials=2,
+        attempts=2,
+        train_size=20,
+        val_size=20,
+        test_size=40,
+    )
     start_run(RunConfig(**grid, run_id="model", api_base_url=openai_server.base_url), db_path="runs.db")
     start_run(RunConfig(**grid, run_id="tree", provider="tree"), db_path="runs.db")
     text = build_report("runs.db", ["model", "tree"], fmt="md")
@@ -175,14 +203,18 @@ def test_report_of_real_runs(openai_server, tmp_path, monkeypatch):
     assert "| model | fn_a | 20 | 2 | 1.000 | 0.000 | [1.000, 1.000] | 1.000 | +0.000 | 2 |" in text
     assert "2 datasets audited, 0 with inputs shared between splits." in text
     # 6 calls: parity solves fn_a at once, and never fn_g (2 trials x 2 attempts)
-    assert f"| model | openai/gpt-5 | 6 | 6 | 720 | 0 | 240 | 96 | ${(720 * 1.25 + 240 * 10) / 1e6:.4f} |" in text
+    assert (
+        f"| model | openai/gpt-5 | 6 | 6 | 720 | 0 | 240 | 96 | ${(720 * 1.25 + 240 * 10) / 1e6:.4f} |"
+        in text
+    )
     assert "| tree | tree | " in text
     html = build_report("runs.db", ["model", "tree"]).replace(vega_javascript(), "")
     assert 'class="gate pass"' in html and "return x.count(&#34;1&#34;) % 2" in html
 
 
-@pytest.mark.parametrize("tasks", [["--task", "fn_b"], ["--task", "fn_a,fn_b"],
-                                   ["--task", "fn_a", "--task", "fn_b"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "tasks", [["--task", "fn_b"], ["--task", "fn_a,fn_b"], ["--task", "fn_a", "--task", "fn_b"]]
+)
 def test_report_task_filter_takes_a_list_as_synth_run_does(report_db, tasks):
     result = CliRunner().invoke(cli, ["report", *tasks, "--format", "md", "--db", str(report_db)])
     assert result.exit_code == 0, result.output
@@ -210,12 +242,16 @@ def listing(folder):
     return {p.name: (os.lstat(p).st_mode, os.path.islink(p) and os.readlink(p)) for p in folder.iterdir()}
 
 
-@pytest.mark.parametrize("output, make", [
-    ("", None),  # the current folder: renaming over it failed with "Device or resource busy"
-    ("fifo", lambda path: os.mkfifo(path)),
-    ("link", lambda path: (os.mkfifo(path.with_name("pipe")), path.symlink_to("pipe"))),
-    ("link", lambda path: (path.with_name("file").write_text("kept"), path.symlink_to("file"))),
-], ids=["empty", "pipe", "link-to-pipe", "link-to-file"])  # fmt: skip
+@pytest.mark.parametrize(
+    "output, make",
+    [
+        ("", None),  # the current folder: renaming over it failed with "Device or resource busy"
+        ("fifo", lambda path: os.mkfifo(path)),
+        ("link", lambda path: (os.mkfifo(path.with_name("pipe")), path.symlink_to("pipe"))),
+        ("link", lambda path: (path.with_name("file").write_text("kept"), path.symlink_to("file"))),
+    ],
+    ids=["empty", "pipe", "link-to-pipe", "link-to-file"],
+)
 def test_the_output_must_be_a_plain_file_or_a_new_path(report_db, tmp_path, monkeypatch, output, make):
     """`-o /dev/stdout` as root replaced the /dev/stdout link with the report: a link, a
     device, a pipe, a folder are refused in one line before any work, left as they were."""
@@ -226,9 +262,11 @@ def test_the_output_must_be_a_plain_file_or_a_new_path(report_db, tmp_path, monk
     result = CliRunner().invoke(cli, ["report", "--db", str(report_db), "-o", output])
     assert result.exit_code == 2, result.output
     assert len(result.output.splitlines()) == 1
-    assert re.match(r"Error: (cannot write \S*: it is a (folder|pipe|symbolic link \(to a (pipe|file)\)); "
-                    r"only a plain file is replaced|.*'--output': a path must not be empty)$",
-                    result.output)  # fmt: skip
+    assert re.match(
+        r"Error: (cannot write \S*: it is a (folder|pipe|symbolic link \(to a (pipe|file)\)); "
+        r"only a plain file is replaced|.*'--output': a path must not be empty)$",
+        result.output,
+    )
     assert listing(tmp_path) == before
 
 
@@ -260,4 +298,7 @@ def test_a_folder_we_may_not_write_in_is_refused_up_front(report_db, tmp_path):
     code, output = result.exit_code, result.output
     assert os.listdir(ro) == []
     assert code == 2, output
-    assert output == f"Error: cannot write {base / 'ro' / 'r.html'}: no permission to write in folder {base / 'ro'}\n"
+    assert (
+        output
+        == f"Error: cannot write {base / 'ro' / 'r.html'}: no permission to write in folder {base / 'ro'}\n"
+    )

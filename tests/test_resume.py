@@ -27,11 +27,33 @@ pytestmark = pytest.mark.slow  # runs killed (SIGKILL, Ctrl-C) at every point, t
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 # Wrong and slow (5 ms a row), so evaluations last long enough to be killed during.
 SLOW_WRONG = '{"code": "import time\\ndef f(x):\\n    time.sleep(0.005)\\n    return 0"}'
-GRID = ["--functions", "fn_a", "fn_g", "--lengths", "20", "25", "--num-trials", "2",
-        "--attempts", "3", "--train-size", "20", "--val-size", "20", "--test-size", "40"]  # fmt: skip
+GRID = [
+    "--functions",
+    "fn_a",
+    "fn_g",
+    "--lengths",
+    "20",
+    "25",
+    "--num-trials",
+    "2",
+    "--attempts",
+    "3",
+    "--train-size",
+    "20",
+    "--val-size",
+    "20",
+    "--test-size",
+    "40",
+]
 CALLS = 2 * 2 * 1 + 2 * 2 * 3  # fn_a stops at attempt 1; fn_g uses all three
-ROWS_PER_TABLE = {"trials": 8, "attempts": CALLS, "responses": CALLS, "evaluations": CALLS,
-                  "prompts": 4, "programs": 2}  # fmt: skip
+ROWS_PER_TABLE = {
+    "trials": 8,
+    "attempts": CALLS,
+    "responses": CALLS,
+    "evaluations": CALLS,
+    "prompts": 4,
+    "programs": 2,
+}
 
 
 def answer(path, body):
@@ -49,9 +71,13 @@ def synth_process(tmp_path, *args, background=False):
     env.pop("SYNTH_DB", None)
     return subprocess.Popen(
         [sys.executable, "-m", "synth", "run", *map(str, args)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
-    )  # fmt: skip
+    )
 
 
 def query(db_path, sql):
@@ -104,8 +130,9 @@ def baseline(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("baseline")
     with OpenAIServer(answer) as server:
-        proc = synth_process(tmp, *GRID, "--api-base-url", server.base_url, "--run-id", "r",
-                             "--db", "r.db", "--out-dir", "out")  # fmt: skip
+        proc = synth_process(
+            tmp, *GRID, "--api-base-url", server.base_url, "--run-id", "r", "--db", "r.db", "--out-dir", "out"
+        )
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert len(server.requests) == CALLS
@@ -129,15 +156,30 @@ def run_until_killed(tmp_path, server, kill_point, signal_=signal.SIGKILL, backg
     server.script = script
     if kill_point == "before_first_call":
         server.script = lambda path, body: (time.sleep(2), answer(path, body))[1]
-    proc = synth_process(tmp_path, *GRID, "--api-base-url", server.base_url, "--run-id", "r",
-                         "--db", "r.db", "--out-dir", "out", background=background)  # fmt: skip
+    proc = synth_process(
+        tmp_path,
+        *GRID,
+        "--api-base-url",
+        server.base_url,
+        "--run-id",
+        "r",
+        "--db",
+        "r.db",
+        "--out-dir",
+        "out",
+        background=background,
+    )
     holder["proc"] = proc
     conditions = {
         "before_first_call": lambda: query(db, "select count(*) from runs") == (1,),
-        "during_evaluation": lambda: (query(db, "select count(*) from attempts where status = 'pending_eval'") or (0,))[0] >= 1,
-        "between_trials": lambda: (query(db, "select count(*) from trials where status = 'done'") or (0,))[0] >= 3,
+        "during_evaluation": lambda: (
+            (query(db, "select count(*) from attempts where status = 'pending_eval'") or (0,))[0] >= 1
+        ),
+        "between_trials": lambda: (
+            (query(db, "select count(*) from trials where status = 'done'") or (0,))[0] >= 3
+        ),
         "during_export": lambda: (tmp_path / "out" / "results_attempts.jsonl").exists(),
-    }  # fmt: skip
+    }
     if kill_point in conditions:
         wait_for(conditions[kill_point], proc)
         proc.send_signal(signal_)
@@ -180,9 +222,15 @@ def test_kill_9_then_resume_loses_nothing(kill_point, tmp_path, openai_server, b
         assert f"| solved {solved} |" in lines[-1], "progress counts trials solved before the kill"
 
 
-@pytest.mark.parametrize("signal_, background", [
-    (signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True),
-], ids=["ctrl-c", "kill", "kill-in-background"])  # fmt: skip
+@pytest.mark.parametrize(
+    "signal_, background",
+    [
+        (signal.SIGINT, False),
+        (signal.SIGTERM, False),
+        (signal.SIGTERM, True),
+    ],
+    ids=["ctrl-c", "kill", "kill-in-background"],
+)
 def test_ctrl_c_or_kill_marks_the_run_interrupted_and_says_how_to_resume(
     signal_, background, tmp_path, openai_server, baseline
 ):

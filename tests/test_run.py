@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from openai_server import Reply
 
 from synth.cli import cli
-from synth.errors import SynthError
 from synth.engine.entry import resume_run
+from synth.errors import SynthError
 from tracker.db import open_db
 from tracker.exports import EXTRA_COLUMNS, PUBLISHED_COLUMNS
 
@@ -48,8 +48,25 @@ def grid_script(path, body):
     return Reply(text=BROKEN)
 
 
-GRID = ["--functions", "fn_a", "fn_b", "fn_g", "--lengths", "20", "25", "--num-trials", "2",
-        "--attempts", "3", "--train-size", "20", "--val-size", "20", "--test-size", "40"]  # fmt: skip
+GRID = [
+    "--functions",
+    "fn_a",
+    "fn_b",
+    "fn_g",
+    "--lengths",
+    "20",
+    "25",
+    "--num-trials",
+    "2",
+    "--attempts",
+    "3",
+    "--train-size",
+    "20",
+    "--val-size",
+    "20",
+    "--test-size",
+    "40",
+]
 
 
 @pytest.fixture
@@ -67,8 +84,18 @@ def synth(*args):
 @pytest.fixture
 def finished_run(workdir, openai_server):
     openai_server.script = grid_script
-    result = synth("run", *GRID, "--api-base-url", openai_server.base_url, "--run-id", "e2e",
-                   "--db", "runs.db", "--concurrency", 4)  # fmt: skip
+    result = synth(
+        "run",
+        *GRID,
+        "--api-base-url",
+        openai_server.base_url,
+        "--run-id",
+        "e2e",
+        "--db",
+        "runs.db",
+        "--concurrency",
+        4,
+    )
     assert result.exit_code == 0, result.output
     assert not list(workdir.glob("runs.db-*")), "closed: the WAL is folded into the file"
     return workdir, openai_server, result
@@ -104,8 +131,7 @@ def test_calls_early_stops_and_selection(finished_run):
             assert t["val_acc"] == t["test_acc"] == 0.5
         else:
             assert (t["attempts_made"], t["val_acc"], t["stopped_early"]) == (3, 0.0, 0)
-    failures = db.execute(
-        "select failure_class, count(*) from attempts group by 1 order by 1").fetchall()  # fmt: skip
+    failures = db.execute("select failure_class, count(*) from attempts group by 1 order by 1").fetchall()
     assert failures == [(None, 16), ("syntax_error", 12)]
     run = db["runs"].get("e2e")
     assert run["status"] == "completed" and run["finished_at"]
@@ -120,12 +146,15 @@ def test_exports_field_by_field(finished_run):
     jsonl = [json.loads(line) for line in (out / "results_attempts.jsonl").read_text().splitlines()]
     # per grid point: each trial's selected row, then the summary row
     assert [(r["fn"], r["length"], r["is_summary"]) for r in jsonl] == [
-        (fn, L, s) for fn in ("fn_a", "fn_b", "fn_g") for L in (20, 25)
-        for s in (False, False, True)
-    ]  # fmt: skip
+        (fn, L, s) for fn in ("fn_a", "fn_b", "fn_g") for L in (20, 25) for s in (False, False, True)
+    ]
     for r in jsonl:
         assert (r["run_id"], r["model"], r["reasoning_effort"], r["max_output_tokens"]) == (
-            "e2e", "gpt-5", "high", 20000)  # fmt: skip
+            "e2e",
+            "gpt-5",
+            "high",
+            20000,
+        )
         assert (r["tool_choice"], r["enable_code_interpreter"], r["global_seed"]) == ("auto", False, 42)
         assert (r["train_size"], r["val_size"], r["test_size"]) == (20, 20, 40)
         assert (r["attempts_requested"], r["num_trials_requested"], r["dry_run"]) == (3, 2, False)
@@ -136,7 +165,11 @@ def test_exports_field_by_field(finished_run):
     fn_a_row = jsonl[0]
     assert (fn_a_row["attempt"], fn_a_row["trial"], fn_a_row["text"]) == (1, 1, PARITY)
     assert fn_a_row["stopped_early"] is True and fn_a_row["compile_error"] == ""
-    assert (fn_a_row["prompt_tokens"], fn_a_row["completion_tokens"], fn_a_row["reasoning_tokens"]) == (120, 40, 16)
+    assert (fn_a_row["prompt_tokens"], fn_a_row["completion_tokens"], fn_a_row["reasoning_tokens"]) == (
+        120,
+        40,
+        16,
+    )
     assert len(examples(fn_a_row["prompt"])) == 20
     fn_b_row = jsonl[6]
     assert (fn_b_row["fn"], fn_b_row["length"], fn_b_row["trial"]) == ("fn_b", 20, 1)
@@ -155,14 +188,20 @@ def test_exports_field_by_field(finished_run):
 
     manifest = json.loads((out / "results_attempts_manifest.json").read_text())
     assert manifest["run_id"] == "e2e" and manifest["openai_api_key_set"] is True
-    assert manifest["row_stats"] == {"total_rows": 34, "summary_rows": 6, "attempt_rows": 28,
-                                     "compile_error_rows": 12}  # fmt: skip
+    assert manifest["row_stats"] == {
+        "total_rows": 34,
+        "summary_rows": 6,
+        "attempt_rows": 28,
+        "compile_error_rows": 12,
+    }
     assert manifest["config"]["attempts"] == 3 and manifest["argv"]
     assert len(manifest["dataset_fingerprints"]) == 6
     assert manifest["database"] == str((workdir / "runs.db").resolve())
     logs = sorted(p.name for p in out.glob("results_attempts_fn_*_trial*.jsonl"))
     assert len(logs) == 12 and "results_attempts_fn_g_L25_trial2.jsonl" in logs
-    trial_log = [json.loads(line) for line in (out / "results_attempts_fn_g_L25_trial2.jsonl").read_text().splitlines()]
+    trial_log = [
+        json.loads(line) for line in (out / "results_attempts_fn_g_L25_trial2.jsonl").read_text().splitlines()
+    ]
     assert [r["attempt"] for r in trial_log] == [1, 2, 3]
     assert "sk-test" not in "".join(p.read_text() for p in out.iterdir())
 
@@ -187,16 +226,32 @@ def test_export_reproduces_the_files_from_the_database(finished_run):
 
 def test_runs_and_show(finished_run):
     listed = json.loads(synth("runs", "--json", "--db", "runs.db").output)
-    assert [(r["run_id"], r["status"], r["trials"], r["trials_done"], r["trials_solved"], r["attempts"])
-            for r in listed] == [("e2e", "completed", 12, 12, 4, 28)]  # fmt: skip
+    assert [
+        (r["run_id"], r["status"], r["trials"], r["trials_done"], r["trials_solved"], r["attempts"])
+        for r in listed
+    ] == [("e2e", "completed", 12, 12, 4, 28)]
     table = synth("runs", "--db", "runs.db").stdout.splitlines()
-    assert table[0].split() == ["run_id", "status", "provider", "model", "points", "trials",
-                                "done", "solved", "attempts"]  # fmt: skip
+    assert table[0].split() == [
+        "run_id",
+        "status",
+        "provider",
+        "model",
+        "points",
+        "trials",
+        "done",
+        "solved",
+        "attempts",
+    ]
     assert table[2].split() == ["e2e", "completed", "openai", "gpt-5", "6", "12/12", "4", "28"]
     shown = json.loads(synth("show", "e2e", "--json", "--db", "runs.db").output)
     assert [(r["fn"], r["length"], r["val_acc"]) for r in shown] == [
-        ("fn_a", 20, 1.0), ("fn_a", 25, 1.0), ("fn_b", 20, 0.0), ("fn_b", 25, 0.0),
-        ("fn_g", 20, 0.5), ("fn_g", 25, 0.5)]  # fmt: skip
+        ("fn_a", 20, 1.0),
+        ("fn_a", 25, 1.0),
+        ("fn_b", 20, 0.0),
+        ("fn_b", 25, 0.0),
+        ("fn_g", 20, 0.5),
+        ("fn_g", 25, 0.5),
+    ]
     missing = synth("show", "nope", "--db", "runs.db")
     assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
     with sqlite3.connect("runs.db") as conn:  # as when a run was killed before any trial ended
@@ -207,8 +262,9 @@ def test_runs_and_show(finished_run):
 
     def listed_as(pid):  # the run marked running by process `pid` of this machine
         with sqlite3.connect("runs.db") as conn:
-            conn.execute("update runs set status = 'running', environment = "
-                         "json_set(environment, '$.pid', ?)", [pid])  # fmt: skip
+            conn.execute(
+                "update runs set status = 'running', environment = json_set(environment, '$.pid', ?)", [pid]
+            )
         (row,) = json.loads(synth("runs", "--json", "--db", "runs.db").stdout)
         return row["alive"], synth("runs", "--db", "runs.db").stdout.splitlines()[2]
 
@@ -222,18 +278,56 @@ def test_runs_and_show(finished_run):
 
 def test_chat_mode_and_dry_run(workdir, openai_server):
     openai_server.script = grid_script
-    result = synth("run", "--functions", "fn_a", "--lengths", 20, "--num-trials", 1,
-                   "--train-size", 10, "--val-size", 10, "--test-size", 20, "--api-mode", "chat",
-                   "--api-base-url", openai_server.base_url, "--run-id", "chat", "--db", "r.db",
-                   "--reasoning-effort", "low")  # fmt: skip
+    result = synth(
+        "run",
+        "--functions",
+        "fn_a",
+        "--lengths",
+        20,
+        "--num-trials",
+        1,
+        "--train-size",
+        10,
+        "--val-size",
+        10,
+        "--test-size",
+        20,
+        "--api-mode",
+        "chat",
+        "--api-base-url",
+        openai_server.base_url,
+        "--run-id",
+        "chat",
+        "--db",
+        "r.db",
+        "--reasoning-effort",
+        "low",
+    )
     assert result.exit_code == 0, result.output
     (request,) = openai_server.requests
     assert request.path.endswith("/chat/completions")
     assert request.body["reasoning_effort"] == "low" and request.body["max_completion_tokens"] == 20000
 
-    dry = synth("run", "--functions", "fn_a", "--lengths", 20, "--num-trials", 2,
-                "--train-size", 10, "--val-size", 10, "--test-size", 20, "--dry-run",
-                "--run-id", "dry", "--db", "r.db")  # fmt: skip
+    dry = synth(
+        "run",
+        "--functions",
+        "fn_a",
+        "--lengths",
+        20,
+        "--num-trials",
+        2,
+        "--train-size",
+        10,
+        "--val-size",
+        10,
+        "--test-size",
+        20,
+        "--dry-run",
+        "--run-id",
+        "dry",
+        "--db",
+        "r.db",
+    )
     assert dry.exit_code == 0, dry.output
     assert "dry run: datasets built and prompts recorded; no model was called" in dry.stderr
     assert "[2/2] fn_a L=20 trial 2: prompt recorded (dry run) | solved 0" in dry.stderr
@@ -243,8 +337,9 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
     assert [shown[k] for k in ("val_acc", "test_acc", "oracle_test_acc")] == [None] * 3
     db = open_db(workdir / "r.db", readonly=True)
     assert db["runs"].get("dry")["status"] == "dry_run"
-    assert {(t["status"], t["val_acc"], t["test_acc"]) for t in db["trials"].rows_where(
-        "run_id = 'dry'")} == {("done", None, None)}, "nothing scored: no accuracy, not 0"  # fmt: skip
+    assert {
+        (t["status"], t["val_acc"], t["test_acc"]) for t in db["trials"].rows_where("run_id = 'dry'")
+    } == {("done", None, None)}, "nothing scored: no accuracy, not 0"
     rows = list(db.query("select status, prompt_hash from attempt_rows where run_id = 'dry'"))
     assert [r["status"] for r in rows] == ["dry_run", "dry_run"]
     assert len(examples(db["prompts"].get(rows[0]["prompt_hash"])["text"])) == 10
@@ -267,13 +362,18 @@ def test_resume_refuses_a_run_whose_process_still_runs(finished_run):
     """Two processes on one run would pay for the same attempts twice."""
     with subprocess.Popen(["sleep", "60"]) as other:
         with sqlite3.connect("runs.db") as conn:  # as a run still going in another process
-            conn.execute("update runs set status = 'running', environment = json_set("
-                         "environment, '$.pid', ?, '$.host', ?)", [other.pid, platform.node()])  # fmt: skip
+            conn.execute(
+                "update runs set status = 'running', environment = json_set("
+                "environment, '$.pid', ?, '$.host', ?)",
+                [other.pid, platform.node()],
+            )
         events = open_db("runs.db", readonly=True)["events"].count
         refused = synth("run", "--resume", "e2e", "--db", "runs.db")
         assert refused.exit_code == 2
-        assert refused.stderr == (f"Error: run 'e2e' is still running (process {other.pid} on "
-                                  "this machine); stop it before resuming, or let it finish\n")  # fmt: skip
+        assert refused.stderr == (
+            f"Error: run 'e2e' is still running (process {other.pid} on "
+            "this machine); stop it before resuming, or let it finish\n"
+        )
         db = open_db("runs.db", readonly=True)
         run = db["runs"].get("e2e")
         assert (run["status"], json.loads(run["environment"])["pid"]) == ("running", other.pid)
@@ -286,9 +386,25 @@ def test_resume_refuses_a_run_whose_process_still_runs(finished_run):
 
 def test_resume_takes_the_same_template_under_another_path(workdir):
     (workdir / "t.j2").write_text("Examples:\n{{ examples_block }}\nReply with JSON.")
-    args = ["run", "--provider", "tree", "--functions", "fn_a", "--lengths", "20",
-            "--num-trials", "1", "--attempts", "1", "--test-size", "20", "--db", "t.db",
-            "--run-id", "t"]  # fmt: skip
+    args = [
+        "run",
+        "--provider",
+        "tree",
+        "--functions",
+        "fn_a",
+        "--lengths",
+        "20",
+        "--num-trials",
+        "1",
+        "--attempts",
+        "1",
+        "--test-size",
+        "20",
+        "--db",
+        "t.db",
+        "--run-id",
+        "t",
+    ]
     assert synth(*args, "--prompt-template", "t.j2").exit_code == 0
     same = synth("run", "--resume", "t", "--db", "t.db", "--prompt-template", workdir / "t.j2")
     assert same.exit_code == 0, same.output
@@ -311,17 +427,35 @@ def test_resume_brings_a_database_from_an_older_version_up_to_date(finished_run)
 
 
 def test_resume_needs_no_source_data_and_keeps_its_new_settings(workdir, uci_dir, monkeypatch):
-    args = ["run", "--provider", "tree", "--functions", "fn_a", "fn_q", "--lengths", "20",
-            "--num-trials", "1", "--attempts", "1", "--test-size", "200", "--run-id", "t",
-            "--db", "t.db", "--uci-dir", str(uci_dir)]  # fmt: skip
+    args = [
+        "run",
+        "--provider",
+        "tree",
+        "--functions",
+        "fn_a",
+        "fn_q",
+        "--lengths",
+        "20",
+        "--num-trials",
+        "1",
+        "--attempts",
+        "1",
+        "--test-size",
+        "200",
+        "--run-id",
+        "t",
+        "--db",
+        "t.db",
+        "--uci-dir",
+        str(uci_dir),
+    ]
     assert synth(*args).exit_code == 0
     # the UCI files are gone: a resume reads its datasets from the database alone
     monkeypatch.delenv("SYNTH_UCI_DIR", raising=False)
     monkeypatch.setenv("SYNTH_CACHE_DIR", str(workdir / "empty-cache"))
     monkeypatch.setenv("SYNTH_UCI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SYNTH_CONCURRENCY", "1")
-    resumed = synth("run", "--resume", "t", "--db", "t.db", "--dataset-dir", "mirror",
-                    "--out-dir", "again")  # fmt: skip
+    resumed = synth("run", "--resume", "t", "--db", "t.db", "--dataset-dir", "mirror", "--out-dir", "again")
     assert resumed.exit_code == 0, resumed.output
     assert sorted(p.name for p in (workdir / "mirror").iterdir()) == ["chess", "parity_all"]
     manifest = json.loads((workdir / "again" / "results_attempts_manifest.json").read_text())
@@ -332,22 +466,64 @@ def test_resume_needs_no_source_data_and_keeps_its_new_settings(workdir, uci_dir
 
 
 def test_variadic_flags_also_take_the_equals_form(workdir):
-    result = synth("run", "--provider", "tree", "--functions=fn_a", "fn_e", "--lengths=20", "25",
-                   "--num-trials", "1", "--attempts", "1", "--test-size", "20", "--db", "v.db",
-                   "--run-id", "v")  # fmt: skip
+    result = synth(
+        "run",
+        "--provider",
+        "tree",
+        "--functions=fn_a",
+        "fn_e",
+        "--lengths=20",
+        "25",
+        "--num-trials",
+        "1",
+        "--attempts",
+        "1",
+        "--test-size",
+        "20",
+        "--db",
+        "v.db",
+        "--run-id",
+        "v",
+    )
     assert result.exit_code == 0, result.output
     db = open_db(workdir / "v.db", readonly=True)
     assert db.execute("select count(*) from run_datasets").fetchone() == (4,)
 
 
 def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
-    grid = ["--functions", "fn_a", "--lengths", "20", "--num-trials", "1", "--attempts", "1",
-            "--test-size", "20", "--db", "w.db", "--dry-run"]  # fmt: skip
-    told = synth("run", "--provider", "tree", *grid, "--reasoning-effort", "low",
-                 "--time-budget", 3, "--model", "my-tree", "--run-id", "told")  # fmt: skip
+    grid = [
+        "--functions",
+        "fn_a",
+        "--lengths",
+        "20",
+        "--num-trials",
+        "1",
+        "--attempts",
+        "1",
+        "--test-size",
+        "20",
+        "--db",
+        "w.db",
+        "--dry-run",
+    ]
+    told = synth(
+        "run",
+        "--provider",
+        "tree",
+        *grid,
+        "--reasoning-effort",
+        "low",
+        "--time-budget",
+        3,
+        "--model",
+        "my-tree",
+        "--run-id",
+        "told",
+    )
     assert told.exit_code == 0, told.output
     assert told.stderr.startswith(
-        "Warning: --reasoning-effort, --time-budget do not apply to --provider tree; ignored\n")
+        "Warning: --reasoning-effort, --time-budget do not apply to --provider tree; ignored\n"
+    )
     run = open_db("w.db", readonly=True)["runs"].get("told")
     assert (run["model"], run["api_mode"]) == ("my-tree", None), "a label, and no API"
     with open(workdir / "runs" / "told" / "results_attempts.csv", newline="") as fh:
@@ -363,14 +539,32 @@ def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
 def test_exports_carry_the_sizes_a_capped_dataset_really_has(workdir, uci_dir):
     """chess has 1,527 rows of its smaller class: a 10,000-row test split is capped at
     2,854. The published columns keep the request; the effective sizes follow them."""
-    result = synth("run", "--provider", "tree", "--functions", "fn_q", "--num-trials", 1,
-                   "--attempts", 1, "--uci-dir", uci_dir, "--db", "c.db", "--run-id", "c",
-                   "--out-dir", "out")  # fmt: skip
+    result = synth(
+        "run",
+        "--provider",
+        "tree",
+        "--functions",
+        "fn_q",
+        "--num-trials",
+        1,
+        "--attempts",
+        1,
+        "--uci-dir",
+        uci_dir,
+        "--db",
+        "c.db",
+        "--run-id",
+        "c",
+        "--out-dir",
+        "out",
+    )
     assert result.exit_code == 0, result.output
     with open(workdir / "out" / "results_attempts.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["is_summary"], r["test_size"], r["test_effective"], r["train_effective"])
-            for r in rows] == [("False", "10000", "2854", "100"), ("True", "10000", "2854", "100")]
+    assert [(r["is_summary"], r["test_size"], r["test_effective"], r["train_effective"]) for r in rows] == [
+        ("False", "10000", "2854", "100"),
+        ("True", "10000", "2854", "100"),
+    ]
     assert int(rows[0]["test_total"]) == 2854
     assert rows[0]["reasoning_effort"] == rows[0]["tool_choice"] == "", "the tree has no such setting"
     manifest = json.loads((workdir / "out" / "results_attempts_manifest.json").read_text())
@@ -392,15 +586,38 @@ def test_the_columns_docs_list_are_the_columns_exported():
 def test_formula_runs_cut_by_max_candidates_are_the_same_twice(workdir):
     """A search cut by --time-budget depends on the machine's speed; one cut by
     --max-candidates is the same on any machine, and so are the exports."""
-    args = ["run", "--provider", "formula", "--functions", "fn_a", "fn_e", "--lengths", 20,
-            "--num-trials", 2, "--attempts", 2, "--test-size", 200, "--max-candidates", 3000,
-            "--time-budget", 600, "--db", "f.db"]  # fmt: skip
+    args = [
+        "run",
+        "--provider",
+        "formula",
+        "--functions",
+        "fn_a",
+        "fn_e",
+        "--lengths",
+        20,
+        "--num-trials",
+        2,
+        "--attempts",
+        2,
+        "--test-size",
+        200,
+        "--max-candidates",
+        3000,
+        "--time-budget",
+        600,
+        "--db",
+        "f.db",
+    ]
     runs = []
     for run_id in ("f1", "f2"):
         assert synth(*args, "--run-id", run_id).exit_code == 0
         lines = (workdir / "runs" / run_id / "results_attempts.jsonl").read_text().splitlines()
-        runs.append([{k: v for k, v in json.loads(line).items() if k not in ("run_id", "duration_ms")}
-                     for line in lines])  # fmt: skip
+        runs.append(
+            [
+                {k: v for k, v in json.loads(line).items() if k not in ("run_id", "duration_ms")}
+                for line in lines
+            ]
+        )
     assert runs[0] == runs[1]
     db = open_db("f.db", readonly=True)
     stopped = [json.loads(r["raw_json"])["stopped"] for r in db["responses"].rows]
@@ -419,8 +636,23 @@ def test_a_run_puts_back_the_sigterm_handler_it_found(workdir):
 
     previous = signal.signal(signal.SIGTERM, mine)
     try:
-        result = synth("run", "--provider", "tree", "--functions", "fn_a", "--lengths", 20,
-                       "--num-trials", 1, "--attempts", 1, "--test-size", 20, "--db", "s.db")  # fmt: skip
+        result = synth(
+            "run",
+            "--provider",
+            "tree",
+            "--functions",
+            "fn_a",
+            "--lengths",
+            20,
+            "--num-trials",
+            1,
+            "--attempts",
+            1,
+            "--test-size",
+            20,
+            "--db",
+            "s.db",
+        )
         assert result.exit_code == 0
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
@@ -432,8 +664,10 @@ def test_a_run_stored_with_an_id_now_refused_still_resumes(finished_run):
     with sqlite3.connect("runs.db") as conn:
         for table in ("runs", "trials", "events"):
             conn.execute(f"update {table} set run_id = 'old run' where run_id = 'e2e'")
-        conn.execute("update runs set status = 'interrupted', config = json_set(config, "
-                     "'$.run_id', 'old run', '$.out_dir', 'old')")  # fmt: skip
+        conn.execute(
+            "update runs set status = 'interrupted', config = json_set(config, "
+            "'$.run_id', 'old run', '$.out_dir', 'old')"
+        )
     resumed = synth("run", "--resume", "old run", "--db", "runs.db")
     assert resumed.exit_code == 0, resumed.output
     assert synth("run", *GRID, "--run-id", "new run", "--db", "runs.db").exit_code == 2

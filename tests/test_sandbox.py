@@ -16,32 +16,68 @@ import numpy as np
 import pytest
 
 import synth
-from synth.sandbox import evaluation as sandbox
 from synth.datasets.generators.base import bits_to_strings, random_bits
-from synth.sandbox.zygote import (
-    MAX_DIR_BYTES, MAX_DIR_FILES, MEMCG_SLACK, UID_BASE, MemoryCgroup, remove_tree,
-)  # fmt: skip
+from synth.sandbox import evaluation as sandbox
 from synth.sandbox.evaluation import (
-    MAX_FILE_BYTES, REAP_SLACK, STATUSES, Evaluation, evaluate, evaluate_async,
-)  # fmt: skip
+    MAX_FILE_BYTES,
+    REAP_SLACK,
+    STATUSES,
+    Evaluation,
+    evaluate,
+    evaluate_async,
+)
+from synth.sandbox.zygote import (
+    MAX_DIR_BYTES,
+    MAX_DIR_FILES,
+    MEMCG_SLACK,
+    UID_BASE,
+    MemoryCgroup,
+    remove_tree,
+)
 
 PARITY = "def f(x):\n    return x.count('1') % 2\n"
 
 # (what the program returns, the normalised prediction) -- TASKS.md "Predictions are
 # normalised", as the published runner implements it.
 NORMALISATION = [
-    ("True", 1), ("False", 0),
-    ("0", 0), ("1", 1), ("-3", 1), ("7", 1),
-    ("' 1 '", 1), ("\" 'True' \"", 1), ("'\"false\"'", 0), ("' FALSE '", 0),
-    ("'0.0'", 0), ("'2.5'", 1), ("'-1e3'", 1), ("'0.5'", 1),  # any non-zero number
-    ("'abc'", 1), ("''", 0), ("'   '", 0), ("\"''\"", 0), ("'nan'", 1),
-    ("0.0", 0), ("0.25", 1), ("None", 0), ("[]", 0), ("[0]", 1), ("{'a': 1}", 1),
-    ("Item(1)", 1), ("Item(0)", 0), ("Item('false')", 0), ("Item(' 1 ')", 1),
-    ("np.bool_(True)", 1), ("np.bool_(False)", 0), ("np.int64(0)", 0), ("np.int64(5)", 1),
-    ("np.float64(0.0)", 0), ("np.str_('true')", 1),
+    ("True", 1),
+    ("False", 0),
+    ("0", 0),
+    ("1", 1),
+    ("-3", 1),
+    ("7", 1),
+    ("' 1 '", 1),
+    ("\" 'True' \"", 1),
+    ("'\"false\"'", 0),
+    ("' FALSE '", 0),
+    ("'0.0'", 0),
+    ("'2.5'", 1),
+    ("'-1e3'", 1),
+    ("'0.5'", 1),  # any non-zero number
+    ("'abc'", 1),
+    ("''", 0),
+    ("'   '", 0),
+    ("\"''\"", 0),
+    ("'nan'", 1),
+    ("0.0", 0),
+    ("0.25", 1),
+    ("None", 0),
+    ("[]", 0),
+    ("[0]", 1),
+    ("{'a': 1}", 1),
+    ("Item(1)", 1),
+    ("Item(0)", 0),
+    ("Item('false')", 0),
+    ("Item(' 1 ')", 1),
+    ("np.bool_(True)", 1),
+    ("np.bool_(False)", 0),
+    ("np.int64(0)", 0),
+    ("np.int64(5)", 1),
+    ("np.float64(0.0)", 0),
+    ("np.str_('true')", 1),
     ("BrokenItem()", 1),  # a failing .item() is ignored, then truthiness decides
     ("BrokenBool()", None),  # normalisation raising makes the row an error
-]  # fmt: skip
+]
 
 
 def program(source: str) -> str:
@@ -136,8 +172,9 @@ def test_rows_that_raise_are_errors_and_the_others_still_count(bits):
     assert result.n_errors == sum(raising) > 0
     assert [p is None for p in result.predictions] == raising
     assert result.errors == ["ValueError: bad prefix", "KeyError: 'missing'"] or result.errors == [
-        "KeyError: 'missing'", "ValueError: bad prefix",
-    ]  # fmt: skip
+        "KeyError: 'missing'",
+        "ValueError: bad prefix",
+    ]
     accuracy, correct, total = result.score(labels)
     assert (correct, total) == (200 - sum(raising), 200)
 
@@ -352,7 +389,8 @@ def test_the_child_runs_in_an_empty_temp_dir_removed_afterwards(tmp_path, monkey
 
 def test_the_child_loads_nothing_of_the_project_but_can_import_numpy():
     checkout = str(Path(synth.__file__).resolve().parents[1])
-    code = program("""
+    code = (
+        program("""
         import sys
 
         def f(x):
@@ -362,7 +400,9 @@ def test_the_child_loads_nothing_of_the_project_but_can_import_numpy():
                 return %r in sys.path
             import numpy
             return numpy.int64(1)
-    """) % checkout
+    """)
+        % checkout
+    )
     result = evaluate(code, "f", "binary", ["modules", "path", "numpy"])
     assert result.predictions == [0, 0, 1], result.errors
 
@@ -409,9 +449,7 @@ def test_concurrent_evaluations_keep_the_event_loop_responsive(bits):
 
         tick = asyncio.create_task(ticker())
         started = time.monotonic()
-        results = await asyncio.gather(
-            *(evaluate_async(code, "f", "binary", inputs) for _ in range(4))
-        )
+        results = await asyncio.gather(*(evaluate_async(code, "f", "binary", inputs) for _ in range(4)))
         elapsed = time.monotonic() - started
         tick.cancel()
         return results, elapsed, ticks
@@ -431,8 +469,13 @@ def test_the_child_runs_under_its_rlimits_in_its_own_session():
             name, value = x.split("=")
             return resource.getrlimit(getattr(resource, name))[0] == int(value)
     """)
-    expected = {"RLIMIT_AS": 256 << 20, "RLIMIT_CPU": 7, "RLIMIT_FSIZE": MAX_FILE_BYTES,
-                "RLIMIT_NPROC": 0, "RLIMIT_CORE": 0}  # fmt: skip
+    expected = {
+        "RLIMIT_AS": 256 << 20,
+        "RLIMIT_CPU": 7,
+        "RLIMIT_FSIZE": MAX_FILE_BYTES,
+        "RLIMIT_NPROC": 0,
+        "RLIMIT_CORE": 0,
+    }
     inputs = [f"{name}={value}" for name, value in expected.items()]
     result = evaluate(code, "f", "binary", inputs, memory_mb=256, cpu_seconds=7)
     assert result.predictions == [1] * len(expected)
@@ -499,9 +542,12 @@ def test_a_zygote_that_dies_fails_the_evaluation_in_flight_and_is_restarted(wait
     pids = []
     started = time.monotonic()
     result = evaluate(
-        "import time\n\ndef f(x):\n    time.sleep(1)\n    return 1\n", "f", "binary", ["0"] * 20,
+        "import time\n\ndef f(x):\n    time.sleep(1)\n    return 1\n",
+        "f",
+        "binary",
+        ["0"] * 20,
         on_start=lambda pid: (pids.append(pid), os.kill(parent_of(pid), signal.SIGKILL)),
-    )  # fmt: skip
+    )
     assert time.monotonic() - started < 6  # the child died with its zygote: not the 10 s timeout
     assert result.status == "crash"
     assert result.errors == ["the sandbox's zygote died after 0 of 20 rows"]
@@ -518,9 +564,7 @@ def test_the_zygote_exits_with_the_runner(wait_until):
         f"print(evaluate({probe!r}, 'f', 'binary', ['0']).errors[0].split()[1], flush=True)\n"
         "sys.stdin.read()\n"
     )
-    runner = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    runner = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     zygote = int(runner.stdout.readline())
     assert alive(zygote)
     runner.kill()  # no atexit: the zygote sees EOF on its control socket
@@ -664,8 +708,9 @@ def test_a_folder_left_full_is_removed_by_a_cleaner_of_its_own(tmp_path):
         "clean(sys.argv[1])\n"
         "print(os.wait()[1])\n"  # the cleaner's exit status
     )
-    done = subprocess.run([sys.executable, "-c", zygote, str(folder)], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", zygote, str(folder)], capture_output=True, text=True, timeout=60
+    )
     assert done.stdout == "0\n", done.stderr
     assert not folder.exists()
 
@@ -676,7 +721,7 @@ def test_a_runner_killed_mid_evaluation_leaves_no_folder(tmp_path, wait_until):
         "import sys, tempfile\n"
         "tempfile.tempdir = sys.argv[1]\n"
         "from synth.sandbox import evaluate\n"
-        "code = 'import time\\nopen(\"x\", \"w\").write(\"x\")\\ndef f(x):\\n    time.sleep(60)\\n'\n"
+        'code = \'import time\\nopen("x", "w").write("x")\\ndef f(x):\\n    time.sleep(60)\\n\'\n'
         "evaluate(code, 'f', 'binary', ['0'], timeout=60, on_start=lambda pid: print(pid, flush=True))\n"
     )
     runner = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
@@ -758,8 +803,12 @@ def test_root_in_a_user_namespace_that_maps_only_itself_still_evaluates():
         "print(e.status, e.predictions, e.isolation)\n"
     )
     try:
-        done = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", script],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            ["unshare", "--user", "--map-root-user", sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except FileNotFoundError:
         pytest.skip("no unshare command here")
     if done.returncode != 0 and "unshare failed" in done.stderr:
@@ -810,8 +859,9 @@ def test_without_seccomp_the_child_has_namespaces_of_its_own(tmp_path):
         "print(os.read(r, 1000).decode())\n"
         "os.waitpid(pid, 0)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     layers = done.stdout.split()
     assert layers[0] == "namespaces" and "seccomp" not in layers, done.stderr
 

@@ -19,12 +19,35 @@ def test_the_key_leaves_no_trace(tmp_path, monkeypatch, openai_server):
     echoed = '{"code": "def f(x):\\n    return 1  # ' + SENTINEL + '"}'
     openai_server.script = lambda path, body: Reply(text=echoed)
     runner = CliRunner()
-    result = runner.invoke(cli, [
-        "run", "--functions", "fn_a", "fn_g", "--lengths", "20", "--num-trials", "2",
-        "--attempts", "2", "--train-size", "10", "--val-size", "10", "--test-size", "20",
-        "--db", "s.db", "--api-base-url", openai_server.base_url, "--dataset-dir", "mirror",
-        "--run-id", "s",
-    ])  # fmt: skip
+    result = runner.invoke(
+        cli,
+        [
+            "run",
+            "--functions",
+            "fn_a",
+            "fn_g",
+            "--lengths",
+            "20",
+            "--num-trials",
+            "2",
+            "--attempts",
+            "2",
+            "--train-size",
+            "10",
+            "--val-size",
+            "10",
+            "--test-size",
+            "20",
+            "--db",
+            "s.db",
+            "--api-base-url",
+            openai_server.base_url,
+            "--dataset-dir",
+            "mirror",
+            "--run-id",
+            "s",
+        ],
+    )
     assert result.exit_code == 0, result.output
     exported = runner.invoke(cli, ["export", "s", "--db", "s.db", "--out-dir", "again"])
     shown = runner.invoke(cli, ["show", "s", "--db", "s.db", "--json"])

@@ -25,15 +25,32 @@ def db(tmp_path):
 
 def meta(fingerprint="f" * 64, **over):
     base = dict(
-        fingerprint=fingerprint, fn="fn_a", target="parity_all", kind="binary", length=4,
-        train_size=2, val_size=2, test_size=2, train_effective=2, val_effective=2,
-        test_effective=2, base_seed=42, derived_seed=123, generator_version=1,
-    )  # fmt: skip
+        fingerprint=fingerprint,
+        fn="fn_a",
+        target="parity_all",
+        kind="binary",
+        length=4,
+        train_size=2,
+        val_size=2,
+        test_size=2,
+        train_effective=2,
+        val_effective=2,
+        test_effective=2,
+        base_seed=42,
+        derived_seed=123,
+        generator_version=1,
+    )
     return {**base, **over}
 
 
-ROWS = [("train", 0, "0001", 1), ("train", 1, "0000", 0), ("val", 0, "0111", 1),
-        ("val", 1, "0011", 0), ("test", 0, "1000", 1), ("test", 1, "1100", 0)]  # fmt: skip
+ROWS = [
+    ("train", 0, "0001", 1),
+    ("train", 1, "0000", 0),
+    ("val", 0, "0111", 1),
+    ("val", 1, "0011", 0),
+    ("test", 0, "1000", 1),
+    ("test", 1, "1100", 0),
+]
 
 
 def test_open_sets_wal_busy_timeout_foreign_keys_and_migrates(db):
@@ -88,8 +105,10 @@ def test_readonly_open_needs_an_existing_database_and_cannot_write(tmp_path, db)
         open_db(tmp_path / "missing.db", readonly=True)
     ro = open_db(tmp_path / "t.db", readonly=True)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        ro.execute("insert into datasets (fingerprint, fn, length, base_seed, derived_seed) "
-                   "values ('x', 'fn_a', 1, 1, 1)")  # fmt: skip
+        ro.execute(
+            "insert into datasets (fingerprint, fn, length, base_seed, derived_seed) "
+            "values ('x', 'fn_a', 1, 1, 1)"
+        )
 
 
 def test_readonly_open_of_a_database_without_our_tables(tmp_path):
@@ -108,9 +127,16 @@ def test_a_database_from_an_older_version_is_named_with_the_fix(tmp_path, monkey
     with pytest.raises(StoreError, match=f"older version of llm-pv; upgrade it with: synth migrate {path}$"):
         open_db(path, readonly=True)
     access = os.access  # now on a read-only mount: migrate could not write it there
-    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and access(p, mode)
-                        if Path(p) in (tmp_path, path) else access(p, mode))  # fmt: skip
-    with pytest.raises(StoreError, match=r"synth migrate \S+ \(after copying it to a folder you can write\)$"):
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode: (
+            mode != os.W_OK and access(p, mode) if Path(p) in (tmp_path, path) else access(p, mode)
+        ),
+    )
+    with pytest.raises(
+        StoreError, match=r"synth migrate \S+ \(after copying it to a folder you can write\)$"
+    ):
         open_db(path, readonly=True)
 
 
@@ -135,8 +161,11 @@ def test_a_database_in_a_folder_we_cannot_write_is_read_without_writing(tmp_path
     db.close()  # the last connection checkpoints and removes -wal and -shm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.db"]
     access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and access(p, mode)
-                        if Path(p) == tmp_path else access(p, mode))  # fmt: skip
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode: mode != os.W_OK and access(p, mode) if Path(p) == tmp_path else access(p, mode),
+    )
     ro = open_db(path, readonly=True)
     assert ro.execute("select text from notes").fetchall() == [("kept",)]
     ro.close()
@@ -168,8 +197,11 @@ def test_a_database_whose_wal_holds_changes_is_refused_where_it_cannot_be_read(t
         (copy / name).write_bytes((tmp_path / name).read_bytes())
     source.close()
     access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and access(p, mode)
-                        if Path(p) == copy else access(p, mode))  # fmt: skip
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode: mode != os.W_OK and access(p, mode) if Path(p) == copy else access(p, mode),
+    )
     with pytest.raises(StoreError, match="its -wal file holds changes"):
         open_db(copy / "live.db", readonly=True)
     assert sorted(p.name for p in copy.iterdir()) == ["live.db", "live.db-wal"]
@@ -201,10 +233,13 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
     path = tmp_path / "new.db"
     db = open_db(path)
     db["_sqlite_migrations"].insert(
-        {"migration_set": "llm-pv", "name": "m005_future", "applied_at": "2030-01-01"})  # fmt: skip
+        {"migration_set": "llm-pv", "name": "m005_future", "applied_at": "2030-01-01"}
+    )
     db.close()
-    message = (f"{path} was written by a newer version of llm-pv (migrations this one does "
-               f"not know: m005_future); upgrade llm-pv to use it")  # fmt: skip
+    message = (
+        f"{path} was written by a newer version of llm-pv (migrations this one does "
+        f"not know: m005_future); upgrade llm-pv to use it"
+    )
     for readonly in (False, True):
         with pytest.raises(StoreError) as refused:
             open_db(path, readonly=readonly)
@@ -262,9 +297,15 @@ def workers():
     started = []
 
     def start(n):
-        procs = [subprocess.Popen([sys.executable, "-c", WORKER, repr(meta()), repr(ROWS)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for _ in range(n)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, repr(meta()), repr(ROWS)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(n)
+        ]
         started.extend(procs)
         return procs
 

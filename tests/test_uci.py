@@ -41,10 +41,9 @@ def invented_rows(source, n=7):
     rows = []
     for r in range(n):
         features = [
-            f"{(r * 7 + j) % 5 - 1.5:.2f}" if j in source.numeric
-            else CATEGORIES[(r + j) % len(CATEGORIES)]
+            f"{(r * 7 + j) % 5 - 1.5:.2f}" if j in source.numeric else CATEGORIES[(r + j) % len(CATEGORIES)]
             for j in range(len(source.features))
-        ]  # fmt: skip
+        ]
         rows.append((features, pos if r % 3 == 0 else neg))
     return rows
 
@@ -80,8 +79,7 @@ def archive_bytes(name, content):
 
     def fill(members):
         return {
-            m: fill(c) if isinstance(c, dict) else content if c is None else c
-            for m, c in members.items()
+            m: fill(c) if isinstance(c, dict) else content if c is None else c for m, c in members.items()
         }
 
     layout = ARCHIVES[name]
@@ -290,7 +288,7 @@ BROKEN = [
     ("mushroom", "class;cap-shape\ne;x\n", "the header lacks the column(s) cap-diameter"),
     ("adult", "", "no data rows"),
     ("htru2", "1,2,3,\xff,5,6,7,8,0\n", "not UTF-8 text"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("name,text,message", BROKEN, ids=[b[2][:24] for b in BROKEN])
