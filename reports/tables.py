@@ -116,13 +116,17 @@ GRID_POINTS = [
     Column("solved", "solved", "int", "trials that reached val accuracy 1.0"),
     Column("attempts_mean", "attempts", "acc", "mean attempts made per trial"),
 ]
-LEADERBOARD = [
+# What a leaderboard row is of: a task, a length and a proposer's setting.
+SETTING = [
     TASK,
     LENGTH,
     PROPOSER,
     Column("effort", "effort"),
     Column("attempts", "attempts", "int"),
     Column("sizes", "train/val/test", get=sizes),
+]
+LEADERBOARD = [
+    *SETTING,
     Column("runs", "runs", "int"),
     TRIALS,
     Column("test_mean", "test mean", "acc"),
@@ -133,12 +137,7 @@ LEADERBOARD = [
     Column("solved", "solved", "int"),
 ]
 SEED_SPREAD = [
-    TASK,
-    LENGTH,
-    PROPOSER,
-    Column("effort", "effort"),
-    Column("attempts", "attempts", "int"),
-    Column("sizes", "train/val/test", get=sizes),
+    *SETTING,
     Column("seeds", "seeds", "int"),
     Column("seed_list", "seed values"),
     Column("test_mean", "mean", "acc", "mean over seeds of each run's mean test accuracy"),
