@@ -33,3 +33,17 @@ def wait_until():
         return True
 
     return wait
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh working folder for the CLI, made the current one: no SYNTH_DB or
+    OPENAI_API_KEY from the caller, a dataset cache of its own, and no UCI download
+    leaves (the source URL points where nothing listens). Modules that need more
+    (a key, files) override it, asking for this one."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SYNTH_DB", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("SYNTH_UCI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path

@@ -20,6 +20,7 @@ import hashlib
 import json
 
 import pytest
+from helpers import dataset_meta
 
 from synth.selection import select
 from tracker import runs as store
@@ -151,22 +152,9 @@ def sha(text: str) -> str:
 
 def save(db, name: str) -> int:
     fn, seed, rows = DATASETS[name]
-    meta = {
-        "fingerprint": sha(name),
-        "fn": fn,
-        "target": fn,
-        "kind": "binary",
-        "length": 4,
-        "train_size": 2,
-        "val_size": 2,
-        "test_size": 4,
-        "train_effective": 2,
-        "val_effective": 2,
-        "test_effective": 4,
-        "base_seed": seed,
-        "derived_seed": seed * 1000,
-        "generator_version": 1,
-    }
+    meta = dataset_meta(
+        sha(name), fn, test_size=4, test_effective=4, base_seed=seed, derived_seed=seed * 1000
+    )
     counters: dict[str, int] = {}
     examples = []
     for split, x, y in rows:

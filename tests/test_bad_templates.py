@@ -7,72 +7,30 @@ import json
 import sqlite3
 import time
 
+import helpers
 import pytest
-from click.testing import CliRunner
+from helpers import grid, one_line_error, run_cli
 
 import synth.engine.entry
 import synth.prompts
-from synth.cli import cli
 from synth.datasets.generators.base import Task
 from synth.errors import SynthError
 from synth.prompts import render_prompt, template_from_text
 
-GRID = [
-    "--provider",
-    "formula",
-    "--functions",
-    "fn_a",
-    "--lengths",
-    "20",
-    "--num-trials",
-    "1",
-    "--attempts",
-    "1",
-    "--train-size",
-    "10",
-    "--val-size",
-    "10",
-    "--test-size",
-    "20",
-]
+GRID = ["--provider", "formula", *grid(attempts=1)]
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("SYNTH_DB", raising=False)
-    monkeypatch.setenv("SYNTH_UCI_BASE_URL", "http://127.0.0.1:9")  # no download leaves here
-    monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
+def workdir(workdir, monkeypatch):
     # Hangs and floods stop sooner than in a real run; the limits themselves are the same code.
     monkeypatch.setattr(synth.prompts, "MAX_RENDER_SECONDS", 1.0)
     monkeypatch.setattr(synth.prompts, "MAX_STEPS", 2_000_000)
-    return tmp_path
+    return workdir
 
 
 def snapshot(folder):
-    """Every file and folder under ``folder``, files with their bytes (but SQLite's
-    shared-memory index, which any reader rewrites)."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
-        for p in sorted(folder.rglob("*"))
-        if not p.name.endswith("-shm")
-    }
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_refused(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    """Every entry under ``folder`` but SQLite's shared-memory index, which any reader rewrites."""
+    return helpers.snapshot(folder, skip=("-shm",))
 
 
 # Each template, and what its one line of refusal says besides the file and grid point.
@@ -136,7 +94,7 @@ def test_bad_template_is_refused_before_anything_is_written(workdir, monkeypatch
     before = snapshot(workdir)
     started = time.monotonic()
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "bad.j2", "--out-dir", "out")
-    line = assert_refused(result, "prompt template bad.j2", message)
+    line = one_line_error(result, "prompt template bad.j2", message)
     assert time.monotonic() - started < 30  # stopped by its limits, not run to the end
     if "undefined" not in message and "unsafe" not in message:
         assert "fn_a at L=20" in line
@@ -150,7 +108,7 @@ def test_the_failing_grid_point_is_named_and_no_database_is_left(workdir):
     (workdir / "bad.j2").write_text("{{ examples_block }}\n{% if length == 30 %}{{ 1 / 0 }}{% endif %}")
     before = snapshot(workdir)
     result = run_cli("run", *GRID, "--lengths", "30", "--db", "runs.db", "--prompt-template", "bad.j2")
-    line = assert_refused(result, "ZeroDivisionError")
+    line = one_line_error(result, "ZeroDivisionError")
     assert (
         line
         == "Error: prompt template bad.j2, line 2, rendering fn_a at L=30: ZeroDivisionError: division by zero"
@@ -187,7 +145,7 @@ def test_a_bad_template_on_an_existing_database_adds_nothing(workdir):
     (workdir / "bad.j2").write_text("{{ examples_block }}{{ 1 / (n_train - n_train) }}")
     before = snapshot(workdir)
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "bad.j2", "--run-id", "bad")
-    assert_refused(result, "prompt template bad.j2", "fn_a at L=20", "ZeroDivisionError")
+    one_line_error(result, "prompt template bad.j2", "fn_a at L=20", "ZeroDivisionError")
     assert snapshot(workdir) == before
     with sqlite3.connect(workdir / "runs.db") as conn:
         assert conn.execute("select run_id from runs").fetchall() == [("ok",)]
@@ -210,7 +168,7 @@ def test_resume_refuses_a_stored_template_that_no_longer_renders(workdir):
         )
     before = snapshot(workdir)
     result = run_cli("run", "--resume", "r", "--db", "runs.db")
-    assert_refused(result, "prompt template ok.j2", "fn_a at L=20", "more than")
+    one_line_error(result, "prompt template ok.j2", "fn_a at L=20", "more than")
     assert snapshot(workdir) == before
 
 
@@ -231,7 +189,7 @@ def test_what_needs_no_examples_is_refused_before_any_dataset_is_built(workdir, 
     )
     before = snapshot(workdir)
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "bad.j2")
-    assert_refused(result, "prompt template bad.j2", message)
+    one_line_error(result, "prompt template bad.j2", message)
     assert snapshot(workdir) == before
 
 
@@ -241,7 +199,7 @@ def test_output_limit_is_a_setting(workdir, monkeypatch):
     (workdir / "pad.j2").write_text('{{ examples_block }}{{ "-" * 5000 }}')
     monkeypatch.setattr(synth.prompts, "MAX_PROMPT_CHARS", 1000)
     result = run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "pad.j2")
-    assert_refused(result, "prompt template pad.j2", "more than")
+    one_line_error(result, "prompt template pad.j2", "more than")
     monkeypatch.setattr(synth.prompts, "MAX_PROMPT_CHARS", 10_000)
     assert run_cli("run", *GRID, "--db", "runs.db", "--prompt-template", "pad.j2").exit_code == 0
 

@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
+from helpers import CLEAN_ROWS, dataset_meta
 
 from synth.cli import cli
 from tracker import runs as store
@@ -34,14 +35,7 @@ PROMPT = "Find f. Examples:\n0001 -> 1\n0000 -> 0"
 
 # fn_g's dataset leaks: 1001 is in train and test (same label), 1000 is in train and val
 # with different labels (an input overlap that is no line overlap), 0010 repeats in test.
-CLEAN = [
-    ("train", 0, "0001", 1),
-    ("train", 1, "0000", 0),
-    ("val", 0, "0111", 1),
-    ("val", 1, "0011", 0),
-    ("test", 0, "1000", 1),
-    ("test", 1, "1100", 0),
-]
+CLEAN = CLEAN_ROWS
 LEAKY = [
     ("train", 0, "1001", 1),
     ("train", 1, "1000", 0),
@@ -59,26 +53,7 @@ def sha(text: str) -> str:
 
 
 def dataset(db, fn: str, rows) -> int:
-    return save_dataset(
-        db,
-        {
-            "fingerprint": sha(fn),
-            "fn": fn,
-            "target": fn,
-            "kind": "binary",
-            "length": 4,
-            "train_size": 2,
-            "val_size": 2,
-            "test_size": 2,
-            "train_effective": 2,
-            "val_effective": 2,
-            "test_effective": 2,
-            "base_seed": 42,
-            "derived_seed": 1,
-            "generator_version": 1,
-        },
-        rows,
-    )
+    return save_dataset(db, dataset_meta(sha(fn), fn), rows)
 
 
 def attempt(db, trial_id, n, status, *, code=None, failure=None, error=None, reply=True, evaluation=None):

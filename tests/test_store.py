@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
+from helpers import CLEAN_ROWS, dataset_meta
 
 from synth.cli import cli
 from tracker.datasets import find_dataset, load_examples, save_dataset
@@ -24,33 +25,10 @@ def db(tmp_path):
 
 
 def meta(fingerprint="f" * 64, **over):
-    base = dict(
-        fingerprint=fingerprint,
-        fn="fn_a",
-        target="parity_all",
-        kind="binary",
-        length=4,
-        train_size=2,
-        val_size=2,
-        test_size=2,
-        train_effective=2,
-        val_effective=2,
-        test_effective=2,
-        base_seed=42,
-        derived_seed=123,
-        generator_version=1,
-    )
-    return {**base, **over}
+    return dataset_meta(fingerprint, **{"target": "parity_all", "derived_seed": 123, **over})
 
 
-ROWS = [
-    ("train", 0, "0001", 1),
-    ("train", 1, "0000", 0),
-    ("val", 0, "0111", 1),
-    ("val", 1, "0011", 0),
-    ("test", 0, "1000", 1),
-    ("test", 1, "1100", 0),
-]
+ROWS = CLEAN_ROWS
 
 
 def test_open_sets_wal_busy_timeout_foreign_keys_and_migrates(db):

@@ -1,0 +1,118 @@
+"""Plain helpers the test modules share (fixtures live in conftest.py): the grid options
+of a small run, running the CLI, its one-line errors, and snapshots of a folder."""
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from synth.cli import cli
+
+
+def grid(
+    *functions: str,
+    lengths=(20,),
+    trials=1,
+    attempts=None,
+    train=10,
+    val=10,
+    test=20,
+) -> list[str]:
+    """The grid options of a small run (fn_a at L=20, one trial, 10/10/20 rows unless
+    told otherwise); ``attempts``, ``train`` or ``val`` of None leave that option out."""
+    args = ["--functions", *(functions or ("fn_a",)), "--lengths", *map(str, lengths)]
+    args += ["--num-trials", str(trials)]
+    if attempts is not None:
+        args += ["--attempts", str(attempts)]
+    for option, size in (("--train-size", train), ("--val-size", val), ("--test-size", test)):
+        if size is not None:
+            args += [option, str(size)]
+    return args
+
+
+def run_cli(*args, catch_exceptions=True):
+    """`synth ARGS...` in this process (arguments may be numbers or paths)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=catch_exceptions)
+
+
+def synth_process(cwd, *args, key="sk-test-not-a-real-key", **popen):
+    """`python -m synth ARGS...` as a child process in ``cwd`` with OPENAI_API_KEY=``key``
+    and no SYNTH_DB from the caller; stdout and stderr piped, as text."""
+    env = {**os.environ, "OPENAI_API_KEY": key}
+    env.pop("SYNTH_DB", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "synth", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def one_line_error(result, *fragments: str, code: int = 2) -> str:
+    """The command ended with exit ``code`` through click (no exception escaped), without a
+    traceback, and said so in one line on stderr, "Error: ..." holding every fragment;
+    returns that line."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path, skip: tuple[str, ...] = ()) -> dict:
+    """Every entry under ``folder`` (but names ending in ``skip``): a regular file's bytes,
+    "folder" for a folder, anything else its kind (never opened: a FIFO would block)."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        if skip and path.name.endswith(skip):
+            continue
+        mode = os.lstat(path).st_mode
+        if stat.S_ISREG(mode):
+            state[str(path.relative_to(folder))] = path.read_bytes()
+        elif stat.S_ISDIR(mode):
+            state[str(path.relative_to(folder))] = "folder"
+        else:
+            state[str(path.relative_to(folder))] = stat.S_IFMT(mode)
+    return state
+
+
+def dataset_meta(fingerprint: str, fn: str = "fn_a", **over) -> dict:
+    """A tiny binary dataset's metadata (L=4, two rows a split) for save_dataset."""
+    base = dict(
+        fingerprint=fingerprint,
+        fn=fn,
+        target=fn,
+        kind="binary",
+        length=4,
+        train_size=2,
+        val_size=2,
+        test_size=2,
+        train_effective=2,
+        val_effective=2,
+        test_effective=2,
+        base_seed=42,
+        derived_seed=1,
+        generator_version=1,
+    )
+    return {**base, **over}
+
+
+# Two examples a split, no input seen twice: a dataset that does not leak.
+CLEAN_ROWS = [
+    ("train", 0, "0001", 1),
+    ("train", 1, "0000", 0),
+    ("val", 0, "0111", 1),
+    ("val", 1, "0011", 0),
+    ("test", 0, "1000", 1),
+    ("test", 1, "1100", 0),
+]
