@@ -7,11 +7,11 @@ are raised from the store's own writes."""
 import os
 import shutil
 import sqlite3
-import stat
 import threading
 
 import pytest
 from click.testing import CliRunner
+from helpers import grid, one_line_error, snapshot
 
 import synth.datasets.cache
 import tracker.db
@@ -19,26 +19,7 @@ from synth.cli import cli
 from tracker import runs as store
 from tracker.db import open_db
 
-SMALL = [
-    "--functions",
-    "fn_a",
-    "--lengths",
-    "20",
-    "--num-trials",
-    "1",
-    "--attempts",
-    "1",
-    "--train-size",
-    "10",
-    "--val-size",
-    "10",
-    "--test-size",
-    "20",
-    "--provider",
-    "formula",
-    "--time-budget",
-    "0.2",
-]
+SMALL = [*grid(attempts=1), "--provider", "formula", "--time-budget", "0.2"]
 # Every command that opens a database, with DB where the database goes.
 COMMANDS = {
     "runs": ["runs", "--db", "DB"],
@@ -90,34 +71,10 @@ def finished(tmp_path_factory):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SYNTH_DB", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
-@pytest.fixture
 def db(workdir, finished):
     """A copy of the finished run's database in this test's folder."""
     shutil.copy(finished, workdir / "runs.db")
     return workdir / "runs.db"
-
-
-def snapshot(folder):
-    """Every entry under ``folder``: a regular file's bytes, anything else its kind
-    (never opened: a FIFO would block)."""
-    state = {}
-    for path in sorted(folder.rglob("*")):
-        mode = os.lstat(path).st_mode
-        if stat.S_ISREG(mode):
-            state[str(path.relative_to(folder))] = path.read_bytes()
-        elif not stat.S_ISDIR(mode):
-            state[str(path.relative_to(folder))] = stat.S_IFMT(mode)
-        else:
-            state[str(path.relative_to(folder))] = "folder"
-    return state
 
 
 def contents(path):
@@ -146,15 +103,6 @@ def contents(path):
         }
     finally:
         conn.close()
-
-
-def assert_one_line(result, code: int, message: str):
-    assert result.exit_code == code, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ") and message in lines[0], lines[0]
 
 
 # --- a --db that is no regular file ---------------------------------------------------
@@ -205,7 +153,7 @@ def test_a_db_that_is_no_regular_file_is_refused_unopened(name, kind, workdir, r
         (workdir / "link.db").symlink_to("nowhere.db")
     before = snapshot(workdir)
     result = CliRunner().invoke(cli, command(name, path))
-    assert_one_line(result, 2, message)
+    one_line_error(result, message, code=2)
     assert snapshot(workdir) == before
     assert not (workdir / "nowhere.db").exists()
 
@@ -215,7 +163,7 @@ def test_a_folder_is_refused(name, workdir):
     (workdir / "folder.db").mkdir()
     before = snapshot(workdir)
     result = CliRunner().invoke(cli, command(name, "folder.db"))
-    assert_one_line(result, 2, "'folder.db' is a directory")
+    one_line_error(result, "'folder.db' is a directory", code=2)
     assert snapshot(workdir) == before
 
 
@@ -266,11 +214,11 @@ def test_a_damaged_database_is_named_with_the_check_to_run(table, name, db, work
     before, rows = snapshot(workdir), contents(db)
     assert rows["integrity"] != [("ok",)]
     result = CliRunner().invoke(cli, command(name, "runs.db"))
-    assert_one_line(
+    one_line_error(
         result,
-        1,
         "runs.db is damaged: database disk image is malformed; "
         "check it with: sqlite3 runs.db 'PRAGMA integrity_check'",
+        code=1,
     )
     assert snapshot(workdir) == before, "nothing written, no -wal or -shm left"
     assert contents(db) == rows
@@ -285,7 +233,7 @@ def test_a_damaged_database_is_not_migrated(db, workdir):
     zero_root_page(db, "events")
     before, rows = snapshot(workdir), contents(db)
     result = CliRunner().invoke(cli, ["migrate", "runs.db"])
-    assert_one_line(result, 1, "runs.db is damaged: ")
+    one_line_error(result, "runs.db is damaged: ", code=1)
     assert snapshot(workdir) == before and contents(db) == rows
 
 
@@ -315,10 +263,10 @@ def exclusive(db, short_timeout):
 def test_a_database_another_process_holds_is_named_locked(name, exclusive, db, workdir):
     before = snapshot(workdir)
     result = CliRunner().invoke(cli, command(name, "runs.db"))
-    assert_one_line(
+    one_line_error(
         result,
-        1,
         "runs.db is locked: another process holds it and did not let go within 0.2 s (database is locked)",
+        code=1,
     )
     assert snapshot(workdir) == before
     exclusive.execute("rollback")
@@ -338,7 +286,7 @@ def test_a_run_waiting_for_another_writer_past_the_timeout(db, workdir, short_ti
     result = CliRunner().invoke(cli, command("run", "runs.db"))
     holder.execute("rollback")
     holder.close()
-    assert_one_line(result, 1, "runs.db is locked: another process holds it")
+    one_line_error(result, "runs.db is locked: another process holds it", code=1)
     assert contents(db) == rows
 
 
@@ -422,7 +370,7 @@ def test_a_full_disk_before_the_run_is_recorded_writes_nothing(where, db, workdi
         args = [*command("run", "runs.db"), "--functions", "fn_g"]
     before, rows = snapshot(workdir), contents(db)
     result = CliRunner().invoke(cli, args)
-    assert_one_line(result, 1, "cannot write runs.db: the disk is full (database or disk is full)")
+    one_line_error(result, "cannot write runs.db: the disk is full (database or disk is full)", code=1)
     assert snapshot(workdir) == before and contents(db) == rows
 
 
@@ -447,7 +395,7 @@ def test_two_runs_with_one_id_the_loser_gets_the_usual_line(db, workdir, monkeyp
 
     monkeypatch.setattr(store, "get_run", checked_then_taken)
     result = CliRunner().invoke(cli, command("run", "runs.db"))
-    assert_one_line(result, 2, "run 'new' already exists in runs.db; continue it with: synth resume new")
+    one_line_error(result, "run 'new' already exists in runs.db; continue it with: synth resume new", code=2)
     assert result.stderr == "Error: run 'new' already exists in runs.db; continue it with: synth resume new\n"
     monkeypatch.undo()
     rows = contents(db)
@@ -486,8 +434,8 @@ def test_a_refused_outdated_database_is_left_as_it_was(name, db, workdir):
     conn.close()
     before = snapshot(workdir)
     result = CliRunner().invoke(cli, command(name, "runs.db"))
-    assert_one_line(
-        result, 2, "runs.db was written by an older version of llm-pv; upgrade it with: synth migrate"
+    one_line_error(
+        result, "runs.db was written by an older version of llm-pv; upgrade it with: synth migrate", code=2
     )
     assert snapshot(workdir) == before
 

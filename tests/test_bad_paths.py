@@ -13,71 +13,25 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import grid, one_line_error, run_cli, snapshot
 
 import tracker.dataset_files
 import tracker.runs
-from synth.cli import cli
 from tracker.files import write_all_atomic
 
 pytestmark = pytest.mark.slow  # a full run (or several) per case
 
-GRID = [
-    "--functions",
-    "fn_a",
-    "--lengths",
-    "20",
-    "--num-trials",
-    "1",
-    "--train-size",
-    "10",
-    "--val-size",
-    "10",
-    "--test-size",
-    "20",
-]
-
-
-def synth(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def files_under(root: Path) -> dict[str, bytes | None]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))
-    }
-
-
-def one_line_error(result, code=2) -> str:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+GRID = grid()
+OFFLINE = ["run", "--provider", "formula", "--max-candidates", 100, *GRID, "--attempts", 1, "--db", "runs.db"]
 
 
 @pytest.fixture
-def done_run(tmp_path, monkeypatch):
+def done_run(workdir, monkeypatch):
     """A finished offline run in runs.db, in a fresh working folder."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SYNTH_DB", raising=False)
     monkeypatch.delenv("SYNTH_PRICES", raising=False)
-    result = synth(
-        "run",
-        "--provider",
-        "formula",
-        "--max-candidates",
-        100,
-        *GRID,
-        "--attempts",
-        1,
-        "--db",
-        "runs.db",
-        "--run-id",
-        "done",
-    )
+    result = run_cli(*OFFLINE, "--run-id", "done")
     assert result.exit_code == 0, result.output
-    return tmp_path
+    return workdir
 
 
 @pytest.fixture
@@ -105,44 +59,29 @@ def price_files(done_run):
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_a_price_table_that_is_no_small_plain_file_is_refused(name, message, how, price_files, monkeypatch):
     """Before: /dev/zero was read until memory ran out, a FIFO hung."""
-    before = files_under(price_files)
+    before = snapshot(price_files)
     if how == "flag":
-        result = synth("report", "--db", "runs.db", "--prices", name, "-o", "r.html")
+        result = run_cli("report", "--db", "runs.db", "--prices", name, "-o", "r.html")
     else:
         monkeypatch.setenv("SYNTH_PRICES", name)
-        result = synth("report", "--db", "runs.db", "-o", "r.html")
+        result = run_cli("report", "--db", "runs.db", "-o", "r.html")
     assert one_line_error(result).startswith(f"Error: {message}")
-    assert files_under(price_files) == before
+    assert snapshot(price_files) == before
 
 
 def test_a_dataset_layout_that_meets_a_file_is_one_line(done_run):
     """`--dataset-dir d` where d/parity_all is a file: NotADirectoryError before."""
     (done_run / "d").mkdir()
     (done_run / "d" / "parity_all").write_text("a file where a folder goes")
-    before = files_under(done_run / "d")
-    run = synth(
-        "run",
-        "--provider",
-        "formula",
-        "--max-candidates",
-        100,
-        *GRID,
-        "--attempts",
-        1,
-        "--db",
-        "runs.db",
-        "--run-id",
-        "mirrored",
-        "--dataset-dir",
-        "d",
-    )
+    before = snapshot(done_run / "d")
+    run = run_cli(*OFFLINE, "--run-id", "mirrored", "--dataset-dir", "d")
     line = one_line_error(run)
     assert line.startswith("Error: cannot write datasets to d: d/parity_all/L20")
     assert line.endswith("Not a directory")
-    exported = synth("datasets", "export", "--db", "runs.db", "--dataset-dir", "d")
+    exported = run_cli("datasets", "export", "--db", "runs.db", "--dataset-dir", "d")
     assert one_line_error(exported) == line
-    assert files_under(done_run / "d") == before
-    listed = json.loads(synth("runs", "--db", "runs.db", "--json").stdout)
+    assert snapshot(done_run / "d") == before
+    listed = json.loads(run_cli("runs", "--db", "runs.db", "--json").stdout)
     assert [r["run_id"] for r in listed] == ["done"], "the refused run was not recorded"
 
 
@@ -155,9 +94,9 @@ def test_a_full_disk_leaves_no_dataset_folder_without_its_meta(done_run, monkeyp
         return real(path, text)
 
     monkeypatch.setattr(tracker.dataset_files, "write_atomic", full_at_meta)
-    result = synth("datasets", "export", "--db", "runs.db", "--dataset-dir", "out")
+    result = run_cli("datasets", "export", "--db", "runs.db", "--dataset-dir", "out")
     assert one_line_error(result).endswith("meta.json: No space left on device")
-    assert files_under(done_run / "out") == {}, "what the dataset got is undone"
+    assert snapshot(done_run / "out") == {}, "what the dataset got is undone"
 
 
 @pytest.mark.parametrize(
@@ -210,23 +149,20 @@ def test_the_report_under_an_address_space_limit_has_no_charts_and_says_why(done
 
 
 @pytest.mark.parametrize("make", ["folder", "dangling"])
-def test_a_uci_file_name_that_is_no_file_is_named(make, tmp_path, monkeypatch):
+def test_a_uci_file_name_that_is_no_file_is_named(make, workdir):
     """A folder named HTRU_2.csv in --uci-dir was reported as a missing file before."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SYNTH_UCI_BASE_URL", "http://127.0.0.1:9")  # nothing is downloaded
-    monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
-    uci = tmp_path / "uci"
+    uci = workdir / "uci"
     uci.mkdir()
     if make == "folder":
         (uci / "HTRU_2.csv").mkdir()
     else:
-        (uci / "HTRU_2.csv").symlink_to(tmp_path / "nowhere")
-    result = synth("run", "--dry-run", "--functions", "fn_p", "--uci-dir", uci, "--db", "u.db")
+        (uci / "HTRU_2.csv").symlink_to(workdir / "nowhere")
+    result = run_cli("run", "--dry-run", "--functions", "fn_p", "--uci-dir", uci, "--db", "u.db")
     what = "a folder" if make == "folder" else "a link to nothing"
     assert one_line_error(result).startswith(
         f"Error: {uci / 'HTRU_2.csv'} is {what}, not the UCI file HTRU_2.csv"
     )
-    assert not (tmp_path / "u.db").exists()
+    assert not (workdir / "u.db").exists()
 
 
 def small_files():
@@ -239,28 +175,9 @@ def test_an_export_the_disk_cannot_hold_writes_none_of_its_files(tmp_path, monke
     """`synth export` on a full disk left some of the JSONL, the CSV and the trial logs
     without their manifest."""
     monkeypatch.chdir(tmp_path)
-    made = synth(
-        "run",
-        "--provider",
-        "formula",
-        "--max-candidates",
-        100,
-        "--functions",
-        "fn_a",
-        "fn_b",
-        "--lengths",
-        20,
-        30,
-        "--num-trials",
-        10,
-        "--attempts",
-        1,
-        "--train-size",
-        10,
-        "--val-size",
-        10,
-        "--test-size",
-        20,
+    made = run_cli(
+        *OFFLINE[:5],
+        *grid("fn_a", "fn_b", lengths=(20, 30), trials=10, attempts=1),
         "--db",
         "runs.db",
         "--run-id",
@@ -295,9 +212,6 @@ def test_files_written_together_are_all_written_or_none(tmp_path):
     assert (tmp_path / "kept.txt").read_text() == "after" and (tmp_path / "new.txt").read_text() == "new"
 
 
-OFFLINE = ["run", "--provider", "formula", "--max-candidates", 100, *GRID, "--attempts", 1, "--db", "runs.db"]
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -312,38 +226,38 @@ OFFLINE = ["run", "--provider", "formula", "--max-candidates", 100, *GRID, "--at
 def test_an_export_that_would_overwrite_the_database_is_refused(args, done_run):
     """Before: the run was paid for, then its JSONL replaced the database, every run lost."""
     (done_run / "link.db").symlink_to(done_run / "runs.db")
-    before = files_under(done_run)
-    line = one_line_error(synth(*OFFLINE, "--run-id", "again", *args))
+    before = snapshot(done_run)
+    line = one_line_error(run_cli(*OFFLINE, "--run-id", "again", *args))
     assert "a file of the database runs.db: every run in it would be lost" in line
-    assert files_under(done_run) == before
+    assert snapshot(done_run) == before
 
 
 @pytest.mark.parametrize("out", ["./runs.db", "runs.db-shm"])
 def test_a_report_over_the_database_is_refused(out, done_run):
     """Before: `report -o x.db` replaced the database x.db with the HTML page, exit 0."""
-    before = files_under(done_run)
-    line = one_line_error(synth("report", "--db", "runs.db", "-o", out))
+    before = snapshot(done_run)
+    line = one_line_error(run_cli("report", "--db", "runs.db", "-o", out))
     assert line.endswith("is a file of the database runs.db, which the report would overwrite")
-    assert files_under(done_run) == before
+    assert snapshot(done_run) == before
 
 
 def test_an_export_over_the_database_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    made = synth(*OFFLINE[:-1], "results_attempts.csv", "--run-id", "r", "--out-dir", "out")
+    made = run_cli(*OFFLINE[:-1], "results_attempts.csv", "--run-id", "r", "--out-dir", "out")
     assert made.exit_code == 0, made.output
-    before = files_under(tmp_path)
-    line = one_line_error(synth("export", "r", "--db", "results_attempts.csv", "--out-dir", "."))
+    before = snapshot(tmp_path)
+    line = one_line_error(run_cli("export", "r", "--db", "results_attempts.csv", "--out-dir", "."))
     assert "would be written over results_attempts.csv, a file of the database" in line
-    assert files_under(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("flag", ["--out-dir", "--dataset-dir", "--out-jsonl", "--prompt-template"])
 def test_a_path_too_long_for_the_file_system_is_one_line(flag, done_run):
     """A name over 255 bytes: an OSError traceback before (pathlib's exists() raised)."""
-    before = files_under(done_run)
-    line = one_line_error(synth(*OFFLINE, "--run-id", "long", flag, "d" * 300))
+    before = snapshot(done_run)
+    line = one_line_error(run_cli(*OFFLINE, "--run-id", "long", flag, "d" * 300))
     assert line.endswith("File name too long") and len(line) < 300
-    assert files_under(done_run) == before
+    assert snapshot(done_run) == before
 
 
 @pytest.mark.parametrize(
@@ -360,13 +274,13 @@ def test_a_path_too_long_for_the_file_system_is_one_line(flag, done_run):
     ids=["run-out-dir", "run-dataset-dir", "run-db", "export", "datasets-export", "report", "runs"],
 )
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, done_run):
-    before = files_under(done_run)
-    assert one_line_error(synth(*args)).endswith("a path must not be empty")
-    assert files_under(done_run) == before
+    before = snapshot(done_run)
+    assert one_line_error(run_cli(*args)).endswith("a path must not be empty")
+    assert snapshot(done_run) == before
 
 
 def test_report_to_standard_output_with_a_dash(done_run):
-    result = synth("report", "--db", "runs.db", "-o", "-", "--format", "md")
+    result = run_cli("report", "--db", "runs.db", "-o", "-", "--format", "md")
     assert result.exit_code == 0 and "fn_a" in result.stdout
     assert not (done_run / "-").exists()
 
@@ -418,14 +332,14 @@ def drop_tables(path: Path, *tables: str) -> None:
 def test_a_database_that_lost_a_table_says_so(args, done_run):
     """With `runs` dropped by hand, `show` said "no run" and `migrate` "up to date"."""
     drop_tables(done_run / "runs.db", "evaluations")
-    before = files_under(done_run)
+    before = snapshot(done_run)
     command = [args[0], "--db", "runs.db", *args[1:]] if args[0] != "migrate" else ["migrate", "runs.db"]
-    line = one_line_error(synth(*command), code=1)
+    line = one_line_error(run_cli(*command), code=1)
     assert line == (
         "Error: runs.db lacks the table(s) evaluations that its recorded migrations made: "
         "it was changed by hand or by another program; restore a copy of it"
     )
-    assert files_under(done_run) == before
+    assert snapshot(done_run) == before
 
 
 def test_a_table_lost_during_a_run_ends_it_failed(done_run, monkeypatch):
@@ -438,7 +352,7 @@ def test_a_table_lost_during_a_run_ends_it_failed(done_run, monkeypatch):
         return done
 
     monkeypatch.setattr(tracker.runs, "record_event", drop_after_start)
-    result = synth(*OFFLINE, "--run-id", "broken")
+    result = run_cli(*OFFLINE, "--run-id", "broken")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
     conn = sqlite3.connect(done_run / "runs.db")

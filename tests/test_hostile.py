@@ -39,11 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import grid, run_cli
 from openai_server import Reply, in_order
 
 import synth
-from synth.cli import cli
 from synth.sandbox import evaluate
 
 pytestmark = pytest.mark.slow  # the hostile program battery: a full run per program
@@ -52,18 +51,7 @@ SENTINEL = "sk-hostile-sentinel-3f9c2e71"
 EVAL_TIMEOUT = 1.5
 ROWS = 20 + 40  # val + test rows each evaluation sees
 GRID = [
-    "--functions",
-    "fn_a",
-    "--lengths",
-    "20",
-    "--num-trials",
-    "1",
-    "--train-size",
-    "20",
-    "--val-size",
-    "20",
-    "--test-size",
-    "40",
+    *grid(train=20, val=20, test=40),
     "--db",
     "runs.db",
     "--dataset-dir",
@@ -1206,8 +1194,7 @@ def protections() -> set[str]:
     }
 
 
-def synth(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+synth = functools.partial(run_cli, catch_exceptions=False)
 
 
 def answer(code: str) -> Reply:
