@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import pytest
 from click.testing import CliRunner
+from helpers import grid
 from openai_server import Reply, error_body, in_order
 
 from synth.cli import cli
@@ -278,18 +279,7 @@ def test_recorded_messages_are_one_line_and_never_hold_the_key(call, openai_serv
 # -- synth run end to end -----------------------------------------------------------------
 
 GRID = [
-    "--functions",
-    "fn_a",
-    "--lengths",
-    "20",
-    "--num-trials",
-    "1",
-    "--train-size",
-    "10",
-    "--val-size",
-    "10",
-    "--test-size",
-    "20",
+    *grid(),
     "--concurrency",
     "1",
     "--db",
@@ -304,16 +294,14 @@ GRID = [
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, openai_server):
+def run(workdir, monkeypatch, openai_server):
     """`synth run` of fn_a against the server, in a fresh folder: (result, database)."""
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("SYNTH_DB", raising=False)
 
     def run(*args):
         argv = ["run", *GRID, "--api-base-url", openai_server.base_url, *map(str, args)]
         result = CliRunner().invoke(cli, argv, catch_exceptions=False)
-        path = tmp_path / "runs.db"
+        path = workdir / "runs.db"
         return result, open_db(path, readonly=True) if path.exists() else None
 
     return run

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from helpers import grid
 
 from synth.cli import cli
 from tracker.db import open_db
@@ -13,22 +14,12 @@ from tracker.db import open_db
 def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     out = tmp_path / "demo"
-    grid = [
-        "--functions",
-        "fn_e",
-        "fn_q",
-        "--lengths",
-        "20",
-        "--num-trials",
-        "2",
-        "--attempts",
-        "1",
-        "--test-size",
-        "200",
+    options = [
+        *grid("fn_e", "fn_q", trials=2, attempts=1, train=None, val=None, test=200),
         "--uci-dir",
         str(uci_dir),
     ]
-    first = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), *grid])
+    first = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), *options])
     assert first.exit_code == 0, first.output
     db_path = out / "synth.db"
     assert f"database:  {db_path}" in first.stderr
@@ -46,7 +37,7 @@ def test_demo_then_another_provider_on_the_same_datasets(tmp_path, uci_dir, monk
     assert sorted(p.name for p in (out / "datasets").iterdir()) == ["chess", "parity_rand_3"]
     assert db.execute("select sum(input_tokens + output_tokens) from responses").fetchone() == (0,)
 
-    second = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), "--provider", "tree", *grid])
+    second = CliRunner().invoke(cli, ["demo", "--out-dir", str(out), "--provider", "tree", *options])
     assert second.exit_code == 0, second.output
     db = open_db(db_path, readonly=True)
     assert db["datasets"].count == 2, "the second provider reuses the same datasets"
@@ -76,16 +67,7 @@ def test_demo_against_a_server_takes_the_model_call_settings_from_the_environmen
             str(out),
             "--provider",
             "openai",
-            "--functions",
-            "fn_a",
-            "--lengths",
-            "20",
-            "--num-trials",
-            "2",
-            "--attempts",
-            "1",
-            "--test-size",
-            "20",
+            *grid(trials=2, attempts=1, train=None, val=None),
             "--max-retries",
             "0",
         ],

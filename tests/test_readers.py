@@ -3,11 +3,10 @@ plain SQL read the database during a run without a single "database is locked"."
 
 import asyncio
 import os
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
+from helpers import grid, synth_process
 from openai_server import Reply
 
 from synth.cli import cli
@@ -21,43 +20,19 @@ WRONG = '{"code": "def f(x):\\n    return 0"}'
 
 def test_readers_never_see_a_locked_database(tmp_path, openai_server):
     openai_server.script = lambda path, body: Reply(text=WRONG, delay=0.02)
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test-readers"}
-    run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "synth",
-            "run",
-            "--functions",
-            "fn_a",
-            "fn_g",
-            "--lengths",
-            "20",
-            "25",
-            "--num-trials",
-            "4",
-            "--attempts",
-            "3",
-            "--train-size",
-            "10",
-            "--val-size",
-            "10",
-            "--test-size",
-            "20",
-            "--concurrency",
-            "4",
-            "--api-base-url",
-            openai_server.base_url,
-            "--run-id",
-            "w",
-            "--db",
-            "w.db",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    run = synth_process(
+        tmp_path,
+        "run",
+        *grid("fn_a", "fn_g", lengths=(20, 25), trials=4, attempts=3),
+        "--concurrency",
+        "4",
+        "--api-base-url",
+        openai_server.base_url,
+        "--run-id",
+        "w",
+        "--db",
+        "w.db",
+        key="sk-test-readers",
     )
     runner = CliRunner()
     db = str(tmp_path / "w.db")

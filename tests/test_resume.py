@@ -12,12 +12,12 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
+import helpers
 import pytest
 from click.testing import CliRunner
+from helpers import grid
 from openai_server import Reply
 
 from synth.cli import cli
@@ -28,22 +28,7 @@ PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 # Wrong and slow (5 ms a row), so evaluations last long enough to be killed during.
 SLOW_WRONG = '{"code": "import time\\ndef f(x):\\n    time.sleep(0.005)\\n    return 0"}'
 GRID = [
-    "--functions",
-    "fn_a",
-    "fn_g",
-    "--lengths",
-    "20",
-    "25",
-    "--num-trials",
-    "2",
-    "--attempts",
-    "3",
-    "--train-size",
-    "20",
-    "--val-size",
-    "20",
-    "--test-size",
-    "40",
+    *grid("fn_a", "fn_g", lengths=(20, 25), trials=2, attempts=3, train=20, val=20, test=40),
 ]
 CALLS = 2 * 2 * 1 + 2 * 2 * 3  # fn_a stops at attempt 1; fn_g uses all three
 ROWS_PER_TABLE = {
@@ -67,17 +52,8 @@ def answer(path, body):
 def synth_process(tmp_path, *args, background=False):
     """`synth run` in a child process; ``background``: as a script's `synth run &`
     starts it, with Ctrl-C (SIGINT) ignored."""
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test-resume"}
-    env.pop("SYNTH_DB", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "synth", "run", *map(str, args)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
-    )
+    ignore_ctrl_c = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
+    return helpers.synth_process(tmp_path, "run", *args, key="sk-test-resume", preexec_fn=ignore_ctrl_c)
 
 
 def query(db_path, sql):

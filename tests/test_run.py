@@ -6,6 +6,7 @@ program that does not parse, and palindrome with a wrong program wrapped in pros
 """
 
 import csv
+import functools
 import json
 import os
 import platform
@@ -17,10 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import grid, run_cli
 from openai_server import Reply
 
-from synth.cli import cli
 from synth.engine.entry import resume_run
 from synth.errors import SynthError
 from tracker.db import open_db
@@ -49,36 +49,17 @@ def grid_script(path, body):
 
 
 GRID = [
-    "--functions",
-    "fn_a",
-    "fn_b",
-    "fn_g",
-    "--lengths",
-    "20",
-    "25",
-    "--num-trials",
-    "2",
-    "--attempts",
-    "3",
-    "--train-size",
-    "20",
-    "--val-size",
-    "20",
-    "--test-size",
-    "40",
+    *grid("fn_a", "fn_b", "fn_g", lengths=(20, 25), trials=2, attempts=3, train=20, val=20, test=40),
 ]
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def workdir(workdir, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-    monkeypatch.delenv("SYNTH_DB", raising=False)
-    return tmp_path
+    return workdir
 
 
-def synth(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+synth = functools.partial(run_cli, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -280,18 +261,7 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
     openai_server.script = grid_script
     result = synth(
         "run",
-        "--functions",
-        "fn_a",
-        "--lengths",
-        20,
-        "--num-trials",
-        1,
-        "--train-size",
-        10,
-        "--val-size",
-        10,
-        "--test-size",
-        20,
+        *grid(),
         "--api-mode",
         "chat",
         "--api-base-url",
@@ -310,18 +280,7 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
 
     dry = synth(
         "run",
-        "--functions",
-        "fn_a",
-        "--lengths",
-        20,
-        "--num-trials",
-        2,
-        "--train-size",
-        10,
-        "--val-size",
-        10,
-        "--test-size",
-        20,
+        *grid(trials=2),
         "--dry-run",
         "--run-id",
         "dry",
@@ -390,16 +349,7 @@ def test_resume_takes_the_same_template_under_another_path(workdir):
         "run",
         "--provider",
         "tree",
-        "--functions",
-        "fn_a",
-        "--lengths",
-        "20",
-        "--num-trials",
-        "1",
-        "--attempts",
-        "1",
-        "--test-size",
-        "20",
+        *grid(attempts=1, train=None, val=None),
         "--db",
         "t.db",
         "--run-id",
@@ -431,17 +381,7 @@ def test_resume_needs_no_source_data_and_keeps_its_new_settings(workdir, uci_dir
         "run",
         "--provider",
         "tree",
-        "--functions",
-        "fn_a",
-        "fn_q",
-        "--lengths",
-        "20",
-        "--num-trials",
-        "1",
-        "--attempts",
-        "1",
-        "--test-size",
-        "200",
+        *grid("fn_a", "fn_q", attempts=1, train=None, val=None, test=200),
         "--run-id",
         "t",
         "--db",
@@ -491,17 +431,8 @@ def test_variadic_flags_also_take_the_equals_form(workdir):
 
 
 def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
-    grid = [
-        "--functions",
-        "fn_a",
-        "--lengths",
-        "20",
-        "--num-trials",
-        "1",
-        "--attempts",
-        "1",
-        "--test-size",
-        "20",
+    options = [
+        *grid(attempts=1, train=None, val=None),
         "--db",
         "w.db",
         "--dry-run",
@@ -510,7 +441,7 @@ def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
         "run",
         "--provider",
         "tree",
-        *grid,
+        *options,
         "--reasoning-effort",
         "low",
         "--time-budget",
@@ -529,9 +460,9 @@ def test_flags_a_proposer_never_reads_are_said_to_be_ignored(workdir):
     with open(workdir / "runs" / "told" / "results_attempts.csv", newline="") as fh:
         (row, _) = csv.DictReader(fh)
     assert [row[k] for k in ("reasoning_effort", "tool_choice", "api_mode")] == ["", "", ""]
-    formula = synth("run", "--provider", "formula", *grid, "--time-budget", 3, "--run-id", "f")
+    formula = synth("run", "--provider", "formula", *options, "--time-budget", 3, "--run-id", "f")
     assert formula.exit_code == 0 and "Warning" not in formula.stderr
-    uci = synth("run", "--provider", "tree", *grid, "--uci-dir", ".", "--run-id", "u")
+    uci = synth("run", "--provider", "tree", *options, "--uci-dir", ".", "--run-id", "u")
     assert uci.exit_code == 0, uci.output
     assert "Warning: --uci-dir is not used: no UCI task (fn_m to fn_q) in --functions" in uci.stderr
 
@@ -590,17 +521,7 @@ def test_formula_runs_cut_by_max_candidates_are_the_same_twice(workdir):
         "run",
         "--provider",
         "formula",
-        "--functions",
-        "fn_a",
-        "fn_e",
-        "--lengths",
-        20,
-        "--num-trials",
-        2,
-        "--attempts",
-        2,
-        "--test-size",
-        200,
+        *grid("fn_a", "fn_e", trials=2, attempts=2, train=None, val=None, test=200),
         "--max-candidates",
         3000,
         "--time-budget",
@@ -640,16 +561,7 @@ def test_a_run_puts_back_the_sigterm_handler_it_found(workdir):
             "run",
             "--provider",
             "tree",
-            "--functions",
-            "fn_a",
-            "--lengths",
-            20,
-            "--num-trials",
-            1,
-            "--attempts",
-            1,
-            "--test-size",
-            20,
+            *grid(attempts=1, train=None, val=None),
             "--db",
             "s.db",
         )

@@ -3,6 +3,7 @@ exports, dataset mirror, logs, or anything else the run leaves behind."""
 
 import pytest
 from click.testing import CliRunner
+from helpers import grid
 from openai_server import Reply
 
 from synth.cli import cli
@@ -23,21 +24,7 @@ def test_the_key_leaves_no_trace(tmp_path, monkeypatch, openai_server):
         cli,
         [
             "run",
-            "--functions",
-            "fn_a",
-            "fn_g",
-            "--lengths",
-            "20",
-            "--num-trials",
-            "2",
-            "--attempts",
-            "2",
-            "--train-size",
-            "10",
-            "--val-size",
-            "10",
-            "--test-size",
-            "20",
+            *grid("fn_a", "fn_g", trials=2, attempts=2),
             "--db",
             "s.db",
             "--api-base-url",
