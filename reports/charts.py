@@ -49,6 +49,15 @@ def _spec(chart: alt.TopLevelMixin, datasets: dict[str, list[dict]]) -> dict:
     return spec
 
 
+def _tooltip(fields: str, accuracies: str, **formats: str) -> list:
+    """A tooltip: ``fields`` (Altair shorthands) as they are, then each of ``accuracies``
+    to three decimals, or in the format ``formats`` gives it by name."""
+    return [
+        *fields.split(),
+        *(alt.Tooltip(f"{a}:Q", format=formats.get(a, ".3f")) for a in accuracies.split()),
+    ]
+
+
 def seed_accuracy(report: Report) -> Built:
     base = alt.Chart().encode(
         x=alt.X("length:O", title="L"),
@@ -57,17 +66,9 @@ def seed_accuracy(report: Report) -> Built:
     )
     points = base.mark_circle(size=45).encode(
         y=alt.Y("test_mean:Q", scale=ACCURACY, title="selected test accuracy"),
-        tooltip=[
-            "run_id:N",
-            "proposer:N",
-            "seed:N",
-            "fn:N",
-            "length:O",
-            "trials:Q",
-            alt.Tooltip("test_mean:Q", format=".3f"),
-            alt.Tooltip("test_ci_low:Q", format=".3f"),
-            alt.Tooltip("test_ci_high:Q", format=".3f"),
-        ],
+        tooltip=_tooltip(
+            "run_id:N proposer:N seed:N fn:N length:O trials:Q", "test_mean test_ci_low test_ci_high"
+        ),
     )
     bars = base.mark_rule(opacity=0.6).encode(y="test_ci_low:Q", y2="test_ci_high:Q")
     chart = (
@@ -91,14 +92,7 @@ def progression(report: Report) -> Built:
             strokeDash=alt.StrokeDash(
                 "split:N", title="split", legend=alt.Legend(labelExpr="replace(datum.label, '_mean', '')")
             ),
-            tooltip=[
-                "proposer:N",
-                "fn:N",
-                "attempt:O",
-                "split:N",
-                "trials:Q",
-                alt.Tooltip("accuracy:Q", format=".3f"),
-            ],
+            tooltip=_tooltip("proposer:N fn:N attempt:O split:N trials:Q", "accuracy"),
         )
         .properties(width=320, height=220)
         .facet(column=alt.Column("proposer:N", title=None))
@@ -124,14 +118,7 @@ def raw_vs_clean(report: Report) -> Built:
                 title=None,
                 legend=alt.Legend(labelExpr="replace(datum.label, '_test_mean', '')"),
             ),
-            tooltip=[
-                "proposer:N",
-                "fn:N",
-                "results:N",
-                "trials:Q",
-                "clean_trials:Q",
-                alt.Tooltip("accuracy:Q", format=".3f"),
-            ],
+            tooltip=_tooltip("proposer:N fn:N results:N trials:Q clean_trials:Q", "accuracy"),
         )
         .properties(height=200)
         .facet(row=alt.Row("proposer:N", title=None))
@@ -180,15 +167,7 @@ def heatmap(report: Report) -> Built:
     base = alt.Chart().encode(x=alt.X("length:O", title="L"), y=alt.Y("fn:N", title="task"))
     cells = base.mark_rect().encode(
         color=alt.Color("test_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="test mean"),
-        tooltip=[
-            "proposer:N",
-            "fn:N",
-            "length:O",
-            "runs:Q",
-            "trials:Q",
-            alt.Tooltip("test_mean:Q", format=".3f"),
-            alt.Tooltip("val_mean:Q", format=".3f"),
-        ],
+        tooltip=_tooltip("proposer:N fn:N length:O runs:Q trials:Q", "test_mean val_mean"),
     )
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("test_mean:Q", format=".2f"),
@@ -217,16 +196,9 @@ def val_vs_test(report: Report) -> Built:
             y=alt.Y("test_mean:Q", scale=ACCURACY, title="mean selected test accuracy"),
             color=alt.Color("fn:N", title="task"),
             shape=alt.Shape("proposer:N"),
-            tooltip=[
-                "run_id:N",
-                "proposer:N",
-                "fn:N",
-                "length:O",
-                "trials:Q",
-                alt.Tooltip("val_mean:Q", format=".3f"),
-                alt.Tooltip("test_mean:Q", format=".3f"),
-                alt.Tooltip("gap_mean:Q", format="+.3f"),
-            ],
+            tooltip=_tooltip(
+                "run_id:N proposer:N fn:N length:O trials:Q", "val_mean test_mean gap_mean", gap_mean="+.3f"
+            ),
         )
     )
     chart = alt.layer(diagonal, points).properties(width=380, height=380)

@@ -66,6 +66,15 @@ def sizes(row: dict) -> str:
     return f"{row['train_size']}/{row['val_size']}/{row['test_size']}"
 
 
+def _spread(split: str, label: str = "", **helps: str) -> list[Column]:
+    """The mean, std, min, max and 95% CI of a split's accuracy (``{split}_mean``...),
+    headed ``label`` and the statistic; ``helps`` gives a statistic its tooltip."""
+    stats = [
+        Column(f"{split}_{s}", f"{label}{s}", "acc", helps.get(s, "")) for s in ("mean", "std", "min", "max")
+    ]
+    return [*stats, Column(split, f"{label}95% CI", "ci", helps.get("ci", ""))]
+
+
 PROPOSER = Column("proposer", "proposer", get=proposer, help="provider/model")
 RUN = Column("run_id", "run")
 TASK = Column("fn", "task")
@@ -102,16 +111,14 @@ GRID_POINTS = [
     TASK,
     LENGTH,
     TRIALS,
-    Column("test_mean", "test mean", "acc", "selected (by val) test accuracy, mean over trials"),
-    Column("test_std", "test std", "acc", "population std over trials"),
-    Column("test_min", "test min", "acc"),
-    Column("test_max", "test max", "acc"),
-    Column("test", "test 95% CI", "ci", "t interval of the mean, clipped to [0, 1]"),
-    Column("val_mean", "val mean", "acc"),
-    Column("val_std", "val std", "acc"),
-    Column("val_min", "val min", "acc"),
-    Column("val_max", "val max", "acc"),
-    Column("val", "val 95% CI", "ci"),
+    *_spread(
+        "test",
+        "test ",
+        mean="selected (by val) test accuracy, mean over trials",
+        std="population std over trials",
+        ci="t interval of the mean, clipped to [0, 1]",
+    ),
+    *_spread("val", "val "),
     Column("gap_mean", "val-test gap", "delta", "mean of val minus test accuracy"),
     Column("solved", "solved", "int", "trials that reached val accuracy 1.0"),
     Column("attempts_mean", "attempts", "acc", "mean attempts made per trial"),
@@ -140,11 +147,9 @@ SEED_SPREAD = [
     *SETTING,
     Column("seeds", "seeds", "int"),
     Column("seed_list", "seed values"),
-    Column("test_mean", "mean", "acc", "mean over seeds of each run's mean test accuracy"),
-    Column("test_std", "std", "acc", "population std over seeds"),
-    Column("test_min", "min", "acc"),
-    Column("test_max", "max", "acc"),
-    Column("test", "95% CI", "ci"),
+    *_spread(
+        "test", mean="mean over seeds of each run's mean test accuracy", std="population std over seeds"
+    ),
 ]
 LEAKAGE = [
     TASK,

@@ -275,6 +275,17 @@ def echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Output JSON")
+
+
+def read_store(db_path, read):
+    """What ``read`` returns from the database, opened read-only and closed again."""
+    from tracker.db import open_db
+
+    with open_db(db_path, readonly=True) as db:
+        return read(db)
+
+
 def db_option(fn):
     """--db, read by tracker.db.db_path: given, else $SYNTH_DB, else ./synth.db."""
     return click.option(
@@ -427,7 +438,7 @@ def cli():
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@json_option
 def tasks(as_json):
     """List the tasks: id, target name, kind and default lengths."""
     from synth.tasks import TASKS
@@ -476,16 +487,14 @@ def datasets_build(functions, lengths, train_size, val_size, test_size, seed, st
 
 
 @datasets.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@json_option
 @db_option
 @user_errors
 def datasets_list(as_json, db_path):
     """List the datasets stored in the database."""
     from tracker.datasets import list_datasets
-    from tracker.db import open_db
 
-    with open_db(db_path, readonly=True) as db:
-        rows = list_datasets(db)
+    rows = read_store(db_path, list_datasets)
     for r in rows:
         r["fingerprint_short"] = r["fingerprint"][:16]
     echo_rows(
@@ -727,16 +736,14 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@json_option
 @db_option
 @user_errors
 def runs(as_json, db_path):
     """List the runs in the database with their status and counts."""
-    from tracker.db import open_db
     from tracker.runs import list_runs
 
-    with open_db(db_path, readonly=True) as db:
-        rows = list_runs(db)
+    rows = read_store(db_path, list_runs)
     if not as_json:
         for r in rows:
             r["done"] = f"{r['trials_done']}/{r['trials']}"
@@ -760,7 +767,7 @@ def runs(as_json, db_path):
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@json_option
 @db_option
 @user_errors
 def show(run_id, as_json, db_path):

@@ -229,19 +229,10 @@ class RunConfig:
 
     @property
     def api(self) -> ApiSettings:
+        """The API settings, each the run option of its name (``mode`` is ``api_mode``)."""
+        renamed = {"mode": "api_mode", "base_url": "api_base_url"}
         return ApiSettings(
-            model=self.model,
-            mode=self.api_mode,
-            base_url=self.api_base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            retry_base_delay=self.retry_base_delay,
-            retry_max_delay=self.retry_max_delay,
-            reasoning_effort=self.reasoning_effort,
-            max_output_tokens=self.max_output_tokens,
-            verbosity=self.verbosity,
-            tool_choice=self.tool_choice,
-            enable_code_interpreter=self.enable_code_interpreter,
+            **{f.name: getattr(self, renamed.get(f.name, f.name)) for f in dataclasses.fields(ApiSettings)}
         )
 
     # Where the exports go: --out-dir (default runs/<run_id>/) unless a path flag says otherwise.

@@ -47,9 +47,9 @@ def price_files(done_run):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("/dev/zero", "cannot read price table /dev/zero: a device, not a plain file"),
-        ("/dev/null", "cannot read price table /dev/null: a device, not a plain file"),
-        ("prices.fifo", "cannot read price table prices.fifo: a pipe, not a plain file"),
+        ("/dev/zero", "cannot read price table /dev/zero: a character device, not a plain file"),
+        ("/dev/null", "cannot read price table /dev/null: a character device, not a plain file"),
+        ("prices.fifo", "cannot read price table prices.fifo: a named pipe (FIFO), not a plain file"),
         ("huge.json", "cannot read price table huge.json: 2,097,177 bytes, more than 1,048,576"),
         ("latin1.json", "price table latin1.json is not valid JSON: 'utf-8' codec can't decode"),
         ("deep.json", "price table deep.json is not valid JSON: maximum recursion depth"),

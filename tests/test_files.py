@@ -80,8 +80,8 @@ def regular(path):
     "make, kind",
     [
         (folder, "a folder"),
-        (fifo, "a pipe"),
-        (link_to(fifo), r"a symbolic link \(to a pipe\)"),
+        (fifo, r"a named pipe \(FIFO\)"),
+        (link_to(fifo), r"a symbolic link \(to a named pipe \(FIFO\)\)"),
         (link_to(folder), r"a symbolic link \(to a folder\)"),
         (link_to(regular), r"a symbolic link \(to a file\)"),  # /dev/stdout -> a file, as root
         (link_to(lambda path: None), r"a symbolic link \(to nothing\)"),

@@ -263,7 +263,7 @@ def test_the_output_must_be_a_plain_file_or_a_new_path(report_db, tmp_path, monk
     assert result.exit_code == 2, result.output
     assert len(result.output.splitlines()) == 1
     assert re.match(
-        r"Error: (cannot write \S*: it is a (folder|pipe|symbolic link \(to a (pipe|file)\)); "
+        r"Error: (cannot write \S*: it is a (folder|named pipe \(FIFO\)|symbolic link \(to a (named pipe \(FIFO\)|file)\)); "
         r"only a plain file is replaced|.*'--output': a path must not be empty)$",
         result.output,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from tracker.files import folder_problem
+from tracker.files import folder_problem, kind
 from tracker.migrations import TABLES, migrations
 
 DEFAULT_DB = "synth.db"
@@ -38,28 +38,26 @@ class OutdatedDatabase(StoreError):
         self.pending = pending
 
 
-class DamagedDatabase(StoreError):
+class StoreFault(StoreError):
+    """The store failed a command whose input was fine: exit 1, as a failed run does."""
+
+    exit_code = 1
+
+
+class DamagedDatabase(StoreFault):
     """SQLite found the file damaged (a page overwritten, a file cut short)."""
 
-    exit_code = 1
 
-
-class DatabaseLocked(StoreError):
+class DatabaseLocked(StoreFault):
     """Another process held the database past the busy timeout."""
 
-    exit_code = 1
 
-
-class DatabaseFull(StoreError):
+class DatabaseFull(StoreFault):
     """The disk (or the file system's quota) is full."""
 
-    exit_code = 1
 
-
-class DatabaseNotWritable(StoreError):
+class DatabaseNotWritable(StoreFault):
     """The file, or the mount it is on, is read-only, or the disk failed a read or write."""
-
-    exit_code = 1
 
 
 def explain(error: sqlite3.Error, path: str | os.PathLike | None) -> StoreError:
@@ -113,19 +111,6 @@ def _magic(path: Path) -> bytes | None:
         return None
 
 
-def _kind(mode: int) -> str:
-    for test, kind in (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a named pipe (FIFO)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def check_file(path: Path) -> None:
     """Refuse, without opening it, a path that is there but is no regular file: a FIFO
     (opening it would wait for a writer forever), a folder, a device such as /dev/null,
@@ -143,7 +128,7 @@ def check_file(path: Path) -> None:
     except OSError as e:  # a loop of links, a folder we may not search, a name too long
         raise StoreError(f"cannot use database {path}: {e.strerror or e}") from None
     if not stat.S_ISREG(mode):
-        raise StoreError(f"{path} is not a database file: it is {_kind(mode)}")
+        raise StoreError(f"{path} is not a database file: it is {kind(mode)}")
 
 
 def _sidecars(path: Path) -> tuple[Path, Path]:

@@ -19,6 +19,19 @@ import sqlite_utils
 
 from tracker.files import remove_parts, write_all_atomic
 
+# A call's time and token counts, as the published header names them.
+TOKEN_COLUMNS = (
+    "duration_ms",
+    "cached_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "tool_uses",
+    "tool_results_chars",
+)
+# The dataset a grid point used: its fingerprint and the split sizes it really has (a
+# tabular test split may be capped below the requested --test-size).
+EFFECTIVE_COLUMNS = ("dataset_fingerprint", "train_effective", "val_effective", "test_effective")
 # The published CSV header, in order; our extra columns follow it.
 PUBLISHED_COLUMNS = (
     "run_id",
@@ -42,13 +55,7 @@ PUBLISHED_COLUMNS = (
     "trial",
     "prompt",
     "text",
-    "duration_ms",
-    "cached_tokens",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "tool_uses",
-    "tool_results_chars",
+    *TOKEN_COLUMNS,
     "val_acc",
     "val_acc_std",
     "test_acc",
@@ -77,25 +84,10 @@ EXTRA_COLUMNS = (
     "oracle_test_acc",
     "oracle_test_acc_std",
     "response_id",
-    "dataset_fingerprint",
-    "train_effective",
-    "val_effective",
-    "test_effective",
+    *EFFECTIVE_COLUMNS,
     "code",
 )
 COLUMNS = PUBLISHED_COLUMNS + EXTRA_COLUMNS
-# The dataset a grid point used: its fingerprint and the split sizes it really has (a
-# tabular test split may be capped below the requested --test-size).
-EFFECTIVE_COLUMNS = ("dataset_fingerprint", "train_effective", "val_effective", "test_effective")
-TOKEN_COLUMNS = (
-    "duration_ms",
-    "cached_tokens",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "tool_uses",
-    "tool_results_chars",
-)
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,18 @@ class NotAFile(OSError):
         return f"{self.filename} is {self.strerror}; only a plain file is replaced"
 
 
-def _kind(mode: int) -> str:
-    for test, kind in (
+def kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, said for a message ("a named pipe (FIFO)")."""
+    for test, name in (
         (stat.S_ISDIR, "a folder"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-        (stat.S_ISFIFO, "a pipe"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
         (stat.S_ISSOCK, "a socket"),
         (stat.S_ISREG, "a file"),
     ):
         if test(mode):
-            return kind
+            return name
     return "an unknown kind of file"
 
 
@@ -49,12 +50,12 @@ def check_replaceable(path: str | os.PathLike) -> None:
         return
     if stat.S_ISLNK(mode):
         try:
-            kind = f"a symbolic link (to {_kind(os.stat(path).st_mode)})"
+            what = f"a symbolic link (to {kind(os.stat(path).st_mode)})"
         except OSError:
-            kind = "a symbolic link (to nothing)"
+            what = "a symbolic link (to nothing)"
     else:
-        kind = _kind(mode)
-    raise NotAFile(None, kind, str(path))
+        what = kind(mode)
+    raise NotAFile(None, what, str(path))
 
 
 def database_files(db: str | os.PathLike) -> list[Path]:
@@ -103,7 +104,7 @@ def read_plain(path: str | os.PathLike, most: int) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"{_kind(st.st_mode)}, not a plain file", str(path))
+            raise OSError(errno.EINVAL, f"{kind(st.st_mode)}, not a plain file", str(path))
         if st.st_size > most:
             raise OSError(errno.EFBIG, f"{st.st_size:,} bytes, more than {most:,}", str(path))
         chunks, size = [], 0

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import sqlite_utils
 
-from tracker.db import DamagedDatabase, StoreError, explain
+from tracker.db import DamagedDatabase, StoreError, StoreFault, explain
 
 T = TypeVar("T")
 
@@ -25,11 +25,9 @@ class RunExists(StoreError):
     created it, so two runs started together with one --run-id cannot both create it)."""
 
 
-class RunStopped(StoreError):
+class RunStopped(StoreFault):
     """A run could not record what it did (a full disk, a lock held past the busy
     timeout, a read-only or damaged file): it stops, marked failed where it still can."""
-
-    exit_code = 1
 
 
 def _path(db: sqlite_utils.Database) -> str:
@@ -287,18 +285,10 @@ def process_alive(environment: str | None) -> bool | None:
 
 
 @_recording(_run_id)
-def record_event(
-    db: sqlite_utils.Database,
-    run_id: str,
-    kind: str,
-    message: str,
-    *,
-    level: str = "info",
-    trial_id: int | None = None,
-    data: dict | None = None,
-) -> None:
+def record_event(db: sqlite_utils.Database, run_id: str, kind: str, message: str, **details) -> None:
+    """One event in its own transaction; ``details`` as _event takes them."""
     with db.conn:
-        _event(db.conn, run_id, kind, message, level=level, trial_id=trial_id, data=data)
+        _event(db.conn, run_id, kind, message, **details)
 
 
 def _event(

@@ -19,20 +19,14 @@ import math
 import time
 from dataclasses import dataclass
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from synth.providers.offline.features import (
-    Column,
-    Member,
-    Test,
-    Threshold,
-    categories,
-    columns,
-    cuts,
-    parse,
-    program,
-)
+from synth.providers.offline.features import Member, Threshold, categories, columns, cuts, parse, program
+
+if TYPE_CHECKING:
+    from synth.providers.offline.features import Column, Test
 
 # Distinct behaviours remembered, and formulas kept per size for building larger ones:
 # beyond this the search goes on but forgets, bounding memory (about 150 MB a worker).
