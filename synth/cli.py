@@ -33,7 +33,6 @@ from synth.config import (
     parse_int,
 )
 from synth.errors import SynthError
-from tracker.db import StoreError
 
 # Flags that take several values the way the published runner's did
 # (`--functions fn_a fn_b --lengths 20 50`); commas and repeats work too.
@@ -181,11 +180,12 @@ def user_errors(fn):
     an error raised inside a run's task group is the group's first such error. The
     command runs in a store session: its connections are closed when it ends, and no
     -wal or -shm file its reads created is left beside the database."""
-    import sqlite3
-
-    from tracker.db import check_file, db_path, explain, session
 
     def translated(e: BaseException, path) -> UserError | None:
+        import sqlite3
+
+        from tracker.db import StoreError, db_path, explain
+
         if isinstance(e, (SynthError, StoreError)):
             return UserError(str(e), getattr(e, "exit_code", 2))
         if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.IntegrityError):
@@ -195,6 +195,8 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from tracker.db import StoreError, check_file, db_path, session
+
         path = kwargs.get("db_path", _NO_DB)
         try:
             if path is not _NO_DB:  # a FIFO, a device, a link to nowhere: refused unopened
@@ -413,22 +415,23 @@ api_options = option_group(
     ),
     call_options(),
 )
-# Where a run writes besides the database.
-output_options = option_group(
-    click.option(
-        "--dataset-dir",
-        type=PathArg(file_okay=False, path_type=Path),
-        help="Also mirror the datasets here in the published layout",
-    ),
-    click.option(
-        "--out-dir",
-        type=PathArg(file_okay=False, path_type=Path),
-        help="Folder for all exports  [default: runs/<run_id>/]",
-    ),
-    click.option("--out-jsonl", type=PathArg(dir_okay=False, path_type=Path)),
-    click.option("--out-csv", type=PathArg(dir_okay=False, path_type=Path)),
-    click.option("--out-manifest", type=PathArg(dir_okay=False, path_type=Path)),
-)
+def output_options(shown_default: str):
+    """Where a run writes besides the database (a resume: where it wrote before)."""
+    return option_group(
+        click.option(
+            "--dataset-dir",
+            type=PathArg(file_okay=False, path_type=Path),
+            help="Also mirror the datasets here in the published layout",
+        ),
+        click.option(
+            "--out-dir",
+            type=PathArg(file_okay=False, path_type=Path),
+            help=f"Folder for all exports  [default: {shown_default}]",
+        ),
+        click.option("--out-jsonl", type=PathArg(dir_okay=False, path_type=Path)),
+        click.option("--out-csv", type=PathArg(dir_okay=False, path_type=Path)),
+        click.option("--out-manifest", type=PathArg(dir_okay=False, path_type=Path)),
+    )
 
 
 @click.group(cls=Group)
@@ -578,7 +581,7 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     help="Jinja template replacing the default prompt (see docs/prompts.md)",
 )
 @setting("--eval-timeout", type=FLOAT, help="Seconds per sandboxed evaluation of one program (val + test)")
-@output_options
+@output_options(shown_default="runs/<run_id>/")
 @click.option(
     "--run-id",
     help="Name of the run: no spaces, no /, not starting with a dot or "
@@ -625,7 +628,7 @@ def run(resume_id, db_path, uci_dir, **flags):
 @cli.command()
 @click.argument("run_id")
 @call_options(shown_default="the run's")
-@output_options
+@output_options(shown_default="the run's")
 @db_option
 @user_errors
 def resume(run_id, db_path, **flags):
