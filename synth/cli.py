@@ -974,7 +974,7 @@ def _self_command() -> str:
 )
 @click.option(
     "--prices",
-    type=PathArg(exists=True, dir_okay=False, path_type=Path),
+    type=PathArg(dir_okay=False, path_type=Path),  # read (and refused) as SYNTH_PRICES is
     help="JSON price table merged over the built-in one  [env var: SYNTH_PRICES]",
 )
 @db_option

@@ -31,3 +31,10 @@ class InfeasibleError(SynthError):
 
 class SourceError(SynthError):
     """Source data (a UCI file) that cannot be found, fetched or read."""
+
+
+class SourceUnavailable(SourceError):
+    """Source data that could not be fetched or kept (no network, a server error, a
+    corrupt download, a cache we may not write): exit 1, since the input was fine."""
+
+    exit_code = 1

@@ -41,6 +41,8 @@ def price_files(done_run):
     (done_run / "huge.json").write_text('{"models": {}, "pad": "' + "x" * (2 << 20) + '"}')
     (done_run / "latin1.json").write_bytes(b'{"models": {"caf\xe9": {}}}')
     (done_run / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (done_run / "a-file").write_text("")
+    (done_run / "loop").symlink_to("loop")
     return done_run
 
 
@@ -53,8 +55,12 @@ def price_files(done_run):
         ("huge.json", "cannot read price table huge.json: 2,097,177 bytes, more than 1,048,576"),
         ("latin1.json", "price table latin1.json is not valid JSON: 'utf-8' codec can't decode"),
         ("deep.json", "price table deep.json is not valid JSON: maximum recursion depth"),
+        # click said "does not exist" of any path it could not stat (a folder it may not enter)
+        ("missing.json", "cannot read price table missing.json: No such file or directory"),
+        ("a-file/p.json", "cannot read price table a-file/p.json: Not a directory"),
+        ("loop", "cannot read price table loop: Too many levels of symbolic links"),
     ],
-    ids=["zero", "null", "fifo", "huge", "latin1", "deep"],
+    ids=["zero", "null", "fifo", "huge", "latin1", "deep", "missing", "under-a-file", "link-loop"],
 )
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_a_price_table_that_is_no_small_plain_file_is_refused(name, message, how, price_files, monkeypatch):

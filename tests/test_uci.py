@@ -239,6 +239,7 @@ def test_http_404_is_one_clear_line(tmp_path, server):
     message = str(e.value)
     url = f"{server.url}/static/public/22/chess+king+rook+vs+king+pawn.zip"
     assert f"downloading {url} failed: HTTP 404" in message
+    assert e.value.exit_code == 1  # a server's fault, not the user's input
     assert "set SYNTH_UCI_DIR" in message and "kr-vs-kp.data" in message
     assert "\n" not in message
     assert not (tmp_path / "cache").exists()

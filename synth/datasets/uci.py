@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.errors import SourceError, shortened
+from synth.errors import SourceError, SourceUnavailable, shortened
 from tracker.files import write_atomic
 
 DEFAULT_BASE_URL = "https://archive.ics.uci.edu"
@@ -239,7 +239,7 @@ def load_table(
             if folder
             else f"is not in the cache {cache} (and SYNTH_UCI_DIR is not set)"
         )
-        raise SourceError(
+        raise SourceUnavailable(
             f"UCI {source.title} ({source.file}) {where}, and downloading {url} failed: "
             f"{_reason(e)}. Get it from {source.page} and set SYNTH_UCI_DIR (or --uci-dir) "
             f"to the folder holding {source.file} or {source.file}.gz"
@@ -248,14 +248,14 @@ def load_table(
         cache.mkdir(parents=True, exist_ok=True)
         path = write_atomic(cache / source.file, content)
     except OSError as e:
-        raise SourceError(
+        raise SourceUnavailable(
             f"cannot write the UCI cache {cache} ({e}); set SYNTH_CACHE_DIR to a writable folder"
         ) from None
     try:
         return _read_file(source, path)
     except SourceError as e:
         path.unlink()
-        raise SourceError(f"{url} served a file that cannot be read: {e}") from None
+        raise SourceUnavailable(f"{url} served a file that cannot be read: {e}") from None
 
 
 def _find(folder: Path | None, file: str) -> Path | None:
