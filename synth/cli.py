@@ -25,6 +25,7 @@ from synth.config import (
     DEMO_LENGTHS,
     EFFORTS,
     ENV_VARS,
+    PROMPT_VERSIONS,
     PROVIDERS,
     TOOL_CHOICES,
     VERBOSITIES,
@@ -577,6 +578,11 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @setting("--verbosity", type=click.Choice(VERBOSITIES))
 @setting("--tool-choice", type=click.Choice(TOOL_CHOICES))
 @click.option("--enable-code-interpreter", is_flag=True, help="Give the model the code interpreter tool")
+@setting(
+    "--prompt",
+    type=click.Choice(list(PROMPT_VERSIONS)),
+    help="Wording of the built-in prompt: the default or a paraphrase (docs/prompts.md)",
+)
 @click.option(
     "--prompt-template",
     type=PathArg(path_type=Path),

@@ -39,6 +39,10 @@ MAX_TRIALS_ENV = "SYNTH_MAX_TRIALS"
 # Attempts per trial: the paper's protocol uses 5; a typo must not plan a trial forever.
 MAX_ATTEMPTS = 1_000
 
+# The built-in prompt wordings a run may use (`--prompt NAME`), each with its version:
+# raised whenever its text changes, so that a resume can tell (synth/templates/).
+PROMPT_VERSIONS = {"default": 1, "paraphrase-1": 1, "paraphrase-2": 1, "paraphrase-3": 1}
+
 # What a resume may change: how hard and where a run works, never what it measures.
 RESUMABLE = (
     "concurrency",
@@ -125,6 +129,8 @@ class RunConfig:
     max_candidates: int | None = None  # formulas it may look at: reproducible on any machine
     api_mode: str = "responses"
     api_base_url: str | None = None
+    prompt: str = "default"  # a built-in wording (PROMPT_VERSIONS)
+    prompt_version: int | None = None  # set when the run starts
     prompt_template: str | None = None  # the template's text, so a resume renders the same
     prompt_template_path: str | None = None
     concurrency: int = 5
@@ -173,6 +179,14 @@ class RunConfig:
                 and self.reasoning_effort.isprintable()
                 and " " not in self.reasoning_effort,
                 f"--reasoning-effort must be a word such as {', '.join(EFFORTS)} (got {_shown(self.reasoning_effort)})",
+            ),
+            (
+                self.prompt in PROMPT_VERSIONS,
+                f"--prompt must be one of {', '.join(PROMPT_VERSIONS)} (got {_shown(self.prompt)})",
+            ),
+            (
+                self.prompt == "default" or not self.prompt_template_path,
+                "give --prompt or --prompt-template, not both",
             ),
             (self.verbosity in VERBOSITIES, f"--verbosity must be one of {', '.join(VERBOSITIES)}"),
             (self.tool_choice in TOOL_CHOICES, f"--tool-choice must be one of {', '.join(TOOL_CHOICES)}"),

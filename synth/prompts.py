@@ -448,17 +448,25 @@ def _template_line(e: Exception, path) -> int | None:
     return line
 
 
+def base_template(prompt: str) -> str:
+    """The file a built-in wording's kind templates extend: ``_base.j2`` for the default,
+    ``_<name>.j2`` for a paraphrase (synth.config.PROMPT_VERSIONS names them)."""
+    return "_base.j2" if prompt == "default" else f"_{prompt}.j2"
+
+
 def render_prompt(
     task: Task,
     length: int,
     train: Sequence[tuple[str, int]],
     *,
     template: TemplateArg = None,
+    prompt: str = "default",
 ) -> str:
     """The prompt for one (task, length) and its training split.
 
     ``template`` is a path to a user template, an already loaded one (see
-    ``load_template``), or None for the default of the task's kind.
+    ``load_template``), or None for the default of the task's kind, worded as the
+    built-in ``prompt`` (``default``, ``paraphrase-1``...).
     """
     if template is None:
         template = _ENV.get_template(f"{task.kind}.j2")
@@ -470,7 +478,12 @@ def render_prompt(
     token = _BUDGET.set(budget)
     try:
         text = template.render(
-            kind=task.kind, length=length, examples=examples, examples_block=block, n_train=len(examples)
+            kind=task.kind,
+            length=length,
+            examples=examples,
+            examples_block=block,
+            n_train=len(examples),
+            prompt_base=base_template(prompt),
         )
         budget.too_long(len(text), "a prompt")
     except Exception as e:  # whatever the template raises (MemoryError, RecursionError too)

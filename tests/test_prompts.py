@@ -1,10 +1,17 @@
 import hashlib
+import json
+import re
+from pathlib import Path
 
 import pytest
+from helpers import grid, one_line_error, run_cli, snapshot
 
+import synth.prompts
+from synth.config import PROMPT_VERSIONS
 from synth.datasets.generators.base import Task
 from synth.errors import SynthError
-from synth.prompts import load_template, prompt_hash, render_prompt
+from synth.prompts import base_template, load_template, prompt_hash, render_prompt
+from tracker.db import open_db
 
 # One realistic training split per kind, with the phrases that state its input format.
 CASES = {
@@ -167,3 +174,74 @@ def test_task_is_not_a_template_variable(tmp_path):
     path.write_text("{{ task.target }}\n")
     with pytest.raises(SynthError, match="task"):
         render_prompt(make_task("binary"), 4, [("0110", 1)], template=path)
+
+
+# Each built-in wording's text, pinned with its version: change the text, raise the version
+# (synth.config.PROMPT_VERSIONS), so that a resume of an older run refuses to re-word it.
+WORDINGS = {
+    "default": (1, "0a66232065eb4c66162730caed238d94b725ed576c63774132994944d03ca642"),
+    "paraphrase-1": (1, "9b3e5f3007a3643bcacf211d990cfbcf5a0191cb5fb93816c665961d894ea245"),
+    "paraphrase-2": (1, "c39fc825e49c8b11ee92e6a060cd67e7c217d9067d720c315e0b138117e44d93"),
+    "paraphrase-3": (1, "f7e6ddfe55b841e418a7e9e3c8fdf55b5a6f2d0318af377025f5a2546151148c"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WORDINGS))
+def test_a_wordings_text_changes_only_with_its_version(name):
+    version, digest = WORDINGS[name]
+    text = (Path(synth.prompts.__file__).parent / "templates" / base_template(name)).read_bytes()
+    assert (PROMPT_VERSIONS[name], hashlib.sha256(text).hexdigest()) == (version, digest)
+
+
+@pytest.mark.parametrize("name", [n for n in PROMPT_VERSIONS if n != "default"])
+def test_each_paraphrase_asks_for_the_same_contract_in_other_words(case, name):
+    task, length, train, phrases = case
+    default, text = render_prompt(task, length, train), render_prompt(task, length, train, prompt=name)
+    block = "\n".join(f"{x} -> {y}" for x, y in train)
+    assert f"```\n{block}\n```" in text
+    for phrase in phrases:  # the kind's input format, as the default states it
+        assert phrase in text
+    assert '{"code": "<python source>"}' in text
+    assert re.search(r"`def f\(x\)`.* return(s|ing)? 0 or 1", text)
+    assert "standard library" in text.lower() and r"\n" in text and r"\"" in text
+    assert task.id not in text and task.target not in text
+    shared = set(default.splitlines()) & set(text.splitlines())
+    assert shared <= set(block.splitlines()) | {"```", ""} | {
+        line for line in text.splitlines() if any(p in line for p in phrases)
+    }, "a paraphrase shares no sentence with the default but the examples and the input format"
+
+
+def test_a_run_records_its_wording_and_a_resume_refuses_another_version(workdir):
+    """`--prompt NAME` words every prompt of the run; the run stores the name and its
+    version, and a resume by a version whose wording differs is refused untouched."""
+    common = ["--dry-run", *grid("fn_a", "fn_g"), "--db", "p.db"]
+    assert run_cli("run", *common, "--run-id", "plain").exit_code == 0
+    assert run_cli("run", *common, "--run-id", "worded", "--prompt", "paraphrase-3").exit_code == 0
+    with open_db(workdir / "p.db", readonly=True) as db:
+        prompts = {
+            run: [r[0] for r in db.execute(SQL_PROMPTS, [run]).fetchall()] for run in ("plain", "worded")
+        }
+        config = json.loads(db.execute("select config from runs where run_id = 'worded'").fetchone()[0])
+    assert len(prompts["worded"]) == 2 and set(prompts["worded"]).isdisjoint(prompts["plain"])
+    assert all(p.startswith("Find the rule.") for p in prompts["worded"])
+    assert (config["prompt"], config["prompt_version"]) == ("paraphrase-3", PROMPT_VERSIONS["paraphrase-3"])
+
+    with open_db(workdir / "p.db") as db, db.conn:
+        db.execute("update runs set config = json_set(config, '$.prompt_version', 0), status = 'failed'")
+    before = snapshot(workdir)
+    result = run_cli("resume", "worded", "--db", "p.db")
+    one_line_error(
+        result, "made with prompt paraphrase-3 version 0", "resume it with the llm-pv that started it"
+    )
+    assert snapshot(workdir) == before
+
+
+SQL_PROMPTS = """select distinct p.text from prompts p join attempts a on a.prompt_hash = p.hash
+join trials t on t.id = a.trial_id where t.run_id = ?"""
+
+
+def test_a_wording_and_a_template_together_are_refused(workdir, tmp_path):
+    (tmp_path / "mine.j2").write_text("{{ examples_block }}\nReply with JSON.\n")
+    args = ["run", "--dry-run", *grid(), "--prompt", "paraphrase-1", "--prompt-template", "mine.j2"]
+    one_line_error(run_cli(*args), "give --prompt or --prompt-template, not both")
+    assert not (workdir / "synth.db").exists()

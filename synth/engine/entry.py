@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import RESUMABLE, RunConfig, environment_settings, unread_settings
+from synth.config import PROMPT_VERSIONS, RESUMABLE, RunConfig, environment_settings, unread_settings
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import GridPoint, Sizes
 from synth.engine.loop import Runner
@@ -62,6 +62,7 @@ def start_run(
 ) -> RunResult:
     """A new run of ``config``; ``notify`` receives warnings meant for the user."""
     config.validate()
+    config.prompt_version = PROMPT_VERSIONS[config.prompt]
     if config.prompt_template_path and config.prompt_template is None:
         config.prompt_template = read_template(config.prompt_template_path)
     path = resolve_db(db_path)
@@ -139,6 +140,12 @@ def resume_run(
         overrides = {k: v for k, v in overrides.items() if k in RESUMABLE}
         config = RunConfig.from_json({**recorded, **overrides})
         config.validate(new_run=False)
+        if config.prompt_version not in (None, PROMPT_VERSIONS[config.prompt]):
+            raise SynthError(
+                f"run {run_id!r} was made with prompt {config.prompt} version {config.prompt_version}; "
+                f"this llm-pv has version {PROMPT_VERSIONS[config.prompt]}, so its prompts would differ: "
+                "resume it with the llm-pv that started it"
+            )
         provider = None if config.dry_run else provider_for(config)
         check_outputs(config, path)
         stored = _recorded_grid(db, config)

@@ -24,9 +24,9 @@ from tracker.files import NotAFile, check_replaceable, database_files, folder_pr
 API_KEY_ENV = "OPENAI_API_KEY"
 
 
-def _job(db: sqlite_utils.Database, s: StoredDataset, template) -> GridJob:
+def _job(db: sqlite_utils.Database, s: StoredDataset, template, wording: str) -> GridJob:
     splits = load_examples(db, s.id)
-    prompt = render_prompt(s.point.task, s.point.length, splits["train"], template=template)
+    prompt = render_prompt(s.point.task, s.point.length, splits["train"], template=template, prompt=wording)
     return GridJob(s, splits, prompt)
 
 
@@ -81,7 +81,7 @@ def grid_jobs(
     file (remove_if_empty)."""
     template = _template(config)
     try:
-        return {(s.point.task.id, s.point.length): _job(db, s, template) for s in stored}
+        return {(s.point.task.id, s.point.length): _job(db, s, template, config.prompt) for s in stored}
     except SynthError:
         built = [s.id for s in stored if s.built]
         if created and built:
