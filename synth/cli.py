@@ -343,6 +343,11 @@ def option_group(*options):
     return add
 
 
+uci_dir_option = click.option(
+    "--uci-dir",
+    type=PathArg(file_okay=False, path_type=Path),
+    help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
+)
 # The dataset grid flags, named and defaulted as in the published runner.
 grid_options = option_group(
     click.option(
@@ -366,11 +371,7 @@ grid_options = option_group(
         is_flag=True,
         help="Refuse, rather than cap, a tabular test split its source cannot fill",
     ),
-    click.option(
-        "--uci-dir",
-        type=PathArg(file_okay=False, path_type=Path),
-        help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
-    ),
+    uci_dir_option,
 )
 
 
@@ -784,6 +785,91 @@ def runs(as_json, db_path):
 def show(run_id, as_json, db_path):
     """Print a run's summary table: per grid point, selected val/test accuracy over trials."""
     _echo_summary(db_path, run_id, as_json)
+
+
+@cli.group()
+def study():
+    """Studies: systems x prompt wordings x seeds over one grid, each cell a run."""
+
+
+@study.command(name="run")
+@click.argument("file", type=PathArg(dir_okay=False, path_type=Path))
+@uci_dir_option
+@db_option
+@user_errors
+def study_run(file, uci_dir, db_path):
+    """Run every cell of the study FILE (YAML; see docs/studies.md) in one process.
+
+    The whole file is checked, every cell's datasets built and prompts rendered, before
+    anything is recorded or paid for. Running the same file again goes on with the
+    study; a changed file under the same name is refused.
+    """
+    from synth.study.run import run_study
+    from synth.study.spec import load_study
+
+    _echo_study(run_study(load_study(file), db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err))
+
+
+@study.command(name="resume")
+@click.argument("name")
+@db_option
+@user_errors
+def study_resume(name, db_path):
+    """Go on with a stored study from the file it was started with."""
+    from synth.study.run import resume_study
+
+    _echo_study(resume_study(name, db_path=db_path, notify=echo_err))
+
+
+def _echo_study(result) -> None:
+    _echo_cells(result.db_path, result.name, False)
+    failed = sum(status != "completed" for status in result.statuses.values())
+    click.echo(
+        f"study {result.name}: {len(result.statuses) - failed} of {len(result.statuses)} runs completed",
+        err=True,
+    )
+    click.echo(f"database: {result.db_path}", err=True)
+
+
+@study.command(name="list")
+@json_option
+@db_option
+@user_errors
+def study_list(as_json, db_path):
+    """List the studies in the database with their runs' progress."""
+    from tracker.studies import list_studies
+
+    rows = read_store(db_path, list_studies)
+    for r in rows:
+        r["done"] = f"{r['trials_done']}/{r['trials']}"
+    echo_rows(
+        rows, as_json, {"name": "name", "runs": "runs", "completed": "completed", "done": "trials done"}
+    )
+
+
+@study.command(name="show")
+@click.argument("name")
+@json_option
+@db_option
+@user_errors
+def study_show(name, as_json, db_path):
+    """Print a study's cells: system, prompt, seed, run and its state."""
+    _echo_cells(db_path, name, as_json)
+
+
+def _echo_cells(db_path, name: str, as_json: bool) -> None:
+    from tracker.studies import get_study, study_cells
+
+    def read(db):
+        if get_study(db, name) is None:
+            raise UserError(f"no study {name!r} in {db_path or 'the database'}")
+        return study_cells(db, name)
+
+    rows = read_store(db_path, read)
+    for r in rows:
+        r["done"] = f"{r['trials_done']}/{r['trials']}"
+    columns = {"system": "system", "prompt": "prompt", "seed": "seed", "run_id": "run", "status": "status"}
+    echo_rows(rows, as_json, {**columns, "done": "trials done"})
 
 
 @cli.command(name="export")

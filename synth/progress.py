@@ -33,8 +33,9 @@ class Progress:
     def tokens(self, n: int) -> None:
         self.token_count += n
 
-    def trial_done(self, job, trial: int, result: dict | None) -> None:
-        """``result`` is None for a dry run's trial: its prompt is recorded, nothing scored."""
+    def trial_done(self, job, trial: int, result: dict | None, label: str = "") -> None:
+        """``result`` is None for a dry run's trial: its prompt is recorded, nothing scored.
+        ``label`` names the run among several (a study's cell)."""
         self.done += 1
         point = job.stored.point
         if result is None:
@@ -46,7 +47,8 @@ class Progress:
                 f"(attempt {result['selected_attempt']})"
             )
         line = (
-            f"[{self.done}/{self.total}] {point.task.id} L={point.length} trial {trial}: "
+            f"[{self.done}/{self.total}] {label + ' ' if label else ''}{point.task.id} "
+            f"L={point.length} trial {trial}: "
             f"{outcome} | solved {self.solved} | in flight {self.in_flight} | "
             f"tokens {self.token_count:,}"
         )
@@ -75,3 +77,23 @@ class Progress:
             self.stream.flush()
         except (OSError, ValueError):
             self.stream = None
+
+
+class CellProgress:
+    """One run's view of a progress display shared by several (a study's cells): its
+    finished trials are labelled with the run."""
+
+    def __init__(self, shared: Progress, label: str):
+        self.shared, self.label = shared, label
+
+    def call_started(self) -> None:
+        self.shared.call_started()
+
+    def call_finished(self) -> None:
+        self.shared.call_finished()
+
+    def tokens(self, n: int) -> None:
+        self.shared.tokens(n)
+
+    def trial_done(self, job, trial: int, result: dict | None) -> None:
+        self.shared.trial_done(job, trial, result, self.label)

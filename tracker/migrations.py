@@ -17,6 +17,8 @@ TABLES = (
     "responses",
     "evaluations",
     "events",
+    "studies",
+    "study_runs",
 )
 
 
@@ -251,3 +253,30 @@ def m004_isolation(db):
     view = db.execute("select sql from sqlite_master where name = 'attempt_rows'").fetchone()[0]
     db.execute("drop view attempt_rows")
     db.execute(view.replace("e.status as eval_status,", "e.status as eval_status, e.isolation,"))
+
+
+@migrations()
+def m005_studies(db):
+    """Studies (systems x prompt wordings x seeds over one grid) and the run of each of
+    their cells; ``study_cells`` is the flat view: one row per cell with its run's state."""
+    db["studies"].create(
+        {"name": str, "spec": str, "sha256": str, "path": str, "created_at": str},
+        pk="name",
+        not_null={"spec", "sha256", "created_at"},
+    )
+    db["study_runs"].create(
+        {"run_id": str, "study": str, "system": str, "prompt": str, "seed": int},
+        pk="run_id",
+        foreign_keys=[("run_id", "runs", "run_id"), ("study", "studies", "name")],
+        not_null={"study", "system", "prompt", "seed"},
+    )
+    db["study_runs"].create_index(["study"])
+    db.create_view(
+        "study_cells",
+        """
+        select c.study, c.system, c.prompt, c.seed, c.run_id, r.status, r.provider, r.model,
+          (select count(*) from trials t where t.run_id = c.run_id) as trials,
+          (select count(*) from trials t where t.run_id = c.run_id and t.status = 'done') as trials_done
+        from study_runs c join runs r on r.run_id = c.run_id
+        """,
+    )

@@ -62,7 +62,7 @@ def _on_sqlite_error(handle):
 
 
 # Reads and writes: a one-line StoreError naming the file (tracker.db.explain).
-_translated = _on_sqlite_error(lambda db, args, error: explain(error, _path(db)))
+translated = _on_sqlite_error(lambda db, args, error: explain(error, _path(db)))
 
 
 def _recording(run_of: Callable[..., str | None]):
@@ -141,16 +141,19 @@ def _update(conn, table: str, pk: str, key, record: dict) -> None:
     conn.execute(f"update [{table}] set {sets} where [{pk}] = ?", [*record.values(), key])
 
 
-@_translated
+@translated
 def create_run(
     db: sqlite_utils.Database,
     run: dict,
     grid: list[tuple[str, int, int]],
     num_trials: int,
+    *,
+    study_cell: dict | None = None,
 ) -> None:
-    """The run, the dataset of each grid point, and every trial (pending), atomically.
-    Whether the run id is free is checked inside that write transaction: of two runs
-    started together with one id, the second raises RunExists, as a later one would."""
+    """The run, the dataset of each grid point, every trial (pending) and, for a study's
+    cell, its link to the study (study_runs), atomically. Whether the run id is free is
+    checked inside that write transaction: of two runs started together with one id,
+    the second raises RunExists, as a later one would."""
     with db.conn:
         db.conn.execute("begin immediate")
         if db.conn.execute("select 1 from runs where run_id = ?", [run["run_id"]]).fetchone():
@@ -162,6 +165,8 @@ def create_run(
                 raise
             raise _exists(db, run["run_id"]) from None
         _own(db.conn, run["run_id"])
+        if study_cell is not None:
+            _insert(db.conn, "study_runs", {**study_cell, "run_id": run["run_id"]})
         for fn, length, dataset_id in grid:
             _insert(
                 db.conn,
@@ -188,7 +193,7 @@ def _exists(db: sqlite_utils.Database, run_id: str) -> RunExists:
     return RunExists(f"run {run_id!r} already exists in {_path(db)}; continue it with: synth resume {run_id}")
 
 
-@_translated
+@translated
 def get_run(db: sqlite_utils.Database, run_id: str) -> dict | None:
     rows = list(db["runs"].rows_where("run_id = ?", [run_id]))
     return rows[0] if rows else None
@@ -241,7 +246,7 @@ def _ended(conn, run_id: str, status: str, error: str | None = None) -> None:
     _update(conn, "runs", "run_id", run_id, {"status": status, "error": error, "finished_at": now()})
 
 
-@_translated
+@translated
 def claim_run(db: sqlite_utils.Database, run_id: str) -> int | None:
     """Mark a stored run running again, owned by this process; unless a live process on
     this machine still runs it: then nothing changes and that process's pid is returned.
@@ -364,12 +369,12 @@ def finish_trial(db: sqlite_utils.Database, trial_id: int, result: dict) -> None
         _update(db.conn, "trials", "id", trial_id, {**result, "status": "done", "finished_at": now()})
 
 
-@_translated
+@translated
 def trials_of(db: sqlite_utils.Database, run_id: str) -> list[dict]:
     return list(db["trials"].rows_where("run_id = ?", [run_id], order_by="id"))
 
 
-@_translated
+@translated
 def failed_calls(db: sqlite_utils.Database, run_id: str) -> tuple[int, dict[str, int]]:
     """How many attempts the run made, and those whose model call still failed after its
     retries, by failure class (most first): they score as wrong programs."""
@@ -385,7 +390,7 @@ def failed_calls(db: sqlite_utils.Database, run_id: str) -> tuple[int, dict[str,
     return made, dict(failed)
 
 
-@_translated
+@translated
 def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
     """A trial's recorded attempts with their response text, program and evaluation."""
     return [
@@ -404,7 +409,7 @@ def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
     ]
 
 
-@_translated
+@translated
 def list_runs(db: sqlite_utils.Database) -> list[dict]:
     """Every run with its status and counts, newest first. ``alive`` says, for a run
     marked running, whether its process still is (None: unknown, e.g. another machine)."""

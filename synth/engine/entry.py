@@ -92,7 +92,7 @@ def start_run(
         try:
             store.create_run(
                 db,
-                _run_record(config, path, argv),
+                run_record(config, path, argv),
                 [(s.point.task.id, s.point.length, s.id) for s in stored],
                 config.num_trials,
             )
@@ -148,7 +148,7 @@ def resume_run(
             )
         provider = None if config.dry_run else provider_for(config)
         check_outputs(config, path)
-        stored = _recorded_grid(db, config)
+        stored = recorded_grid(db, config)
         jobs = grid_jobs(config, db, stored)  # the stored template, before the run is touched
         owner = store.claim_run(db, run_id)
         if owner is not None:
@@ -175,7 +175,7 @@ def _same(key: str, value, stored: dict) -> bool:
     return stored.get(key) == value
 
 
-def _recorded_grid(db: sqlite_utils.Database, config: RunConfig) -> list[StoredDataset]:
+def recorded_grid(db: sqlite_utils.Database, config: RunConfig) -> list[StoredDataset]:
     """The grid points of a stored run with the datasets it used, from the database."""
     sizes = Sizes(config.train_size, config.val_size, config.test_size)
     rows = db.query(
@@ -280,7 +280,7 @@ def _interruptible(db, path: Path, config: RunConfig):
 
 
 async def _run_and_close(runner: Runner, jobs, trials) -> None:
-    with _terminate_cancels(asyncio.current_task()) as terminated:
+    with terminate_cancels(asyncio.current_task()) as terminated:
         try:
             await runner.run(jobs, trials)
         except asyncio.CancelledError:
@@ -293,7 +293,7 @@ async def _run_and_close(runner: Runner, jobs, trials) -> None:
 
 
 @contextmanager
-def _terminate_cancels(task: asyncio.Task):
+def terminate_cancels(task: asyncio.Task):
     """SIGTERM (`kill`, `docker stop`, a scheduler's time limit) cancels the run, which
     then stops as on Ctrl-C: marked interrupted, the resume command printed; not a
     silent exit. Yields a list that is non-empty once it did. Signals are the main
@@ -322,7 +322,7 @@ def _mirror(db, stored: list[StoredDataset], root: Path) -> None:
     write_dataset_folders(db, [rows[s.id] for s in stored], root)
 
 
-def _run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:
+def run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:
     return {
         "run_id": config.run_id,
         "provider": config.provider,

@@ -66,15 +66,20 @@ class Runner:
         config: RunConfig,
         provider: Provider | None,
         progress: Progress,
+        *,
+        call_slots: asyncio.Semaphore | None = None,
+        eval_slots: asyncio.Semaphore | None = None,
     ):
+        """``call_slots`` and ``eval_slots``: shared with other runs in this event loop (a
+        study's cells share their endpoint's limit and one sandbox's cores)."""
         self.db = db
         self.config = config
         self.provider = provider  # None for a dry run
         if provider is not None:
             provider.on_failed_call = self.record_failed_call
         self.progress = progress
-        self.call_slots = asyncio.Semaphore(config.concurrency)
-        self.eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
+        self.call_slots = call_slots or asyncio.Semaphore(config.concurrency)
+        self.eval_slots = eval_slots or asyncio.Semaphore(os.cpu_count() or 1)
 
     async def run(self, jobs: dict[tuple[str, int], GridJob], trials: list[dict]) -> None:
         """Run every unfinished trial; a fatal provider error cancels the rest."""

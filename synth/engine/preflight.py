@@ -89,24 +89,25 @@ def grid_jobs(
         raise
 
 
-def provider_for(config: RunConfig):
+def provider_for(config: RunConfig, key_env: str = API_KEY_ENV):
+    """The proposer of a run: offline, or the API with the key in ``key_env``."""
     if config.provider in OFFLINE_PROVIDERS:
         from synth.providers.offline import make_offline_provider
 
         formula = config.provider == "formula"
         options = {n: getattr(config, n) for n in FORMULA_SETTINGS} if formula else {}
         return make_offline_provider(config.provider, **options)
-    key = os.environ.get(API_KEY_ENV)
+    key = os.environ.get(key_env)
     if not key:
         raise SynthError(
-            f"{API_KEY_ENV} is not set: export it, or use an offline --provider "
+            f"{key_env} is not set: export it, or use an offline --provider "
             f"({', '.join(OFFLINE_PROVIDERS)}); `synth run --dry-run` needs none either"
         )
     # It travels in an HTTP header: printable ASCII, no space (a pasted newline, a curly quote).
     bad = next((i for i, c in enumerate(key) if not (c.isascii() and c.isprintable()) or c == " "), None)
     if bad is not None:
         raise SynthError(
-            f"{API_KEY_ENV} has a character an HTTP header cannot carry at position "
+            f"{key_env} has a character an HTTP header cannot carry at position "
             f"{bad}: check that it was copied whole and alone"
         )
     from synth.providers.openai_api import make_provider

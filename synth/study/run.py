@@ -1,0 +1,267 @@
+"""`synth study run` and `synth study resume`: every cell checked, its datasets built and
+its prompts rendered before any run is recorded; then every cell's run in one event loop,
+with one progress display, evaluations sharing one sandbox's cores, and the calls to
+each endpoint (base URL and key) under that endpoint's own concurrency limit, so that a
+slow local server does not hold back the API.
+
+Running a study's file again under its name resumes it: finished cells are kept, the
+others go on from what their runs recorded, and nothing paid for is asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from synth.config import PROMPT_VERSIONS, RunConfig
+from synth.datasets.cache import ensure_datasets
+from synth.engine.entry import export_paths, recorded_grid, run_record, terminate_cancels
+from synth.engine.loop import Runner
+from synth.engine.preflight import (
+    check_grid_size,
+    check_outputs,
+    grid_jobs,
+    plan,
+    provider_for,
+    read_template,
+)
+from synth.errors import RunFailed, RunInterrupted, SynthError
+from synth.progress import CellProgress, Progress
+from synth.study.spec import Cell, Study, canonical, load_study
+from tracker import runs as store
+from tracker import studies
+from tracker.db import check_writable, open_db, remove_if_empty
+from tracker.db import db_path as resolve_db
+from tracker.exports import write_exports
+
+# A run of a study's cell that is over: it is not run again.
+ENDED = ("completed",)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    name: str
+    db_path: Path
+    statuses: dict[str, str]  # run id -> its status
+
+
+@dataclass
+class _Prepared:
+    """One cell, ready to run: its config, proposer, jobs and trials."""
+
+    cell: Cell
+    config: RunConfig
+    provider: object
+    jobs: dict
+    new: bool
+    points: list | None = None
+
+
+def run_study(
+    study: Study,
+    *,
+    db_path: Path | None = None,
+    uci_dir: Path | None = None,
+    argv: list[str] | None = None,
+    progress_stream=None,
+    notify=lambda message: None,
+) -> StudyResult:
+    """Run (or go on with) every cell of ``study``; see the module's docstring."""
+    path = resolve_db(db_path)
+    check_writable(path)
+    created = not path.exists()
+    with open_db(path) as db:
+        try:
+            _check_stored(db, study)
+            cells = _prepare(db, study, path, uci_dir, notify, created)
+        except BaseException:
+            if created:
+                remove_if_empty(db, path)
+            raise
+        studies.record_study(db, study.name, canonical(study.spec), study.sha256, str(study.path))
+        for c in cells:
+            if c.new:
+                store.create_run(
+                    db,
+                    run_record(c.config, path, argv),
+                    [(s.point.task.id, s.point.length, s.id) for s in c.points],
+                    c.config.num_trials,
+                    study_cell={
+                        "study": study.name,
+                        "system": c.cell.system.name,
+                        "prompt": c.cell.prompt_label,
+                        "seed": c.cell.seed,
+                    },
+                )
+                store.record_event(db, c.config.run_id, "run_started", f"cell of study {study.name}")
+            else:
+                owner = store.claim_run(db, c.config.run_id)
+                if owner is not None:
+                    raise SynthError(
+                        f"study {study.name}: run {c.config.run_id} is still running (process {owner})"
+                        "; stop it before resuming the study"
+                    )
+                store.record_event(db, c.config.run_id, "resumed", f"cell of study {study.name}")
+        statuses = _execute(db, path, study, cells, progress_stream, notify)
+    return StudyResult(study.name, path, statuses)
+
+
+def resume_study(name: str, *, db_path: Path | None = None, **kwargs) -> StudyResult:
+    """Go on with the stored study ``name``, from the file it was started with."""
+    path = resolve_db(db_path)
+    if not path.exists():
+        raise SynthError(f"no database at {path}")
+    with open_db(path, readonly=True) as db:
+        row = studies.get_study(db, name)
+    if row is None:
+        raise SynthError(f"no study {name!r} in {path}")
+    study = load_study(row["path"])
+    if study.sha256 != row["sha256"]:
+        raise SynthError(_changed(name, json.loads(row["spec"]), study.spec))
+    return run_study(study, db_path=path, **kwargs)
+
+
+def _check_stored(db, study: Study) -> None:
+    row = studies.get_study(db, study.name)
+    if row is not None and row["sha256"] != study.sha256:
+        raise SynthError(_changed(study.name, json.loads(row["spec"]), study.spec))
+    for cell in study.cells:
+        run = store.get_run(db, cell.run_id)
+        linked = db.execute("select study from study_runs where run_id = ?", [cell.run_id]).fetchone()
+        if run is not None and (linked is None or linked[0] != study.name):
+            raise SynthError(
+                f"run {cell.run_id} exists and is no cell of study {study.name}: rename the study"
+            )
+
+
+def _changed(name: str, stored: dict, now: dict) -> str:
+    where, before, after = _first_difference(stored, now)
+    return (
+        f"study {name!r} was started from another file: {where or 'the file'} was {before!r}, now {after!r}; "
+        "give the study a new name, or put the file back"
+    )
+
+
+def _first_difference(a, b, where: str = ""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{where}[{i}]")
+    return where, a, b
+
+
+def _prepare(db, study: Study, path: Path, uci_dir, notify, created: bool) -> list[_Prepared]:
+    """Every cell's config, proposer (its key), datasets and prompts, before any is
+    recorded: a cell that would fail refuses the whole study."""
+    cells = []
+    total = 0
+    for cell in study.cells:
+        run = store.get_run(db, cell.run_id)
+        if run is not None and run["status"] in ENDED:
+            continue
+        if run is None:
+            config = cell.config()
+            config.prompt_version = PROMPT_VERSIONS.get(config.prompt)
+            if config.prompt_template_path:
+                config.prompt_template = read_template(config.prompt_template_path)
+        else:
+            config = RunConfig.from_json(json.loads(run["config"]))
+        config.validate(new_run=run is None)
+        check_outputs(config, path)
+        try:
+            provider = provider_for(config, cell.system.api_key_env)
+        except SynthError as e:
+            raise SynthError(f"study {study.name}, system {cell.system.name!r}: {e}") from None
+        points = plan(config, uci_dir, notify) if run is None else None
+        total += (len(points) if points is not None else 0) * config.num_trials
+        cells.append(_Prepared(cell, config, provider, {}, run is None, points))
+    check_grid_size(total, 1)
+    for c in cells:
+        stored = ensure_datasets(db, c.points, uci_dir=uci_dir) if c.new else recorded_grid(db, c.config)
+        c.jobs = grid_jobs(c.config, db, stored, created=created)
+        c.points = stored
+    return cells
+
+
+def _execute(db, path: Path, study: Study, cells: list[_Prepared], progress_stream, notify) -> dict[str, str]:
+    trials = {c.config.run_id: store.trials_of(db, c.config.run_id) for c in cells}
+    done = [t for ts in trials.values() for t in ts if t["status"] == "done"]
+    progress = Progress(
+        sum(len(ts) for ts in trials.values()),
+        len(done),
+        progress_stream,
+        solved_trials=sum(t["val_acc"] == 1.0 for t in done),
+    )
+    try:
+        statuses = asyncio.run(_run_all(db, cells, trials, progress, notify))
+    except KeyboardInterrupt:
+        for c in cells:
+            run = store.get_run(db, c.config.run_id)
+            if run["status"] == "running":
+                store.stop_run(
+                    db, c.config.run_id, "interrupted", "interrupted", "stopped by the user", level="warning"
+                )
+        raise RunInterrupted(
+            f"study {study.name} interrupted; nothing recorded is lost. Resume it with: "
+            f"synth study resume {study.name} --db {path.resolve()}"
+        ) from None
+    for c in cells:
+        run_id = c.config.run_id
+        if statuses[run_id] == "completed":
+            store.end_run(
+                db,
+                run_id,
+                "completed",
+                lambda c=c: write_exports(db, c.config.run_id, export_paths(c.config)),
+            )
+    return {r["run_id"]: r["status"] for r in studies.study_cells(db, study.name)}
+
+
+async def _run_all(db, cells: list[_Prepared], trials: dict, progress: Progress, notify) -> dict[str, str]:
+    """Every cell's trials in this one event loop; a cell whose calls all fail (a bad key,
+    an unknown model) stops alone, marked failed, and the others go on."""
+    eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
+    limits: dict[tuple, int] = {}
+    for c in cells:
+        endpoint = c.cell.system.endpoint
+        limits[endpoint] = max(limits.get(endpoint, 0), c.config.concurrency)
+    call_slots = {endpoint: asyncio.Semaphore(n) for endpoint, n in limits.items()}
+    statuses: dict[str, str] = {}
+
+    async def one(c: _Prepared) -> None:
+        run_id = c.config.run_id
+        runner = Runner(
+            db,
+            c.config,
+            c.provider,
+            CellProgress(progress, f"{c.cell.system.name}/{c.cell.prompt_label}/s{c.cell.seed}"),
+            call_slots=call_slots[c.cell.system.endpoint],
+            eval_slots=eval_slots,
+        )
+        try:
+            await runner.run(c.jobs, trials[run_id])
+            statuses[run_id] = "completed"
+        except RunFailed as e:
+            store.stop_run(db, run_id, "failed", "run_failed", str(e), level="error", error=str(e))
+            statuses[run_id] = "failed"
+            notify(f"Warning: {run_id} failed: {e}")
+        finally:
+            await c.provider.aclose()
+
+    with terminate_cancels(asyncio.current_task()) as terminated:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for c in cells:
+                    group.create_task(one(c))
+        except asyncio.CancelledError:
+            if terminated:
+                raise KeyboardInterrupt from None
+            raise
+    return statuses

@@ -1,0 +1,198 @@
+"""`synth study`: systems x prompt wordings x seeds over one grid, against two loopback
+servers with different keys and behaviours (the real openai SDK over HTTP)."""
+
+import json
+import signal
+import sqlite3
+
+import pytest
+import yaml
+from helpers import one_line_error, run_cli, snapshot, synth_process
+from openai_server import OpenAIServer, Reply
+
+from synth.study.spec import load_study
+
+KEY_GOOD, KEY_WEAK = "sk-GOOD-3f9a1c77e2", "sk-WEAK-8b0d2e5a41"
+PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
+ZERO = '{"code": "def f(x):\\n    return 0"}'
+
+
+@pytest.fixture
+def servers():
+    """Two endpoints: one answers parity (right on fn_a), one a constant (chance)."""
+    with (
+        OpenAIServer(lambda path, body: Reply(PARITY)) as good,
+        OpenAIServer(lambda p, b: Reply(ZERO)) as weak,
+    ):
+        yield good, weak
+
+
+@pytest.fixture
+def study_env(workdir, monkeypatch):
+    monkeypatch.setenv("KEY_GOOD", KEY_GOOD)
+    monkeypatch.setenv("KEY_WEAK", KEY_WEAK)
+    return workdir
+
+
+def study_file(folder, servers, **over) -> dict:
+    good, weak = servers
+    spec = {
+        "name": "duel",
+        "functions": ["fn_a"],
+        "lengths": [20],
+        "num_trials": 2,
+        "attempts": 2,
+        "train_size": 10,
+        "val_size": 10,
+        "test_size": 20,
+        "seeds": [1, 2],
+        "prompts": ["default", "paraphrase-1"],
+        "max_retries": 0,
+        "systems": [
+            {"name": "good", "model": "m-good", "api_base_url": good.base_url, "api_key_env": "KEY_GOOD"},
+            {
+                "name": "weak",
+                "model": "m-weak",
+                "api_mode": "chat",
+                "api_base_url": weak.base_url,
+                "api_key_env": "KEY_WEAK",
+                "concurrency": 2,
+            },
+        ],
+        **over,
+    }
+    (folder / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return spec
+
+
+def cells(db_path) -> list[dict]:
+    with sqlite3.connect(db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("select * from study_cells order by system, prompt, seed")]
+
+
+def test_each_cell_is_a_run_and_each_endpoint_gets_its_own_key(study_env, servers):
+    study_file(study_env, servers)
+    result = run_cli("study", "run", "study.yaml", "--db", "s.db")
+    assert result.exit_code == 0, result.output
+    rows = cells(study_env / "s.db")
+    assert [(r["system"], r["prompt"], r["seed"]) for r in rows] == [
+        (s, p, seed) for s in ("good", "weak") for p in ("default", "paraphrase-1") for seed in (1, 2)
+    ]
+    assert {r["status"] for r in rows} == {"completed"}
+    good, weak = servers
+    assert {r.headers["authorization"] for r in good.requests} == {f"Bearer {KEY_GOOD}"}
+    assert {r.headers["authorization"] for r in weak.requests} == {f"Bearer {KEY_WEAK}"}
+    assert {r.path for r in good.requests} == {"/v1/responses"}
+    assert {r.path for r in weak.requests} == {"/v1/chat/completions"}
+    # The good system solves every trial at its first attempt; the weak one tries twice.
+    assert len(good.requests) == 4 * 2 and len(weak.requests) == 4 * 2 * 2
+    with sqlite3.connect(study_env / "s.db") as conn:
+        solved = dict(
+            conn.execute(
+                "select c.system, avg(t.test_acc) from study_runs c join trials t on t.run_id = c.run_id "
+                "group by c.system"
+            ).fetchall()
+        )
+    assert solved["good"] == 1.0 and solved["weak"] < 0.8
+    for path in [study_env / "s.db", *study_env.glob("runs/**/*")]:  # keys are never stored
+        if path.is_file():
+            data = path.read_bytes()
+            assert KEY_GOOD.encode() not in data and KEY_WEAK.encode() not in data, path
+
+
+def test_the_same_file_again_resumes_and_a_changed_file_is_refused(study_env, servers):
+    study_file(study_env, servers)
+    assert run_cli("study", "run", "study.yaml", "--db", "s.db").exit_code == 0
+    asked = sum(len(s.requests) for s in servers)
+    again = run_cli("study", "run", "study.yaml", "--db", "s.db")
+    assert again.exit_code == 0, again.output
+    assert sum(len(s.requests) for s in servers) == asked, "a finished study asks nothing again"
+
+    study_file(study_env, servers, attempts=3)
+    before = snapshot(study_env)
+    one_line_error(
+        run_cli("study", "run", "study.yaml", "--db", "s.db"),
+        "study 'duel' was started from another file: attempts was 2, now 3",
+    )
+    assert snapshot(study_env) == before
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_way_resumes_without_paying_twice(study_env, servers, wait_until):
+    good, weak = servers
+    slow = Reply(PARITY, delay=0.3)
+    good.script = weak.script = lambda path, body: slow
+    study_file(study_env, servers, num_trials=4)
+    child = synth_process(study_env, "study", "run", "study.yaml", "--db", "s.db")  # keys: study_env
+
+    def recorded() -> int:
+        try:
+            with sqlite3.connect(f"file:{study_env / 's.db'}?mode=ro", uri=True) as conn:
+                return conn.execute("select count(*) from responses").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    wait_until(lambda: recorded() >= 6, timeout=60)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    before, asked = recorded(), len(good.requests) + len(weak.requests)
+    result = run_cli("study", "resume", "duel", "--db", "s.db")
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in cells(study_env / "s.db")} == {"completed"}
+    # every request of the resume was recorded: nothing recorded before was asked again
+    assert len(good.requests) + len(weak.requests) - asked == recorded() - before
+
+
+BAD = [
+    ("name: [oops\n", "not valid YAML"),
+    (
+        "name: x\nsystems: [{name: a, provider: tree}]\nreasoning_efort: high\n",
+        "(did you mean reasoning_effort?)",
+    ),
+    (
+        "name: x\nsystems:\n  - name: a\n    provider: tree\n    modle: m\n",
+        "study.yaml:5: unknown key 'modle'",
+    ),
+    ("name: x\nfunctions: [fn_zz]\nsystems: [{name: a, provider: tree}]\n", "fn_zz"),
+    ("name: x\nprompts: [default, nope]\nsystems: [{name: a, provider: tree}]\n", "prompt 'nope' is neither"),
+    (
+        "name: x\nsystems: [{name: a, provider: tree}, {name: a, provider: formula}]\n",
+        "two systems are named 'a'",
+    ),
+    ("name: x\nsystems: []\n", "systems must be a list of at least one system"),
+    ("name: x\nseeds: []\nsystems: [{name: a, provider: tree}]\n", "seeds must list at least one seed"),
+    ("name: x\nseeds: [1, 2, 1]\nsystems: [{name: a, provider: tree}]\n", "seeds lists 1 twice"),
+    (
+        "name: x\nsystems: [{name: a, provider: tree, attempts: 0}]\n",
+        "system 'a': --attempts must be at least 1",
+    ),
+    ("name: x\nsystems: [{name: a, timeout: -1}]\n", "--timeout must be positive"),
+    (
+        "name: x\nsystems: [{name: a, model: m, api_key_env: NOT_SET_ANYWHERE}]\n",
+        "NOT_SET_ANYWHERE, which is not set",
+    ),
+    (
+        "name: x\nsystems: [{name: a, provider: tree, num_trials: many}]\n",
+        "--num-trials must be a whole number",
+    ),
+    ("name: has space\nsystems: [{name: a, provider: tree}]\n", "name must be a word"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD, ids=[m for _, m in BAD])
+def test_bad_study_files_are_one_line_before_anything_is_written(study_env, text, message, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    (study_env / "study.yaml").write_text(text)
+    before = snapshot(study_env)
+    one_line_error(run_cli("study", "run", "study.yaml", "--db", "s.db"), message)
+    assert snapshot(study_env) == before
+
+
+def test_settings_are_read_as_their_flags_read_them(study_env, servers):
+    study_file(study_env, servers, **{"max-output-tokens": "500", "reasoning_effort": "xhigh"})
+    study = load_study(study_env / "study.yaml")
+    config = study.cells[0].config()
+    assert (config.max_output_tokens, config.reasoning_effort, config.seed) == (500, "xhigh", 1)
+    assert [c.run_id for c in study.cells][:2] == ["duel.good.default.s1", "duel.good.default.s2"]
+    assert json.loads(json.dumps(study.spec))["systems"][1]["concurrency"] == 2
