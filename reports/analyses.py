@@ -20,6 +20,7 @@ from reports.leakage import leakage_audit
 from reports.prices import PriceTable
 from reports.scope import Scope, scoped
 from reports.stats import add_means, add_summaries
+from reports.study import StudyReport, analyse_study
 
 GATE_COMPILE_OK = 0.99
 # Evaluation statuses that mean the program never ran: it did not compile or define f.
@@ -94,16 +95,21 @@ class Report:
     tokens_runs: list[dict]
     tokens_points: list[dict]
     programs: list[dict]
+    study: StudyReport | None = None  # a study's tables (synth report --study)
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def analyse_scope(db: sqlite_utils.Database, scope: Scope, prices: PriceTable, database: str) -> Report:
-    """Every analysis of the scope, from one snapshot of the database."""
+def analyse_scope(
+    db: sqlite_utils.Database, scope: Scope, prices: PriceTable, database: str, study: str | None = None
+) -> Report:
+    """Every analysis of the scope (and of the ``study`` whose runs it is), from one
+    snapshot of the database."""
     db.execute("begin")
     try:
         audit = leakage_audit(db, scope)
         compile_rows = compile_stats(db, scope)
         runs = runs_overview(db, scope)
+        tokens_runs = tokens(db, scope, prices, by_point=False)
         return Report(
             database=database,
             scope=scope,
@@ -121,9 +127,10 @@ def analyse_scope(db: sqlite_utils.Database, scope: Scope, prices: PriceTable, d
             errors=common_errors(db, scope),
             attempts_to_solve=attempts_to_solve(db, scope),
             progression=progression(db, scope),
-            tokens_runs=tokens(db, scope, prices, by_point=False),
+            tokens_runs=tokens_runs,
             tokens_points=tokens(db, scope, prices, by_point=True),
             programs=programs(db, scope),
+            study=analyse_study(db, study, tokens_runs) if study else None,
         )
     finally:
         db.execute("rollback")

@@ -13,6 +13,8 @@ from reports.errors import ReportError
 from reports.html import NO_CHARTS, render_html, vega_javascript
 from reports.prices import load_prices
 from reports.scope import resolve_scope
+from reports.study import study_runs
+from reports.study_view import study_csv
 from reports.text import render_text
 from tracker.db import StoreError, open_db
 from tracker.db import db_path as resolve_db
@@ -25,7 +27,7 @@ from tracker.files import (
     write_atomic,
 )
 
-RENDERERS = {"html": render_html, "md": render_text}
+RENDERERS = {"html": render_html, "md": render_text, "csv": lambda report: study_csv(report.study)}
 
 
 def build_report(
@@ -36,8 +38,10 @@ def build_report(
     filters: dict | None = None,
     prices: str | os.PathLike | None = None,
     notify=lambda message: None,
+    study: str | None = None,
 ) -> str | Path:
-    """Report on ``run_ids`` (none: the runs ``filters`` select, else the latest run).
+    """Report on ``run_ids`` (none: the runs ``filters`` select, else the latest run), or
+    on the runs of the ``study`` of that name, its tables first.
 
     ``filters`` keys: model, provider, task (a value or a list). ``prices``: a JSON price
     table merged over the package's (default: $SYNTH_PRICES). ``notify`` receives warnings
@@ -46,7 +50,9 @@ def build_report(
     read in one transaction, so a run may keep writing meanwhile.
     """
     if fmt not in RENDERERS:
-        raise ReportError(f"unknown report format {fmt!r}: use {' or '.join(RENDERERS)}")
+        raise ReportError(f"unknown report format {fmt!r}: use {', '.join(RENDERERS)}")
+    if fmt == "csv" and study is None:
+        raise ReportError("--format csv writes a study's table: give --study NAME")
     out = Path(out) if out is not None else None
     if out is not None:
         check_output(out)
@@ -55,7 +61,7 @@ def build_report(
         raise ReportError(
             f"cannot write {out}: it is a file of the database {path}, which the report would overwrite"
         )
-    report = _snapshot(path, run_ids, filters, load_prices(prices))
+    report = _snapshot(path, run_ids, filters, load_prices(prices), study)
     text = RENDERERS[fmt](report)
     if fmt == "html" and vega_javascript() is None:
         notify(f"Warning: {NO_CHARTS}")
@@ -87,7 +93,7 @@ def analyse(
 _FRAME = ("database", "scope", "prices", "generated_at")  # how a report is made, not its data
 
 
-def _snapshot(path: Path, run_ids, filters, price_table) -> Report:
+def _snapshot(path: Path, run_ids, filters, price_table, study: str | None = None) -> Report:
     """Every analysis, from one read-only snapshot of the database."""
     try:
         db = open_db(path, readonly=True)
@@ -95,7 +101,11 @@ def _snapshot(path: Path, run_ids, filters, price_table) -> Report:
         raise ReportError(str(e)) from None
     with db:
         try:
-            return analyse_scope(db, resolve_scope(db, run_ids, filters), price_table, str(path))
+            if study is not None:
+                run_ids = study_runs(db, study)
+                if not run_ids:
+                    raise ReportError(f"no study {study!r} with runs in {path}")
+            return analyse_scope(db, resolve_scope(db, run_ids, filters), price_table, str(path), study)
         except sqlite3.DatabaseError as e:
             raise ReportError(f"cannot read {path}: {e}") from None
 

@@ -17,7 +17,7 @@ import vl_convert
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from reports import tables
+from reports import study_view, tables
 from reports.analyses import Report
 from reports.charts import build_charts
 
@@ -85,6 +85,7 @@ def render_html(report: Report) -> str:
         report=report,
         charts=charts,
         t=tables,
+        study_view=study_view,
         vega_js=Markup(js) if js else None,
         no_charts=NO_CHARTS,
     )

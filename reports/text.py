@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from reports import tables as t
 from reports.analyses import Report
+from reports.study_view import study_markdown
 from reports.tables import Column
 
 
@@ -94,6 +95,8 @@ def render_text(report: Report) -> str:
         ),
         "Tokens and cost per grid point": _table(t.TOKENS_POINTS, report.tokens_points),
     }
+    if report.study is not None:  # the study's tables come first
+        header += "\n\n" + study_markdown(report.study, _table)
     return header + "".join(f"\n\n## {title}\n\n{body}" for title, body in sections.items()) + "\n"
 
 

@@ -1053,11 +1053,12 @@ def _self_command() -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["html", "md"]),
+    type=click.Choice(["html", "md", "csv"]),
     default="html",
     show_default=True,
-    help="A self-contained HTML page, or a text readout for terminals",
+    help="A self-contained HTML page, a text readout for terminals (Markdown), or a study's table as CSV",
 )
+@click.option("--study", metavar="NAME", help="Report on the runs of this study, its tables first")
 @click.option("--model", multiple=True, help="Only runs of this model")
 @click.option("--provider", multiple=True, help="Only runs of this provider")
 @click.option(
@@ -1073,7 +1074,7 @@ def _self_command() -> str:
 )
 @db_option
 @user_errors
-def report(run_ids, output, fmt, model, provider, task, prices, db_path):
+def report(run_ids, output, fmt, study, model, provider, task, prices, db_path):
     """Analyse runs: accuracy with CIs, leakage audit, compile stats, tokens and cost.
 
     No RUN_ID (and no filter): the latest run. The HTML works offline: its charts'
@@ -1095,6 +1096,7 @@ def report(run_ids, output, fmt, model, provider, task, prices, db_path):
             filters or None,
             prices,
             notify=lambda message: click.echo(message, err=True),
+            study=study,
         )
     except ReportError as e:
         raise UserError(str(e)) from None

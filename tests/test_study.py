@@ -1,6 +1,7 @@
 """`synth study`: systems x prompt wordings x seeds over one grid, against two loopback
 servers with different keys and behaviours (the real openai SDK over HTTP)."""
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -196,3 +197,52 @@ def test_settings_are_read_as_their_flags_read_them(study_env, servers):
     assert (config.max_output_tokens, config.reasoning_effort, config.seed) == (500, "xhigh", 1)
     assert [c.run_id for c in study.cells][:2] == ["duel.good.default.s1", "duel.good.default.s2"]
     assert json.loads(json.dumps(study.spec))["systems"][1]["concurrency"] == 2
+
+
+@pytest.fixture
+def duel_db(study_env, servers):
+    study_file(study_env, servers)
+    assert run_cli("study", "run", "study.yaml", "--db", "s.db").exit_code == 0
+    return study_env / "s.db"
+
+
+def test_the_study_report_compares_the_systems(duel_db):
+    text = run_cli("report", "--study", "duel", "--db", duel_db, "--format", "md").output
+    table = text.split("## Study duel")[1].split("\n## ")[0]
+    assert "| task | L | good | weak |" in table
+    assert "| fn_a | 20 | **1.000 [1.000, 1.000] 8/8** |" in table  # the best of its row, in bold
+    paired = text.split("## Paired comparisons")[1].split("\n## ")[0]
+    (row,) = [line for line in paired.splitlines() if line.startswith("| good | weak | fn_a")]
+    diff, ci = row.split(" | ")[5:7]
+    low = float(ci.strip("[]").split(",")[0])
+    assert float(diff) > 0 and low > 0, row  # the better system, significantly
+    duels = text.split("## Wins, ties and losses")[1].split("\n## ")[0]
+    (row,) = [line for line in duels.splitlines() if line.startswith("| good | weak |")]
+    wins, ties, losses = (int(v) for v in row.strip("| ").split(" | ")[3:6])
+    assert wins > losses and wins + ties + losses == 8
+    assert "| good | default" not in text.split("## Prompt robustness")[0]
+    csv_text = run_cli("report", "--study", "duel", "--db", duel_db, "--format", "csv").output
+    header, row = csv_text.splitlines()[:2]
+    assert header.startswith(
+        "task,length,good mean,good ci_low,good ci_high,good solved,good trials,weak mean"
+    )
+    assert row.startswith("fn_a,20,1.0,") and row.endswith(",good")
+
+
+def test_the_study_report_page_and_the_canned_query(duel_db, tmp_path):
+    from tracker.browse import make_datasette
+
+    assert run_cli("report", "--study", "duel", "--db", duel_db, "-o", tmp_path / "r.html").exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert '<section id="study">' in page and "<strong>1.000 [1.000, 1.000] 8/8</strong>" in page
+    ds = make_datasette(duel_db)
+    try:
+        response = asyncio.run(ds.client.get(f"/{duel_db.stem}/study_table.json?_shape=array&study=duel"))
+    finally:
+        ds.executor.shutdown()
+    rows = response.json()
+    assert [(r["system"], r["rank"], r["trials"], r["prompts"], r["seeds"]) for r in rows] == [
+        ("good", 1, 8, 2, 2),
+        ("weak", 2, 8, 2, 2),
+    ]
+    assert rows[0]["mean_test_acc"] == 1.0 and rows[1]["mean_test_acc"] < 1.0
