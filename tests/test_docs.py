@@ -1,5 +1,6 @@
-"""The documentation stays true: docs/cli.md is the CLI's current --help, docs/index.md
-lists every page, and no local link in README.md or docs/ points at a missing file."""
+"""The documentation stays true: the generated pages (docs/cli.md, the prompts in
+docs/prompts.md) match the code, docs/index.md lists every page, and no local link in
+README.md or docs/ points at a missing file."""
 
 import re
 import subprocess
@@ -28,16 +29,15 @@ def local_links(path: Path) -> list[str]:
     return targets
 
 
-def test_cli_reference_is_up_to_date():
+@pytest.mark.parametrize("page", ["docs/cli.md", "docs/prompts.md"])
+def test_generated_docs_are_up_to_date(page):
     result = subprocess.run(
-        [sys.executable, "-m", "cogapp", "--check", "docs/cli.md"],
+        [sys.executable, "-m", "cogapp", "--check", page],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 0, (
-        "docs/cli.md is out of date: run make docs\n" + result.stdout + result.stderr
-    )
+    assert result.returncode == 0, f"{page} is out of date: run make docs\n" + result.stdout + result.stderr
 
 
 def test_index_lists_every_page():
