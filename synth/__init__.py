@@ -31,6 +31,9 @@ _API = {
     "SynthError": "synth.errors",
     "RunFailed": "synth.errors",
     "RunInterrupted": "synth.errors",
+    "load_study": "synth.study.spec",
+    "run_study": "synth.study.run",
+    "resume_study": "synth.study.run",
 }
 __all__ = sorted(_API)
 
@@ -49,6 +52,9 @@ if TYPE_CHECKING:  # what editors and type checkers see (`as`: re-exported)
     from synth.errors import SynthError as SynthError
     from synth.sandbox.evaluation import Evaluation as Evaluation
     from synth.sandbox.evaluation import evaluate as evaluate
+    from synth.study.run import resume_study as resume_study
+    from synth.study.run import run_study as run_study
+    from synth.study.spec import load_study as load_study
     from synth.tasks import TASKS as TASKS
     from synth.tasks import get_task as get_task
 
