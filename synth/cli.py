@@ -273,6 +273,13 @@ def echo_rows(rows: list[dict], as_json: bool, columns: dict[str, str] | None = 
     click.echo(tabulate(table, headers=list(columns.values()), disable_numparse=True))
 
 
+def _add_done(rows: list[dict], as_json: bool) -> None:
+    """The table's "trials done" column, ``done/all``; JSON keeps the two numbers."""
+    if not as_json:
+        for r in rows:
+            r["done"] = f"{r['trials_done']}/{r['trials']}"
+
+
 def echo_err(message: str) -> None:
     """Messages and warnings go to stderr; data goes to stdout."""
     click.echo(message, err=True)
@@ -756,9 +763,9 @@ def runs(as_json, db_path):
     from tracker.runs import list_runs
 
     rows = read_store(db_path, list_runs)
+    _add_done(rows, as_json)
     if not as_json:
         for r in rows:
-            r["done"] = f"{r['trials_done']}/{r['trials']}"
             if r["alive"] is False:  # killed outright: it could not mark itself
                 r["status"] = "running (process gone)"
     echo_rows(
@@ -840,8 +847,7 @@ def study_list(as_json, db_path):
     from tracker.studies import list_studies
 
     rows = read_store(db_path, list_studies)
-    for r in rows:
-        r["done"] = f"{r['trials_done']}/{r['trials']}"
+    _add_done(rows, as_json)
     echo_rows(
         rows, as_json, {"name": "name", "runs": "runs", "completed": "completed", "done": "trials done"}
     )
@@ -866,8 +872,7 @@ def _echo_cells(db_path, name: str, as_json: bool) -> None:
         return study_cells(db, name)
 
     rows = read_store(db_path, read)
-    for r in rows:
-        r["done"] = f"{r['trials_done']}/{r['trials']}"
+    _add_done(rows, as_json)
     columns = {"system": "system", "prompt": "prompt", "seed": "seed", "run_id": "run", "status": "status"}
     echo_rows(rows, as_json, {**columns, "done": "trials done"})
 
