@@ -246,3 +246,15 @@ def test_the_study_report_page_and_the_canned_query(duel_db, tmp_path):
         ("weak", 2, 8, 2, 2),
     ]
     assert rows[0]["mean_test_acc"] == 1.0 and rows[1]["mean_test_acc"] < 1.0
+
+
+@pytest.mark.slow
+def test_each_endpoint_has_its_own_concurrency_limit(study_env, servers):
+    """The weak endpoint allows 2 calls at once, the good one the default 5: the weak
+    server's slow replies must not hold the good one back to 2, nor it exceed 2."""
+    good, weak = servers
+    good.script = lambda path, body: Reply(ZERO, delay=0.3)
+    weak.script = lambda path, body: Reply(ZERO, delay=0.3)
+    study_file(study_env, servers, num_trials=4, seeds=[1])
+    assert run_cli("study", "run", "study.yaml", "--db", "s.db").exit_code == 0
+    assert weak.max_in_flight <= 2 < good.max_in_flight <= 5
