@@ -400,6 +400,13 @@ def call_options(shown_default: str | None = None):
             shown_default=shown_default,
             help="Longest wait before a retry, also capping the server's retry-after",
         ),
+        setting(
+            "--fail-fast-after",
+            type=INT,
+            shown_default=shown_default,
+            help="Stop the run when its first N calls all fail alike (400, or no connection) "
+            "and none succeeds; 0: never",
+        ),
     )
 
 
@@ -415,6 +422,8 @@ api_options = option_group(
     ),
     call_options(),
 )
+
+
 def output_options(shown_default: str):
     """Where a run writes besides the database (a resume: where it wrote before)."""
     return option_group(

@@ -52,6 +52,7 @@ RESUMABLE = (
     "out_csv",
     "out_manifest",
     "dataset_dir",
+    "fail_fast_after",
 )
 # Settings only the OpenAI providers read (an offline proposer records --model as its label).
 API_SETTINGS = (
@@ -66,6 +67,7 @@ API_SETTINGS = (
     "max_retries",
     "retry_base_delay",
     "retry_max_delay",
+    "fail_fast_after",
 )
 
 
@@ -133,6 +135,8 @@ class RunConfig:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 60.0
     eval_timeout: float = 60.0
+    # A run whose first this many calls all fail alike stops (synth.engine.failfast); 0: never.
+    fail_fast_after: int = 8
     dry_run: bool = False
     run_id: str = field(default_factory=lambda: new_run_id())
     dataset_dir: str | None = None
@@ -186,6 +190,10 @@ class RunConfig:
             ),
             (0 < self.timeout <= MAX_SECONDS, f"--timeout must be positive{AT_MOST} (got {self.timeout})"),
             (self.max_retries >= 0, f"--max-retries must not be negative (got {self.max_retries})"),
+            (
+                self.fail_fast_after >= 0,
+                f"--fail-fast-after must not be negative (got {self.fail_fast_after})",
+            ),
             (
                 0 <= self.retry_base_delay <= MAX_SECONDS,
                 f"--retry-base-delay must not be negative{AT_MOST} (got {self.retry_base_delay})",

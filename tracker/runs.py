@@ -364,6 +364,43 @@ def finish_trial(db: sqlite_utils.Database, trial_id: int, result: dict) -> None
         _update(db.conn, "trials", "id", trial_id, {**result, "status": "done", "finished_at": now()})
 
 
+@_recording(_run_id)
+def discard_attempts(db: sqlite_utils.Database, run_id: str, attempt_ids: list[int], why: str) -> None:
+    """Take back attempts that only met a set-up fault (calls that all failed alike, no
+    answer, no program): their trials reopen, so a resume after the fix makes them.
+    The events of their failed calls stay; one more says what was taken back."""
+    with db.conn:
+        marks = ", ".join("?" * len(attempt_ids))
+        counts = db.conn.execute(
+            f"select trial_id, count(*) from attempts where id in ({marks}) group by trial_id",
+            attempt_ids,
+        ).fetchall()
+        db.conn.execute(f"delete from attempts where id in ({marks})", attempt_ids)
+        for trial_id, n in counts:
+            _update(db.conn, "trials", "id", trial_id, dict.fromkeys(_TRIAL_RESULT) | {"status": "running"})
+            db.conn.execute("update trials set attempts_made = attempts_made - ? where id = ?", [n, trial_id])
+        _event(
+            db.conn,
+            run_id,
+            "attempts_discarded",
+            f"{len(attempt_ids)} attempts taken back: {why}",
+            level="warning",
+            data={"attempt_ids": attempt_ids},
+        )
+
+
+# What finish_trial sets from a trial's attempts: cleared when a trial reopens.
+_TRIAL_RESULT = (
+    "stopped_early",
+    "selected_attempt",
+    "val_acc",
+    "test_acc",
+    "oracle_attempt",
+    "oracle_test_acc",
+    "finished_at",
+)
+
+
 @_translated
 def trials_of(db: sqlite_utils.Database, run_id: str) -> list[dict]:
     return list(db["trials"].rows_where("run_id = ?", [run_id], order_by="id"))

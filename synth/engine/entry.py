@@ -32,7 +32,7 @@ from synth.engine.preflight import (
     provider_for,
     read_template,
 )
-from synth.errors import RunFailed, RunInterrupted, SynthError
+from synth.errors import RunFailed, RunInterrupted, SetupFailed, SynthError
 from synth.progress import Progress
 from synth.tasks import get_task
 from tracker import runs as store
@@ -229,8 +229,11 @@ def _execute(db, path, config, jobs, provider, progress_stream) -> RunResult:
     try:
         asyncio.run(_run_and_close(runner, jobs, trials))
     except RunFailed as e:
-        store.stop_run(db, config.run_id, "failed", "run_failed", str(e), level="error", error=str(e))
-        raise
+        message = str(e)
+        if isinstance(e, SetupFailed):
+            message += f". Once fixed, continue with: synth resume {config.run_id} --db {path.resolve()}"
+        store.stop_run(db, config.run_id, "failed", "run_failed", message, level="error", error=message)
+        raise type(e)(message) from None
     status = "dry_run" if config.dry_run else "completed"
     try:
         manifest = store.end_run(

@@ -20,7 +20,8 @@ import sqlite_utils
 
 from synth.config import RunConfig
 from synth.datasets.cache import StoredDataset
-from synth.errors import RunFailed
+from synth.engine.failfast import FailFast
+from synth.errors import RunFailed, SetupFailed
 from synth.extract import extract_program
 from synth.progress import Progress
 from synth.prompts import prompt_hash
@@ -75,6 +76,8 @@ class Runner:
         self.progress = progress
         self.call_slots = asyncio.Semaphore(config.concurrency)
         self.eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
+        self.fail_fast = FailFast(config.fail_fast_after)
+        self.halted = False  # once set, no call starts: calls in flight finish
 
     async def run(self, jobs: dict[tuple[str, int], GridJob], trials: list[dict]) -> None:
         """Run every unfinished trial; a fatal provider error cancels the rest."""
@@ -85,6 +88,8 @@ class Runner:
                         group.create_task(self.run_trial(jobs[(t["fn"], t["length"])], t))
         except* RunFailed as eg:
             raise eg.exceptions[0] from None
+        if (reason := self.fail_fast.verdict()) is not None:  # a run of fewer calls than the rule's
+            self._stop_fast(reason)
 
     async def run_trial(self, job: GridJob, trial: dict) -> None:
         results = [await self._recorded_result(job, a) for a in store.attempts_of(self.db, trial["id"])]
@@ -95,7 +100,10 @@ class Runner:
         else:
             while len(results) < self.config.attempts and not _solved(results):
                 n = len(results) + 1
-                results.append((n, *await self.attempt(job, trial, n)))
+                try:
+                    results.append((n, *await self.attempt(job, trial, n)))
+                except _NoMoreCalls:  # the trial stays open: a resume goes on with it
+                    return
         result = select(results)
         if self.config.dry_run:  # nothing was scored: no accuracy, rather than a 0 to average
             result.update(val_acc=None, test_acc=None, oracle_test_acc=None)
@@ -120,6 +128,8 @@ class Runner:
         _calling.set((trial["id"], n))
         try:
             async with self.call_slots:
+                if self.halted:
+                    raise _NoMoreCalls
                 self.progress.call_started()
                 try:
                     proposal = await self.provider.propose(request)
@@ -128,10 +138,13 @@ class Runner:
         except ProviderError as e:  # each of its calls is an event already (record_failed_call)
             if e.fatal:
                 raise RunFailed(str(e)) from None
-            self._record(
+            attempt_id = self._record(
                 job, trial, n, status="call_failed", proposal=None, failure=f"call_{e.kind}", error=str(e)
             )
+            if (reason := self.fail_fast.failed(e, attempt_id)) is not None:
+                self._stop_fast(reason)
             return None, None
+        self.fail_fast.answered()
         self.progress.tokens(proposal.input_tokens + proposal.output_tokens)
         extraction = extract_program(proposal.text)
         attempt_id = self._record(
@@ -147,6 +160,12 @@ class Runner:
         if not extraction.ok:
             return None, None
         return await self._evaluate(job, attempt_id, extraction.code, extraction.func_name)
+
+    def _stop_fast(self, reason: str) -> None:
+        """The first calls all failed alike: their attempts are taken back and the run stops."""
+        self.halted = True
+        store.discard_attempts(self.db, self.config.run_id, self.fail_fast.attempt_ids, reason)
+        raise SetupFailed(reason)
 
     def record_failed_call(
         self, kind: str, status_code: int | None, message: str, call: int, wait_s: float | None
@@ -217,6 +236,10 @@ class Runner:
             },
         )
         return val_acc, test_acc
+
+
+class _NoMoreCalls(Exception):
+    """The run stops making calls; the trial that wanted one stays unfinished."""
 
 
 def _solved(results) -> bool:
