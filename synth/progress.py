@@ -10,9 +10,15 @@ from typing import TextIO
 
 class Progress:
     def __init__(
-        self, total_trials: int, done_trials: int = 0, stream: TextIO | None = None, solved_trials: int = 0
+        self,
+        total_trials: int,
+        done_trials: int = 0,
+        stream: TextIO | None = None,
+        solved_trials: int = 0,
+        spent: float | None = 0.0,
     ):
-        """``done_trials`` and ``solved_trials``: those a resumed run finished before."""
+        """``done_trials``, ``solved_trials`` and ``spent`` (USD; None: unknown): what a
+        resumed run did before."""
         self.stream = stream or sys.stderr
         self.tty = self.stream is not None and self.stream.isatty()
         self.total = total_trials
@@ -20,6 +26,7 @@ class Progress:
         self.solved = solved_trials
         self.in_flight = 0
         self.token_count = 0
+        self.spent = spent
         self.started = time.monotonic()
 
     def call_started(self) -> None:
@@ -30,8 +37,10 @@ class Progress:
         self.in_flight -= 1
         self._status()
 
-    def tokens(self, n: int) -> None:
-        self.token_count += n
+    def answered(self, tokens: int, spent: float | None) -> None:
+        """A response came: its tokens, and the run's spend since."""
+        self.token_count += tokens
+        self.spent = spent
 
     def trial_done(self, job, trial: int, result: dict | None) -> None:
         """``result`` is None for a dry run's trial: its prompt is recorded, nothing scored."""
@@ -48,7 +57,7 @@ class Progress:
         line = (
             f"[{self.done}/{self.total}] {point.task.id} L={point.length} trial {trial}: "
             f"{outcome} | solved {self.solved} | in flight {self.in_flight} | "
-            f"tokens {self.token_count:,}"
+            f"tokens {self.token_count:,} | {self._cost()}"
         )
         if self.tty:
             self._write("\r\033[K" + line + "\n")
@@ -62,8 +71,11 @@ class Progress:
         elapsed = time.monotonic() - self.started
         self._write(
             f"\r\033[K{self.done}/{self.total} trials | solved {self.solved} | "
-            f"in flight {self.in_flight} | tokens {self.token_count:,} | {elapsed:.0f}s"
+            f"in flight {self.in_flight} | tokens {self.token_count:,} | {self._cost()} | {elapsed:.0f}s"
         )
+
+    def _cost(self) -> str:
+        return "cost ?" if self.spent is None else f"cost ${self.spent:.4f}"
 
     def _write(self, text: str) -> None:
         """Progress is a courtesy: a stderr closed or full (`2>&-`, `| head -0`) silences

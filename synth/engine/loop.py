@@ -20,6 +20,7 @@ import sqlite_utils
 
 from synth.config import RunConfig
 from synth.datasets.cache import StoredDataset
+from synth.engine.budget import Budget
 from synth.engine.failfast import FailFast
 from synth.errors import RunFailed, SetupFailed
 from synth.extract import extract_program
@@ -67,10 +68,12 @@ class Runner:
         config: RunConfig,
         provider: Provider | None,
         progress: Progress,
+        budget: Budget,
     ):
         self.db = db
         self.config = config
         self.provider = provider  # None for a dry run
+        self.budget = budget
         if provider is not None:
             provider.on_failed_call = self.record_failed_call
         self.progress = progress
@@ -128,11 +131,16 @@ class Runner:
         _calling.set((trial["id"], n))
         try:
             async with self.call_slots:
-                if self.halted:
+                reserved = None if self.halted else self.budget.reserve(job.prompt_hash, job.prompt)
+                if reserved is None:  # stopped, or the cap cannot afford this call
+                    self.halted = True
                     raise _NoMoreCalls
                 self.progress.call_started()
                 try:
                     proposal = await self.provider.propose(request)
+                except ProviderError:
+                    self.budget.settle(reserved, 0.0, job.prompt_hash, None)
+                    raise
                 finally:
                     self.progress.call_finished()
         except ProviderError as e:  # each of its calls is an event already (record_failed_call)
@@ -145,7 +153,7 @@ class Runner:
                 self._stop_fast(reason)
             return None, None
         self.fail_fast.answered()
-        self.progress.tokens(proposal.input_tokens + proposal.output_tokens)
+        costs = self.budget.price.costs(proposal.input_tokens, proposal.cached_tokens, proposal.output_tokens)
         extraction = extract_program(proposal.text)
         attempt_id = self._record(
             job,
@@ -156,7 +164,10 @@ class Runner:
             extraction=extraction,
             failure=extraction.failure,
             error=extraction.error,
+            costs=costs,
         )
+        self.budget.settle(reserved, costs["cost_usd"], job.prompt_hash, proposal.input_tokens)
+        self.progress.answered(proposal.input_tokens + proposal.output_tokens, self.budget.spent)
         if not extraction.ok:
             return None, None
         return await self._evaluate(job, attempt_id, extraction.code, extraction.func_name)
@@ -183,7 +194,17 @@ class Runner:
         )
 
     def _record(
-        self, job, trial, n, *, status, proposal: Proposal | None, extraction=None, failure=None, error=None
+        self,
+        job,
+        trial,
+        n,
+        *,
+        status,
+        proposal: Proposal | None,
+        extraction=None,
+        failure=None,
+        error=None,
+        costs: dict | None = None,
     ) -> int:
         program = None
         if extraction is not None and extraction.code is not None:
@@ -201,7 +222,9 @@ class Runner:
             trial["id"],
             attempt,
             prompt=(job.prompt_hash, job.prompt),
-            response=_response_record(self.provider, self.config, proposal) if proposal else None,
+            response={**_response_record(self.provider, self.config, proposal), **costs}
+            if proposal
+            else None,
             program=program,
         )
 
