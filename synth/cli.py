@@ -679,7 +679,10 @@ def _settings(flags: dict) -> dict:
 
 
 def _echo_result(result) -> None:
-    _echo_summary(result.db_path, result.run_id, readonly=False)
+    if result.estimate is not None:
+        _echo_estimate(result.estimate)
+    else:
+        _echo_summary(result.db_path, result.run_id, readonly=False)
     if result.status == "dry_run":
         click.echo("dry run: datasets built and prompts recorded; no model was called", err=True)
     click.echo(f"run {result.run_id}: {result.status}", err=True)
@@ -689,6 +692,33 @@ def _echo_result(result) -> None:
     if result.manifest is not None:
         artifacts = result.manifest["artifacts"]
         click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
+
+
+def _echo_estimate(rows: list[dict]) -> None:
+    """A dry run's estimate: calls, tokens and USD at least and at most, standard and Batch."""
+    for r in rows:
+        r["L"] = r["length"] or ""
+        for key in ("calls", "input_tokens", "output_tokens"):
+            r[key] = f"{r[key + '_min']:,} - {r[key + '_max']:,}"
+        for key in ("usd", "batch_usd"):
+            r[key] = f"{usd(r[key + '_min'])} - {usd(r[key + '_max'])}"
+    echo_rows(
+        rows,
+        False,
+        {
+            "fn": "fn",
+            "L": "L",
+            "calls": "calls",
+            "input_tokens": "tokens in",
+            "output_tokens": "tokens out",
+            "usd": "USD",
+            "batch_usd": "USD (Batch)",
+        },
+    )
+    echo_err(
+        "estimate: at least every trial solved at its first attempt, with no output; at most "
+        "every attempt made, each with --max-output-tokens (docs/cost.md)"
+    )
 
 
 def _no_uci_task(functions: list[str] | None) -> bool:

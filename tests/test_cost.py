@@ -2,6 +2,7 @@
 and a hard cap (--max-cost) that a run never spends past, against the loopback server's
 known token counts."""
 
+import io
 import json
 import math
 
@@ -9,7 +10,9 @@ import pytest
 from helpers import grid, one_line_error, run_cli
 from openai_server import Reply, Usage
 
+from synth.config import RunConfig
 from synth.engine.budget import FRAMING_TOKENS, Budget, input_tokens
+from synth.engine.entry import start_run
 from tracker.db import open_db
 from tracker.prices import ModelPrice
 
@@ -187,3 +190,32 @@ def test_the_worst_case_is_calibrated_by_recorded_input_tokens():
     assert budget.spent == 57.0 and budget.reserved == 0.0
     assert budget.worst_case("h", prompt) == 57.0, "calibrated"
     assert not math.isnan(budget.refused)
+
+
+PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
+
+
+@pytest.mark.parametrize("text", [PARITY, "no program"], ids=["solved-at-once", "never-solved"])
+def test_the_dry_run_estimate_brackets_the_real_spend(run, workdir, openai_server, text):
+    """The server bills ~3 bytes of prompt a token, as a tokenizer does digits."""
+    (workdir / "prices.json").write_text(json.dumps(PRICES))
+    config = RunConfig(
+        functions=["fn_a"], lengths=[20], num_trials=2, attempts=3, train_size=10, val_size=10,
+        test_size=20, model="gpt-test", prices_path="prices.json", dry_run=True, run_id="dry",
+        max_output_tokens=100,
+    )  # fmt: skip
+    estimate = start_run(config, db_path=workdir / "dry.db", progress_stream=io.StringIO()).estimate
+    *points, total = estimate
+    assert [(p["fn"], p["length"]) for p in points] == [("fn_a", 20)] and total["fn"] == "total"
+    assert (total["calls_min"], total["calls_max"]) == (2, 6)
+    assert total["batch_usd_max"] == pytest.approx(total["usd_max"] / 2)
+    openai_server.script = lambda path, body: Reply(
+        text=text, usage=Usage(len(body["input"][0]["content"].encode()) // 3, 0, 40, 16)
+    )
+    assert run.new("real", "--max-output-tokens", 100).exit_code == 0
+    db = open_db(workdir / "runs.db", readonly=True)
+    spent = db.execute("select cost_usd from run_costs where run_id = 'real'").fetchone()[0]
+    assert total["calls_min"] <= len(openai_server.requests) <= total["calls_max"]
+    assert total["usd_min"] <= spent <= total["usd_max"]
+    shown = run.new("dry2", "--dry-run")
+    assert "USD (Batch)" in shown.stdout and shown.stdout.splitlines()[-1].startswith("total")

@@ -18,10 +18,11 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import RESUMABLE, RunConfig, environment_settings, unread_settings
+from synth.config import OFFLINE_PROVIDERS, RESUMABLE, RunConfig, environment_settings, unread_settings
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import GridPoint, Sizes
 from synth.engine.budget import Budget
+from synth.engine.estimate import estimate
 from synth.engine.loop import Runner
 from synth.engine.preflight import (
     API_KEY_ENV,
@@ -56,6 +57,7 @@ class RunResult:
     db_path: Path
     manifest: dict | None  # None: stopped at its cost cap, no exports yet
     message: str | None = None  # how to go on, when it stopped short
+    estimate: list[dict] | None = None  # a dry run's cost estimate (synth.engine.estimate)
 
 
 def start_run(
@@ -278,6 +280,9 @@ def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPric
         store.stop_run(db, config.run_id, BUDGET_EXHAUSTED, BUDGET_EXHAUSTED, message, level="warning")
         return RunResult(config.run_id, BUDGET_EXHAUSTED, path, None, message)
     status = "dry_run" if config.dry_run else "completed"
+    costs = None
+    if config.dry_run and config.provider not in OFFLINE_PROVIDERS:
+        costs = estimate(config, jobs, price, budget.recorded_inputs)
     try:
         manifest = store.end_run(
             db, config.run_id, status, lambda: write_exports(db, config.run_id, export_paths(config))
@@ -288,7 +293,7 @@ def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPric
             f"not be written ({e}); write them with: synth export {config.run_id} "
             f"--db {path.resolve()} --out-dir DIR"
         ) from None
-    return RunResult(config.run_id, status, path, manifest)
+    return RunResult(config.run_id, status, path, manifest, estimate=costs)
 
 
 @contextmanager
