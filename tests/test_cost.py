@@ -219,3 +219,25 @@ def test_the_dry_run_estimate_brackets_the_real_spend(run, workdir, openai_serve
     assert total["usd_min"] <= spent <= total["usd_max"]
     shown = run.new("dry2", "--dry-run")
     assert "USD (Batch)" in shown.stdout and shown.stdout.splitlines()[-1].startswith("total")
+
+
+def test_calls_in_flight_when_the_cap_is_reached_finish_and_are_recorded(run, workdir, openai_server):
+    openai_server.script = lambda path, body: Reply(usage=USAGE, delay=0.2)
+    # Three trials at once: two reservations of $50 fit in $130, the third does not.
+    result = run.new(
+        "wide",
+        "--num-trials",
+        3,
+        "--concurrency",
+        3,
+        "--max-output-tokens",
+        50,
+        "--max-cost",
+        130,
+        prices=DEAR,
+    )
+    assert result.exit_code == 0, result.output
+    db = open_db(workdir / "runs.db", readonly=True)
+    assert len(openai_server.requests) == 2
+    assert db.execute("select count(*), sum(cost_usd) from responses").fetchone() == (2, 80.0)
+    assert db["runs"].get("wide")["status"] == "budget_exhausted"

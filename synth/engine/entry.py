@@ -130,7 +130,7 @@ def resume_run(
     """Continue a stored run from the database alone; recorded attempts are never redone.
 
     ``overrides`` may hold the RESUMABLE settings (they do not change the experiment:
-    concurrency, timeouts, retries, server, output paths), stored with the run's config;
+    concurrency, timeouts, retries, server, output paths, the cost cap), stored with the run's config;
     any other setting only with its stored value (a command line given again). The
     RESUMABLE settings not given are taken from their variables (ENV_VARS) where set."""
     path = resolve_db(db_path)
