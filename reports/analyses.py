@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 import sqlite_utils
 
 from reports.leakage import leakage_audit
-from reports.prices import PriceTable
 from reports.scope import Scope, scoped
 from reports.stats import add_means, add_summaries
 from reports.study import StudyReport, analyse_study
+from tracker.prices import PriceTable
 
 GATE_COMPILE_OK = 0.99
 # Evaluation statuses that mean the program never ran: it did not compile or define f.
@@ -79,6 +79,7 @@ class Report:
     database: str
     scope: Scope
     prices: PriceTable
+    repriced: bool  # True: every cost from ``prices`` (--prices); else as recorded
     runs: list[dict]
     gate: dict
     grid_points: list[dict]
@@ -98,9 +99,22 @@ class Report:
     study: StudyReport | None = None  # a study's tables (synth report --study)
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
+    @property
+    def price_note(self) -> str:
+        """Where the costs shown come from."""
+        table = f"{self.prices.source}, as of {self.prices.as_of}"
+        if self.repriced:
+            return f"re-priced at {table}, not as recorded"
+        return f"as recorded with each response; responses recorded without a cost priced at {table}"
+
 
 def analyse_scope(
-    db: sqlite_utils.Database, scope: Scope, prices: PriceTable, database: str, study: str | None = None
+    db: sqlite_utils.Database,
+    scope: Scope,
+    prices: PriceTable,
+    database: str,
+    repriced: bool = False,
+    study: str | None = None,
 ) -> Report:
     """Every analysis of the scope (and of the ``study`` whose runs it is), from one
     snapshot of the database."""
@@ -109,11 +123,12 @@ def analyse_scope(
         audit = leakage_audit(db, scope)
         compile_rows = compile_stats(db, scope)
         runs = runs_overview(db, scope)
-        tokens_runs = tokens(db, scope, prices, by_point=False)
+        tokens_runs = tokens(db, scope, prices, repriced, by_point=False)
         return Report(
             database=database,
             scope=scope,
             prices=prices,
+            repriced=repriced,
             runs=runs,
             gate=gate(runs, compile_rows, audit),
             grid_points=grid_points(db, scope),
@@ -128,7 +143,7 @@ def analyse_scope(
             attempts_to_solve=attempts_to_solve(db, scope),
             progression=progression(db, scope),
             tokens_runs=tokens_runs,
-            tokens_points=tokens(db, scope, prices, by_point=True),
+            tokens_points=tokens(db, scope, prices, repriced, by_point=True),
             programs=programs(db, scope),
             study=analyse_study(db, study, tokens_runs) if study else None,
         )
@@ -384,21 +399,29 @@ def progression(db, scope: Scope) -> list[dict]:
     )
 
 
-def tokens(db, scope: Scope, prices: PriceTable, *, by_point: bool) -> list[dict]:
-    """Token sums per run (or per run and grid point) and their cost from the price
-    table; ``cost`` is None when the model has no price."""
+def tokens(db, scope: Scope, prices: PriceTable, repriced: bool, *, by_point: bool) -> list[dict]:
+    """Token sums per run (or per run and grid point) and their cost: as recorded with
+    each response, unless ``repriced`` (or some response was recorded without a cost:
+    then from the price table). ``cost`` is None when the model has no price."""
     point = ", t.fn, t.length" if by_point else ""
     rows = _query(
         db,
         f"""
-        select t.run_id, r.provider, r.model{point}, count(*) as attempts, {TOKENS}
+        select t.run_id, r.provider, r.model{point}, count(*) as attempts, {TOKENS},
+          coalesce(sum(s.cost_usd), 0) as recorded_cost,
+          count(s.attempt_id) - count(s.cost_usd) as unpriced
         {ATTEMPTS}
         group by t.run_id{point} order by r.created_at, t.run_id{point}
         """,
         scope,
     )
     for r in rows:
-        r["cost"] = prices.cost(r["model"], r["input_tokens"], r["cached_tokens"], r["output_tokens"])
+        recorded, unpriced = r.pop("recorded_cost"), r.pop("unpriced")
+        r["cost"] = (
+            prices.cost(r["model"], r["input_tokens"], r["cached_tokens"], r["output_tokens"])
+            if repriced or unpriced
+            else recorded
+        )
     return rows
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from reports.analyses import Report, analyse_scope
 from reports.errors import ReportError
 from reports.html import NO_CHARTS, render_html, vega_javascript
-from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.study import study_runs
 from reports.study_view import study_csv
@@ -26,6 +25,7 @@ from tracker.files import (
     same_file,
     write_atomic,
 )
+from tracker.prices import PRICES_ENV, PriceError, load_prices
 
 RENDERERS = {"html": render_html, "md": render_text, "csv": lambda report: study_csv(report.study)}
 
@@ -61,7 +61,7 @@ def build_report(
         raise ReportError(
             f"cannot write {out}: it is a file of the database {path}, which the report would overwrite"
         )
-    report = _snapshot(path, run_ids, filters, load_prices(prices), study)
+    report = _snapshot(path, run_ids, filters, prices, study)
     text = RENDERERS[fmt](report)
     if fmt == "html" and vega_javascript() is None:
         notify(f"Warning: {NO_CHARTS}")
@@ -85,7 +85,7 @@ def analyse(
     ``{"runs": [...], "leaderboard": [...], "gate": {...}, ...}``, each a list of rows
     (dicts) named as the report's sections are. The runs are chosen as ``build_report``
     chooses them (``filters``: model, provider, task)."""
-    report = _snapshot(resolve_db(db_path), run_ids, filters, load_prices(prices))
+    report = _snapshot(resolve_db(db_path), run_ids, filters, prices)
     shown = {f.name: getattr(report, f.name) for f in fields(report) if f.name not in _FRAME}
     return {"run_ids": list(report.scope.run_ids), **shown}
 
@@ -93,8 +93,14 @@ def analyse(
 _FRAME = ("database", "scope", "prices", "generated_at")  # how a report is made, not its data
 
 
-def _snapshot(path: Path, run_ids, filters, price_table, study: str | None = None) -> Report:
-    """Every analysis, from one read-only snapshot of the database."""
+def _snapshot(path: Path, run_ids, filters, prices, study: str | None = None) -> Report:
+    """Every analysis, from one read-only snapshot of the database; costs as recorded,
+    or re-priced at a price table given (``prices``, else $SYNTH_PRICES)."""
+    try:
+        price_table = load_prices(prices)
+    except PriceError as e:
+        raise ReportError(str(e)) from None
+    repriced = bool(prices or os.environ.get(PRICES_ENV))
     try:
         db = open_db(path, readonly=True)
     except StoreError as e:
@@ -105,7 +111,8 @@ def _snapshot(path: Path, run_ids, filters, price_table, study: str | None = Non
                 run_ids = study_runs(db, study)
                 if not run_ids:
                     raise ReportError(f"no study {study!r} with runs in {path}")
-            return analyse_scope(db, resolve_scope(db, run_ids, filters), price_table, str(path), study)
+            scope = resolve_scope(db, run_ids, filters)
+            return analyse_scope(db, scope, price_table, str(path), repriced, study)
         except sqlite3.DatabaseError as e:
             raise ReportError(f"cannot read {path}: {e}") from None
 

@@ -11,7 +11,7 @@ from reports.tables import Column
 
 
 def render_text(report: Report) -> str:
-    gate, prices = report.gate, report.prices
+    gate = report.gate
     leaky = [d for d in report.leakage if not d["clean"]]
     header = (
         f"# LLM-PV report\n\nruns: {', '.join(report.scope.run_ids)}\n"
@@ -90,9 +90,7 @@ def render_text(report: Report) -> str:
             t.IMPROVEMENT, report.run_results
         ),
         "Attempts to solve": _table(t.SOLVE, report.attempts_to_solve),
-        f"Tokens and cost (prices: {prices.source}, as of {prices.as_of})": _table(
-            t.TOKENS_RUNS, report.tokens_runs
-        ),
+        f"Tokens and cost ({report.price_note})": _table(t.TOKENS_RUNS, report.tokens_runs),
         "Tokens and cost per grid point": _table(t.TOKENS_POINTS, report.tokens_points),
     }
     if report.study is not None:  # the study's tables come first

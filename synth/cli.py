@@ -186,8 +186,9 @@ def user_errors(fn):
         import sqlite3
 
         from tracker.db import StoreError, db_path, explain
+        from tracker.prices import PriceError
 
-        if isinstance(e, (SynthError, StoreError)):
+        if isinstance(e, (SynthError, StoreError, PriceError)):
             return UserError(str(e), getattr(e, "exit_code", 2))
         if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.IntegrityError):
             store_error = explain(e, db_path(path) if path is not _NO_DB else None)
@@ -409,6 +410,20 @@ def call_options(shown_default: str | None = None):
             shown_default=shown_default,
             help="Longest wait before a retry, also capping the server's retry-after",
         ),
+        setting(
+            "--max-cost",
+            type=FLOAT,
+            shown_default=shown_default or "no cap",
+            help="USD the run may spend in all: a call whose worst case the rest cannot "
+            "afford does not start (docs/cost.md)",
+        ),
+        setting(
+            "--fail-fast-after",
+            type=INT,
+            shown_default=shown_default,
+            help="Stop the run when its first N calls all fail alike (400, or no connection) "
+            "and none succeeds; 0: never",
+        ),
     )
 
 
@@ -578,6 +593,12 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     "--time-budget, the same on every machine",
 )
 @setting("--max-output-tokens", type=INT)
+@click.option(
+    "--prices",
+    "prices_path",
+    type=PathArg(dir_okay=False, path_type=Path),
+    help="JSON price table merged over the built-in one (synth prices)  [env var: SYNTH_PRICES]",
+)
 @setting(
     "--reasoning-effort",
     help=f"Known: {', '.join(EFFORTS)}; another value is sent as given (newer models "
@@ -672,13 +693,46 @@ def _settings(flags: dict) -> dict:
 
 
 def _echo_result(result) -> None:
-    _echo_summary(result.db_path, result.run_id, readonly=False)
-    artifacts = result.manifest["artifacts"]
+    if result.estimate is not None:
+        _echo_estimate(result.estimate)
+    else:
+        _echo_summary(result.db_path, result.run_id, readonly=False)
     if result.status == "dry_run":
         click.echo("dry run: datasets built and prompts recorded; no model was called", err=True)
     click.echo(f"run {result.run_id}: {result.status}", err=True)
+    if result.message:
+        click.echo(result.message, err=True)
     click.echo(f"database: {result.db_path}", err=True)
-    click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
+    if result.manifest is not None:
+        artifacts = result.manifest["artifacts"]
+        click.echo(f"exports: {artifacts['jsonl']}, {artifacts['csv']}, {artifacts['manifest']}", err=True)
+
+
+def _echo_estimate(rows: list[dict]) -> None:
+    """A dry run's estimate: calls, tokens and USD at least and at most, standard and Batch."""
+    for r in rows:
+        r["L"] = r["length"] or ""
+        for key in ("calls", "input_tokens", "output_tokens"):
+            r[key] = f"{r[key + '_min']:,} - {r[key + '_max']:,}"
+        for key in ("usd", "batch_usd"):
+            r[key] = f"{usd(r[key + '_min'])} - {usd(r[key + '_max'])}"
+    echo_rows(
+        rows,
+        False,
+        {
+            "fn": "fn",
+            "L": "L",
+            "calls": "calls",
+            "input_tokens": "tokens in",
+            "output_tokens": "tokens out",
+            "usd": "USD",
+            "batch_usd": "USD (Batch)",
+        },
+    )
+    echo_err(
+        "estimate: at least every trial solved at its first attempt, with no output; at most "
+        "every attempt made, each with --max-output-tokens (docs/cost.md)"
+    )
 
 
 def _no_uci_task(functions: list[str] | None) -> bool:
@@ -699,7 +753,7 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
     into the file and removes it (a read-only one would leave an empty -wal and -shm)."""
     from tracker.db import open_db
     from tracker.exports import grid_rows
-    from tracker.runs import failed_calls, get_run
+    from tracker.runs import failed_calls, get_run, point_costs, run_cost
 
     with open_db(db_path, readonly=readonly) as db:
         run = get_run(db, run_id)
@@ -707,6 +761,7 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
             raise UserError(f"no run {run_id!r} in the database")
         made, failed = failed_calls(db, run_id)
         rows = [summary for _, summary in grid_rows(db, run_id)]
+        costs, total = point_costs(db, run_id), run_cost(db, run_id)
     if failed:
         classes = ", ".join(f"{n} {kind}" for kind, n in failed.items())
         echo_err(
@@ -728,7 +783,7 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
         "prompt_tokens",
         "completion_tokens",
     )
-    rows = [{k: r[k] for k in keys} for r in rows]
+    rows = [{**{k: r[k] for k in keys}, "cost_usd": costs.get((r["fn"], r["length"]), 0.0)} for r in rows]
     dry = run["dry_run"]  # nothing was scored: say so, not 0.000
     for r in rows:
         if dry:
@@ -737,6 +792,7 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
             r["val"] = "— (dry run)" if dry else f"{r['val_acc']:.3f} ± {r['val_acc_std']:.3f}"
             r["test"] = "—" if dry else f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}"
             r["oracle_test_acc"] = "—" if dry else r["oracle_test_acc"]
+            r["cost"] = usd(r["cost_usd"])
     echo_rows(
         rows,
         as_json,
@@ -750,8 +806,18 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
             "stopped_early": "solved",
             "prompt_tokens": "tokens in",
             "completion_tokens": "tokens out",
+            "cost": "cost (USD)",
         },
     )
+    if not as_json:
+        prices = json.loads(run["prices"]) if run["prices"] else {}
+        where = f" (prices of {prices['source']}, as of {prices['as_of']})" if prices else ""
+        echo_err(f"run {run_id} cost (USD): {usd(total)}{where}")
+
+
+def usd(cost: float | None) -> str:
+    """A cost for a table: "?" when unknown, never 0."""
+    return "?" if cost is None else f"{cost:.4f}"
 
 
 @cli.command()
@@ -766,6 +832,7 @@ def runs(as_json, db_path):
     _add_done(rows, as_json)
     if not as_json:
         for r in rows:
+            r["cost"] = usd(r["cost_usd"])
             if r["alive"] is False:  # killed outright: it could not mark itself
                 r["status"] = "running (process gone)"
     echo_rows(
@@ -780,8 +847,52 @@ def runs(as_json, db_path):
             "done": "trials done",
             "trials_solved": "solved",
             "attempts": "attempts",
+            "cost": "cost (USD)",
         },
     )
+
+
+@cli.command()
+@click.option(
+    "--prices",
+    "prices_path",
+    type=PathArg(dir_okay=False, path_type=Path),
+    help="JSON price table merged over the built-in one  [env var: SYNTH_PRICES]",
+)
+@json_option
+@user_errors
+def prices(prices_path, as_json):
+    """Print the price table runs record their costs at: USD per 1M tokens, standard and
+    Batch (half), with its date and source."""
+    from tracker.prices import BATCH_DISCOUNT, load_prices
+
+    table = load_prices(prices_path)
+    rows = [
+        {
+            "model": model,
+            "input": p["input"],
+            "cached_input": p.get("cached_input", p["input"]),
+            "output": p["output"],
+            "batch_input": p["input"] * BATCH_DISCOUNT,
+            "batch_output": p["output"] * BATCH_DISCOUNT,
+        }
+        for model, p in sorted(table.models.items())
+    ]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "as_of": table.as_of,
+                    "source": table.source,
+                    "source_url": table.source_url,
+                    "models": rows,
+                },
+                indent=2,
+            )
+        )
+        return
+    echo_err(f"USD per 1M tokens, as of {table.as_of}: {table.source} ({table.source_url or 'no URL'})")
+    echo_rows(rows, False)
 
 
 @cli.command()

@@ -7,6 +7,7 @@ need. It never holds a secret: the API key is read from OPENAI_API_KEY at call t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ RESUMABLE = (
     "out_csv",
     "out_manifest",
     "dataset_dir",
+    "fail_fast_after",
+    "max_cost",
 )
 # Settings only the OpenAI providers read (an offline proposer records --model as its label).
 API_SETTINGS = (
@@ -70,6 +73,8 @@ API_SETTINGS = (
     "max_retries",
     "retry_base_delay",
     "retry_max_delay",
+    "fail_fast_after",
+    "max_cost",
 )
 
 
@@ -139,6 +144,10 @@ class RunConfig:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 60.0
     eval_timeout: float = 60.0
+    # A run whose first this many calls all fail alike stops (synth.engine.failfast); 0: never.
+    fail_fast_after: int = 8
+    max_cost: float | None = None  # USD the run may spend in all (synth.engine.budget)
+    prices_path: str | None = None  # a price table over the package's (tracker.prices)
     dry_run: bool = False
     run_id: str = field(default_factory=lambda: new_run_id())
     dataset_dir: str | None = None
@@ -201,6 +210,10 @@ class RunConfig:
             (0 < self.timeout <= MAX_SECONDS, f"--timeout must be positive{AT_MOST} (got {self.timeout})"),
             (self.max_retries >= 0, f"--max-retries must not be negative (got {self.max_retries})"),
             (
+                self.fail_fast_after >= 0,
+                f"--fail-fast-after must not be negative (got {self.fail_fast_after})",
+            ),
+            (
                 0 <= self.retry_base_delay <= MAX_SECONDS,
                 f"--retry-base-delay must not be negative{AT_MOST} (got {self.retry_base_delay})",
             ),
@@ -211,6 +224,15 @@ class RunConfig:
             (
                 0 < self.eval_timeout <= MAX_SECONDS,
                 f"--eval-timeout must be positive{AT_MOST} (got {self.eval_timeout})",
+            ),
+            (
+                self.max_cost is None or 0 < self.max_cost < math.inf,
+                f"--max-cost must be a positive number of USD, finite (got {self.max_cost})",
+            ),
+            (
+                self.max_cost is None or not self.enable_code_interpreter,
+                "--max-cost cannot bound a run with --enable-code-interpreter: its tool output "
+                "is billed as input tokens no prompt shows",
             ),
             (bool(self.model), "--model must not be empty"),
             (self.model.isprintable(), f"--model must be one printable line (got {_shown(self.model)})"),

@@ -19,6 +19,11 @@ class RunFailed(SynthError):
     exit_code = 1
 
 
+class SetupFailed(RunFailed):
+    """A run whose first calls all failed the same way (a refused parameter, nothing
+    listening): stopped, and resumable once the set-up is fixed."""
+
+
 class RunInterrupted(SynthError):
     """Ctrl-C: in-flight calls were cancelled and the run marked interrupted (as SIGINT: 130)."""
 

@@ -10,9 +10,15 @@ from typing import TextIO
 
 class Progress:
     def __init__(
-        self, total_trials: int, done_trials: int = 0, stream: TextIO | None = None, solved_trials: int = 0
+        self,
+        total_trials: int,
+        done_trials: int = 0,
+        stream: TextIO | None = None,
+        solved_trials: int = 0,
+        spent: float | None = 0.0,
     ):
-        """``done_trials`` and ``solved_trials``: those a resumed run finished before."""
+        """``done_trials``, ``solved_trials`` and ``spent`` (USD; None: unknown): what a
+        resumed run did before."""
         self.stream = stream or sys.stderr
         self.tty = self.stream is not None and self.stream.isatty()
         self.total = total_trials
@@ -20,6 +26,7 @@ class Progress:
         self.solved = solved_trials
         self.in_flight = 0
         self.token_count = 0
+        self.spent = spent
         self.started = time.monotonic()
 
     def call_started(self) -> None:
@@ -30,8 +37,10 @@ class Progress:
         self.in_flight -= 1
         self._status()
 
-    def tokens(self, n: int) -> None:
-        self.token_count += n
+    def answered(self, tokens: int, spent: float | None) -> None:
+        """A response came: its tokens, and the run's spend since."""
+        self.token_count += tokens
+        self.spent = spent
 
     def trial_done(self, job, trial: int, result: dict | None, label: str = "") -> None:
         """``result`` is None for a dry run's trial: its prompt is recorded, nothing scored.
@@ -50,7 +59,7 @@ class Progress:
             f"[{self.done}/{self.total}] {label + ' ' if label else ''}{point.task.id} "
             f"L={point.length} trial {trial}: "
             f"{outcome} | solved {self.solved} | in flight {self.in_flight} | "
-            f"tokens {self.token_count:,}"
+            f"tokens {self.token_count:,} | {self._cost()}"
         )
         if self.tty:
             self._write("\r\033[K" + line + "\n")
@@ -64,8 +73,11 @@ class Progress:
         elapsed = time.monotonic() - self.started
         self._write(
             f"\r\033[K{self.done}/{self.total} trials | solved {self.solved} | "
-            f"in flight {self.in_flight} | tokens {self.token_count:,} | {elapsed:.0f}s"
+            f"in flight {self.in_flight} | tokens {self.token_count:,} | {self._cost()} | {elapsed:.0f}s"
         )
+
+    def _cost(self) -> str:
+        return "cost ?" if self.spent is None else f"cost ${self.spent:.4f}"
 
     def _write(self, text: str) -> None:
         """Progress is a courtesy: a stderr closed or full (`2>&-`, `| head -0`) silences
@@ -81,10 +93,10 @@ class Progress:
 
 class CellProgress:
     """One run's view of a progress display shared by several (a study's cells): its
-    finished trials are labelled with the run."""
+    finished trials are labelled with the run, and its spend adds to the others'."""
 
-    def __init__(self, shared: Progress, label: str):
-        self.shared, self.label = shared, label
+    def __init__(self, shared: Progress, label: str, spent: float | None = 0.0):
+        self.shared, self.label, self.spent = shared, label, spent
 
     def call_started(self) -> None:
         self.shared.call_started()
@@ -92,8 +104,11 @@ class CellProgress:
     def call_finished(self) -> None:
         self.shared.call_finished()
 
-    def tokens(self, n: int) -> None:
-        self.shared.tokens(n)
+    def answered(self, tokens: int, spent: float | None) -> None:
+        known = None not in (self.shared.spent, self.spent, spent)
+        total = self.shared.spent + spent - self.spent if known else None
+        self.spent = spent
+        self.shared.answered(tokens, total)
 
     def trial_done(self, job, trial: int, result: dict | None) -> None:
         self.shared.trial_done(job, trial, result, self.label)

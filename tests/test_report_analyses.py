@@ -6,11 +6,11 @@ import pytest
 
 from reports import ReportError
 from reports.analyses import analyse_scope
-from reports.prices import load_prices
 from reports.scope import resolve_scope
 from reports.stats import summary, t_975
 from tracker.db import open_db
 from tracker.exports import summarise
+from tracker.prices import PriceError, load_prices
 
 ALL = ["r0", "r1", "r2", "r3", "r4"]
 
@@ -333,7 +333,7 @@ def test_prices_snapshots_overrides_and_bad_files(tmp_path, monkeypatch):
     assert overridden.cost("gpt-5", 1_000_000, 500_000, 0) == 2.0  # no cached price: input price
     assert overridden.price("o3") == prices.price("o3") and overridden.as_of == "2030-01"
     user.write_text('{"models": {"m": {"input": -1, "output": 1}}}')
-    with pytest.raises(ReportError, match="'m' needs non-negative numbers"):
+    with pytest.raises(PriceError, match="'m' needs non-negative numbers"):
         load_prices()
-    with pytest.raises(ReportError, match="cannot read price table"):
+    with pytest.raises(PriceError, match="cannot read price table"):
         load_prices(tmp_path / "missing.json")

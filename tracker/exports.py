@@ -321,6 +321,11 @@ def _manifest(db, run: dict, paths: ExportPaths, table: list[dict], logs: list[s
         "openai_api_key_set": bool(environment.get("openai_api_key_set")),
         "versions": json.loads(run["versions"] or "{}"),
         "config": json.loads(run["config"]),
+        # USD of every recorded response, priced when recorded (None: a price unknown).
+        "cost_usd": db.execute("select cost_usd from run_costs where run_id = ?", [run["run_id"]]).fetchone()[
+            0
+        ],
+        "prices": json.loads(run["prices"]) if run["prices"] else None,
         "database": environment.get("database"),
         "dataset_fingerprints": fingerprints,
         "artifacts": {

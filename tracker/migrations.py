@@ -280,3 +280,34 @@ def m005_studies(db):
         from study_runs c join runs r on r.run_id = c.run_id
         """,
     )
+
+
+@migrations()
+def m006_money_costs(db):
+    """What each response cost, priced when it was recorded (USD; NULL: the model had no
+    price), the price its run used (JSON: model, price, as_of, source, source_url), and
+    each run's cost as one row."""
+    for column in ("input_cost_usd", "cached_input_cost_usd", "output_cost_usd", "cost_usd"):
+        db["responses"].add_column(column, float)
+    db["runs"].add_column("prices", str)
+    view = db.execute("select sql from sqlite_master where name = 'attempt_rows'").fetchone()[0]
+    db.execute("drop view attempt_rows")
+    db.execute(view.replace("s.duration_ms, s.response_id,", "s.duration_ms, s.response_id, s.cost_usd,"))
+    db.create_view(
+        "run_costs",
+        """
+        select r.run_id, r.model, r.status, count(s.attempt_id) as responses,
+          coalesce(sum(s.input_tokens), 0) as input_tokens,
+          coalesce(sum(s.cached_tokens), 0) as cached_tokens,
+          coalesce(sum(s.output_tokens), 0) as output_tokens,
+          case when count(s.attempt_id) = count(s.cost_usd) then coalesce(sum(s.cost_usd), 0) end as cost_usd,
+          count(s.attempt_id) - count(s.cost_usd) as unpriced_responses,
+          json_extract(r.prices, '$.as_of') as prices_as_of,
+          json_extract(r.prices, '$.source') as prices_source
+        from runs r
+        left join trials t on t.run_id = r.run_id
+        left join attempts a on a.trial_id = t.id
+        left join responses s on s.attempt_id = a.id
+        group by r.run_id
+        """,
+    )

@@ -369,6 +369,43 @@ def finish_trial(db: sqlite_utils.Database, trial_id: int, result: dict) -> None
         _update(db.conn, "trials", "id", trial_id, {**result, "status": "done", "finished_at": now()})
 
 
+@_recording(_run_id)
+def discard_attempts(db: sqlite_utils.Database, run_id: str, attempt_ids: list[int], why: str) -> None:
+    """Take back attempts that only met a set-up fault (calls that all failed alike, no
+    answer, no program): their trials reopen, so a resume after the fix makes them.
+    The events of their failed calls stay; one more says what was taken back."""
+    with db.conn:
+        marks = ", ".join("?" * len(attempt_ids))
+        counts = db.conn.execute(
+            f"select trial_id, count(*) from attempts where id in ({marks}) group by trial_id",
+            attempt_ids,
+        ).fetchall()
+        db.conn.execute(f"delete from attempts where id in ({marks})", attempt_ids)
+        for trial_id, n in counts:
+            _update(db.conn, "trials", "id", trial_id, dict.fromkeys(_TRIAL_RESULT) | {"status": "running"})
+            db.conn.execute("update trials set attempts_made = attempts_made - ? where id = ?", [n, trial_id])
+        _event(
+            db.conn,
+            run_id,
+            "attempts_discarded",
+            f"{len(attempt_ids)} attempts taken back: {why}",
+            level="warning",
+            data={"attempt_ids": attempt_ids},
+        )
+
+
+# What finish_trial sets from a trial's attempts: cleared when a trial reopens.
+_TRIAL_RESULT = (
+    "stopped_early",
+    "selected_attempt",
+    "val_acc",
+    "test_acc",
+    "oracle_attempt",
+    "oracle_test_acc",
+    "finished_at",
+)
+
+
 @translated
 def trials_of(db: sqlite_utils.Database, run_id: str) -> list[dict]:
     return list(db["trials"].rows_where("run_id = ?", [run_id], order_by="id"))
@@ -388,6 +425,45 @@ def failed_calls(db: sqlite_utils.Database, run_id: str) -> tuple[int, dict[str,
         [run_id],
     ).fetchall()
     return made, dict(failed)
+
+
+@translated
+def run_cost(db: sqlite_utils.Database, run_id: str) -> float | None:
+    """What the run's recorded responses cost in all (USD); None when one's is unknown."""
+    row = db.execute("select cost_usd from run_costs where run_id = ?", [run_id]).fetchone()
+    return row[0] if row else 0.0
+
+
+@translated
+def point_costs(db: sqlite_utils.Database, run_id: str) -> dict[tuple[str, int], float | None]:
+    """What each grid point's recorded responses cost (USD; None: one's is unknown)."""
+    rows = db.execute(
+        "select t.fn, t.length, case when count(s.attempt_id) = count(s.cost_usd) "
+        "then coalesce(sum(s.cost_usd), 0) end from trials t "
+        "join attempts a on a.trial_id = t.id join responses s on s.attempt_id = a.id "
+        "where t.run_id = ? group by 1, 2",
+        [run_id],
+    )
+    return {(fn, length): cost for fn, length, cost in rows.fetchall()}
+
+
+@translated
+def recorded_input_tokens(db: sqlite_utils.Database, model: str, prompt_hashes: list[str]) -> dict[str, int]:
+    """The most input tokens any recorded call of each prompt to ``model`` took."""
+    marks = ", ".join("?" * len(prompt_hashes))
+    rows = db.execute(
+        f"select a.prompt_hash, max(s.input_tokens) from responses s join attempts a on a.id = s.attempt_id "
+        f"where s.model = ? and a.prompt_hash in ({marks}) and s.input_tokens > 0 group by 1",
+        [model, *prompt_hashes],
+    )
+    return dict(rows.fetchall())
+
+
+@_recording(_run_id)
+def set_run_prices(db: sqlite_utils.Database, run_id: str, prices: dict) -> None:
+    """The price a run prices its responses at (a run recorded before prices were)."""
+    with db.conn:
+        _update(db.conn, "runs", "run_id", run_id, {"prices": json.dumps(prices)})
 
 
 @translated
@@ -423,7 +499,8 @@ def list_runs(db: sqlite_utils.Database) -> list[dict]:
               count(t.id) as trials,
               coalesce(sum(t.status = 'done'), 0) as trials_done,
               coalesce(sum(t.status = 'done' and t.val_acc = 1.0), 0) as trials_solved,
-              coalesce(sum(t.attempts_made), 0) as attempts
+              coalesce(sum(t.attempts_made), 0) as attempts,
+              (select c.cost_usd from run_costs c where c.run_id = r.run_id) as cost_usd
             from runs r left join trials t on t.run_id = r.run_id
             group by r.run_id order by r.created_at desc
             """

@@ -18,12 +18,22 @@ from pathlib import Path
 import sqlite_utils
 
 from synth import __version__
-from synth.config import PROMPT_VERSIONS, RESUMABLE, RunConfig, environment_settings, unread_settings
+from synth.config import (
+    OFFLINE_PROVIDERS,
+    PROMPT_VERSIONS,
+    RESUMABLE,
+    RunConfig,
+    environment_settings,
+    unread_settings,
+)
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import GridPoint, Sizes
+from synth.engine.budget import Budget
+from synth.engine.estimate import estimate
 from synth.engine.loop import Runner
 from synth.engine.preflight import (
     API_KEY_ENV,
+    check_cap,
     check_grid_size,
     check_out_dir,
     check_outputs,
@@ -31,8 +41,9 @@ from synth.engine.preflight import (
     plan,
     provider_for,
     read_template,
+    run_price,
 )
-from synth.errors import RunFailed, RunInterrupted, SynthError
+from synth.errors import RunFailed, RunInterrupted, SetupFailed, SynthError
 from synth.progress import Progress
 from synth.tasks import get_task
 from tracker import runs as store
@@ -40,7 +51,10 @@ from tracker.dataset_files import write_dataset_folders
 from tracker.db import StoreError, check_writable, open_db, remove_if_empty
 from tracker.db import db_path as resolve_db
 from tracker.exports import ExportPaths, write_exports
+from tracker.prices import ModelPrice, load_prices
 from tracker.runs import RunStopped
+
+BUDGET_EXHAUSTED = "budget_exhausted"
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,9 @@ class RunResult:
     run_id: str
     status: str
     db_path: Path
-    manifest: dict
+    manifest: dict | None  # None: stopped at its cost cap, no exports yet
+    message: str | None = None  # how to go on, when it stopped short
+    estimate: list[dict] | None = None  # a dry run's cost estimate (synth.engine.estimate)
 
 
 def start_run(
@@ -68,6 +84,7 @@ def start_run(
     path = resolve_db(db_path)
     check_writable(path)
     provider = None if config.dry_run else provider_for(config)  # the key, before any download
+    price = run_price(config)
     points = plan(config, uci_dir, notify)
     check_grid_size(len(points), config.num_trials)
     check_outputs(config, path)
@@ -92,7 +109,7 @@ def start_run(
         try:
             store.create_run(
                 db,
-                run_record(config, path, argv),
+                run_record(config, path, argv, price),
                 [(s.point.task.id, s.point.length, s.id) for s in stored],
                 config.num_trials,
             )
@@ -108,7 +125,7 @@ def start_run(
                 f"{len(stored)} grid points",
                 data={"dry_run": config.dry_run},
             )
-            return _execute(db, path, config, jobs, provider, progress_stream)
+            return _execute(db, path, config, jobs, provider, progress_stream, price)
 
 
 def resume_run(
@@ -121,7 +138,7 @@ def resume_run(
     """Continue a stored run from the database alone; recorded attempts are never redone.
 
     ``overrides`` may hold the RESUMABLE settings (they do not change the experiment:
-    concurrency, timeouts, retries, server, output paths), stored with the run's config;
+    concurrency, timeouts, retries, server, output paths, the cost cap), stored with the run's config;
     any other setting only with its stored value (a command line given again). The
     RESUMABLE settings not given are taken from their variables (ENV_VARS) where set."""
     path = resolve_db(db_path)
@@ -147,6 +164,12 @@ def resume_run(
                 "resume it with the llm-pv that started it"
             )
         provider = None if config.dry_run else provider_for(config)
+        price = recorded_price(run, config)
+        check_cap(config, price)
+        if config.max_cost is not None and store.run_cost(db, run_id) is None:
+            raise SynthError(
+                f"--max-cost cannot bound run {run_id}: the cost of some of its responses is unknown"
+            )
         check_outputs(config, path)
         stored = recorded_grid(db, config)
         jobs = grid_jobs(config, db, stored)  # the stored template, before the run is touched
@@ -160,8 +183,18 @@ def resume_run(
             _mirror(db, stored, Path(config.dataset_dir))
         with _interruptible(db, path, config):
             store.set_run_config(db, run_id, config.to_json())
+            if run["prices"] is None:
+                store.set_run_prices(db, run_id, price.to_json())
             store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
-            return _execute(db, path, config, jobs, provider, progress_stream)
+            return _execute(db, path, config, jobs, provider, progress_stream, price)
+
+
+def recorded_price(run: dict, config: RunConfig) -> ModelPrice:
+    """The price the run was started with; the package table's for a run recorded
+    before runs stored theirs."""
+    if run["prices"] is not None:
+        return ModelPrice.from_json(json.loads(run["prices"]))
+    return load_prices().for_model(config.model)
 
 
 def _same(key: str, value, stored: dict) -> bool:
@@ -226,19 +259,44 @@ def export_paths(config: RunConfig) -> ExportPaths:
     return ExportPaths(config.jsonl_path, config.csv_path, config.manifest_path)
 
 
-def _execute(db, path, config, jobs, provider, progress_stream) -> RunResult:
+def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPrice) -> RunResult:
     trials = store.trials_of(db, config.run_id)
     done = [t for t in trials if t["status"] == "done"]
-    progress = Progress(
-        len(trials), len(done), progress_stream, solved_trials=sum(t["val_acc"] == 1.0 for t in done)
+    budget = Budget(
+        config.max_cost,
+        price,
+        config.max_output_tokens,
+        spent=store.run_cost(db, config.run_id),
+        recorded_inputs=store.recorded_input_tokens(db, config.model, [j.prompt_hash for j in jobs.values()]),
     )
-    runner = Runner(db, config, provider, progress)
+    progress = Progress(
+        len(trials),
+        len(done),
+        progress_stream,
+        solved_trials=sum(t["val_acc"] == 1.0 for t in done),
+        spent=budget.spent,
+    )
+    runner = Runner(db, config, provider, progress, budget)
     try:
         asyncio.run(_run_and_close(runner, jobs, trials))
     except RunFailed as e:
-        store.stop_run(db, config.run_id, "failed", "run_failed", str(e), level="error", error=str(e))
-        raise
+        message = str(e)
+        if isinstance(e, SetupFailed):
+            message += f". Once fixed, continue with: synth resume {config.run_id} --db {path.resolve()}"
+        store.stop_run(db, config.run_id, "failed", "run_failed", message, level="error", error=message)
+        raise type(e)(message) from None
+    if budget.exhausted:
+        message = (
+            f"run {config.run_id} stopped at its cost cap: ${budget.spent:.4f} spent of "
+            f"${config.max_cost:g}, and the next call could cost up to ${budget.refused:.4f}. "
+            f"Continue it with: synth resume {config.run_id} --max-cost HIGHER --db {path.resolve()}"
+        )
+        store.stop_run(db, config.run_id, BUDGET_EXHAUSTED, BUDGET_EXHAUSTED, message, level="warning")
+        return RunResult(config.run_id, BUDGET_EXHAUSTED, path, None, message)
     status = "dry_run" if config.dry_run else "completed"
+    costs = None
+    if config.dry_run and config.provider not in OFFLINE_PROVIDERS:
+        costs = estimate(config, jobs, price, budget.recorded_inputs)
     try:
         manifest = store.end_run(
             db, config.run_id, status, lambda: write_exports(db, config.run_id, export_paths(config))
@@ -249,7 +307,7 @@ def _execute(db, path, config, jobs, provider, progress_stream) -> RunResult:
             f"not be written ({e}); write them with: synth export {config.run_id} "
             f"--db {path.resolve()} --out-dir DIR"
         ) from None
-    return RunResult(config.run_id, status, path, manifest)
+    return RunResult(config.run_id, status, path, manifest, estimate=costs)
 
 
 @contextmanager
@@ -322,8 +380,9 @@ def _mirror(db, stored: list[StoredDataset], root: Path) -> None:
     write_dataset_folders(db, [rows[s.id] for s in stored], root)
 
 
-def run_record(config: RunConfig, path: Path, argv: list[str] | None) -> dict:
+def run_record(config: RunConfig, path: Path, argv: list[str] | None, price: ModelPrice) -> dict:
     return {
+        "prices": json.dumps(price.to_json()),
         "run_id": config.run_id,
         "provider": config.provider,
         "model": config.model,

@@ -20,7 +20,9 @@ import sqlite_utils
 
 from synth.config import RunConfig
 from synth.datasets.cache import StoredDataset
-from synth.errors import RunFailed
+from synth.engine.budget import Budget
+from synth.engine.failfast import FailFast
+from synth.errors import RunFailed, SetupFailed
 from synth.extract import extract_program
 from synth.progress import Progress
 from synth.prompts import prompt_hash
@@ -66,6 +68,7 @@ class Runner:
         config: RunConfig,
         provider: Provider | None,
         progress: Progress,
+        budget: Budget,
         *,
         call_slots: asyncio.Semaphore | None = None,
         eval_slots: asyncio.Semaphore | None = None,
@@ -75,11 +78,14 @@ class Runner:
         self.db = db
         self.config = config
         self.provider = provider  # None for a dry run
+        self.budget = budget
         if provider is not None:
             provider.on_failed_call = self.record_failed_call
         self.progress = progress
         self.call_slots = call_slots or asyncio.Semaphore(config.concurrency)
         self.eval_slots = eval_slots or asyncio.Semaphore(os.cpu_count() or 1)
+        self.fail_fast = FailFast(config.fail_fast_after)
+        self.halted = False  # once set, no call starts: calls in flight finish
 
     async def run(self, jobs: dict[tuple[str, int], GridJob], trials: list[dict]) -> None:
         """Run every unfinished trial; a fatal provider error cancels the rest."""
@@ -90,6 +96,8 @@ class Runner:
                         group.create_task(self.run_trial(jobs[(t["fn"], t["length"])], t))
         except* RunFailed as eg:
             raise eg.exceptions[0] from None
+        if (reason := self.fail_fast.verdict()) is not None:  # a run of fewer calls than the rule's
+            self._stop_fast(reason)
 
     async def run_trial(self, job: GridJob, trial: dict) -> None:
         results = [await self._recorded_result(job, a) for a in store.attempts_of(self.db, trial["id"])]
@@ -100,7 +108,10 @@ class Runner:
         else:
             while len(results) < self.config.attempts and not _solved(results):
                 n = len(results) + 1
-                results.append((n, *await self.attempt(job, trial, n)))
+                try:
+                    results.append((n, *await self.attempt(job, trial, n)))
+                except _NoMoreCalls:  # the trial stays open: a resume goes on with it
+                    return
         result = select(results)
         if self.config.dry_run:  # nothing was scored: no accuracy, rather than a 0 to average
             result.update(val_acc=None, test_acc=None, oracle_test_acc=None)
@@ -125,19 +136,29 @@ class Runner:
         _calling.set((trial["id"], n))
         try:
             async with self.call_slots:
+                reserved = None if self.halted else self.budget.reserve(job.prompt_hash, job.prompt)
+                if reserved is None:  # stopped, or the cap cannot afford this call
+                    self.halted = True
+                    raise _NoMoreCalls
                 self.progress.call_started()
                 try:
                     proposal = await self.provider.propose(request)
+                except ProviderError:
+                    self.budget.settle(reserved, 0.0, job.prompt_hash, None)
+                    raise
                 finally:
                     self.progress.call_finished()
         except ProviderError as e:  # each of its calls is an event already (record_failed_call)
             if e.fatal:
                 raise RunFailed(str(e)) from None
-            self._record(
+            attempt_id = self._record(
                 job, trial, n, status="call_failed", proposal=None, failure=f"call_{e.kind}", error=str(e)
             )
+            if (reason := self.fail_fast.failed(e, attempt_id)) is not None:
+                self._stop_fast(reason)
             return None, None
-        self.progress.tokens(proposal.input_tokens + proposal.output_tokens)
+        self.fail_fast.answered()
+        costs = self.budget.price.costs(proposal.input_tokens, proposal.cached_tokens, proposal.output_tokens)
         extraction = extract_program(proposal.text)
         attempt_id = self._record(
             job,
@@ -148,10 +169,19 @@ class Runner:
             extraction=extraction,
             failure=extraction.failure,
             error=extraction.error,
+            costs=costs,
         )
+        self.budget.settle(reserved, costs["cost_usd"], job.prompt_hash, proposal.input_tokens)
+        self.progress.answered(proposal.input_tokens + proposal.output_tokens, self.budget.spent)
         if not extraction.ok:
             return None, None
         return await self._evaluate(job, attempt_id, extraction.code, extraction.func_name)
+
+    def _stop_fast(self, reason: str) -> None:
+        """The first calls all failed alike: their attempts are taken back and the run stops."""
+        self.halted = True
+        store.discard_attempts(self.db, self.config.run_id, self.fail_fast.attempt_ids, reason)
+        raise SetupFailed(reason)
 
     def record_failed_call(
         self, kind: str, status_code: int | None, message: str, call: int, wait_s: float | None
@@ -169,7 +199,17 @@ class Runner:
         )
 
     def _record(
-        self, job, trial, n, *, status, proposal: Proposal | None, extraction=None, failure=None, error=None
+        self,
+        job,
+        trial,
+        n,
+        *,
+        status,
+        proposal: Proposal | None,
+        extraction=None,
+        failure=None,
+        error=None,
+        costs: dict | None = None,
     ) -> int:
         program = None
         if extraction is not None and extraction.code is not None:
@@ -187,7 +227,9 @@ class Runner:
             trial["id"],
             attempt,
             prompt=(job.prompt_hash, job.prompt),
-            response=_response_record(self.provider, self.config, proposal) if proposal else None,
+            response={**_response_record(self.provider, self.config, proposal), **costs}
+            if proposal
+            else None,
             program=program,
         )
 
@@ -222,6 +264,10 @@ class Runner:
             },
         )
         return val_acc, test_acc
+
+
+class _NoMoreCalls(Exception):
+    """The run stops making calls; the trial that wanted one stays unfinished."""
 
 
 def _solved(results) -> bool:

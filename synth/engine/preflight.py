@@ -20,6 +20,7 @@ from synth.errors import SynthError, shortened
 from synth.prompts import load_template, render_prompt, template_from_text
 from tracker.datasets import forget_new_datasets, load_examples
 from tracker.files import NotAFile, check_replaceable, database_files, folder_problem, same_file
+from tracker.prices import ModelPrice, PriceError, load_prices
 
 API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -53,6 +54,25 @@ def plan(config: RunConfig, uci_dir: Path | None, notify) -> list[GridPoint]:
         uci_dir=uci_dir,
         notify=notify,
     )
+
+
+def run_price(config: RunConfig) -> ModelPrice:
+    """The price the run records its costs at: its model's in the package table, or in
+    --prices (else $SYNTH_PRICES) over it. A cap needs a known price."""
+    try:
+        price = load_prices(config.prices_path).for_model(config.model)
+    except PriceError as e:
+        raise SynthError(str(e)) from None
+    check_cap(config, price)
+    return price
+
+
+def check_cap(config: RunConfig, price: ModelPrice) -> None:
+    if config.max_cost is not None and config.provider not in OFFLINE_PROVIDERS and price.price is None:
+        raise SynthError(
+            f"--max-cost needs the price of model {config.model!r}, which the price table "
+            f"({price.source}) does not have: give it with --prices FILE (see synth prices)"
+        )
 
 
 def read_template(path: str) -> str:

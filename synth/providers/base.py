@@ -60,8 +60,18 @@ class ProviderError(SynthError):
     later call the same way, so the run must stop; the others belong to one attempt.
     """
 
-    def __init__(self, message: str, *, kind: str, fatal: bool = False, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        fatal: bool = False,
+        status_code: int | None = None,
+        server_said: str | None = None,
+    ):
         super().__init__(message)
         self.kind = kind
         self.fatal = fatal
         self.status_code = status_code
+        # The server's own words, e.g. "400 Unsupported parameter: 'reasoning.effort'".
+        self.server_said = server_said

@@ -193,8 +193,11 @@ class _OpenAIProvider(ABC):
             ((kind, fatal) for cls, kind, fatal in _ERROR_KINDS if isinstance(err, cls)),
             ("api_error", False),
         )
+        status = getattr(err, "status_code", None)
         if kind == "timeout":
             return self._timed_out()
+        if status == 408:  # the server's own timeout: retried as ours is
+            kind = "timeout"
         message = f"{self.name}: {err}"
         if kind == "rate_limit" and getattr(err, "code", None) == "insufficient_quota":
             # Out of credit: every later call would fail the same way.
@@ -205,11 +208,13 @@ class _OpenAIProvider(ABC):
             message += " (check OPENAI_API_KEY)"
         elif kind == "not_found":
             message += f" (unknown model {self.model!r} or wrong base URL {self.client.base_url})"
+        said = _field(getattr(err, "body", None), "message")
         return ProviderError(
             self._clean(message),
             kind=kind,
             fatal=fatal,
-            status_code=getattr(err, "status_code", None),
+            status_code=status,
+            server_said=self._clean(f"{status} {said}") if status and isinstance(said, str) else None,
         )
 
     def _timed_out(self) -> ProviderError:

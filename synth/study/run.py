@@ -18,15 +18,25 @@ from pathlib import Path
 
 from synth.config import PROMPT_VERSIONS, RunConfig
 from synth.datasets.cache import ensure_datasets
-from synth.engine.entry import export_paths, recorded_grid, run_record, terminate_cancels
+from synth.engine.budget import Budget
+from synth.engine.entry import (
+    BUDGET_EXHAUSTED,
+    export_paths,
+    recorded_grid,
+    recorded_price,
+    run_record,
+    terminate_cancels,
+)
 from synth.engine.loop import Runner
 from synth.engine.preflight import (
+    check_cap,
     check_grid_size,
     check_outputs,
     grid_jobs,
     plan,
     provider_for,
     read_template,
+    run_price,
 )
 from synth.errors import RunFailed, RunInterrupted, SynthError
 from synth.progress import CellProgress, Progress
@@ -36,6 +46,7 @@ from tracker import studies
 from tracker.db import check_writable, open_db, remove_if_empty
 from tracker.db import db_path as resolve_db
 from tracker.exports import write_exports
+from tracker.prices import ModelPrice
 
 # A run of a study's cell that is over: it is not run again.
 ENDED = ("completed",)
@@ -55,6 +66,7 @@ class _Prepared:
     cell: Cell
     config: RunConfig
     provider: object
+    price: ModelPrice
     jobs: dict
     new: bool
     points: list | None = None
@@ -86,7 +98,7 @@ def run_study(
             if c.new:
                 store.create_run(
                     db,
-                    run_record(c.config, path, argv),
+                    run_record(c.config, path, argv, c.price),
                     [(s.point.task.id, s.point.length, s.id) for s in c.points],
                     c.config.num_trials,
                     study_cell={
@@ -179,9 +191,14 @@ def _prepare(db, study: Study, path: Path, uci_dir, notify, created: bool) -> li
             provider = provider_for(config, cell.system.api_key_env)
         except SynthError as e:
             raise SynthError(f"study {study.name}, system {cell.system.name!r}: {e}") from None
+        if run is None:
+            price = run_price(config)
+        else:
+            price = recorded_price(run, config)
+            check_cap(config, price)
         points = plan(config, uci_dir, notify) if run is None else None
         total += (len(points) if points is not None else 0) * config.num_trials
-        cells.append(_Prepared(cell, config, provider, {}, run is None, points))
+        cells.append(_Prepared(cell, config, provider, price, {}, run is None, points))
     check_grid_size(total, 1)
     for c in cells:
         stored = ensure_datasets(db, c.points, uci_dir=uci_dir) if c.new else recorded_grid(db, c.config)
@@ -237,17 +254,35 @@ async def _run_all(db, cells: list[_Prepared], trials: dict, progress: Progress,
 
     async def one(c: _Prepared) -> None:
         run_id = c.config.run_id
+        budget = Budget(
+            c.config.max_cost,
+            c.price,
+            c.config.max_output_tokens,
+            spent=store.run_cost(db, run_id),
+            recorded_inputs=store.recorded_input_tokens(
+                db, c.config.model, [j.prompt_hash for j in c.jobs.values()]
+            ),
+        )
+        label = f"{c.cell.system.name}/{c.cell.prompt_label}/s{c.cell.seed}"
         runner = Runner(
             db,
             c.config,
             c.provider,
-            CellProgress(progress, f"{c.cell.system.name}/{c.cell.prompt_label}/s{c.cell.seed}"),
+            CellProgress(progress, label, budget.spent),
+            budget,
             call_slots=call_slots[c.cell.system.endpoint],
             eval_slots=eval_slots,
         )
         try:
             await runner.run(c.jobs, trials[run_id])
             statuses[run_id] = "completed"
+            if budget.exhausted:
+                message = (
+                    f"{run_id} stopped at its cost cap: ${budget.spent:.4f} spent of ${c.config.max_cost:g}"
+                )
+                store.stop_run(db, run_id, BUDGET_EXHAUSTED, BUDGET_EXHAUSTED, message, level="warning")
+                statuses[run_id] = BUDGET_EXHAUSTED
+                notify(f"Warning: {message}")
         except RunFailed as e:
             store.stop_run(db, run_id, "failed", "run_failed", str(e), level="error", error=str(e))
             statuses[run_id] = "failed"
