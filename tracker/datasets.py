@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
-REQUEST_KEY = ("fn", "length", "train_size", "val_size", "test_size", "base_seed", "generator_version")
+REQUEST_KEY = (
+    "fn",
+    "length",
+    "train_size",
+    "val_size",
+    "test_size",
+    "base_seed",
+    "generator_version",
+    "task_sha256",
+)
 
 
 def find_dataset(db: sqlite_utils.Database, request: dict) -> dict | None:

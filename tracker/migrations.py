@@ -17,6 +17,8 @@ TABLES = (
     "responses",
     "evaluations",
     "events",
+    "task_files",
+    "run_tasks",
 )
 
 
@@ -251,3 +253,51 @@ def m004_isolation(db):
     view = db.execute("select sql from sqlite_master where name = 'attempt_rows'").fetchone()[0]
     db.execute("drop view attempt_rows")
     db.execute(view.replace("e.status as eval_status,", "e.status as eval_status, e.isolation,"))
+
+
+@migrations()
+def m005_custom_tasks(db):
+    """Researchers' own tasks: what defines one (the SHA-256 of its tasks file, or of its
+    CSV and label rule; '' for a built-in task) is part of its datasets' key, and a run
+    records each of its own tasks with the text of the file that declared it."""
+    db["datasets"].add_column("task_sha256", str, not_null_default="")
+    db.execute("drop index idx_datasets_request")
+    db["datasets"].create_index(
+        [
+            "fn",
+            "length",
+            "train_size",
+            "val_size",
+            "test_size",
+            "base_seed",
+            "generator_version",
+            "task_sha256",
+        ],
+        unique=True,
+        index_name="idx_datasets_task_request",
+    )
+    db["task_files"].create({"sha256": str, "text": str}, pk="sha256", not_null={"text"})
+    db["run_tasks"].create(
+        {
+            "run_id": str,
+            "fn": str,
+            "kind": str,
+            "file": str,
+            "file_sha256": str,
+            "csv": str,
+            "csv_sha256": str,
+            "task_sha256": str,
+        },
+        pk=("run_id", "fn"),
+        foreign_keys=[("run_id", "runs", "run_id"), ("file_sha256", "task_files", "sha256")],
+        not_null={"kind", "file", "file_sha256", "task_sha256"},
+    )
+    db["run_tasks"].create_index(["file_sha256"])
+    db.create_view(
+        "run_task_definitions",
+        """
+        select rt.run_id, rt.fn, rt.kind, rt.file, rt.csv, rt.csv_sha256, rt.task_sha256,
+          rt.file_sha256, f.text as file_text
+        from run_tasks rt join task_files f on f.sha256 = rt.file_sha256
+        """,
+    )

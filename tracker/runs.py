@@ -127,6 +127,18 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def run_tasks(db: sqlite_utils.Database, run_id: str) -> list[dict]:
+    """The run's own tasks (none for a run of built-in tasks only), each with the text of
+    the file that declared it, in the order recorded."""
+    return list(
+        db.query(
+            "select rt.*, f.text as file_text from run_tasks rt join task_files f on f.sha256 = rt.file_sha256 "
+            "where rt.run_id = ? order by rt.rowid",
+            [run_id],
+        )
+    )
+
+
 def _insert(conn, table: str, record: dict, *, or_ignore: bool = False) -> int:
     columns = ", ".join(f"[{k}]" for k in record)
     marks = ", ".join("?" * len(record))
@@ -147,8 +159,11 @@ def create_run(
     run: dict,
     grid: list[tuple[str, int, int]],
     num_trials: int,
+    tasks: list[dict] = (),
 ) -> None:
-    """The run, the dataset of each grid point, and every trial (pending), atomically.
+    """The run, the dataset of each grid point, every trial (pending) and each of its own
+    tasks (``tasks``: a run_tasks row with ``file_text``, the text of the file that
+    declared it), atomically.
     Whether the run id is free is checked inside that write transaction: of two runs
     started together with one id, the second raises RunExists, as a later one would."""
     with db.conn:
@@ -162,6 +177,15 @@ def create_run(
                 raise
             raise _exists(db, run["run_id"]) from None
         _own(db.conn, run["run_id"])
+        for task in tasks:
+            row = {k: v for k, v in task.items() if k != "file_text"}
+            _insert(
+                db.conn,
+                "task_files",
+                {"sha256": task["file_sha256"], "text": task["file_text"]},
+                or_ignore=True,
+            )
+            _insert(db.conn, "run_tasks", {"run_id": run["run_id"], **row})
         for fn, length, dataset_id in grid:
             _insert(
                 db.conn,
