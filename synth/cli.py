@@ -469,8 +469,9 @@ def cli():
 @declared_tasks_option
 @user_errors
 def tasks(as_json, tasks_files):
-    """List the tasks: id, target name, kind and default lengths; with --tasks-file,
-    the file's tasks too (checked as a run checks them)."""
+    """List the tasks: id, target name, kind and default lengths.
+
+    With --tasks-file, the file's tasks too, checked as a run checks them."""
     from synth.custom_tasks import load_tasks_files
     from synth.tasks import TASKS
 
