@@ -6,6 +6,7 @@ is written."""
 import hashlib
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,17 @@ def test_uniform_inputs_of_each_kind(kind, L):
     balanced = custom.by_rejection("t", kind, custom.checked("t", lambda x: int(x[2] in "13579")))
     pos, neg = balanced(L, 30, np.random.default_rng(4))
     assert len(set(pos)) == len(set(neg)) == 30 and all(x[2] in "13579" for x in pos)
+
+
+def test_the_walk_through_file_loads_as_written(tmp_path):
+    page = (Path(__file__).parents[1] / "docs" / "custom-tasks.md").read_text()
+    (tmp_path / "tasks.py").write_text(page.split("```python\n")[1].split("```")[0])
+    header = "Pregnancies,Glucose,BloodPressure,SkinThickness,Insulin,BMI,Pedigree,Age,Outcome"
+    rows = [
+        ",".join([str(i % 7), str(90 + i), "70", "20", "0", "30.5", "0.4", str(20 + i), str(i % 2)])
+        for i in range(50)
+    ]
+    (tmp_path / "pima.csv").write_text("\n".join([header, *rows]) + "\n")
+    tasks = {t.id: t for t in load_tasks_files([tmp_path / "tasks.py"])}
+    assert tasks["first_equals_last"].default_lengths == (20, 50, 100)
+    assert tasks["pima"].fixed_length == 8 and tasks["pima"].kind == "tabular"
