@@ -149,8 +149,9 @@ def load_text(path: str, text: str) -> tuple[Task, ...]:
         _loading = None
     file_key = hashlib.sha256(text.encode("utf-8")).hexdigest()
     tasks = tuple(_task(d, path, text, file_key) for d in declared)
-    for t in tasks:
-        _probe(t)
+    for d, t in zip(declared, tasks):
+        if d.kind != "tabular" and d.generator is None:
+            _probe(t)
     return tasks
 
 
@@ -208,9 +209,8 @@ def _tabular(d: _Declared, path: str, text: str) -> Task:
 
 def _probe(t: Task) -> None:
     """A label function that raises or says neither 0 nor 1 is refused when loaded, on
-    uniform inputs of each of its lengths (every label drawn later is checked too)."""
-    if t.kind == "tabular" or t.origin is None:
-        return
+    the uniform inputs it will label, at each of its lengths (every label drawn later is
+    checked too)."""
     rng = np.random.default_rng(0)
     for L in t.default_lengths:
         if t.length_rule(L) is None:

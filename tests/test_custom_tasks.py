@@ -114,6 +114,8 @@ def test_a_changed_label_function_never_reuses_the_old_datasets(files):
     assert run_cli(*build).exit_code == 0
     db = sqlite_utils.Database(files / "synth.db")
     assert len({r["task_sha256"] for r in db["datasets"].rows}) == db["datasets"].count == 2
+    exported = run_cli("datasets", "export", "--functions", "first_equals_last", "--dataset-dir", "out")
+    assert exported.exit_code == 0 and (files / "out" / "first_equals_last" / "L20").is_dir()
 
 
 def test_a_resume_refuses_a_changed_file_naming_the_line(files):

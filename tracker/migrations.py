@@ -255,6 +255,20 @@ def m004_isolation(db):
     db.execute(view.replace("e.status as eval_status,", "e.status as eval_status, e.isolation,"))
 
 
+# The request a dataset answers, unique in the datasets table from m005 on (and so what
+# tracker.datasets looks a dataset up by): m001's key and what defines a custom task.
+DATASET_REQUEST = (
+    "fn",
+    "length",
+    "train_size",
+    "val_size",
+    "test_size",
+    "base_seed",
+    "generator_version",
+    "task_sha256",
+)
+
+
 @migrations()
 def m005_custom_tasks(db):
     """Researchers' own tasks: what defines one (the SHA-256 of its tasks file, or of its
@@ -263,16 +277,7 @@ def m005_custom_tasks(db):
     db["datasets"].add_column("task_sha256", str, not_null_default="")
     db.execute("drop index idx_datasets_request")
     db["datasets"].create_index(
-        [
-            "fn",
-            "length",
-            "train_size",
-            "val_size",
-            "test_size",
-            "base_seed",
-            "generator_version",
-            "task_sha256",
-        ],
+        DATASET_REQUEST,
         unique=True,
         index_name="idx_datasets_task_request",
     )

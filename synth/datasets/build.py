@@ -91,12 +91,13 @@ def export_datasets(
     lengths: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write the stored datasets (optionally only some tasks/lengths) in the published layout."""
-    for fn in functions or ():
-        get_task(fn)
     with open_db(db_path, readonly=True) as db:
+        stored = list_datasets(db)
+        for fn in set(functions or ()) - {r["fn"] for r in stored}:
+            get_task(fn)  # a built-in task without datasets yet, or a typo named as such
         rows = [
             r
-            for r in list_datasets(db)
+            for r in stored
             if (not functions or r["fn"] in functions) and (not lengths or r["length"] in lengths)
         ]
         if not rows:
