@@ -64,6 +64,8 @@ def test_a_binary_and_a_tabular_task_run_end_to_end_and_are_recorded(files):
     assert recorded["toy"]["kind"] == "tabular" and recorded["toy"]["csv"] == str(files / "toy.csv")
     keys = {r["fn"]: r["task_sha256"] for r in db["datasets"].rows}
     assert keys == {fn: recorded[fn]["task_sha256"] for fn in ("first_equals_last", "toy")}
+    report = run_cli("report", "-o", "report.html")
+    assert report.exit_code == 0 and "first_equals_last" in (files / "report.html").read_text()
     # The recorded definition is enough to resume: the file and its CSV may be gone.
     (files / "tasks.py").unlink()
     (files / "toy.csv").unlink()
@@ -231,7 +233,7 @@ def test_uniform_inputs_of_each_kind(kind, L):
         assert all(x.isdigit() and x[0] != "0" for x in xs)
     if kind == "graph":
         assert all(x[:1] == "u" and x[3] == "v" and x[18:] == "u0" for x in xs)
-    balanced = custom.by_rejection("t", kind, custom.checked("t", lambda x: int(x[2] in "13579")))
+    balanced = custom.by_rejection("t", kind, custom.checked("t", lambda x: np.bool_(x[2] in "13579")))
     pos, neg = balanced(L, 30, np.random.default_rng(4))
     assert len(set(pos)) == len(set(neg)) == 30 and all(x[2] in "13579" for x in pos)
 

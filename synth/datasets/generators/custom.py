@@ -72,7 +72,7 @@ def checked(task_id: str, label: Callable[[str], object]) -> Callable[[str], int
             raise LabelError(
                 f"task {task_id}: its label function raised {type(e).__name__} ({e}) for the input {x!r}"
             ) from None
-        if isinstance(y, bool | int | np.integer) and y in (0, 1):
+        if isinstance(y, bool | int | np.integer | np.bool_) and y in (0, 1):
             return int(y)
         raise LabelError(
             f"task {task_id}: its label function returned {y!r}, not 0 or 1, for the input {x!r}"
