@@ -3,6 +3,7 @@ Python file and a CSV, run end to end by the offline formula proposer, recorded 
 the run, resumed from the record; every bad input refused in one line, before anything
 is written."""
 
+import asyncio
 import hashlib
 import json
 import random
@@ -11,11 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlite_utils
-from helpers import grid, one_line_error, run_cli
+from helpers import CLEAN_ROWS, dataset_meta, grid, one_line_error, run_cli
 
 from synth.custom_tasks import load_tasks_files
 from synth.datasets.generators import custom
 from synth.errors import SynthError
+from tracker.browse import make_datasette
+from tracker.datasets import find_dataset, save_dataset
+from tracker.db import open_db
+from tracker.migrations import migrations
 
 FIRST_EQUALS_LAST = """\
 import synth
@@ -64,6 +69,11 @@ def test_a_binary_and_a_tabular_task_run_end_to_end_and_are_recorded(files):
     assert recorded["toy"]["kind"] == "tabular" and recorded["toy"]["csv"] == str(files / "toy.csv")
     keys = {r["fn"]: r["task_sha256"] for r in db["datasets"].rows}
     assert keys == {fn: recorded[fn]["task_sha256"] for fn in ("first_equals_last", "toy")}
+    ds = make_datasette(files / "synth.db")
+    response = asyncio.run(ds.client.get("/synth/own_tasks.json?_shape=array&run_id=r1"))
+    ds.executor.shutdown()
+    shown = {r["fn"]: (r["kind"], r["trials"], r["solved"]) for r in response.json()}
+    assert shown == {"first_equals_last": ("binary", 1, 1), "toy": ("tabular", 1, shown["toy"][2])}
     report = run_cli("report", "-o", "report.html")
     assert report.exit_code == 0 and "first_equals_last" in (files / "report.html").read_text()
     # The recorded definition is enough to resume: the file and its CSV may be gone.
@@ -250,3 +260,15 @@ def test_the_walk_through_file_loads_as_written(tmp_path):
     tasks = {t.id: t for t in load_tasks_files([tmp_path / "tasks.py"])}
     assert tasks["first_equals_last"].default_lengths == (20, 50, 100)
     assert tasks["pima"].fixed_length == 8 and tasks["pima"].kind == "tabular"
+
+
+def test_a_database_from_before_custom_tasks_keeps_its_datasets_found(tmp_path):
+    old = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(old, stop_before="m005_custom_tasks")
+    meta = {k: v for k, v in dataset_meta("f" * 64).items() if k != "task_sha256"}
+    old["datasets"].insert(meta)
+    old.close()
+    db = open_db(tmp_path / "old.db")
+    assert find_dataset(db, dataset_meta("f" * 64))["fingerprint"] == "f" * 64
+    assert find_dataset(db, dataset_meta("f" * 64, task_sha256="a" * 64)) is None
+    assert save_dataset(db, dataset_meta("e" * 64, task_sha256="a" * 64), CLEAN_ROWS) != 1
