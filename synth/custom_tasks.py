@@ -167,9 +167,9 @@ def _task(d: _Declared, path: str, text: str, file_key: str) -> Task:
         return _tabular(d, path, text)
     label = custom.checked(d.id, d.label)
     if d.generator is None:
-        generate = custom.by_rejection(d.id, d.kind, label)
-    else:
-        generate = custom.verified(d.id, d.generator, label)
+        generate, capacity = custom.by_rejection(d.id, d.kind, label), custom.capacity(d.kind, label)
+    else:  # what it can reach is the generator's own to know
+        generate, capacity = custom.verified(d.id, d.generator, label), lambda L: (None, None)
     return Task(
         id=d.id,
         target=d.id,
@@ -178,6 +178,7 @@ def _task(d: _Declared, path: str, text: str, file_key: str) -> Task:
         generate=generate,
         label=label,
         length_rule=d.length_rule or custom.length_rule(d.kind),
+        capacity=capacity,
         origin=Origin(path, text, file_key),
     )
 

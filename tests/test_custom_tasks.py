@@ -272,3 +272,11 @@ def test_a_database_from_before_custom_tasks_keeps_its_datasets_found(tmp_path):
     assert find_dataset(db, dataset_meta("f" * 64))["fingerprint"] == "f" * 64
     assert find_dataset(db, dataset_meta("f" * 64, task_sha256="a" * 64)) is None
     assert save_dataset(db, dataset_meta("e" * 64, task_sha256="a" * 64), CLEAN_ROWS) != 1
+
+
+def test_a_length_too_short_for_the_classes_is_refused_up_front(files):
+    result = run_cli(
+        "run", "--tasks-file", "tasks.py", *grid("first_equals_last", lengths=(3,)), "--provider", "formula"
+    )
+    one_line_error(result, "first_equals_last at L=3: needs 20 distinct positive inputs but only 4 exist")
+    assert not (files / "synth.db").exists()

@@ -14,6 +14,8 @@ The uniform inputs of each kind, drawn from the seeded Generator in batches:
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -27,6 +29,8 @@ KINDS = ("binary", "decimal", "graph")
 # Uniform draws per example asked for before a class is called too rare: a class of
 # under 1% of the inputs needs a generator of its own.
 DRAWS_PER_EXAMPLE = 100
+# Inputs at one length few enough to label them all, counting what each class can hold.
+ENUMERATED = 2**16
 
 
 class LabelError(SynthError):
@@ -60,6 +64,25 @@ def length_rule(kind: str) -> Callable[[int], str | None]:
     if kind == "graph":
         return lambda L: None if L >= 6 else f"a graph input needs L >= 6 (one edge), got L={L}"
     return lambda L: None
+
+
+def capacity(kind: str, label: Callable[[str], int]) -> Callable[[int], tuple[int | None, int | None]]:
+    """(positives, negatives) among every input of the kind at a length, counted by
+    labelling them all where there are at most ENUMERATED (binary up to L=16, decimal up
+    to L=4); None above, and for graphs."""
+
+    @functools.cache
+    def counts(L: int) -> tuple[int | None, int | None]:
+        if kind == "binary" and 2**L <= ENUMERATED:
+            inputs = ("".join(bits) for bits in itertools.product("01", repeat=L))
+        elif kind == "decimal" and 9 * 10 ** (L - 1) <= ENUMERATED:
+            inputs = map(str, range(10 ** (L - 1), 10**L))
+        else:
+            return None, None
+        labels = [label(x) for x in inputs]
+        return sum(labels), len(labels) - sum(labels)
+
+    return counts
 
 
 def checked(task_id: str, label: Callable[[str], object]) -> Callable[[str], int]:
