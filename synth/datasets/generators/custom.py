@@ -22,7 +22,7 @@ import numpy as np
 
 from synth.datasets.generators.base import Generator, bits_to_strings, random_bits
 from synth.datasets.generators.graph import edge_strings
-from synth.errors import InfeasibleError, SynthError
+from synth.errors import InfeasibleError, SynthError, shortened
 
 # Kinds a label function alone can serve (tabular tasks draw rows of their CSV).
 KINDS = ("binary", "decimal", "graph")
@@ -66,6 +66,11 @@ def length_rule(kind: str) -> Callable[[int], str | None]:
     return lambda L: None
 
 
+def _shown(value: object) -> str:
+    """A value for a one-line message: its repr, cut in the middle when long."""
+    return shortened(repr(value), 60)
+
+
 def capacity(kind: str, label: Callable[[str], int]) -> Callable[[int], tuple[int | None, int | None]]:
     """(positives, negatives) among every input of the kind at a length, counted by
     labelling them all where there are at most ENUMERATED (binary up to L=16, decimal up
@@ -93,12 +98,13 @@ def checked(task_id: str, label: Callable[[str], object]) -> Callable[[str], int
             y = label(x)
         except Exception as e:
             raise LabelError(
-                f"task {task_id}: its label function raised {type(e).__name__} ({e}) for the input {x!r}"
+                f"task {task_id}: its label function raised {type(e).__name__} ({shortened(str(e), 80)}) "
+                f"for the input {_shown(x)}"
             ) from None
         if isinstance(y, bool | int | np.integer | np.bool_) and y in (0, 1):
             return int(y)
         raise LabelError(
-            f"task {task_id}: its label function returned {y!r}, not 0 or 1, for the input {x!r}"
+            f"task {task_id}: its label function returned {_shown(y)}, not 0 or 1, for the input {_shown(x)}"
         )
 
     return labelled
@@ -145,7 +151,7 @@ def verified(task_id: str, generate: Generator, label: Callable[[str], int]) -> 
             wrong = next((x for x in xs if not isinstance(x, str) or label(x) != cls), None)
             if wrong is not None:
                 raise LabelError(
-                    f"task {task_id}: its generator gave {wrong!r} as a {('negative', 'positive')[cls]}, "
+                    f"task {task_id}: its generator gave {_shown(wrong)} as a {('negative', 'positive')[cls]}, "
                     "but its label function says otherwise"
                 )
         return list(pos), list(neg)
