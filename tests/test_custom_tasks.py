@@ -280,3 +280,18 @@ def test_a_length_too_short_for_the_classes_is_refused_up_front(files):
     )
     one_line_error(result, "first_equals_last at L=3: needs 20 distinct positive inputs but only 4 exist")
     assert not (files / "synth.db").exists()
+
+
+def test_a_csv_too_small_for_the_test_split_is_capped_or_refused_with_strict_sizes(files):
+    build = ["datasets", "build", "--tasks-file", "tasks.py", "--functions", "toy"]
+    build += ["--train-size", "20", "--val-size", "20", "--test-size", "400"]
+    one_line_error(
+        run_cli(*build, "--strict-sizes"), "toy at L=3: needs 220 rows of each class", "--strict-sizes"
+    )
+    assert not (files / "synth.db").exists()
+    capped = run_cli(*build)
+    assert capped.exit_code == 0 and "toy at L=3: the source lacks rows of one class" in capped.stderr
+    (row,) = sqlite_utils.Database(files / "synth.db")["datasets"].rows
+    outcomes = [line.rsplit(",", 1)[1] for line in toy_csv().splitlines()[1:]]
+    smaller = min(outcomes.count("0"), outcomes.count("1"))
+    assert row["test_size"] == 400 and row["test_effective"] == 2 * (smaller - 20)
