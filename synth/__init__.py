@@ -2,8 +2,9 @@
 
 The Python API (docs/python-api.md): ``synth.RunConfig``, ``synth.start_run``,
 ``synth.resume_run``, ``synth.export_run``, ``synth.build_grid``, ``synth.evaluate``,
-``synth.SynthError``... Each is imported when first used, so that ``synth --help``
-loads none of the engine.
+``synth.SynthError``... and, for a tasks file of one's own (docs/custom-tasks.md),
+``synth.task`` and ``synth.tabular_task``. Each is imported when first used, so that
+``synth --help`` loads none of the engine.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _API = {
     "Sizes": "synth.datasets.grid",
     "TASKS": "synth.tasks",
     "get_task": "synth.tasks",
+    "task": "synth.custom_tasks",
+    "tabular_task": "synth.custom_tasks",
+    "load_tasks_files": "synth.custom_tasks",
     "evaluate": "synth.sandbox.evaluation",
     "Evaluation": "synth.sandbox.evaluation",
     "SynthError": "synth.errors",
@@ -39,6 +43,9 @@ __all__ = sorted(_API)
 
 if TYPE_CHECKING:  # what editors and type checkers see (`as`: re-exported)
     from synth.config import RunConfig as RunConfig
+    from synth.custom_tasks import load_tasks_files as load_tasks_files
+    from synth.custom_tasks import tabular_task as tabular_task
+    from synth.custom_tasks import task as task
     from synth.datasets.build import build_grid as build_grid
     from synth.datasets.build import export_datasets as export_datasets
     from synth.datasets.grid import Sizes as Sizes

@@ -383,6 +383,28 @@ grid_options = option_group(
 )
 
 
+def tasks_file_option(help: str, variable: bool = True):
+    """--tasks-file, repeatable: Python files declaring tasks of one's own."""
+    note = f"  [env var: {ENV_VARS['tasks_files']}]" if variable else ""
+    return click.option(
+        "--tasks-file",
+        "tasks_files",
+        multiple=True,
+        type=PathArg(dir_okay=False, path_type=Path),
+        help=f"{help} (docs/custom-tasks.md); repeatable{note}",
+    )
+
+
+declared_tasks_option = tasks_file_option("A Python file declaring tasks of your own, run in this process")
+
+
+def tasks_files_given(tasks_files: tuple[Path, ...]) -> list[str]:
+    """The --tasks-file values, else those of its variable (several: separated by ':')."""
+    from synth.config import environment_settings
+
+    return [str(p) for p in tasks_files] or environment_settings({"tasks_files"}).get("tasks_files", [])
+
+
 def call_options(shown_default: str | None = None):
     """How hard and where model calls are made: what a resume may change too (where each
     defaults to the run's stored value, ``shown_default``)."""
@@ -468,8 +490,13 @@ def cli():
 
 @cli.command()
 @json_option
-def tasks(as_json):
-    """List the tasks: id, target name, kind and default lengths."""
+@declared_tasks_option
+@user_errors
+def tasks(as_json, tasks_files):
+    """List the tasks: id, target name, kind and default lengths.
+
+    With --tasks-file, the file's tasks too, checked as a run checks them."""
+    from synth.custom_tasks import load_tasks_files
     from synth.tasks import TASKS
 
     rows = [
@@ -479,8 +506,9 @@ def tasks(as_json):
             "kind": t.kind,
             "lengths": list(t.lengths),
             "fixed_length": t.fixed_length is not None,
+            "file": t.origin.path if t.origin else None,
         }
-        for t in TASKS.values()
+        for t in [*TASKS.values(), *load_tasks_files(tasks_files_given(tasks_files))]
     ]
     if not as_json:
         for r in rows:
@@ -495,9 +523,12 @@ def datasets():
 
 @datasets.command(name="build", cls=VariadicCommand)
 @grid_options
+@declared_tasks_option
 @db_option
 @user_errors
-def datasets_build(functions, lengths, train_size, val_size, test_size, seed, strict_sizes, uci_dir, db_path):
+def datasets_build(
+    functions, lengths, train_size, val_size, test_size, seed, strict_sizes, uci_dir, tasks_files, db_path
+):
     """Build the datasets of a grid into the database (stored ones are reused)."""
     from synth.datasets.build import build_grid
 
@@ -508,6 +539,7 @@ def datasets_build(functions, lengths, train_size, val_size, test_size, seed, st
         strict_sizes=strict_sizes,
         uci_dir=uci_dir,
         db_path=db_path,
+        tasks_files=tasks_files_given(tasks_files),
         notify=echo_err,
         **sizes,
     )
@@ -571,6 +603,7 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 
 @cli.command(cls=VariadicCommand)
 @grid_options
+@declared_tasks_option
 @setting("--attempts", type=INT, help="Attempts per trial (at most 1,000)")
 @setting(
     "--num-trials",
@@ -666,6 +699,11 @@ def run(resume_id, db_path, uci_dir, **flags):
 @click.argument("run_id")
 @call_options(shown_default="the run's")
 @output_options(shown_default="the run's")
+@tasks_file_option(
+    "The run's tasks file: not needed (the run recorded its tasks), refused if it no longer "
+    "defines them as recorded",
+    variable=False,
+)
 @db_option
 @user_errors
 def resume(run_id, db_path, **flags):
@@ -689,6 +727,8 @@ def _settings(flags: dict) -> dict:
         flags["lengths"] = parse_lengths(flags["lengths"])
     if "prompt_template" in flags:
         flags["prompt_template_path"] = str(flags.pop("prompt_template"))
+    if "tasks_files" in flags:
+        flags["tasks_files"] = [str(p) for p in flags["tasks_files"]]
     return {k: str(v) if isinstance(v, Path) else v for k, v in flags.items()}
 
 

@@ -91,6 +91,7 @@ ENV_VARS = {
     "retry_base_delay": "SYNTH_RETRY_BASE_DELAY",
     "retry_max_delay": "SYNTH_RETRY_MAX_DELAY",
     "eval_timeout": "SYNTH_EVAL_TIMEOUT",
+    "tasks_files": "SYNTH_TASKS_FILE",  # several: separated by os.pathsep (":")
 }
 
 DEMO_DIR = Path("runs/demo")
@@ -115,6 +116,9 @@ def unread_settings(provider: str) -> tuple[str, ...]:
 class RunConfig:
     functions: list[str] | None = None
     lengths: list[int] | None = None
+    # Python files declaring tasks of the researcher's own (synth.custom_tasks); a run
+    # also records each one's text in the database.
+    tasks_files: list[str] | None = None
     attempts: int = 5
     num_trials: int = 5
     # None: gpt-5 for OpenAI; an offline proposer records its own name as the model.
@@ -309,7 +313,9 @@ def environment_settings(names, environ: Mapping[str, str] | None = None) -> dic
     for name in names:
         variable = ENV_VARS.get(name)
         text = environ.get(variable, "").strip() if variable else ""
-        if text:
+        if text and name == "tasks_files":
+            found[name] = [p for p in text.split(os.pathsep) if p]
+        elif text:
             found[name] = _typed(text, default(name), variable)
     return found
 

@@ -103,6 +103,7 @@ def dataset_meta(fingerprint: str, fn: str = "fn_a", **over) -> dict:
         base_seed=42,
         derived_seed=1,
         generator_version=1,
+        task_sha256="",
     )
     return {**base, **over}
 

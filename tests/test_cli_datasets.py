@@ -38,6 +38,7 @@ def test_tasks_lists_all_nineteen(run):
         "kind": "tabular",
         "lengths": [36],
         "fixed_length": True,
+        "file": None,
     }
     text = run("tasks").output
     assert "graph_has_cycle" in text and "36 (fixed)" in text

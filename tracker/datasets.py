@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
-REQUEST_KEY = ("fn", "length", "train_size", "val_size", "test_size", "base_seed", "generator_version")
+from tracker.migrations import DATASET_REQUEST as REQUEST_KEY
 
 
 def find_dataset(db: sqlite_utils.Database, request: dict) -> dict | None:

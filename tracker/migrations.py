@@ -19,6 +19,8 @@ TABLES = (
     "events",
     "studies",
     "study_runs",
+    "task_files",
+    "run_tasks",
 )
 
 
@@ -309,5 +311,58 @@ def m006_money_costs(db):
         left join attempts a on a.trial_id = t.id
         left join responses s on s.attempt_id = a.id
         group by r.run_id
+        """,
+    )
+
+
+# The request a dataset answers, unique in the datasets table from m007 on (and so what
+# tracker.datasets looks a dataset up by): m001's key and what defines a custom task.
+DATASET_REQUEST = (
+    "fn",
+    "length",
+    "train_size",
+    "val_size",
+    "test_size",
+    "base_seed",
+    "generator_version",
+    "task_sha256",
+)
+
+
+@migrations()
+def m007_custom_tasks(db):
+    """Researchers' own tasks: what defines one (the SHA-256 of its tasks file, or of its
+    CSV and label rule; '' for a built-in task) is part of its datasets' key, and a run
+    records each of its own tasks with the text of the file that declared it."""
+    db["datasets"].add_column("task_sha256", str, not_null_default="")
+    db.execute("drop index idx_datasets_request")
+    db["datasets"].create_index(
+        DATASET_REQUEST,
+        unique=True,
+        index_name="idx_datasets_task_request",
+    )
+    db["task_files"].create({"sha256": str, "text": str}, pk="sha256", not_null={"text"})
+    db["run_tasks"].create(
+        {
+            "run_id": str,
+            "fn": str,
+            "kind": str,
+            "file": str,
+            "file_sha256": str,
+            "csv": str,
+            "csv_sha256": str,
+            "task_sha256": str,
+        },
+        pk=("run_id", "fn"),
+        foreign_keys=[("run_id", "runs", "run_id"), ("file_sha256", "task_files", "sha256")],
+        not_null={"kind", "file", "file_sha256", "task_sha256"},
+    )
+    db["run_tasks"].create_index(["file_sha256"])
+    db.create_view(
+        "run_task_definitions",
+        """
+        select rt.run_id, rt.fn, rt.kind, rt.file, rt.csv, rt.csv_sha256, rt.task_sha256,
+          rt.file_sha256, f.text as file_text
+        from run_tasks rt join task_files f on f.sha256 = rt.file_sha256
         """,
     )

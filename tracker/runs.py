@@ -127,6 +127,18 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def run_tasks(db: sqlite_utils.Database, run_id: str) -> list[dict]:
+    """The run's own tasks (none for a run of built-in tasks only), each with the text of
+    the file that declared it, in the order recorded."""
+    return list(
+        db.query(
+            "select rt.*, f.text as file_text from run_tasks rt join task_files f on f.sha256 = rt.file_sha256 "
+            "where rt.run_id = ? order by rt.rowid",
+            [run_id],
+        )
+    )
+
+
 def _insert(conn, table: str, record: dict, *, or_ignore: bool = False) -> int:
     columns = ", ".join(f"[{k}]" for k in record)
     marks = ", ".join("?" * len(record))
@@ -148,12 +160,15 @@ def create_run(
     grid: list[tuple[str, int, int]],
     num_trials: int,
     *,
+    tasks: list[dict] = (),
     study_cell: dict | None = None,
 ) -> None:
-    """The run, the dataset of each grid point, every trial (pending) and, for a study's
-    cell, its link to the study (study_runs), atomically. Whether the run id is free is
-    checked inside that write transaction: of two runs started together with one id,
-    the second raises RunExists, as a later one would."""
+    """The run, the dataset of each grid point, every trial (pending), each of its own
+    tasks (``tasks``: a run_tasks row with ``file_text``, the text of the file that
+    declared it) and, for a study's cell, its link to the study (study_runs),
+    atomically. Whether the run id is free is checked inside that write transaction: of
+    two runs started together with one id, the second raises RunExists, as a later one
+    would."""
     with db.conn:
         db.conn.execute("begin immediate")
         if db.conn.execute("select 1 from runs where run_id = ?", [run["run_id"]]).fetchone():
@@ -167,6 +182,15 @@ def create_run(
         _own(db.conn, run["run_id"])
         if study_cell is not None:
             _insert(db.conn, "study_runs", {**study_cell, "run_id": run["run_id"]})
+        for task in tasks:
+            row = {k: v for k, v in task.items() if k != "file_text"}
+            _insert(
+                db.conn,
+                "task_files",
+                {"sha256": task["file_sha256"], "text": task["file_text"]},
+                or_ignore=True,
+            )
+            _insert(db.conn, "run_tasks", {"run_id": run["run_id"], **row})
         for fn, length, dataset_id in grid:
             _insert(
                 db.conn,

@@ -10,10 +10,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from synth.config import default
+from synth.custom_tasks import load_tasks_files
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import Sizes, plan_grid
 from synth.errors import RunInterrupted, SynthError
-from synth.tasks import get_task
+from synth.tasks import get_task, use_custom_tasks
 from tracker.dataset_files import write_dataset_folders
 from tracker.datasets import list_datasets
 from tracker.db import StoreError, check_writable, open_db, remove_if_empty
@@ -31,10 +32,13 @@ def build_grid(
     strict_sizes: bool = False,
     uci_dir: Path | None = None,
     db_path: Path | None = None,
+    tasks_files: Sequence[str | Path] = (),
     notify=lambda message: None,
 ) -> list[StoredDataset]:
     """Check the grid and the database path, then build and store what is missing;
-    ``notify`` receives warnings meant for the user."""
+    ``tasks_files`` declare tasks of one's own; ``notify`` receives warnings meant for
+    the user."""
+    use_custom_tasks(load_tasks_files(tasks_files))
     path = resolve_db(db_path)
     check_writable(path)
     points = plan_grid(
@@ -87,12 +91,13 @@ def export_datasets(
     lengths: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write the stored datasets (optionally only some tasks/lengths) in the published layout."""
-    for fn in functions or ():
-        get_task(fn)
     with open_db(db_path, readonly=True) as db:
+        stored = list_datasets(db)
+        for fn in set(functions or ()) - {r["fn"] for r in stored}:
+            get_task(fn)  # a built-in task without datasets yet, or a typo named as such
         rows = [
             r
-            for r in list_datasets(db)
+            for r in stored
             if (not functions or r["fn"] in functions) and (not lengths or r["length"] in lengths)
         ]
         if not rows:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from synth.custom_tasks import task_of
 from synth.datasets.grid import SPLITS, GridPoint
 from synth.datasets.splits import Dataset, build_dataset
 from synth.tasks import get_task
@@ -37,6 +38,8 @@ def request_of(point: GridPoint) -> dict:
         "test_size": point.sizes.test,
         "base_seed": point.seed,
         "generator_version": point.task.version,
+        # What defines a researcher's task (its file, or its CSV): a changed one is a new request.
+        "task_sha256": point.task.origin.key if point.task.origin else "",
     }
 
 
@@ -81,13 +84,15 @@ def build_all(points: list[GridPoint], uci_dir: Path | None) -> list[Dataset]:
 
 
 def _spec(point: GridPoint) -> tuple:
-    """A grid point as plain values: tasks hold closures, which do not pickle."""
-    return point.task.id, point.length, point.sizes, point.effective, point.seed
+    """A grid point as plain values: tasks hold closures, which do not pickle; a
+    researcher's task travels as its origin, its tasks file's text, run again there."""
+    return point.task.id, point.task.origin, point.length, point.sizes, point.effective, point.seed
 
 
 def _build_by_id(spec: tuple, uci_dir: Path | None) -> tuple[dict, str]:
-    fn, length, sizes, effective, seed = spec
-    dataset = build_dataset(GridPoint(get_task(fn), length, sizes, effective, seed), uci_dir=uci_dir)
+    fn, origin, length, sizes, effective, seed = spec
+    task = task_of(origin, fn) if origin else get_task(fn)
+    dataset = build_dataset(GridPoint(task, length, sizes, effective, seed), uci_dir=uci_dir)
     return dataset.splits, dataset.fingerprint
 
 

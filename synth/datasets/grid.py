@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from synth.datasets import uci
 from synth.datasets.generators import tabular
 from synth.datasets.generators.base import Task
 from synth.errors import InfeasibleError, SynthError
-from synth.tasks import DEFAULT_GRID, get_task
+from synth.tasks import default_functions, get_task
 
 SPLITS = ("train", "val", "test")
 # Examples x length a grid point may hold: ~200 times the largest of the published grid
@@ -87,7 +86,7 @@ def resolve_grid(functions: Sequence[str] | None, lengths: Sequence[int] | None)
     Explicit lengths apply to every task but the tabular ones, whose length is fixed by
     their data; without lengths each task uses its own defaults.
     """
-    tasks = [get_task(fn) for fn in dict.fromkeys(functions or DEFAULT_GRID)]
+    tasks = [get_task(fn) for fn in dict.fromkeys(functions or default_functions())]
     pairs, refused = [], []
     for task in tasks:
         wanted = task.lengths if (lengths is None or task.fixed_length) else lengths
@@ -126,8 +125,8 @@ def plan_grid(
             "take their length from their data"
         )
     effective, refused = {}, []
-    for task, length in sorted(pairs, key=lambda pair: pair[0].source is not None):
-        if task.source and refused:
+    for task, length in sorted(pairs, key=lambda pair: pair[0].table is not None):
+        if task.table and refused:
             break
         try:
             if sizes.total * length > MAX_SYMBOLS:
@@ -149,8 +148,8 @@ def plan_grid(
 
 def _effective_sizes(task: Task, length: int, sizes: Sizes, strict: bool, uci_dir: Path | None) -> Sizes:
     per_class = sizes.total // 2
-    if task.source:
-        available = min(tabular.class_counts(uci.load_table(task.source, uci_dir=uci_dir)))
+    if task.table:
+        available = min(tabular.class_counts(task.table(uci_dir)))
         if per_class <= available:
             return sizes
         spare = available - (sizes.train + sizes.val) // 2

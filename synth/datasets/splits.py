@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.datasets import uci
 from synth.datasets.generators import tabular
 from synth.datasets.grid import SPLITS, GridPoint, Sizes
 from synth.errors import InfeasibleError
@@ -28,8 +27,8 @@ def build_dataset(point: GridPoint, *, uci_dir: Path | None = None) -> Dataset:
     n = point.effective.total // 2
     task = point.task
     try:
-        if task.source:
-            pos, neg = tabular.draw(uci.load_table(task.source, uci_dir=uci_dir), n, rng)
+        if task.table:
+            pos, neg = tabular.draw(task.table(uci_dir), n, rng)
         else:
             pos, neg = task.generate(point.length, n, rng)
         splits = split_leakage_free(pos, neg, point.effective, rng)

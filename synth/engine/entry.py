@@ -26,6 +26,7 @@ from synth.config import (
     environment_settings,
     unread_settings,
 )
+from synth.custom_tasks import check_unchanged, definition, load_tasks_files, recorded_task
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import GridPoint, Sizes
 from synth.engine.budget import Budget
@@ -45,7 +46,7 @@ from synth.engine.preflight import (
 )
 from synth.errors import RunFailed, RunInterrupted, SetupFailed, SynthError
 from synth.progress import Progress
-from synth.tasks import get_task
+from synth.tasks import get_task, use_custom_tasks
 from tracker import runs as store
 from tracker.dataset_files import write_dataset_folders
 from tracker.db import StoreError, check_writable, open_db, remove_if_empty
@@ -79,6 +80,7 @@ def start_run(
     """A new run of ``config``; ``notify`` receives warnings meant for the user."""
     config.validate()
     config.prompt_version = PROMPT_VERSIONS[config.prompt]
+    use_custom_tasks(load_tasks_files(config.tasks_files or ()))
     if config.prompt_template_path and config.prompt_template is None:
         config.prompt_template = read_template(config.prompt_template_path)
     path = resolve_db(db_path)
@@ -112,6 +114,11 @@ def start_run(
                 run_record(config, path, argv, price),
                 [(s.point.task.id, s.point.length, s.id) for s in stored],
                 config.num_trials,
+                tasks=[
+                    definition(t)
+                    for t in {s.point.task.id: s.point.task for s in stored}.values()
+                    if t.origin
+                ],
             )
         except KeyboardInterrupt:  # its transaction rolled back: no run to resume
             raise RunInterrupted(
@@ -149,7 +156,12 @@ def resume_run(
         if run is None:
             raise SynthError(f"no run {run_id!r} in {path}")
         recorded = json.loads(run["config"])
-        overrides = {**environment_settings(set(RESUMABLE) - set(overrides or {})), **(overrides or {})}
+        overrides = dict(overrides or {})
+        own_tasks = store.run_tasks(db, run_id)
+        if (given := overrides.pop("tasks_files", None)) is not None:
+            check_unchanged(run_id, own_tasks, given)
+        use_custom_tasks(recorded_task(r) for r in own_tasks)
+        overrides = {**environment_settings(set(RESUMABLE) - set(overrides)), **overrides}
         changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and not _same(k, v, recorded))
         if changed:
             names = ", ".join("--" + k.removesuffix("_path").replace("_", "-") for k in changed)

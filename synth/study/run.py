@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synth.config import PROMPT_VERSIONS, RunConfig
+from synth.custom_tasks import definition, load_tasks_files
 from synth.datasets.cache import ensure_datasets
 from synth.engine.budget import Budget
 from synth.engine.entry import (
@@ -41,6 +42,7 @@ from synth.engine.preflight import (
 from synth.errors import RunFailed, RunInterrupted, SynthError
 from synth.progress import CellProgress, Progress
 from synth.study.spec import Cell, Study, canonical, load_study
+from synth.tasks import use_custom_tasks
 from tracker import runs as store
 from tracker import studies
 from tracker.db import check_writable, open_db, remove_if_empty
@@ -101,6 +103,11 @@ def run_study(
                     run_record(c.config, path, argv, c.price),
                     [(s.point.task.id, s.point.length, s.id) for s in c.points],
                     c.config.num_trials,
+                    tasks=[
+                        definition(t)
+                        for t in {s.point.task.id: s.point.task for s in c.points}.values()
+                        if t.origin
+                    ],
                     study_cell={
                         "study": study.name,
                         "system": c.cell.system.name,
@@ -172,6 +179,8 @@ def _first_difference(a, b, where: str = ""):
 def _prepare(db, study: Study, path: Path, uci_dir, notify, created: bool) -> list[_Prepared]:
     """Every cell's config, proposer (its key), datasets and prompts, before any is
     recorded: a cell that would fail refuses the whole study."""
+    files = sorted({f for cell in study.cells for f in cell.config().tasks_files or ()})
+    use_custom_tasks(load_tasks_files(files))  # every cell's own tasks, one registry
     cells = []
     total = 0
     for cell in study.cells:

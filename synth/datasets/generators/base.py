@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from synth.errors import InfeasibleError
+
+if TYPE_CHECKING:
+    from synth.datasets.uci import Table
 
 KINDS = ("binary", "decimal", "graph", "tabular")
 DEFAULT_LENGTHS = (100, 50, 30, 25, 20)
@@ -22,6 +27,19 @@ DEFAULT_LENGTHS = (100, 50, 30, 25, 20)
 MAX_ROUNDS = 2000
 
 Generator = Callable[[int, int, np.random.Generator], tuple[list[str], list[str]]]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a researcher's task was declared (synth.custom_tasks): its tasks file, by
+    path and exact text, and the SHA-256 of what defines the task, which keys its
+    datasets: the file's text, or for a tabular task its CSV's content and label rule."""
+
+    path: str
+    text: str
+    key: str
+    csv: str | None = None
+    csv_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,10 @@ class Task:
     # the source table (a key of synth.datasets.uci.SOURCES).
     fixed_length: int | None = None
     source: str | None = None
+    # Tabular tasks: table(uci_dir) -> the parsed source table their rows are drawn from.
+    table: Callable[[Path | None], Table] | None = None
+    # A researcher's task: where it was declared; None for the built-in tasks.
+    origin: Origin | None = None
 
     @property
     def lengths(self) -> tuple[int, ...]:

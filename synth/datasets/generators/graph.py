@@ -177,7 +177,12 @@ def _encode(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, L: int) -> l
     flip = rng.integers(0, 2, size=(m, E), dtype=bool)
     a, b = np.where(flip, b, a), np.where(flip, a, b)
     order = rng.permuted(np.tile(np.arange(E), (m, 1)), axis=1)
-    a, b = np.take_along_axis(a, order, axis=1), np.take_along_axis(b, order, axis=1)
+    return edge_strings(np.take_along_axis(a, order, axis=1), np.take_along_axis(b, order, axis=1), L)
+
+
+def edge_strings(a: np.ndarray, b: np.ndarray, L: int) -> list[str]:
+    """Strings of length L of the edges a[i, j]-b[i, j] (ids 1..99), padded as inputs are."""
+    m, E = a.shape
     chars = np.empty((m, E, 6), dtype=np.uint8)
     chars[:, :, 0], chars[:, :, 3] = ord("u"), ord("v")
     chars[:, :, 1], chars[:, :, 2] = ord("0") + a // 10, ord("0") + a % 10

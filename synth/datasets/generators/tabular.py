@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from synth.datasets.generators.base import Task
-from synth.datasets.uci import SOURCES, Table
+from synth.datasets.uci import SOURCES, Table, load_table
 from synth.errors import InfeasibleError
 
 # The dict a candidate program receives (value -> float where it parses as one): the
@@ -46,6 +46,7 @@ def _task(fn: str, target: str, source: str) -> Task:
         unique=lambda L: False,
         fixed_length=length,
         source=source,
+        table=lambda uci_dir: load_table(source, uci_dir=uci_dir),
     )
 
 
