@@ -25,7 +25,7 @@ PAIRS = (("train", "val"), ("train", "test"), ("val", "test"))
 def leakage_audit(db: sqlite_utils.Database, scope: Scope) -> list[dict]:
     datasets = db.query(
         f"""
-        select d.id as dataset_id, d.fn, d.length, d.fingerprint, d.base_seed, d.derived_seed,
+        select d.id as dataset_id, d.fn, d.target, d.length, d.fingerprint, d.base_seed, d.derived_seed,
           json_group_array(rd.run_id) as runs
         from run_datasets rd join datasets d on d.id = rd.dataset_id
         where {scoped("rd.run_id", "rd.fn")}

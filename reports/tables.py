@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reports.analyses import proposer
+from reports.analyses import proposer, task_label
 
 NUMERIC = ("int", "acc", "delta", "cost", "ci")
 
@@ -77,7 +77,7 @@ def _spread(split: str, label: str = "", **helps: str) -> list[Column]:
 
 PROPOSER = Column("proposer", "proposer", get=proposer, help="provider/model")
 RUN = Column("run_id", "run")
-TASK = Column("fn", "task")
+TASK = Column("fn", "task", get=task_label, help="task id and name")
 LENGTH = Column("length", "L", "int")
 TRIALS = Column("trials", "trials", "int", "finished trials")
 
@@ -173,6 +173,7 @@ LEAKAGE = [
 ]
 RAW_VS_CLEAN = [
     TASK,
+    LENGTH,
     PROPOSER,
     TRIALS,
     Column("raw_test_mean", "raw test mean", "acc", "every trial"),
