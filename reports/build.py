@@ -91,6 +91,24 @@ def build_figures(
         raise ReportError(f"cannot write figures to {folder}: {e.strerror or e}") from None
 
 
+def build_table(
+    db_path: str | os.PathLike | None,
+    name: str,
+    run_ids: list[str] | None = None,
+    fmt: str = "md",
+    pivot: bool = False,
+    filters: dict | None = None,
+    prices: str | os.PathLike | None = None,
+) -> str:
+    """One table of the report on ``run_ids`` alone, as Markdown, LaTeX or CSV text
+    (reports.table_formats); ``pivot`` turns the leaderboard as papers print it."""
+    from reports.table_formats import check_table, render_table
+
+    check_table(name, fmt, pivot)
+    report = _snapshot(resolve_db(db_path), run_ids, filters, load_prices(prices))
+    return render_table(report, name, fmt, pivot)
+
+
 def analyse(
     db_path: str | os.PathLike | None = None,
     run_ids: list[str] | None = None,

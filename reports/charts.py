@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import altair as alt
 
 from reports.analyses import Report, proposer, task_label
-from reports.tables import sizes
+from reports.tables import setting
 
 ACCURACY = alt.Scale(domain=[0, 1])
 FACET_COLUMNS = 4
@@ -107,7 +107,7 @@ def accuracy_by_length(report: Report, k: Keys) -> Built:
     rows = k.values(
         report.leaderboard,
         ("fn", "length", "runs", "trials", "test_mean", "test_ci_low", "test_ci_high"),
-        setting=lambda r: f"effort {r['effort'] or '-'}, {r['attempts']} attempts, {sizes(r)}",
+        setting=setting,
     )
     several = len({(r["proposer"], r["setting"]) for r in rows}) > len({r["proposer"] for r in rows})
     series = {"strokeDash": alt.StrokeDash("setting:N")} if several else {"detail": "setting:N"}

@@ -66,6 +66,11 @@ def sizes(row: dict) -> str:
     return f"{row['train_size']}/{row['val_size']}/{row['test_size']}"
 
 
+def setting(row: dict) -> str:
+    """A leaderboard row's setting in a few words: what sets apart runs of one proposer."""
+    return f"effort {row['effort'] or '-'}, {row['attempts']} attempts, {sizes(row)}"
+
+
 def _spread(split: str, label: str = "", **helps: str) -> list[Column]:
     """The mean, std, min, max and 95% CI of a split's accuracy (``{split}_mean``...),
     headed ``label`` and the statistic; ``helps`` gives a statistic its tooltip."""
@@ -243,3 +248,15 @@ _TOKEN_COLUMNS = [
 ]
 TOKENS_RUNS = [RUN, PROPOSER, Column("attempts", "attempts", "int"), *_TOKEN_COLUMNS]
 TOKENS_POINTS = [RUN, PROPOSER, TASK, LENGTH, *_TOKEN_COLUMNS]
+# The tables `synth report --table NAME` writes alone: their columns and the Report field
+# that holds their rows.
+TABLES = {
+    "leaderboard": (LEADERBOARD, "leaderboard"),
+    "grid-points": (GRID_POINTS, "grid_points"),
+    "improvement": (IMPROVEMENT, "run_results"),
+    "seed-spread": (SEED_SPREAD, "seed_spread"),
+    "raw-vs-clean": (RAW_VS_CLEAN, "raw_vs_clean"),
+    "leakage": (LEAKAGE, "leakage"),
+    "compile": (COMPILE, "compile"),
+    "tokens": (TOKENS_RUNS, "tokens_runs"),
+}

@@ -287,3 +287,13 @@ def test_each_task_panel_holds_only_its_lengths_on_a_numeric_axis(figures_page):
     assert len(axes) == 2 and axes[0].endswith("values from 12 to 20") and axes[1].endswith("from 8 to 8"), (
         axes
     )
+
+
+def test_every_chart_has_an_svg_and_png_export(figures_page):
+    menus = figures_page.evaluate(
+        "[...document.querySelectorAll('.chart')].map(c => "
+        "[...c.querySelectorAll('.vega-actions a')].map(a => a.textContent.trim()))"
+    )
+    assert len(menus) == len(CHARTS)
+    assert all({"Save as SVG", "Save as PNG"} <= set(menu) for menu in menus), menus
+    assert not any("Open in Vega Editor" in menu or "View Source" in menu for menu in menus)
