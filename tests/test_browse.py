@@ -230,6 +230,18 @@ def test_selected_program_of_each_trial(get):
     assert len(canned(get, "selected_programs")) == 5  # with r2's trial and r3's (no program)
 
 
+def test_programs_that_solved_a_task(get):
+    rows = canned(get, "solved_programs", fn="fn_a", length=4, run_id="")
+    # PARITY reached val 1.0 in r1 (test 1.0) and in r2 (test 0.75); WRONG never did
+    assert [(r["code"], r["runs"], r["attempts"], r["best_test_acc"], r["worst_test_acc"]) for r in rows] == [
+        (PARITY, 2, 2, 1.0, 0.75)
+    ]
+    assert rows[0]["task"] == "fn_a" and rows[0]["program_hash"] == sha(PARITY)
+    only_r2 = canned(get, "solved_programs", fn="fn_a", length=4, run_id="r2")
+    assert [(r["runs"], r["best_test_acc"]) for r in only_r2] == [(1, 0.75)]
+    assert canned(get, "solved_programs", fn="fn_g", length=4, run_id="") == []
+
+
 def test_compile_errors(get):
     rows = canned(get, "compile_errors")
     assert [(r["run_id"], r["trial"], r["attempt"], r["failure"], r["code"]) for r in rows] == [

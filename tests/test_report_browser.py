@@ -297,3 +297,13 @@ def test_every_chart_has_an_svg_and_png_export(figures_page):
     assert len(menus) == len(CHARTS)
     assert all({"Save as SVG", "Save as PNG"} <= set(menu) for menu in menus), menus
     assert not any("Open in Vega Editor" in menu or "View Source" in menu for menu in menus)
+
+
+def test_leakage_colours_only_what_crosses_splits(page):
+    fills = page.evaluate(
+        "[...document.querySelectorAll('#chart-leakage g.mark-rect path')].map(p => p.getAttribute('fill'))"
+    )
+    # B1 shares 0101 between train and val (input and line) and 0110 between train and
+    # test: three cells across splits; its doubled test input is a duplicate within a split
+    assert fills.count("#d55e00") == 3 and fills.count("#c6dbef") == 1, fills
+    assert len(fills) == 4 * 9
