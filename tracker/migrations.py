@@ -17,6 +17,7 @@ TABLES = (
     "responses",
     "evaluations",
     "events",
+    "dataset_audits",
 )
 
 
@@ -251,3 +252,19 @@ def m004_isolation(db):
     view = db.execute("select sql from sqlite_master where name = 'attempt_rows'").fetchone()[0]
     db.execute("drop view attempt_rows")
     db.execute(view.replace("e.status as eval_status,", "e.status as eval_status, e.isolation,"))
+
+
+@migrations()
+def m005_dataset_audits(db):
+    """Each dataset's leakage audit (tracker.audits), kept once beside it: datasets never
+    change, so a report reads these counts instead of every example. Datasets stored
+    before are audited here, once."""
+    from tracker.audits import COUNTS, audit_missing
+
+    db["dataset_audits"].create(
+        {"dataset_id": int, **dict.fromkeys(COUNTS, int), "clean": int},
+        pk="dataset_id",
+        foreign_keys=[("dataset_id", "datasets", "id")],
+        not_null={"dataset_id", *COUNTS, "clean"},
+    )
+    audit_missing(db)
