@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
-from helpers import CLEAN_ROWS, dataset_meta
+from helpers import CLEAN_ROWS, LEAKY_ROWS, dataset_meta
 
 from synth.cli import cli
 from tracker import runs as store
@@ -33,18 +33,9 @@ WRONG = "def f(x):\n    return int(x[0] == x[-1])"
 CONFIG = '{"reasoning_effort": "high", "attempts": 3}'
 PROMPT = "Find f. Examples:\n0001 -> 1\n0000 -> 0"
 
-# fn_g's dataset leaks: 1001 is in train and test (same label), 1000 is in train and val
-# with different labels (an input overlap that is no line overlap), 0010 repeats in test.
+# fn_g's dataset leaks (helpers.LEAKY_ROWS).
 CLEAN = CLEAN_ROWS
-LEAKY = [
-    ("train", 0, "1001", 1),
-    ("train", 1, "1000", 0),
-    ("val", 0, "0110", 1),
-    ("val", 1, "1000", 1),
-    ("test", 0, "1001", 1),
-    ("test", 1, "0010", 0),
-    ("test", 2, "0010", 0),
-]
+LEAKY = LEAKY_ROWS
 USAGE = {"input_tokens": 100, "cached_tokens": 10, "output_tokens": 50, "reasoning_tokens": 20}
 
 

@@ -4,6 +4,7 @@ before, once by the migration), and read by the report instead of every example.
 import sqlite3
 
 import sqlite_utils
+from helpers import LEAKY_ROWS as LEAKY
 from helpers import dataset_meta
 
 from reports import analyse
@@ -12,17 +13,6 @@ from tracker.datasets import save_dataset
 from tracker.db import open_db
 from tracker.migrations import migrations
 
-# 1001 is in train and test (same line), 1000 in train and val with other labels (an
-# input overlap, no line overlap), 0010 twice in test (a duplicate within a split).
-LEAKY = [
-    ("train", 0, "1001", 1),
-    ("train", 1, "1000", 0),
-    ("val", 0, "0110", 1),
-    ("val", 1, "1000", 1),
-    ("test", 0, "1001", 1),
-    ("test", 1, "0010", 0),
-    ("test", 2, "0010", 0),
-]
 EXPECTED = {
     "train_rows": 2,
     "val_rows": 2,

@@ -211,18 +211,7 @@ def test_selected_programs_open(page):
 
 
 def test_screenshot_saved(page):
-    ARTIFACTS.mkdir(exist_ok=True)
-    height = page.send("Page.getLayoutMetrics")["cssContentSize"]["height"]
-    shot = page.send(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": 1400, "height": min(height, 12000), "scale": 1},
-        },
-    )
-    path = ARTIFACTS / "report.png"
-    path.write_bytes(base64.b64decode(shot["data"]))
+    path = _screenshot(page, "report.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 50_000
 
 
