@@ -233,6 +233,16 @@ def test_programs_that_solved_a_task(get):
     assert canned(get, "solved_programs", fn="fn_g", length=4, run_id="") == []
 
 
+def test_the_flat_views_name_the_task_and_show_the_code(get):
+    trials = get("/synth/trial_results.json?_shape=array&run_id=r1&fn=fn_a&_sort=trial")
+    assert [(t["task"], t["selected_code"], t["selected_program_hash"]) for t in trials] == [
+        ("fn_a", PARITY, sha(PARITY)),
+        ("fn_a", BROKEN, sha(BROKEN)),
+    ]
+    attempts = get("/synth/attempt_rows.json?_shape=array&run_id=r1&fn=fn_a&trial=1&_sort=attempt")
+    assert [(a["task"], a["code"]) for a in attempts] == [("fn_a", WRONG), ("fn_a", PARITY)]
+
+
 def test_compile_errors(get):
     rows = canned(get, "compile_errors")
     assert [(r["run_id"], r["trial"], r["attempt"], r["failure"], r["code"]) for r in rows] == [
