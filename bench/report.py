@@ -10,11 +10,16 @@ memory (ru_maxrss) is its own:
 - the report of the latest run (what `synth report` does with no run id), HTML;
 - the report of all ten runs, HTML and Markdown;
 - the leaderboard: the report's analysis over all runs, and Datasette's canned query
-  (tracker/datasette/metadata.yaml) over all runs.
+  (tracker/datasette/metadata.yaml) over all runs;
+- `--figures` of all ten runs: every chart as SVG, PNG and PDF.
+
+Datasets are stored with their leakage audits, as tracker.datasets.save_dataset stores
+them; the fill times that step (what migration m005 costs such a database, once).
 
     python bench/report.py [--db PATH] [--keep]
 
-Targets (issue 5): report <= 15 s with peak memory <= 1 GB; leaderboard <= 0.5 s.
+Targets: report of all runs <= 5 s with peak memory <= 500 MB (issue 20; 15 s and
+1 GB in issue 5); leaderboard <= 0.5 s; figures <= 30 s.
 """
 
 from __future__ import annotations
@@ -41,7 +46,14 @@ SEEDS = list(range(1, 11))
 ATTEMPTS_PER_POINT = 100
 MAX_ATTEMPTS = 5
 SIZES = (100, 100, 10_000)
-MEASUREMENTS = ("report-latest", "report-all", "report-all-md", "leaderboard-report", "leaderboard-datasette")
+MEASUREMENTS = (
+    "report-latest",
+    "report-all",
+    "report-all-md",
+    "leaderboard-report",
+    "leaderboard-datasette",
+    "figures-all",
+)
 CODE = "def f(x):\n    # candidate {n}\n    s = sum(int(c) for c in x[:{k}])\n    return s % 2\n"
 
 
@@ -137,6 +149,14 @@ def fill(path: Path) -> None:
                         )
         print(f"  seed {seed}: {attempt_id:,} attempts, {dataset_id:,} datasets", file=sys.stderr)
     conn.close()
+    from tracker.audits import audit_missing
+
+    db = open_db(path)
+    start = time.perf_counter()
+    with db.conn:
+        audited = audit_missing(db)
+    print(f"  {audited:,} datasets audited in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    db.conn.close()
 
 
 def _dataset(conn, rng, dataset_id: int, fn: str, length: int, seed: int, leaky: bool) -> None:
@@ -281,10 +301,14 @@ def measure(what: str, db: str) -> dict:
         result = reports.build_report(db, runs, out.with_suffix(".html"))
     elif what == "report-all-md":
         result = reports.build_report(db, runs, out.with_suffix(".md"), fmt="md")
+    elif what == "figures-all":
+        from reports.build import build_figures
+
+        result = sum(p.stat().st_size for p in build_figures(db, out, runs))
     else:
         result = _leaderboard(what, db)
     seconds = time.perf_counter() - start
-    size = result.stat().st_size if isinstance(result, Path) else None
+    size = result.stat().st_size if isinstance(result, Path) else result if what == "figures-all" else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"what": what, "seconds": seconds, "import_s": imported, "peak_mb": peak_mb, "bytes": size}
 

@@ -155,6 +155,13 @@ def _query(db: sqlite_utils.Database, sql: str, scope: Scope, **params) -> list[
     return [dict(r) for r in db.query(sql, {**scope.params, **params})]
 
 
+def task_label(row: dict) -> str:
+    """How a task is named in charts and tables: ``fn_e · parity_rand_3`` (its id alone
+    when the stored dataset names it no better)."""
+    target = row.get("target")
+    return row["fn"] if not target or target == row["fn"] else f"{row['fn']} · {target}"
+
+
 def proposer(row: dict) -> str:
     """How a provider and model are named in charts: ``openai/gpt-5``, ``tree``."""
     model = row.get("model")
@@ -202,7 +209,8 @@ def grid_points(db, scope: Scope) -> list[dict]:
         _query(
             db,
             f"""
-        select t.run_id, r.provider, r.model, d.base_seed as seed, t.fn, t.length, {ACCURACY}
+        select t.run_id, r.provider, r.model, d.base_seed as seed, t.fn, d.target, t.length,
+          {ACCURACY}
         {DONE_TRIALS}
         group by t.run_id, t.fn, t.length order by r.created_at, t.run_id, t.fn, t.length
         """,
@@ -234,7 +242,7 @@ def leaderboard(db, scope: Scope) -> list[dict]:
             f"""
         select r.provider, r.model, {EFFORT} as effort,
           json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
-          d.test_size, t.fn, t.length, count(distinct t.run_id) as runs, {ACCURACY}
+          d.test_size, t.fn, d.target, t.length, count(distinct t.run_id) as runs, {ACCURACY}
         {DONE_TRIALS}
         group by r.provider, r.model, effort, attempts, d.train_size, d.val_size, d.test_size,
           t.fn, t.length
@@ -272,18 +280,21 @@ def seed_spread(db, scope: Scope) -> list[dict]:
 
 
 def raw_vs_clean(db, scope: Scope, audit: list[dict]) -> list[dict]:
-    """Per proposer and task: mean selected test accuracy over all trials (raw) and over
-    the trials whose dataset is leakage-clean (no input shared between splits)."""
+    """Per proposer and grid point (task and length): mean selected test accuracy over all
+    trials (raw) and over the trials whose dataset is leakage-clean (no input shared
+    between splits). Per length, as accuracy depends on it: a mean across lengths would
+    mix a hard point's leak with an easy point's result."""
     clean = json.dumps([d["dataset_id"] for d in audit if d["clean"]])
     return _query(
         db,
         f"""
-        select r.provider, r.model, t.fn, count(*) as trials, avg(t.test_acc) as raw_test_mean,
+        select r.provider, r.model, t.fn, d.target, t.length, count(*) as trials,
+          avg(t.test_acc) as raw_test_mean,
           sum(t.dataset_id in (select value from json_each(:clean))) as clean_trials,
           avg(case when t.dataset_id in (select value from json_each(:clean))
               then t.test_acc end) as clean_test_mean
         {DONE_TRIALS}
-        group by r.provider, r.model, t.fn order by t.fn, r.provider, r.model
+        group by r.provider, r.model, t.fn, t.length order by t.fn, t.length, r.provider, r.model
         """,
         scope,
         clean=clean,
@@ -381,6 +392,7 @@ def progression(db, scope: Scope) -> list[dict]:
         f"""
         with scored as (
           select t.id as trial_id, r.provider, r.model, t.fn, a.attempt,
+            (select target from datasets where id = t.dataset_id) as target,
             coalesce(e.val_acc, 0) as val, coalesce(e.test_acc, 0) as test
           {ATTEMPTS} and t.status = 'done' and not r.dry_run
         ),
@@ -390,7 +402,7 @@ def progression(db, scope: Scope) -> list[dict]:
             partition by s.trial_id, ks.k order by s.val desc, s.attempt) as rank
           from scored s join ks on s.attempt <= ks.k
         )
-        select provider, model, fn, k as attempt, count(*) as trials,
+        select provider, model, fn, min(target) as target, k as attempt, count(*) as trials,
           avg(val) as val_mean, avg(test) as test_mean
         from best where rank = 1
         group by provider, model, fn, k order by provider, model, fn, k

@@ -74,6 +74,47 @@ def build_report(
     return out
 
 
+def build_figures(
+    db_path: str | os.PathLike | None,
+    folder: str | os.PathLike,
+    run_ids: list[str] | None = None,
+    filters: dict | None = None,
+    prices: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Every chart of the report on ``run_ids`` (chosen as ``build_report`` chooses) as
+    SVG, PNG and PDF files in ``folder``, named by chart (reports.figures); returns
+    their paths. The folder is made if need be; files of the same names are replaced."""
+    from reports.figures import write_figures  # vl-convert's drawing, only when asked
+
+    folder = Path(folder)
+    if problem := folder_problem(folder, may_create=True):
+        raise ReportError(f"cannot write figures to {folder}: {problem}")
+    report = _snapshot(resolve_db(db_path), run_ids, filters, prices)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_figures(report, folder)
+    except OSError as e:
+        raise ReportError(f"cannot write figures to {folder}: {e.strerror or e}") from None
+
+
+def build_table(
+    db_path: str | os.PathLike | None,
+    name: str,
+    run_ids: list[str] | None = None,
+    fmt: str = "md",
+    pivot: bool = False,
+    filters: dict | None = None,
+    prices: str | os.PathLike | None = None,
+) -> str:
+    """One table of the report on ``run_ids`` alone, as Markdown, LaTeX or CSV text
+    (reports.table_formats); ``pivot`` turns the leaderboard as papers print it."""
+    from reports.table_formats import check_table, render_table
+
+    check_table(name, fmt, pivot)
+    report = _snapshot(resolve_db(db_path), run_ids, filters, prices)
+    return render_table(report, name, fmt, pivot)
+
+
 def analyse(
     db_path: str | os.PathLike | None = None,
     run_ids: list[str] | None = None,

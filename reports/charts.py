@@ -13,11 +13,15 @@ from dataclasses import dataclass
 
 import altair as alt
 
-from reports.analyses import Report, proposer
+from reports.analyses import Report, proposer, task_label
+from reports.tables import setting
 
 ACCURACY = alt.Scale(domain=[0, 1])
-FACET_COLUMNS = 5
+FACET_COLUMNS = 4
 ROWS = alt.NamedData("rows")
+# Okabe and Ito's colour-blind-safe palette, and marker shapes to tell overlaps apart.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-left", "wedge"]
 # A chart function's result: the chart, and the rows of each named dataset it draws.
 Built = tuple[alt.TopLevelMixin, dict[str, list[dict]]]
 
@@ -30,16 +34,45 @@ class Chart:
     spec: dict
 
 
-def _values(rows: list[dict], fields: tuple[str, ...], **extra) -> list[dict]:
-    """The fields a chart uses, its proposer's name, and ``extra`` computed fields."""
-    return [
-        {
-            **{f: row[f] for f in fields},
-            **({"proposer": proposer(row)} if "provider" in row else {}),
-            **{k: compute(row) for k, compute in extra.items()},
-        }
-        for row in rows
-    ]
+@dataclass(frozen=True)
+class Keys:
+    """What every chart of a report names the same way: each proposer's colour and shape
+    (one scale domain, every proposer the report draws, in the order of its runs) and
+    each task's name (from its stored datasets)."""
+
+    proposers: list[str]
+    tasks: dict[str, str]
+
+    @classmethod
+    def of(cls, report: Report) -> Keys:
+        drawn = (report.leaderboard, report.progression, report.attempts_to_solve, report.tokens_points)
+        names = {proposer(row) for rows in drawn for row in rows}
+        return cls(
+            list(dict.fromkeys(p for p in map(proposer, report.runs) if p in names)),
+            {d["fn"]: task_label(d) for d in report.leakage},
+        )
+
+    def color(self) -> alt.Color:
+        """The proposer's colour; its legend merges with the shape's, drawn opaque
+        whatever mark (a faint band) comes first."""
+        scale = alt.Scale(domain=self.proposers, range=PALETTE)
+        return alt.Color("proposer:N", scale=scale, legend=alt.Legend(symbolOpacity=1))
+
+    def shape(self) -> alt.Shape:
+        return alt.Shape("proposer:N", scale=alt.Scale(domain=self.proposers, range=SHAPES))
+
+    def values(self, rows: list[dict], fields: tuple[str, ...], **extra) -> list[dict]:
+        """The fields a chart uses, its proposer's and task's names, and ``extra``
+        computed fields."""
+        return [
+            {
+                **{f: row[f] for f in fields},
+                **({"proposer": proposer(row)} if "provider" in row else {}),
+                **({"task": self.tasks.get(row["fn"], row["fn"])} if "fn" in row else {}),
+                **{k: compute(row) for k, compute in extra.items()},
+            }
+            for row in rows
+        ]
 
 
 def _spec(chart: alt.TopLevelMixin, datasets: dict[str, list[dict]]) -> dict:
@@ -58,74 +91,86 @@ def _tooltip(fields: str, accuracies: str, **formats: str) -> list:
     ]
 
 
-def seed_accuracy(report: Report) -> Built:
-    base = alt.Chart().encode(
-        x=alt.X("length:O", title="L"),
-        xOffset=alt.XOffset("seed:N"),
-        color=alt.Color("proposer:N"),
+def _per_task(chart: alt.LayerChart, **resolve) -> alt.FacetChart:
+    """One panel per task, named; each panel's length axis holds only its own lengths."""
+    return chart.facet(facet=alt.Facet("task:N", title=None), columns=FACET_COLUMNS).resolve_scale(
+        x="independent", **resolve
     )
-    points = base.mark_circle(size=45).encode(
-        y=alt.Y("test_mean:Q", scale=ACCURACY, title="selected test accuracy"),
+
+
+LENGTH_AXIS = alt.X(
+    "length:Q", title="L", scale=alt.Scale(zero=False, nice=False), axis=alt.Axis(format="d", tickMinStep=1)
+)
+
+
+def accuracy_by_length(report: Report, k: Keys) -> Built:
+    rows = k.values(
+        report.leaderboard,
+        ("fn", "length", "runs", "trials", "test_mean", "test_ci_low", "test_ci_high"),
+        setting=setting,
+    )
+    several = len({(r["proposer"], r["setting"]) for r in rows}) > len({r["proposer"] for r in rows})
+    series = {"strokeDash": alt.StrokeDash("setting:N")} if several else {"detail": "setting:N"}
+    base = alt.Chart().encode(x=LENGTH_AXIS, **series)
+    band = base.mark_area(opacity=0.15).encode(y="test_ci_low:Q", y2="test_ci_high:Q", color=k.color())
+    line = base.mark_line().encode(
+        y=alt.Y("test_mean:Q", scale=ACCURACY, title="selected test accuracy"), color=k.color()
+    )
+    points = base.mark_point(filled=True, size=60, opacity=1).encode(
+        y="test_mean:Q",
+        color=k.color(),
+        shape=k.shape(),
         tooltip=_tooltip(
-            "run_id:N proposer:N seed:N fn:N length:O trials:Q", "test_mean test_ci_low test_ci_high"
+            "proposer:N setting:N task:N length:Q runs:Q trials:Q", "test_mean test_ci_low test_ci_high"
         ),
     )
-    bars = base.mark_rule(opacity=0.6).encode(y="test_ci_low:Q", y2="test_ci_high:Q")
-    chart = (
-        alt.layer(bars, points, data=ROWS)
-        .properties(width=150, height=140)
-        .facet(facet=alt.Facet("fn:N", title=None), columns=FACET_COLUMNS)
-    )
-    fields = ("run_id", "fn", "length", "trials", "test_mean", "test_ci_low", "test_ci_high")
-    return chart, {"rows": _values(report.grid_points, fields, seed=lambda r: str(r["seed"]))}
+    chart = _per_task(alt.layer(band, line, points, data=ROWS).properties(width=220, height=170))
+    return chart, {"rows": rows}
 
 
-def progression(report: Report) -> Built:
+def progression(report: Report, k: Keys) -> Built:
     chart = (
-        alt.Chart(ROWS)
+        alt.Chart()
         .transform_fold(["val_mean", "test_mean"], as_=["split", "accuracy"])
-        .mark_line(point=True)
         .encode(
-            x=alt.X("attempt:O", title="attempts allowed (k)"),
+            x=alt.X("attempt:Q", title="attempts allowed (k)", axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("accuracy:Q", scale=ACCURACY, title="accuracy of the selection after k"),
-            color=alt.Color("fn:N", title="task"),
-            strokeDash=alt.StrokeDash(
-                "split:N", title="split", legend=alt.Legend(labelExpr="replace(datum.label, '_mean', '')")
-            ),
-            tooltip=_tooltip("proposer:N fn:N attempt:O split:N trials:Q", "accuracy"),
+            color=k.color(),
+            tooltip=_tooltip("proposer:N task:N attempt:Q split:N trials:Q", "accuracy"),
         )
-        .properties(width=320, height=220)
-        .facet(column=alt.Column("proposer:N", title=None))
+    )
+    split = alt.StrokeDash(
+        "split:N", title="split", legend=alt.Legend(labelExpr="replace(datum.label, '_mean', '')")
+    )
+    layered = alt.layer(
+        chart.mark_line().encode(strokeDash=split),
+        chart.mark_point(filled=True, size=40).encode(shape=k.shape(), detail="split:N"),
+        data=ROWS,
     )
     fields = ("fn", "attempt", "trials", "val_mean", "test_mean")
-    return chart, {"rows": _values(report.progression, fields)}
+    rows = k.values(report.progression, fields)
+    return _per_task(layered.properties(width=220, height=170)), {"rows": rows}
 
 
-def raw_vs_clean(report: Report) -> Built:
-    chart = (
-        alt.Chart(ROWS)
-        .transform_fold(["raw_test_mean", "clean_test_mean"], as_=["results", "accuracy"])
-        .transform_filter("datum.accuracy != null")
-        .mark_bar()
-        .encode(
-            x=alt.X("fn:N", title="task"),
-            xOffset=alt.XOffset("results:N", sort=["raw_test_mean", "clean_test_mean"]),
-            y=alt.Y("accuracy:Q", scale=ACCURACY, title="mean selected test accuracy"),
-            color=alt.Color(
-                "results:N",
-                sort=["raw_test_mean", "clean_test_mean"],
-                scale=alt.Scale(range=["#9e9e9e", "#2e7d32"]),
-                title=None,
-                legend=alt.Legend(labelExpr="replace(datum.label, '_test_mean', '')"),
-            ),
-            tooltip=_tooltip("proposer:N fn:N results:N trials:Q clean_trials:Q", "accuracy"),
-        )
-        .properties(height=200)
-        .facet(row=alt.Row("proposer:N", title=None))
-        .resolve_scale(x="independent")
+def raw_vs_clean(report: Report, k: Keys) -> Built:
+    base = alt.Chart().encode(
+        x=alt.X("length:O", title="L", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("proposer:N", scale=alt.Scale(domain=k.proposers)),
+        color=k.color(),
     )
-    fields = ("fn", "trials", "raw_test_mean", "clean_trials", "clean_test_mean")
-    return chart, {"rows": _values(report.raw_vs_clean, fields)}
+    tooltip = _tooltip("proposer:N task:N length:O trials:Q clean_trials:Q", "raw_test_mean clean_test_mean")
+    rule = base.mark_rule().encode(y="raw_test_mean:Q", y2="clean_test_mean:Q", color=k.color())
+    raw = base.mark_point(filled=False, size=70).encode(
+        y=alt.Y("raw_test_mean:Q", scale=ACCURACY, title="mean selected test accuracy"),
+        shape=k.shape(),
+        tooltip=tooltip,
+    )
+    clean = base.mark_point(filled=True, size=70).encode(
+        y="clean_test_mean:Q", shape=k.shape(), tooltip=tooltip
+    )
+    chart = _per_task(alt.layer(rule, raw, clean, data=ROWS).properties(width=alt.Step(40), height=170))
+    fields = ("fn", "length", "trials", "raw_test_mean", "clean_trials", "clean_test_mean")
+    return chart, {"rows": k.values(report.raw_vs_clean, fields)}
 
 
 LEAKAGE_CHECKS = [
@@ -141,48 +186,65 @@ LEAKAGE_CHECKS = [
 ]
 
 
-def leakage_counts(report: Report) -> Built:
+# Within a split, duplicates are the task's own (short palindromes repeat by design);
+# only what crosses splits is leakage.
+CROSS_SPLIT = [c for c in LEAKAGE_CHECKS if not c.endswith("_duplicates")]
+
+
+def leakage_counts(report: Report, k: Keys) -> Built:
+    cross = " || ".join(f"datum.check == '{c}'" for c in CROSS_SPLIT)
     base = (
         alt.Chart(ROWS)
         .transform_fold(LEAKAGE_CHECKS, as_=["check", "count"])
+        .transform_calculate(
+            kind=f"datum.count == 0 ? 'none' : ({cross}) ? 'across splits' : 'within a split'"
+        )
         .encode(
             x=alt.X("check:N", sort=LEAKAGE_CHECKS, title=None, axis=alt.Axis(labelAngle=-40)),
             y=alt.Y("dataset:N", title=None),
         )
     )
+    kinds = alt.Scale(
+        domain=["none", "within a split", "across splits"], range=["#f0f0f0", "#c6dbef", "#d55e00"]
+    )
     cells = base.mark_rect().encode(
-        color=alt.condition("datum.count > 0", alt.value("#e53935"), alt.value("#e8f5e9")),
+        color=alt.Color("kind:N", scale=kinds, title=None),
         tooltip=["dataset:N", "check:N", "count:Q", "fingerprint:N"],
     )
-    text = base.mark_text(fontSize=10).encode(text="count:Q")
-    rows = _values(
+    text = base.mark_text(fontSize=11).encode(
+        text="count:Q",
+        color=alt.condition("datum.kind == 'across splits'", alt.value("white"), alt.value("black")),
+    )
+    rows = k.values(
         report.leakage,
         ("fingerprint", *LEAKAGE_CHECKS),
-        dataset=lambda r: f"{r['fn']} L{r['length']} seed {r['base_seed']}",
+        dataset=lambda r: f"{task_label(r)} L{r['length']} seed {r['base_seed']}",
     )
-    return alt.layer(cells, text).properties(width=40 * len(LEAKAGE_CHECKS)), {"rows": rows}
+    return alt.layer(cells, text).properties(width=alt.Step(48), height=alt.Step(22)), {"rows": rows}
 
 
-def heatmap(report: Report) -> Built:
-    base = alt.Chart().encode(x=alt.X("length:O", title="L"), y=alt.Y("fn:N", title="task"))
+def heatmap(report: Report, k: Keys) -> Built:
+    base = alt.Chart().encode(
+        x=alt.X("length:O", title="L", axis=alt.Axis(labelAngle=0)), y=alt.Y("task:N", title=None)
+    )
     cells = base.mark_rect().encode(
         color=alt.Color("test_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="test mean"),
-        tooltip=_tooltip("proposer:N fn:N length:O runs:Q trials:Q", "test_mean val_mean"),
+        tooltip=_tooltip("proposer:N task:N length:O runs:Q trials:Q", "test_mean val_mean"),
     )
-    text = base.mark_text(fontSize=10).encode(
+    text = base.mark_text(fontSize=12).encode(
         text=alt.Text("test_mean:Q", format=".2f"),
         color=alt.condition("datum.test_mean > 0.6", alt.value("black"), alt.value("white")),
     )
     chart = (
         alt.layer(cells, text, data=ROWS)
-        .properties(width=alt.Step(40), height=alt.Step(22))
-        .facet(column=alt.Column("proposer:N", title=None))
+        .properties(width=alt.Step(60), height=alt.Step(32))
+        .facet(column=alt.Column("proposer:N", title=None, sort=k.proposers))
     )
     fields = ("fn", "length", "runs", "trials", "test_mean", "val_mean")
-    return chart, {"rows": _values(report.leaderboard, fields)}
+    return chart, {"rows": k.values(report.leaderboard, fields)}
 
 
-def val_vs_test(report: Report) -> Built:
+def val_vs_test(report: Report, k: Keys) -> Built:
     diagonal = (
         alt.Chart(alt.NamedData("diagonal"))
         .mark_line(color="#9e9e9e", strokeDash=[4, 4])
@@ -190,27 +252,27 @@ def val_vs_test(report: Report) -> Built:
     )
     points = (
         alt.Chart(ROWS)
-        .mark_point(filled=True, size=50)
+        .mark_point(filled=True, size=60, opacity=0.85)
         .encode(
             x=alt.X("val_mean:Q", scale=ACCURACY, title="mean selected val accuracy"),
             y=alt.Y("test_mean:Q", scale=ACCURACY, title="mean selected test accuracy"),
-            color=alt.Color("fn:N", title="task"),
-            shape=alt.Shape("proposer:N"),
+            color=k.color(),
+            shape=k.shape(),
             tooltip=_tooltip(
-                "run_id:N proposer:N fn:N length:O trials:Q", "val_mean test_mean gap_mean", gap_mean="+.3f"
+                "run_id:N proposer:N task:N length:O trials:Q", "val_mean test_mean gap_mean", gap_mean="+.3f"
             ),
         )
     )
     chart = alt.layer(diagonal, points).properties(width=380, height=380)
     fields = ("run_id", "fn", "length", "trials", "val_mean", "test_mean", "gap_mean")
-    return chart, {"rows": _values(report.grid_points, fields), "diagonal": [{"v": 0}, {"v": 1}]}
+    return chart, {"rows": k.values(report.grid_points, fields), "diagonal": [{"v": 0}, {"v": 1}]}
 
 
 TOKEN_KINDS = ["uncached input", "cached input", "reasoning output", "visible output"]
 
 
-def tokens_cost(report: Report) -> Built:
-    rows = _values(
+def tokens_cost(report: Report, k: Keys) -> Built:
+    rows = k.values(
         report.tokens_points,
         ("fn", "cost"),
         **{
@@ -225,10 +287,10 @@ def tokens_cost(report: Report) -> Built:
         .transform_fold(TOKEN_KINDS, as_=["kind", "tokens"])
         .mark_bar()
         .encode(
-            y=alt.Y("fn:N", title="task"),
+            y=alt.Y("task:N", title=None),
             x=alt.X("sum(tokens):Q", title="tokens"),
-            color=alt.Color("kind:N", sort=TOKEN_KINDS, title="tokens"),
-            tooltip=["fn:N", "kind:N", alt.Tooltip("sum(tokens):Q", format=",")],
+            color=alt.Color("kind:N", sort=TOKEN_KINDS, scale=alt.Scale(range=PALETTE[4:]), title="tokens"),
+            tooltip=["task:N", "kind:N", alt.Tooltip("sum(tokens):Q", format=",")],
         )
         .properties(width=320)
     )
@@ -237,17 +299,17 @@ def tokens_cost(report: Report) -> Built:
         .transform_filter("datum.cost != null")
         .mark_bar()
         .encode(
-            y=alt.Y("fn:N", title=None),
+            y=alt.Y("task:N", title=None, axis=None),
             x=alt.X("sum(cost):Q", title="cost (USD; priced models only)"),
-            color=alt.Color("proposer:N"),
-            tooltip=["fn:N", "proposer:N", alt.Tooltip("sum(cost):Q", format="$.4f")],
+            color=k.color(),
+            tooltip=["task:N", "proposer:N", alt.Tooltip("sum(cost):Q", format="$.4f")],
         )
         .properties(width=240)
     )
     return alt.hconcat(tokens, cost).resolve_scale(color="independent"), {"rows": rows}
 
 
-def attempts_to_solve(report: Report) -> Built:
+def attempts_to_solve(report: Report, k: Keys) -> Built:
     rows = report.attempts_to_solve
     order = [*map(str, sorted({r["solved_at"] for r in rows} - {None})), "unsolved"]
     chart = (
@@ -255,24 +317,24 @@ def attempts_to_solve(report: Report) -> Built:
         .mark_bar()
         .encode(
             x=alt.X("solved:N", title="attempt that reached val accuracy 1.0", sort=order),
-            xOffset=alt.XOffset("proposer:N"),
+            xOffset=alt.XOffset("proposer:N", scale=alt.Scale(domain=k.proposers)),
             y=alt.Y("sum(trials):Q", title="trials"),
-            color=alt.Color("proposer:N"),
+            color=k.color(),
             tooltip=["proposer:N", "solved:N", alt.Tooltip("sum(trials):Q", title="trials")],
         )
         .properties(width=320, height=200)
     )
     solved = {"solved": lambda r: str(r["solved_at"] or "unsolved")}
-    return chart, {"rows": _values(rows, ("trials",), **solved)}
+    return chart, {"rows": k.values(rows, ("trials",), **solved)}
 
 
 CHARTS = [
     (
-        "seed-accuracy",
-        "Seed-level test accuracy",
-        seed_accuracy,
-        "Each run's (global seed's) mean selected test accuracy per task and length, with its "
-        "95% CI over trials.",
+        "accuracy-by-length",
+        "Accuracy by length",
+        accuracy_by_length,
+        "Mean selected test accuracy per task against the input length L, per proposer and "
+        "setting over all its runs, with the 95% CI over trials as a band.",
     ),
     (
         "heatmap",
@@ -284,8 +346,8 @@ CHARTS = [
         "progression",
         "Attempt progression",
         progression,
-        "Accuracy of the attempt selection (by validation) would choose after k attempts; "
-        "trials that stopped early keep their result.",
+        "Accuracy of the attempt selection (by validation) would choose after k attempts, per "
+        "task; trials that stopped early keep their result.",
     ),
     (
         "val-vs-test",
@@ -304,15 +366,15 @@ CHARTS = [
         "leakage",
         "Leakage counts",
         leakage_counts,
-        "Duplicate inputs within each split and inputs (or whole lines) shared between splits, "
-        "per dataset. Red: not zero.",
+        "Duplicate inputs within each split (blue: allowed, some tasks repeat inputs by design) "
+        "and inputs (or whole lines) shared between splits (orange: leakage), per dataset.",
     ),
     (
         "raw-vs-clean",
         "Raw vs leakage-clean results",
         raw_vs_clean,
-        "Mean selected test accuracy over every trial (raw) and over trials on datasets with "
-        "no input shared between splits (clean).",
+        "Per grid point, mean selected test accuracy over every trial (hollow: raw) and over "
+        "trials on datasets with no input shared between splits (filled: clean).",
     ),
     (
         "tokens-cost",
@@ -325,4 +387,5 @@ CHARTS = [
 
 
 def build_charts(report: Report) -> list[Chart]:
-    return [Chart(id, title, caption, _spec(*make(report))) for id, title, make, caption in CHARTS]
+    keys = Keys.of(report)
+    return [Chart(id, title, caption, _spec(*make(report, keys))) for id, title, make, caption in CHARTS]

@@ -42,15 +42,23 @@ NO_CHARTS = (
 )
 
 
+# The Vega-Lite version Altair writes, as vl-convert names it ("6.4").
+VL_VERSION = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+
+
+def address_space_limited() -> bool:
+    """Whether V8 may be refused the address space it reserves (see _BUNDLE)."""
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+
+
 @functools.cache
 def vega_javascript() -> str | None:
     """Vega, Vega-Lite and vega-embed as one script defining ``vegaEmbed`` (about 0.9 MB);
     None where it cannot be made (see _BUNDLE)."""
-    version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
-    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
-        bundle = vl_convert.javascript_bundle(vl_version=version)
+    if not address_space_limited():
+        bundle = vl_convert.javascript_bundle(vl_version=VL_VERSION)
     else:
-        bundle = _bundle_in_a_child(version)
+        bundle = _bundle_in_a_child(VL_VERSION)
         if bundle is None:
             return None
     # "</script" would end the inline script early; in JavaScript "<\/" means "</".

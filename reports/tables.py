@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reports.analyses import proposer
+from reports.analyses import proposer, task_label
 
 NUMERIC = ("int", "acc", "delta", "cost", "ci")
 
@@ -66,6 +66,11 @@ def sizes(row: dict) -> str:
     return f"{row['train_size']}/{row['val_size']}/{row['test_size']}"
 
 
+def setting(row: dict) -> str:
+    """A leaderboard row's setting in a few words: what sets apart runs of one proposer."""
+    return f"effort {row['effort'] or '-'}, {row['attempts']} attempts, {sizes(row)}"
+
+
 def _spread(split: str, label: str = "", **helps: str) -> list[Column]:
     """The mean, std, min, max and 95% CI of a split's accuracy (``{split}_mean``...),
     headed ``label`` and the statistic; ``helps`` gives a statistic its tooltip."""
@@ -77,7 +82,7 @@ def _spread(split: str, label: str = "", **helps: str) -> list[Column]:
 
 PROPOSER = Column("proposer", "proposer", get=proposer, help="provider/model")
 RUN = Column("run_id", "run")
-TASK = Column("fn", "task")
+TASK = Column("fn", "task", get=task_label, help="task id and name")
 LENGTH = Column("length", "L", "int")
 TRIALS = Column("trials", "trials", "int", "finished trials")
 
@@ -173,6 +178,7 @@ LEAKAGE = [
 ]
 RAW_VS_CLEAN = [
     TASK,
+    LENGTH,
     PROPOSER,
     TRIALS,
     Column("raw_test_mean", "raw test mean", "acc", "every trial"),
@@ -242,3 +248,15 @@ _TOKEN_COLUMNS = [
 ]
 TOKENS_RUNS = [RUN, PROPOSER, Column("attempts", "attempts", "int"), *_TOKEN_COLUMNS]
 TOKENS_POINTS = [RUN, PROPOSER, TASK, LENGTH, *_TOKEN_COLUMNS]
+# The tables `synth report --table NAME` writes alone: their columns and the Report field
+# that holds their rows.
+TABLES = {
+    "leaderboard": (LEADERBOARD, "leaderboard"),
+    "grid-points": (GRID_POINTS, "grid_points"),
+    "improvement": (IMPROVEMENT, "run_results"),
+    "seed-spread": (SEED_SPREAD, "seed_spread"),
+    "raw-vs-clean": (RAW_VS_CLEAN, "raw_vs_clean"),
+    "leakage": (LEAKAGE, "leakage"),
+    "compile": (COMPILE, "compile"),
+    "tokens": (TOKENS_RUNS, "tokens_runs"),
+}

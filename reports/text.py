@@ -103,7 +103,9 @@ def _pick(columns: list[Column], *keys: str) -> list[Column]:
     return [by_key[k] for k in keys]
 
 
-def _table(columns: list[Column], rows: list[dict]) -> str:
+def _table(columns: list[Column], rows: list[dict], cells=None) -> str:
+    """A Markdown table; ``cells(row)`` gives a row's cells as text (default: as the
+    columns write them)."""
     if not rows:
         return "(none)"
     lines = [
@@ -111,6 +113,6 @@ def _table(columns: list[Column], rows: list[dict]) -> str:
         "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|",
     ]
     for row in rows:
-        cells = (c.text(row).replace("|", "\\|").replace("\n", " ") for c in columns)
-        lines.append("| " + " | ".join(cells) + " |")
+        texts = cells(row) if cells else [c.text(row) for c in columns]
+        lines.append("| " + " | ".join(t.replace("|", "\\|").replace("\n", " ") for t in texts) + " |")
     return "\n".join(lines)

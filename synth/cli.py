@@ -38,6 +38,18 @@ from synth.errors import SynthError
 # Flags that take several values the way the published runner's did
 # (`--functions fn_a fn_b --lengths 20 50`); commas and repeats work too.
 VARIADIC = ("--functions", "--lengths")
+# reports.tables.TABLES by name, here so `synth --help` need not import the reports
+# (a test keeps the two the same).
+REPORT_TABLES = (
+    "leaderboard",
+    "grid-points",
+    "improvement",
+    "seed-spread",
+    "raw-vs-clean",
+    "leakage",
+    "compile",
+    "tokens",
+)
 
 
 class UserError(click.ClickException):
@@ -1209,10 +1221,27 @@ def _self_command() -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["html", "md", "csv"]),
-    default="html",
-    show_default=True,
-    help="A self-contained HTML page, a text readout for terminals (Markdown), or a study's table as CSV",
+    type=click.Choice(["html", "md", "latex", "csv"]),
+    help="html: a self-contained page; md: a text readout for terminals; with --table: "
+    "md, latex (booktabs) or csv; with --study: csv writes the study table  [default: html; "
+    "with --table: md]",
+)
+@click.option(
+    "--table",
+    type=click.Choice(REPORT_TABLES),
+    help="Write this table of the report alone (stdout unless -o)",
+)
+@click.option(
+    "--pivot",
+    is_flag=True,
+    help="With --table leaderboard: test means, a row per task and length, a column per "
+    "proposer and setting, the best of each row marked",
+)
+@click.option(
+    "--figures",
+    type=PathArg(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Write every chart to DIR as SVG, PNG and PDF (<chart>.svg ...) instead of the page",
 )
 @click.option("--study", metavar="NAME", help="Report on the runs of this study, its tables first")
 @click.option("--model", multiple=True, help="Only runs of this model")
@@ -1230,17 +1259,27 @@ def _self_command() -> str:
 )
 @db_option
 @user_errors
-def report(run_ids, output, fmt, study, model, provider, task, prices, db_path):
+def report(run_ids, output, fmt, table, pivot, figures, study, model, provider, task, prices, db_path):
     """Analyse runs: accuracy with CIs, leakage audit, compile stats, tokens and cost.
 
     No RUN_ID (and no filter): the latest run. The HTML works offline: its charts'
-    JavaScript is inlined once and it references nothing outside the file.
+    JavaScript is inlined once and it references nothing outside the file. --table and
+    --figures write a table or the charts alone, for a paper.
     """
     from reports import ReportError, build_report
     from tracker.db import db_path as resolve_db
 
     task = split_values(task)
     filters = {k: list(v) for k, v in (("model", model), ("provider", provider), ("task", task)) if v}
+    if study is not None and (figures is not None or table is not None):
+        raise click.UsageError("--study writes the study's page, or its table with --format md or csv")
+    if figures is not None or table is not None:
+        return _report_part(run_ids, output, fmt, table, pivot, figures, filters, prices, db_path)
+    if pivot:
+        raise click.UsageError("--pivot turns a table: use it with --table leaderboard")
+    fmt = fmt or "html"
+    if fmt not in ("html", "md") and not (fmt == "csv" and study is not None):
+        raise click.UsageError(f"--format {fmt} is for one table: add --table NAME")
     # `-o -`: standard output, as the text format goes there by default.
     out = None if str(output) == "-" else output or (Path("report.html") if fmt == "html" else None)
     try:
@@ -1260,3 +1299,41 @@ def report(run_ids, output, fmt, study, model, provider, task, prices, db_path):
         click.echo(result, nl=False)
     else:
         click.echo(f"report written to {result}", err=True)
+
+
+def _report_part(run_ids, output, fmt, table, pivot, figures, filters, prices, db_path):
+    """`synth report --table NAME` or `--figures DIR`: one table, or every chart as files."""
+    from reports import ReportError
+    from reports.build import build_figures, build_table, check_output
+    from tracker.db import db_path as resolve_db
+    from tracker.files import write_atomic
+
+    if figures is not None and table is not None:
+        raise click.UsageError("--figures and --table write different things: use one")
+    if figures is not None and (output is not None or fmt is not None or pivot):
+        raise click.UsageError(
+            "--figures writes SVG, PNG and PDF files into DIR: drop -o, --format and --pivot"
+        )
+    out = None if output is None or str(output) == "-" else output
+    try:
+        if figures is not None:
+            written = build_figures(
+                resolve_db(db_path), figures, list(run_ids) or None, filters or None, prices
+            )
+            click.echo(f"{len(written)} figure files written to {figures}", err=True)
+            return
+        if out is not None:
+            check_output(out)
+        text = build_table(
+            resolve_db(db_path), table, list(run_ids) or None, fmt or "md", pivot, filters or None, prices
+        )
+        if out is not None:
+            write_atomic(out, text)
+    except ReportError as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"table {table} written to {out}", err=True)

@@ -108,6 +108,18 @@ def dataset_meta(fingerprint: str, fn: str = "fn_a", **over) -> dict:
     return {**base, **over}
 
 
+# A dataset that leaks: 1001 is in train and test (same label), 1000 is in train and
+# val with different labels (an input overlap that is no line overlap), 0010 repeats in
+# test (a duplicate within a split).
+LEAKY_ROWS = [
+    ("train", 0, "1001", 1),
+    ("train", 1, "1000", 0),
+    ("val", 0, "0110", 1),
+    ("val", 1, "1000", 1),
+    ("test", 0, "1001", 1),
+    ("test", 1, "0010", 0),
+    ("test", 2, "0010", 0),
+]
 # Two examples a split, no input seen twice: a dataset that does not leak.
 CLEAN_ROWS = [
     ("train", 0, "0001", 1),

@@ -276,3 +276,38 @@ def fresh_report_db(tmp_path):
     path = tmp_path / "runs.db"
     build(path)
     return path
+
+
+# Two offline proposers on tasks of different lengths: fn_a (parity_all) at L=12 and
+# 20, fn_e (parity_rand_3) at L=8. A run's grid crosses its tasks and lengths, so each
+# task is a run of its own.
+TWO_PROPOSERS = {"fn_a": [12, 20], "fn_e": [8]}
+
+
+@pytest.fixture(scope="module")
+def two_proposers_db(tmp_path_factory):
+    """Runs the runner itself recorded, of the tree and formula proposers: the path of
+    their database and their run ids."""
+    pytest.importorskip("sklearn", reason="the tree proposer needs scikit-learn")
+    from synth.config import RunConfig
+    from synth.engine.entry import start_run
+
+    folder = tmp_path_factory.mktemp("two-proposers")
+    path, run_ids = folder / "runs.db", []
+    for provider in ("tree", "formula"):
+        for fn, lengths in TWO_PROPOSERS.items():
+            config = RunConfig(
+                functions=[fn],
+                lengths=lengths,
+                num_trials=2,
+                attempts=1,
+                train_size=20,
+                val_size=20,
+                test_size=40,
+                provider=provider,
+                time_budget=0.2,
+                run_id=f"{provider}-{fn}",
+                out_dir=str(folder / "runs" / f"{provider}-{fn}"),
+            )
+            run_ids.append(start_run(config, db_path=path).run_id)
+    return path, run_ids

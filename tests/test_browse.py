@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
-from helpers import CLEAN_ROWS, dataset_meta
+from helpers import CLEAN_ROWS, LEAKY_ROWS, dataset_meta
 
 from synth.cli import cli
 from tracker import runs as store
@@ -33,18 +33,9 @@ WRONG = "def f(x):\n    return int(x[0] == x[-1])"
 CONFIG = '{"reasoning_effort": "high", "attempts": 3}'
 PROMPT = "Find f. Examples:\n0001 -> 1\n0000 -> 0"
 
-# fn_g's dataset leaks: 1001 is in train and test (same label), 1000 is in train and val
-# with different labels (an input overlap that is no line overlap), 0010 repeats in test.
+# fn_g's dataset leaks (helpers.LEAKY_ROWS).
 CLEAN = CLEAN_ROWS
-LEAKY = [
-    ("train", 0, "1001", 1),
-    ("train", 1, "1000", 0),
-    ("val", 0, "0110", 1),
-    ("val", 1, "1000", 1),
-    ("test", 0, "1001", 1),
-    ("test", 1, "0010", 0),
-    ("test", 2, "0010", 0),
-]
+LEAKY = LEAKY_ROWS
 USAGE = {"input_tokens": 100, "cached_tokens": 10, "output_tokens": 50, "reasoning_tokens": 20}
 
 
@@ -228,6 +219,28 @@ def test_selected_program_of_each_trial(get):
         ("fn_g", 1, 1, WRONG),
     ]
     assert len(canned(get, "selected_programs")) == 5  # with r2's trial and r3's (no program)
+
+
+def test_programs_that_solved_a_task(get):
+    rows = canned(get, "solved_programs", fn="fn_a", length=4, run_id="")
+    # PARITY reached val 1.0 in r1 (test 1.0) and in r2 (test 0.75); WRONG never did
+    assert [(r["code"], r["runs"], r["attempts"], r["best_test_acc"], r["worst_test_acc"]) for r in rows] == [
+        (PARITY, 2, 2, 1.0, 0.75)
+    ]
+    assert rows[0]["task"] == "fn_a" and rows[0]["program_hash"] == sha(PARITY)
+    only_r2 = canned(get, "solved_programs", fn="fn_a", length=4, run_id="r2")
+    assert [(r["runs"], r["best_test_acc"]) for r in only_r2] == [(1, 0.75)]
+    assert canned(get, "solved_programs", fn="fn_g", length=4, run_id="") == []
+
+
+def test_the_flat_views_name_the_task_and_show_the_code(get):
+    trials = get("/synth/trial_results.json?_shape=array&run_id=r1&fn=fn_a&_sort=trial")
+    assert [(t["task"], t["selected_code"], t["selected_program_hash"]) for t in trials] == [
+        ("fn_a", PARITY, sha(PARITY)),
+        ("fn_a", BROKEN, sha(BROKEN)),
+    ]
+    attempts = get("/synth/attempt_rows.json?_shape=array&run_id=r1&fn=fn_a&trial=1&_sort=attempt")
+    assert [(a["task"], a["code"]) for a in attempts] == [("fn_a", WRONG), ("fn_a", PARITY)]
 
 
 def test_compile_errors(get):

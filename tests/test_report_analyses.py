@@ -160,6 +160,7 @@ def test_leakage_audit_of_every_dataset(report):
 
 
 def test_raw_vs_clean_leaves_out_leaky_datasets(report):
+    assert {r["length"] for r in report.raw_vs_clean} == {4}  # per grid point, not across lengths
     rows = by(report.raw_vs_clean, "provider", "fn")
     b = rows[("openai", "fn_b")]  # r1 on the leaky B1 (1.0, 0.5), r2 on B2 (0.75, 1.0)
     assert (b["trials"], b["raw_test_mean"], b["clean_trials"], b["clean_test_mean"]) == (4, 0.8125, 2, 0.875)

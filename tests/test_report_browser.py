@@ -126,9 +126,22 @@ class DevTools:
 @pytest.fixture(scope="module")
 def page(report_db, tmp_path_factory):
     """The report of every fixture run, loaded; yields the driven browser."""
-    executable = browser()
     html = build_report(report_db, ["r0", "r1", "r2", "r3", "r4"], report_db.with_name("report.html"))
-    tools = DevTools(executable, tmp_path_factory.mktemp("profile"))
+    yield from _opened(html, tmp_path_factory.mktemp("profile"))
+
+
+@pytest.fixture(scope="module")
+def figures_page(two_proposers_db, tmp_path_factory):
+    """The report of two offline proposers on tasks of different lengths, loaded."""
+    path, run_ids = two_proposers_db
+    html = build_report(path, run_ids, path.with_name("report.html"))
+    yield from _opened(html, tmp_path_factory.mktemp("profile"))
+
+
+def _opened(html: Path, profile: Path):
+    """A browser with ``html`` loaded and every chart drawn (or an error shown)."""
+    executable = browser()
+    tools = DevTools(executable, profile)
     try:
         target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         tools.session = tools.send(
@@ -198,6 +211,12 @@ def test_selected_programs_open(page):
 
 
 def test_screenshot_saved(page):
+    path = _screenshot(page, "report.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 50_000
+
+
+def _screenshot(page, name: str) -> Path:
+    """A full-page screenshot, kept in test-artifacts/; returns its path."""
     ARTIFACTS.mkdir(exist_ok=True)
     height = page.send("Page.getLayoutMetrics")["cssContentSize"]["height"]
     shot = page.send(
@@ -208,6 +227,72 @@ def test_screenshot_saved(page):
             "clip": {"x": 0, "y": 0, "width": 1400, "height": min(height, 12000), "scale": 1},
         },
     )
-    path = ARTIFACTS / "report.png"
+    path = ARTIFACTS / name
     path.write_bytes(base64.b64decode(shot["data"]))
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 50_000
+    return path
+
+
+# Each row's box, and whether an ancestor box cuts it off (an element that scrolls or
+# hides its overflow, and is shorter than its content).
+ROW_BOXES = """
+[...document.querySelectorAll('#table-leaderboard tbody tr')].map(row => {
+  const box = row.getBoundingClientRect();
+  let clipped = false;
+  for (let e = row.parentElement; e; e = e.parentElement) {
+    const o = getComputedStyle(e).overflowY;
+    if (o !== 'visible' && e.scrollHeight > e.clientHeight + 1) clipped = true;
+  }
+  return {top: box.top + scrollY, bottom: box.bottom + scrollY, height: box.height, clipped};
+})
+"""
+
+
+def test_every_leaderboard_row_is_in_a_full_page_screenshot(figures_page):
+    assert _errors(figures_page.events) == []
+    rows = figures_page.evaluate(ROW_BOXES)
+    height = figures_page.send("Page.getLayoutMetrics")["cssContentSize"]["height"]
+    assert len(rows) == 6  # 2 proposers x (fn_a at 2 lengths + fn_e at 1)
+    assert all(r["height"] > 0 and not r["clipped"] and r["bottom"] <= height for r in rows), rows
+    assert _screenshot(figures_page, "report-two-proposers.png").stat().st_size > 50_000
+
+
+# What each length axis of a chart says it shows (Vega writes an axis's description as
+# its aria-label): one axis per panel when each panel has a scale of its own.
+AXES = "[...document.querySelectorAll('#chart-ID g[aria-label^=\"X-axis\"]')].map(a => a.getAttribute('aria-label'))"
+
+
+def test_each_task_panel_holds_only_its_lengths_on_a_numeric_axis(figures_page):
+    spec = json.loads(
+        figures_page.evaluate(
+            "document.querySelector('script.vl-spec[data-target=\"chart-accuracy-by-length\"]').textContent"
+        )
+    )
+    assert spec["resolve"]["scale"]["x"] == "independent"
+    layers = spec["spec"]["layer"]
+    assert {layer["mark"]["type"] for layer in layers} >= {"line", "area", "point"}
+    assert all(layer["encoding"]["x"]["type"] == "quantitative" for layer in layers)
+    assert {r["task"] for r in spec["datasets"]["rows"]} == {"fn_a · parity_all", "fn_e · parity_rand_3"}
+    axes = sorted(figures_page.evaluate(AXES.replace("ID", "accuracy-by-length")))
+    assert len(axes) == 2 and axes[0].endswith("values from 12 to 20") and axes[1].endswith("from 8 to 8"), (
+        axes
+    )
+
+
+def test_every_chart_has_an_svg_and_png_export(figures_page):
+    menus = figures_page.evaluate(
+        "[...document.querySelectorAll('.chart')].map(c => "
+        "[...c.querySelectorAll('.vega-actions a')].map(a => a.textContent.trim()))"
+    )
+    assert len(menus) == len(CHARTS)
+    assert all({"Save as SVG", "Save as PNG"} <= set(menu) for menu in menus), menus
+    assert not any("Open in Vega Editor" in menu or "View Source" in menu for menu in menus)
+
+
+def test_leakage_colours_only_what_crosses_splits(page):
+    fills = page.evaluate(
+        "[...document.querySelectorAll('#chart-leakage g.mark-rect path')].map(p => p.getAttribute('fill'))"
+    )
+    # B1 shares 0101 between train and val (input and line) and 0110 between train and
+    # test: three cells across splits; its doubled test input is a duplicate within a split
+    assert fills.count("#d55e00") == 3 and fills.count("#c6dbef") == 1, fills
+    assert len(fills) == 4 * 9

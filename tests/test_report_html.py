@@ -78,6 +78,34 @@ def test_every_chart_is_embedded_with_its_data(page):
     }
 
 
+def proposer_scales(spec, found=None) -> list[tuple[str, dict]]:
+    """Every (channel, scale) of a spec that encodes the proposer."""
+    found = [] if found is None else found
+    if isinstance(spec, dict):
+        for channel, encoding in (spec.get("encoding") or {}).items():
+            if isinstance(encoding, dict) and encoding.get("field") == "proposer" and "scale" in encoding:
+                found.append((channel, encoding["scale"]))
+        for value in spec.values():
+            proposer_scales(value, found)
+    elif isinstance(spec, list):
+        for value in spec:
+            proposer_scales(value, found)
+    return found
+
+
+@pytest.mark.slow
+def test_one_colour_and_shape_per_proposer_in_every_chart(page):
+    scales = {id: proposer_scales(spec) for id, spec in specs(page).items()}
+    colours = [s for found in scales.values() for channel, s in found if channel == "color"]
+    shapes = [s for found in scales.values() for channel, s in found if channel == "shape"]
+    assert len({id for id, found in scales.items() if found}) >= 6  # proposers drawn in most charts
+    # one domain, in the order of the runs, for every chart: a proposer keeps its colour
+    domain = ["openai/gpt-5", "tree", "openai/llama-3.1-8b"]
+    assert colours and all(s["domain"] == domain and s["range"] == colours[0]["range"] for s in colours)
+    assert shapes and all(s["domain"] == domain and s["range"] == shapes[0]["range"] for s in shapes)
+    assert colours[0]["range"][:2] == ["#0072B2", "#E69F00"]  # colour-blind safe (Okabe-Ito)
+
+
 @pytest.mark.slow
 def test_every_table_is_there_and_sortable(page):
     for name in TABLES:
@@ -200,7 +228,10 @@ def test_report_of_real_runs(openai_server, tmp_path, monkeypatch):
     start_run(RunConfig(**grid, run_id="tree", provider="tree"), db_path="runs.db")
     text = build_report("runs.db", ["model", "tree"], fmt="md")
     assert "## Research-standard gate: PASS" in text
-    assert "| model | fn_a | 20 | 2 | 1.000 | 0.000 | [1.000, 1.000] | 1.000 | +0.000 | 2 |" in text
+    # tasks by id and name, the name as the stored dataset gives it
+    assert (
+        "| model | fn_a · parity_all | 20 | 2 | 1.000 | 0.000 | [1.000, 1.000] | 1.000 | +0.000 | 2 |" in text
+    )
     assert "2 datasets audited, 0 with inputs shared between splits." in text
     # 6 calls: parity solves fn_a at once, and never fn_g (2 trials x 2 attempts)
     assert (

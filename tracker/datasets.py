@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
+from tracker.audits import audit, save_audit
 from tracker.migrations import DATASET_REQUEST as REQUEST_KEY
 
 
@@ -20,10 +21,12 @@ def find_dataset(db: sqlite_utils.Database, request: dict) -> dict | None:
 
 def save_dataset(db: sqlite_utils.Database, meta: dict, examples: Iterable[tuple[str, int, str, int]]) -> int:
     """Store a dataset and its (split, idx, input, label) rows in one transaction; a
-    dataset whose fingerprint is already stored is not written again. The check is made
+    dataset whose fingerprint is already stored is not written again. Its leakage audit
+    is kept with it (tracker.audits), in the same transaction. The check is made
     inside that write transaction (BEGIN IMMEDIATE: one writer at a time), so that when
     two processes build the same dataset the second returns the one the first stored."""
     record = {**meta, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    examples = list(examples)
     with db.conn:
         db.conn.execute("begin immediate")
         existing = db.conn.execute(
@@ -40,6 +43,7 @@ def save_dataset(db: sqlite_utils.Database, meta: dict, examples: Iterable[tuple
             "insert into examples (dataset_id, split, idx, input, label) values (?, ?, ?, ?, ?)",
             ((dataset_id, s, i, x, y) for s, i, x, y in examples),
         )
+        save_audit(db, dataset_id, audit((s, x, y) for s, _, x, y in examples))
     return dataset_id
 
 
@@ -69,6 +73,7 @@ def forget_new_datasets(db: sqlite_utils.Database, ids: list[int]) -> bool:
             if db.conn.execute("select 1 from runs limit 1").fetchone() is not None:
                 return False
             db.conn.execute(f"delete from examples where dataset_id in ({marks})", ids)
+            db.conn.execute(f"delete from dataset_audits where dataset_id in ({marks})", ids)
             db.conn.execute(f"delete from datasets where id in ({marks})", ids)
     except sqlite3.Error:
         return False

@@ -21,6 +21,7 @@ TABLES = (
     "study_runs",
     "task_files",
     "run_tasks",
+    "dataset_audits",
 )
 
 
@@ -366,3 +367,71 @@ def m007_custom_tasks(db):
         from run_tasks rt join task_files f on f.sha256 = rt.file_sha256
         """,
     )
+
+
+@migrations()
+def m008_dataset_audits(db):
+    """Each dataset's leakage audit (tracker.audits), kept once beside it: datasets never
+    change, so a report reads these counts instead of every example. Datasets stored
+    before are audited here, once."""
+    from tracker.audits import COUNTS, audit_missing
+
+    db["dataset_audits"].create(
+        {"dataset_id": int, **dict.fromkeys(COUNTS, int), "clean": int},
+        pk="dataset_id",
+        foreign_keys=[("dataset_id", "datasets", "id")],
+        not_null={"dataset_id", *COUNTS, "clean"},
+    )
+    audit_missing(db)
+
+
+@migrations()
+def m009_views_with_task_names(db):
+    """The flat views name each task (its dataset's target) and show the program's code:
+    attempt_rows the attempt's, trial_results the selected attempt's."""
+    _rewrite_view(
+        db,
+        "attempt_rows",
+        (
+            "t.run_id, r.provider, r.model, t.fn, t.length,",
+            "t.run_id, r.provider, r.model, t.fn, d.target as task, t.length,",
+        ),
+        ("a.prompt_hash, a.program_hash,", "a.prompt_hash, a.program_hash, p.code,"),
+        (
+            "left join evaluations e on e.attempt_id = a.id",
+            "left join evaluations e on e.attempt_id = a.id\n"
+            "        left join datasets d on d.id = t.dataset_id\n"
+            "        left join programs p on p.hash = a.program_hash",
+        ),
+    )
+    _rewrite_view(
+        db,
+        "trial_results",
+        (
+            "select t.run_id, r.provider, r.model, t.fn, t.length,",
+            "select t.run_id, r.provider, r.model, t.fn, d.target as task, t.length,",
+        ),
+        (
+            "d.fingerprint as dataset_fingerprint",
+            "d.fingerprint as dataset_fingerprint, s.program_hash as selected_program_hash,\n"
+            "          p.code as selected_code",
+        ),
+        (
+            "join datasets d on d.id = t.dataset_id",
+            "join datasets d on d.id = t.dataset_id\n"
+            "        left join attempts s on s.trial_id = t.id and s.attempt = t.selected_attempt\n"
+            "        left join programs p on p.hash = s.program_hash",
+        ),
+    )
+
+
+def _rewrite_view(db, name: str, *changes: tuple[str, str]) -> None:
+    """Recreate view ``name`` with each (old, new) text replaced, once; a view whose text
+    lacks one (changed since) stops the migration rather than lose that change."""
+    (sql,) = db.execute("select sql from sqlite_master where type = 'view' and name = ?", [name]).fetchone()
+    for old, new in changes:
+        if sql.count(old) != 1:
+            raise RuntimeError(f"view {name} is not as expected: {old!r}")
+        sql = sql.replace(old, new)
+    db.execute(f"drop view {name}")
+    db.execute(sql)
