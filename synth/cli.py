@@ -415,6 +415,8 @@ api_options = option_group(
     ),
     call_options(),
 )
+
+
 def output_options(shown_default: str):
     """Where a run writes besides the database (a resume: where it wrote before)."""
     return option_group(

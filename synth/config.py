@@ -25,7 +25,7 @@ TOOL_CHOICES = ("auto", "none")
 API_MODES = ("responses", "chat")
 OPENAI_PROVIDER = "openai"
 # Offline proposers (synth.providers.offline): no key, no network, no tokens.
-OFFLINE_PROVIDERS = ("tree", "formula")
+OFFLINE_PROVIDERS = ("tree", "formula", "logreg", "forest", "boosting", "mlp", "svm", "knn")
 PROVIDERS = (OPENAI_PROVIDER, *OFFLINE_PROVIDERS)
 DEFAULT_MODEL = "gpt-5"
 # Durations in seconds are at most ~115 days: inf or 1e300 would overflow the clocks.

@@ -116,6 +116,7 @@ class Runner:
             seed=self.config.seed,
             trial=trial["trial"],
             attempt=n,
+            val=job.splits["val"],
         )
         _calling.set((trial["id"], n))
         try:

@@ -7,12 +7,12 @@ See docs/baselines.md.
 
 from __future__ import annotations
 
+from functools import partial
+
 from synth.config import OFFLINE_PROVIDERS
 from synth.providers.base import Provider, ProviderError
-from synth.providers.offline import formula, tree
+from synth.providers.offline import formula, learners, tree
 from synth.providers.offline.base import OfflineProvider
-
-__all__ = ["OFFLINE_PROVIDERS", "make_offline_provider"]
 
 
 class TreeProvider(OfflineProvider):
@@ -34,16 +34,36 @@ class FormulaProvider(OfflineProvider):
     fit = staticmethod(formula.fit)
 
 
+class LearnerProvider(OfflineProvider):
+    """A classical learner of learners.py, its settings chosen on the validation split."""
+
+    selects_on_val = True
+
+    def __init__(self, **options):
+        learners.sklearn()  # fail now, with the install hint, not at the first attempt
+        super().__init__(**options)
+
+
+def _learner(name: str) -> type[LearnerProvider]:
+    return type(
+        f"{name.title()}Provider",
+        (LearnerProvider,),
+        {"name": name, "fit": staticmethod(partial(learners.fit, name))},
+    )
+
+
+PROVIDERS = {"tree": TreeProvider, "formula": FormulaProvider, **{n: _learner(n) for n in learners.LEARNERS}}
+
+
 def make_offline_provider(name: str, **options) -> Provider:
     """The offline proposer called ``name``, with its options (see each class)."""
-    providers = {"tree": TreeProvider, "formula": FormulaProvider}
-    if name not in providers:
+    if name not in PROVIDERS:
         raise ProviderError(
             f"unknown offline proposer {name!r} (known: {', '.join(OFFLINE_PROVIDERS)})",
             kind="config",
             fatal=True,
         )
-    return providers[name](**options)
+    return PROVIDERS[name](**options)
 
 
-__all__ = ["OFFLINE_PROVIDERS", "FormulaProvider", "TreeProvider", "make_offline_provider"]
+__all__ = ["OFFLINE_PROVIDERS", "FormulaProvider", "LearnerProvider", "TreeProvider", "make_offline_provider"]
