@@ -128,7 +128,7 @@ SETTING = [
     TASK,
     LENGTH,
     PROPOSER,
-    Column("effort", "effort"),
+    Column("setting", "setting", "long", "reasoning effort, or an offline proposer's settings"),
     Column("attempts", "attempts", "int"),
     Column("sizes", "train/val/test", get=sizes),
 ]
@@ -142,6 +142,12 @@ LEADERBOARD = [
     Column("val_mean", "val mean", "acc"),
     Column("gap_mean", "val-test gap", "delta"),
     Column("solved", "solved", "int"),
+    Column(
+        "capped",
+        "clock-capped",
+        "int",
+        "attempts an offline proposer's safety cap on the clock stopped: they depend on the machine",
+    ),
 ]
 SEED_SPREAD = [
     *SETTING,

@@ -173,7 +173,7 @@ async def test_proposal_is_recorded_like_a_models(data, providers):
 async def test_event_loop_stays_responsive(data, providers):
     """A 1-second search runs while a ticker on the loop keeps ticking."""
     ds = data("fn_a", 50)
-    provider = providers("formula", time_budget=1.0)
+    provider = providers("formula", time_budget=1.0, max_candidates=None)
     await provider.propose(request(ds, attempt=9))  # start the worker outside the measure
     gaps = []
 
@@ -189,6 +189,7 @@ async def test_event_loop_stays_responsive(data, providers):
     proposal = await provider.propose(request(ds))
     ticker.cancel()
     assert proposal.raw["stopped"] == "time" and proposal.duration_ms >= 1000
+    assert (proposal.status, proposal.incomplete_reason) == ("incomplete", "time_cap")
     assert len(gaps) > 20 and max(gaps) < 0.5  # never blocked for the search's 1 s
 
 
@@ -247,7 +248,9 @@ def test_formula_on_data_no_test_separates(kind):
 
 def test_timed_out_search_replays_from_its_candidate_count(data):
     ds = data("fn_a", 20)
-    timed = formula.fit(ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=0.3)
+    timed = formula.fit(
+        ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=0.3, max_candidates=None
+    )
     assert timed.stopped == "time"
     replay = formula.fit(
         ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=60, max_candidates=timed.candidates

@@ -29,6 +29,7 @@ from synth.engine.preflight import (
     check_outputs,
     grid_jobs,
     plan,
+    proposer_setting,
     provider_for,
     read_template,
 )
@@ -62,6 +63,7 @@ def start_run(
 ) -> RunResult:
     """A new run of ``config``; ``notify`` receives warnings meant for the user."""
     config.validate()
+    config.proposer_setting = proposer_setting(config)
     if config.prompt_template_path and config.prompt_template is None:
         config.prompt_template = read_template(config.prompt_template_path)
     path = resolve_db(db_path)

@@ -7,6 +7,7 @@ See docs/baselines.md.
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 from synth.config import OFFLINE_PROVIDERS
@@ -27,8 +28,8 @@ class TreeProvider(OfflineProvider):
 
 
 class FormulaProvider(OfflineProvider):
-    """The shortest boolean formula fitting the training split. Options: time_budget,
-    max_candidates, max_size, max_thresholds."""
+    """The shortest boolean formula fitting the training split. Options: max_candidates
+    (the budget), time_budget (a safety cap), max_size, max_thresholds."""
 
     name = "formula"
     fit = staticmethod(formula.fit)
@@ -53,6 +54,18 @@ def _learner(name: str) -> type[LearnerProvider]:
 
 
 PROVIDERS = {"tree": TreeProvider, "formula": FormulaProvider, **{n: _learner(n) for n in learners.LEARNERS}}
+
+
+def setting_of(name: str, options: dict) -> str:
+    """What proposer ``name`` with ``options`` is set to, in one line (recorded with a run)."""
+    if name in learners.LEARNERS:
+        return learners.setting(name)
+    defaults = {
+        p.name: p.default
+        for p in inspect.signature(PROVIDERS[name].fit).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    return ", ".join(f"{k}={v}" for k, v in {**defaults, **options}.items())
 
 
 def make_offline_provider(name: str, **options) -> Provider:

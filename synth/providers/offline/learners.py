@@ -65,6 +65,14 @@ SEEDED = ("forest", "mlp")  # random: a random_state drawn per attempt
 LEARNERS = tuple(GRIDS)
 
 
+def setting(learner: str) -> str:
+    """The learner's settings in one line: its grid (chosen on validation), then the fixed ones."""
+    grid = GRIDS[learner]
+    tried = "; ".join(f"{k} in {'/'.join(str(g[k]) for g in grid)}" for k in grid[0])
+    fixed = ", ".join(f"{k}={v}" for k, v in FIXED[learner].items())
+    return f"{tried} (by val); {fixed}"
+
+
 def sklearn():
     """scikit-learn's parts, imported only when a learner is wanted (an optional extra)."""
     try:
@@ -104,6 +112,7 @@ class FittedLearner:
     constant: int = 0
     size: dict = field(default_factory=dict)
     code: str | None = None  # the program, once written
+    capped = False  # no clock: every budget is counted
 
     def predict(self, inputs: list[str]) -> np.ndarray:
         """The estimator's own predictions (what the program must reproduce)."""

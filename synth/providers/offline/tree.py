@@ -138,6 +138,7 @@ class FittedTree:
     kind: str
     params: dict  # what was asked of scikit-learn (recorded as the request)
     train_acc: float
+    capped = False  # no clock: the fit is bounded by the data
 
     def encode(self, inputs: list[str]) -> np.ndarray:
         return self.encoding.matrix(inputs)
