@@ -557,7 +557,9 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @setting(
     "--provider",
     type=click.Choice(PROVIDERS),
-    help="Who proposes programs: the OpenAI API, or an offline proposer (no key)",
+    help="Who proposes programs: the OpenAI API, or an offline proposer (no key): `tree`, "
+    "`formula`, or a classical learner (`logreg`, `forest`, `boosting`, `mlp`, `svm`, `knn`: "
+    "settings chosen on the validation split; scikit-learn, the `baselines` extra)",
 )
 @api_options
 @setting(
