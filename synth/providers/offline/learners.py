@@ -165,12 +165,12 @@ def fit(learner: str, train, kind: str, rng: np.random.Generator, attempt: int, 
     best, scores = None, []
     with parts["threads"](1), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings: the iteration count is the budget
-        for setting in GRIDS[learner]:
-            model = parts[learner](**_arguments(learner, setting, params, len(y))).fit(X, y)
+        for choice in GRIDS[learner]:
+            model = parts[learner](**_arguments(learner, choice, params, len(y))).fit(X, y)
             score = float((model.predict(Xv) == yv).mean()) if val else None
             scores.append(score)
             if best is None or (score is not None and score > best[0]):
-                best = (score, setting, model)
+                best = (score, choice, model)
         train_acc = float((best[2].predict(X) == y).mean())
     params["chosen"] = best[1]
     fitted = FittedLearner(learner, kind, best[2], features, params, scores, train_acc)
@@ -178,8 +178,8 @@ def fit(learner: str, train, kind: str, rng: np.random.Generator, attempt: int, 
     return fitted
 
 
-def _arguments(learner: str, setting: dict, params: dict, n: int) -> dict:
-    args = {**params, **setting}
+def _arguments(learner: str, choice: dict, params: dict, n: int) -> dict:
+    args = {**params, **choice}
     del args["grid"], args["columns"]
     if learner == "mlp":
         args["hidden_layer_sizes"] = tuple(args["hidden_layer_sizes"])
