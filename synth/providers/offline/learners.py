@@ -192,15 +192,22 @@ def _floats(values) -> str:
     return "(" + "".join(f"{float(v)!r}, " for v in values) + ")"
 
 
+# The indices of the indicators that are set, lowest first.
+_ACTIVE = [
+    "act = []",
+    "while bits:",
+    "    low = bits & -bits",
+    "    act.append(low.bit_length() - 1)",
+    "    bits ^= low",
+]
+
+
 def _logreg(f: FittedLearner) -> str:
     k = len(f.features.indicators)
     w = f.model.coef_[0]
     body = [
-        f"s = {float(f.model.intercept_[0])!r}",
-        "while bits:",
-        "    low = bits & -bits",
-        "    s += _W[low.bit_length() - 1]",
-        "    bits ^= low",
+        *_ACTIVE,
+        f"s = {float(f.model.intercept_[0])!r} + sum(map(_W.__getitem__, act))",
         "for w, v in zip(_WZ, z):",
         "    s += w * v",
         "return int(s > 0)",
@@ -211,15 +218,13 @@ def _logreg(f: FittedLearner) -> str:
 def _mlp(f: FittedLearner) -> str:
     k = len(f.features.indicators)
     (w1, w2), (b1, b2) = f.model.coefs_, f.model.intercepts_
-    rows = "".join(f"    {_floats(r)},\n" for r in w1)
-    helpers = f"_W1 = (\n{rows})\n_B1 = {_floats(b1)}\n_W2 = {_floats(w2[:, 0])}"
+    units = "".join(f"    {_floats(col)},\n" for col in w1[:k].T)  # per hidden unit
+    rows = "".join(f"    {_floats(row)},\n" for row in w1[k:])  # per number
+    helpers = f"_W1 = (\n{units})\n_W1Z = (\n{rows})\n_B1 = {_floats(b1)}\n_W2 = {_floats(w2[:, 0])}"
     body = [
-        "h = list(_B1)",
-        "while bits:",
-        "    low = bits & -bits",
-        "    h = [a + w for a, w in zip(h, _W1[low.bit_length() - 1])]",
-        "    bits ^= low",
-        f"for v, row in zip(z, _W1[{k}:]):",
+        *_ACTIVE,
+        "h = [b + sum(map(col.__getitem__, act)) for b, col in zip(_B1, _W1)]",
+        "for v, row in zip(z, _W1Z):",
         "    h = [a + v * w for a, w in zip(h, row)]",
         f"r = {float(b2[0])!r}",
         "for a, w in zip(h, _W2):",
@@ -238,26 +243,35 @@ def _stored(f: FittedLearner, points: np.ndarray) -> str:
     return f"_B = ({''.join(f'{b}, ' for b, _ in split)})\n_Z = (\n{zs})"
 
 
-# The distance from the input to a stored point (b, zs): the indicators' mismatches,
-# then each number's term, added in column order as scikit-learn adds them.
-_DISTANCE = [
-    "d = float((bits ^ b).bit_count())",
-    "for u, v in zip(z, zs):",
-    "    d += {term}",
-]
+def _distance(f: FittedLearner, term: str) -> list[str]:
+    """The distance ``d`` from the input to a stored point (b, zs): the indicators'
+    mismatches, then each number's ``term``, added in column order as scikit-learn adds
+    them (indented for the loop over stored points)."""
+    lines = ["    d = float((bits ^ b).bit_count())"]
+    if f.features.numbers:
+        lines += ["    for u, v in zip(z, zs):", f"        d += {term}"]
+    return lines
 
 
 def _svm(f: FittedLearner) -> str:
     m = f.model
+    gamma = -float(m._gamma)
     # libsvm's decision: sum of coef * exp(-gamma * |x - sv|^2), class by class, minus rho;
     # above 0 is the first class.
     helpers = f"{_stored(f, m.support_vectors_)}\n_C = {_floats(m._dual_coef_[0])}"
-    distance = [f"    {line}".format(term="(u - v) * (u - v)") for line in _DISTANCE]
+    if f.features.numbers:
+        kernel = [
+            "for b, zs, c in zip(_B, _Z, _C):",
+            *_distance(f, "(u - v) * (u - v)"),
+            f"    s += c * math.exp({gamma!r} * d)",
+        ]
+    else:  # distances are whole numbers: the kernel's values, computed once, as libsvm does
+        width = len(f.features.indicators)
+        helpers += f"\n_K = tuple(math.exp({gamma!r} * float(d)) for d in range({width + 1}))"
+        kernel = ["for b, c in zip(_B, _C):", "    s += c * _K[(bits ^ b).bit_count()]"]
     body = [
         "s = 0.0",
-        "for b, zs, c in zip(_B, _Z, _C):",
-        *distance,
-        f"    s += c * math.exp({-float(m._gamma)!r} * d)",
+        *kernel,
         f"s -= {float(-m._intercept_[0])!r}",
         f"return {int(m.classes_[0])} if s > 0 else {int(m.classes_[1])}",
     ]
@@ -268,7 +282,6 @@ def _knn(f: FittedLearner) -> str:
     m = f.model
     labels = m.classes_[m._y]
     helpers = f"{_stored(f, m._fit_X)}\n_Y = ({''.join(f'{int(v)}, ' for v in labels)})"
-    distance = [f"    {line}".format(term="abs(u - v)") for line in _DISTANCE]
     k = m.n_neighbors
     # scikit-learn's search: each training point in order is pushed onto a max-heap of
     # the k nearest (utils/_heap.pyx), which decides which of several points at the same
@@ -277,7 +290,7 @@ def _knn(f: FittedLearner) -> str:
         f"hv = [{MAX_FLOAT!r}] * {k}",
         f"hi = [-1] * {k}",
         "for i, (b, zs) in enumerate(zip(_B, _Z)):",
-        *distance,
+        *_distance(f, "abs(u - v)"),
         "    if d >= hv[0]:",
         "        continue",
         "    c = 0",
