@@ -192,38 +192,34 @@ def _floats(values) -> str:
     return "(" + "".join(f"{float(v)!r}, " for v in values) + ")"
 
 
-# The indices of the indicators that are set, lowest first.
-_ACTIVE = [
-    "act = []",
-    "while bits:",
-    "    low = bits & -bits",
-    "    act.append(low.bit_length() - 1)",
-    "    bits ^= low",
-]
+# logreg and mlp add the weights of the indicators set (``act``) with an itemgetter;
+# index k, past the last indicator, holds a 0.0, named twice so that it always returns a
+# tuple (adding 0.0 changes no sum).
+_ITEMGETTER = "from operator import itemgetter"
 
 
 def _logreg(f: FittedLearner) -> str:
     k = len(f.features.indicators)
     w = f.model.coef_[0]
     body = [
-        *_ACTIVE,
-        f"s = {float(f.model.intercept_[0])!r} + sum(map(_W.__getitem__, act))",
+        f"s = {float(f.model.intercept_[0])!r} + sum(itemgetter({k}, {k}, *act)(_W))",
         "for w, v in zip(_WZ, z):",
         "    s += w * v",
         "return int(s > 0)",
     ]
-    return f.features.program(body, f"_W = {_floats(w[:k])}\n_WZ = {_floats(w[k:])}")
+    helpers = f"{_ITEMGETTER}\n\n_W = {_floats([*w[:k], 0.0])}\n_WZ = {_floats(w[k:])}"
+    return f.features.program(body, helpers, listed=True)
 
 
 def _mlp(f: FittedLearner) -> str:
     k = len(f.features.indicators)
     (w1, w2), (b1, b2) = f.model.coefs_, f.model.intercepts_
-    units = "".join(f"    {_floats(col)},\n" for col in w1[:k].T)  # per hidden unit
+    units = "".join(f"    {_floats([*col, 0.0])},\n" for col in w1[:k].T)  # per hidden unit
     rows = "".join(f"    {_floats(row)},\n" for row in w1[k:])  # per number
-    helpers = f"_W1 = (\n{units})\n_W1Z = (\n{rows})\n_B1 = {_floats(b1)}\n_W2 = {_floats(w2[:, 0])}"
+    helpers = f"{_ITEMGETTER}\n\n_W1 = (\n{units})\n_W1Z = (\n{rows})\n_B1 = {_floats(b1)}\n_W2 = {_floats(w2[:, 0])}"
     body = [
-        *_ACTIVE,
-        "h = [b + sum(map(col.__getitem__, act)) for b, col in zip(_B1, _W1)]",
+        f"weights = itemgetter({k}, {k}, *act)",
+        "h = [b + sum(weights(col)) for b, col in zip(_B1, _W1)]",
         "for v, row in zip(z, _W1Z):",
         "    h = [a + v * w for a, w in zip(h, row)]",
         f"r = {float(b2[0])!r}",
@@ -233,7 +229,7 @@ def _mlp(f: FittedLearner) -> str:
         # predict(): the logistic output above 0.5 (never for r <= 0, and no overflow).
         "return int(r > 0 and 1.0 / (1.0 + math.exp(-r)) > 0.5)",
     ]
-    return f.features.program(body, helpers)
+    return f.features.program(body, helpers, listed=True)
 
 
 def _stored(f: FittedLearner, points: np.ndarray) -> str:

@@ -11,8 +11,8 @@ indicators' partial sums (a distance, a count) are whole numbers, exact in float
 point in any order, so an emitted program that adds them as a bit count and then the
 numeric terms in column order computes the same float as scikit-learn does.
 
-In ``f`` the indicators are the bits of one integer, ``bits`` (bit j: indicator j), and
-the standardised numbers a list, ``z``.
+In ``f`` the indicators are the bits of one integer, ``bits`` (bit j: indicator j), or
+the list of the set ones, ``act``; the standardised numbers are a list, ``z``.
 """
 
 from __future__ import annotations
@@ -57,12 +57,13 @@ class Vectoriser:
         cols += [(n.values(rows) - n.mean) / n.scale for n in self.numbers]
         return np.column_stack(cols) if cols else np.zeros((len(rows), 0))
 
-    def program(self, body: list[str], helpers: str = "") -> str:
-        """``f(x)``: ``bits`` and ``z`` computed from x, then ``body``; ``helpers`` (module
-        level literals) above it."""
-        lines = ["bits = 0"]
+    def program(self, body: list[str], helpers: str = "", *, listed: bool = False) -> str:
+        """``f(x)``: the indicators, as ``bits`` or (``listed``) as ``act``, the list of
+        the indices of those set, and ``z`` computed from x, then ``body``; ``helpers``
+        (module level literals) above it."""
+        lines = ["act = []" if listed else "bits = 0"]
         for j, m in enumerate(self.indicators):
-            lines += [f"if {m.expr()}:", f"    bits |= {1 << j}"]
+            lines += [f"if {m.expr()}:", f"    act.append({j})" if listed else f"    bits |= {1 << j}"]
         terms = ", ".join(f"({n.raw()} - {n.mean!r}) / {n.scale!r}" for n in self.numbers)
         lines.append(f"z = [{terms}]")
         code = program(lines + body, [*self.indicators, *self.numbers])
