@@ -239,14 +239,21 @@ def _stored(f: FittedLearner, points: np.ndarray) -> str:
     return f"_B = ({''.join(f'{b}, ' for b, _ in split)})\n_Z = (\n{zs})"
 
 
-def _distance(f: FittedLearner, term: str) -> list[str]:
-    """The distance ``d`` from the input to a stored point (b, zs): the indicators'
-    mismatches, then each number's ``term``, added in column order as scikit-learn adds
-    them (indented for the loop over stored points)."""
+def _distance(f: FittedLearner, term: str) -> tuple[list[str], str, list[str]]:
+    """The distance ``d`` from the input to a stored point (b, numbers): the indicators'
+    mismatches, then each number's ``term`` (of ``{u}``, the input's, and ``{v}``, the
+    point's), added in column order as scikit-learn adds them. Returns the lines that
+    unpack the input's numbers, the loop's target for a point's, and the loop's lines."""
+    n = len(f.features.numbers)
     lines = ["    d = float((bits ^ b).bit_count())"]
-    if f.features.numbers:
-        lines += ["    for u, v in zip(z, zs):", f"        d += {term}"]
-    return lines
+    lines += [f"    d += {term.format(u=f'u{j}', v=f'v{j}')}" for j in range(n)]
+    if not n:
+        return [], "zs", lines
+    return [f"{_names('u', n)}= z"], f"({_names('v', n)})", lines
+
+
+def _names(prefix: str, n: int) -> str:
+    return "".join(f"{prefix}{j}, " for j in range(n))
 
 
 def _svm(f: FittedLearner) -> str:
@@ -256,9 +263,11 @@ def _svm(f: FittedLearner) -> str:
     # above 0 is the first class.
     helpers = f"{_stored(f, m.support_vectors_)}\n_C = {_floats(m._dual_coef_[0])}"
     if f.features.numbers:
+        unpack, point, distance = _distance(f, "({u} - {v}) * ({u} - {v})")
         kernel = [
-            "for b, zs, c in zip(_B, _Z, _C):",
-            *_distance(f, "(u - v) * (u - v)"),
+            *unpack,
+            f"for b, {point}, c in zip(_B, _Z, _C):",
+            *distance,
             f"    s += c * math.exp({gamma!r} * d)",
         ]
     else:  # distances are whole numbers: the kernel's values, computed once, as libsvm does
@@ -282,11 +291,13 @@ def _knn(f: FittedLearner) -> str:
     # scikit-learn's search: each training point in order is pushed onto a max-heap of
     # the k nearest (utils/_heap.pyx), which decides which of several points at the same
     # distance are kept; the vote is then a majority of k (odd: never tied).
+    unpack, point, distance = _distance(f, "abs({u} - {v})")
     body = [
         f"hv = [{MAX_FLOAT!r}] * {k}",
         f"hi = [-1] * {k}",
-        "for i, (b, zs) in enumerate(zip(_B, _Z)):",
-        *_distance(f, "abs(u - v)"),
+        *unpack,
+        f"for i, (b, {point}) in enumerate(zip(_B, _Z)):",
+        *distance,
         "    if d >= hv[0]:",
         "        continue",
         "    c = 0",
