@@ -30,6 +30,13 @@ TOP_ERRORS = 10
 # The reasoning effort a run asked for; none for offline proposers, which have no such
 # setting (their config keeps the flag's default).
 EFFORT = "case when r.provider = 'openai' then json_extract(r.config, '$.reasoning_effort') end"
+# What a leaderboard row's proposer was set to: the reasoning effort, or an offline
+# proposer's settings as its run recorded them (config.proposer_setting).
+SETTING = f"coalesce({EFFORT}, json_extract(r.config, '$.proposer_setting'))"
+# Attempts of a trial that an offline proposer's safety cap on the clock stopped (their
+# response's incomplete_reason, synth.config.TIME_CAP): results that depend on the machine.
+CAPPED = """(select count(*) from attempts a join responses s on s.attempt_id = a.id
+  where a.trial_id = t.id and s.incomplete_reason = 'time_cap')"""
 DONE_TRIALS = f"""
 from trials t
 join runs r on r.run_id = t.run_id
@@ -234,19 +241,21 @@ def run_results(db, scope: Scope) -> list[dict]:
 
 
 def leaderboard(db, scope: Scope) -> list[dict]:
-    """Per task and length, each proposer and setting (reasoning effort, attempts, split
-    sizes) over all its runs, best first: runs of one setting under several seeds pool."""
+    """Per task and length, each proposer and setting (reasoning effort or an offline
+    proposer's settings, attempts, split sizes) over all its runs, best first: runs of one
+    setting under several seeds pool. ``capped`` counts attempts stopped by a clock."""
     return _accuracy(
         _query(
             db,
             f"""
-        select r.provider, r.model, {EFFORT} as effort,
+        select r.provider, r.model, {SETTING} as setting,
           json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
-          d.test_size, t.fn, d.target, t.length, count(distinct t.run_id) as runs, {ACCURACY}
+          d.test_size, t.fn, d.target, t.length, count(distinct t.run_id) as runs, {ACCURACY},
+          sum({CAPPED}) as capped
         {DONE_TRIALS}
-        group by r.provider, r.model, effort, attempts, d.train_size, d.val_size, d.test_size,
+        group by r.provider, r.model, setting, attempts, d.train_size, d.val_size, d.test_size,
           t.fn, t.length
-        order by t.fn, t.length, avg(t.test_acc) desc, r.provider, r.model, effort, attempts
+        order by t.fn, t.length, avg(t.test_acc) desc, r.provider, r.model, setting, attempts
         """,
             scope,
         )
@@ -260,17 +269,17 @@ def seed_spread(db, scope: Scope) -> list[dict]:
         db,
         f"""
         with per_run as (
-          select r.provider, r.model, {EFFORT} as effort,
+          select r.provider, r.model, {SETTING} as setting,
             json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
             d.test_size, t.fn, t.length, d.base_seed as seed, avg(t.test_acc) as test
           {DONE_TRIALS}
           group by t.run_id, t.fn, t.length
         )
-        select provider, model, effort, attempts, train_size, val_size, test_size, fn, length,
+        select provider, model, setting, attempts, train_size, val_size, test_size, fn, length,
           count(*) as runs, count(distinct seed) as seeds, group_concat(distinct seed) as seed_list,
           {values("test", "test")}, min(test) as test_min, max(test) as test_max
         from per_run
-        group by provider, model, effort, attempts, train_size, val_size, test_size, fn, length
+        group by provider, model, setting, attempts, train_size, val_size, test_size, fn, length
         having count(distinct seed) > 1
         order by fn, length, provider, model
         """,

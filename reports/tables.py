@@ -68,7 +68,7 @@ def sizes(row: dict) -> str:
 
 def setting(row: dict) -> str:
     """A leaderboard row's setting in a few words: what sets apart runs of one proposer."""
-    return f"effort {row['effort'] or '-'}, {row['attempts']} attempts, {sizes(row)}"
+    return f"{row['setting'] or '-'}, {row['attempts']} attempts, {sizes(row)}"
 
 
 def _spread(split: str, label: str = "", **helps: str) -> list[Column]:
@@ -133,7 +133,7 @@ SETTING = [
     TASK,
     LENGTH,
     PROPOSER,
-    Column("effort", "effort"),
+    Column("setting", "setting", "long", "reasoning effort, or an offline proposer's settings"),
     Column("attempts", "attempts", "int"),
     Column("sizes", "train/val/test", get=sizes),
 ]
@@ -147,6 +147,12 @@ LEADERBOARD = [
     Column("val_mean", "val mean", "acc"),
     Column("gap_mean", "val-test gap", "delta"),
     Column("solved", "solved", "int"),
+    Column(
+        "capped",
+        "clock-capped",
+        "int",
+        "attempts an offline proposer's safety cap on the clock stopped: they depend on the machine",
+    ),
 ]
 SEED_SPREAD = [
     *SETTING,

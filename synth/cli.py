@@ -626,16 +626,21 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @setting(
     "--provider",
     type=click.Choice(PROVIDERS),
-    help="Who proposes programs: the OpenAI API, or an offline proposer (no key)",
+    help="Who proposes programs: the OpenAI API, or an offline proposer (no key): `tree`, "
+    "`formula`, or a classical learner (`logreg`, `forest`, `boosting`, `mlp`, `svm`, `knn`: "
+    "settings chosen on the validation split; scikit-learn, the `baselines` extra)",
 )
 @api_options
-@setting("--time-budget", type=FLOAT, help="Seconds per proposal of the `formula` proposer")
+@setting(
+    "--time-budget",
+    type=FLOAT,
+    help="Safety cap in seconds per proposal of the `formula` proposer: an attempt it stops "
+    "depends on the machine, and is recorded as incomplete (time_cap) and flagged in the report",
+)
 @setting(
     "--max-candidates",
     type=INT,
-    shown_default="no limit",
-    help="Formulas the `formula` proposer may look at per proposal: unlike "
-    "--time-budget, the same on every machine",
+    help="Formulas the `formula` proposer may look at per proposal: its budget, the same on every machine",
 )
 @setting("--max-output-tokens", type=INT)
 @click.option(
@@ -1164,11 +1169,11 @@ def browse(db_path, host, port):
     help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
 )
 @setting(
-    "--time-budget",
-    type=FLOAT,
+    "--max-candidates",
+    type=INT,
     defaults=DEMO_DEFAULTS,
-    help=f"Seconds per proposal of the `formula` proposer (`synth run`: "
-    f"{default('time_budget')}); searches it cuts short may miss what a longer one finds",
+    help=f"Formulas the `formula` proposer may look at per proposal (`synth run`: "
+    f"{default('max_candidates'):,}); a smaller budget may miss what a larger one finds",
 )
 @api_options
 @user_errors

@@ -26,7 +26,7 @@ TOOL_CHOICES = ("auto", "none")
 API_MODES = ("responses", "chat")
 OPENAI_PROVIDER = "openai"
 # Offline proposers (synth.providers.offline): no key, no network, no tokens.
-OFFLINE_PROVIDERS = ("tree", "formula")
+OFFLINE_PROVIDERS = ("tree", "formula", "logreg", "forest", "boosting", "mlp", "svm", "knn")
 PROVIDERS = (OPENAI_PROVIDER, *OFFLINE_PROVIDERS)
 DEFAULT_MODEL = "gpt-5"
 # Durations in seconds are at most ~115 days: inf or 1e300 would overflow the clocks.
@@ -100,10 +100,17 @@ DEMO_LENGTHS = [20, 50]
 # Where the demo's settings differ from a run's: offline (its --provider reads no
 # variable, so a SYNTH_PROVIDER=openai set for `synth run` never makes it spend), small,
 # and a shorter search for the `formula` proposer.
-DEMO_DEFAULTS = {"provider": "formula", "num_trials": 3, "attempts": 2, "time_budget": 0.5}
+DEMO_DEFAULTS = {"provider": "formula", "num_trials": 3, "attempts": 2, "max_candidates": 200_000}
 
 # What only the `formula` proposer reads.
 FORMULA_SETTINGS = ("time_budget", "max_candidates")
+# Its budget is counted in formulas, so that its programs are the same on any machine
+# (fn_e at L=50 needs about 553,000); the clock is only a safety cap, in seconds, and an
+# attempt it stops is recorded as incomplete ("time_cap") and flagged in the report.
+FORMULA_MAX_CANDIDATES = 1_000_000
+FORMULA_TIME_CAP = 60.0
+# A proposal an offline proposer's safety cap stopped: its response's incomplete_reason.
+TIME_CAP = "time_cap"
 
 
 def unread_settings(provider: str) -> tuple[str, ...]:
@@ -134,8 +141,10 @@ class RunConfig:
     seed: int = 42
     strict_sizes: bool = False
     provider: str = OPENAI_PROVIDER
-    time_budget: float = 2.0  # seconds per proposal of the `formula` proposer
-    max_candidates: int | None = None  # formulas it may look at: reproducible on any machine
+    time_budget: float = FORMULA_TIME_CAP  # the `formula` proposer's safety cap, in seconds
+    max_candidates: int | None = FORMULA_MAX_CANDIDATES  # formulas it may look at: its budget
+    # An offline proposer's settings in one line, filled in by start_run (the report shows it).
+    proposer_setting: str | None = None
     api_mode: str = "responses"
     api_base_url: str | None = None
     prompt: str = "default"  # a built-in wording (PROMPT_VERSIONS)

@@ -47,3 +47,21 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTH_UCI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SYNTH_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Datasets as `synth run` builds them (100/100/1000, seed 42), built once per module:
+    ``data(fn, length, uci_dir=None)``."""
+    from synth.datasets.grid import Sizes, plan_grid
+    from synth.datasets.splits import build_dataset
+
+    built = {}
+
+    def get(fn, length, uci_dir=None):
+        if (fn, length) not in built:
+            point = plan_grid([fn], [length], Sizes(100, 100, 1000), 42, uci_dir=uci_dir)[0]
+            built[fn, length] = build_dataset(point, uci_dir=uci_dir)
+        return built[fn, length]
+
+    return get

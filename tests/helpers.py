@@ -1,5 +1,6 @@
 """Plain helpers the test modules share (fixtures live in conftest.py): the grid options
-of a small run, running the CLI, its one-line errors, and snapshots of a folder."""
+of a small run, running the CLI, its one-line errors, snapshots of a folder, and an
+offline proposer's request and its program's predictions in the sandbox."""
 
 import os
 import stat
@@ -10,6 +11,13 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from synth.cli import cli
+from synth.datasets.grid import SPLITS
+from synth.providers import ProposeRequest
+from synth.sandbox import evaluate
+
+# Grid points the offline proposers are checked on: binary, decimal, graph; UCI tables.
+GRIDS = [("fn_e", 20), ("fn_a", 50), ("fn_i", 20), ("fn_aa", 50)]
+TABULAR = [("fn_m", 14), ("fn_n", 20), ("fn_p", 8), ("fn_q", 36)]
 
 
 def grid(
@@ -129,3 +137,32 @@ CLEAN_ROWS = [
     ("test", 0, "1000", 1),
     ("test", 1, "1100", 0),
 ]
+
+
+def request(ds, *, seed=42, trial=1, attempt=1):
+    """The ProposeRequest of an attempt on dataset ``ds``, as the runner makes it."""
+    return ProposeRequest(
+        prompt="not read by offline proposers",
+        train=ds.splits["train"],
+        kind=ds.point.task.kind,
+        seed=seed,
+        trial=trial,
+        attempt=attempt,
+        val=ds.splits["val"],
+    )
+
+
+def sandbox(code, kind, inputs):
+    """The program's predictions, run as a model's program would be."""
+    ev = evaluate(code, "f", kind, inputs, timeout=60)
+    assert (ev.status, ev.n_errors) == ("ok", 0), ev.errors
+    return ev.predictions
+
+
+def assert_predicts_like(code, ds, predict):
+    """The program predicts what ``predict`` does on every row of every split."""
+    kind = ds.point.task.kind
+    for split in SPLITS:
+        inputs = [x for x, _ in ds.splits[split]]
+        expected = [int(p) for p in predict(inputs)]
+        assert sandbox(code, kind, inputs) == expected, split

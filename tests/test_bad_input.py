@@ -239,7 +239,7 @@ def test_missing_api_key(existing_db, openai_server, monkeypatch, more):
     assert result.exit_code == 2
     assert result.stderr.startswith(
         "Error: OPENAI_API_KEY is not set: export it, or use an offline "
-        "--provider (tree, formula); `synth run --dry-run` needs none"
+        "--provider (tree, formula, logreg, forest, boosting, mlp, svm, knn); `synth run --dry-run` needs none"
     )
     assert len(result.stderr.splitlines()) == 1
     assert snapshot(existing_db.parent) == before and openai_server.requests == []

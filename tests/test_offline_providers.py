@@ -11,15 +11,13 @@ import time
 
 import numpy as np
 import pytest
+from helpers import GRIDS, TABULAR, assert_predicts_like, request, sandbox
 
-from synth.datasets.grid import SPLITS, Sizes, plan_grid
-from synth.datasets.splits import build_dataset
 from synth.extract import extract_program
-from synth.providers import ProposeRequest, ProviderError
+from synth.providers import ProviderError
 from synth.providers.offline import OFFLINE_PROVIDERS, formula, make_offline_provider, tree
 from synth.providers.offline.base import rng_for
 from synth.providers.offline.features import Column, Member
-from synth.sandbox import evaluate
 
 pytestmark = pytest.mark.anyio
 
@@ -30,20 +28,6 @@ FIXED_BUDGET = {"time_budget": 60.0, "max_candidates": 100_000}
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def data():
-    """Datasets as `synth run` builds them (100/100/1000, seed 42), built once per module."""
-    built = {}
-
-    def get(fn, length, uci_dir=None):
-        if (fn, length) not in built:
-            point = plan_grid([fn], [length], Sizes(100, 100, 1000), 42, uci_dir=uci_dir)[0]
-            built[fn, length] = build_dataset(point, uci_dir=uci_dir)
-        return built[fn, length]
-
-    return get
 
 
 @pytest.fixture(scope="module")
@@ -60,36 +44,6 @@ def providers():
     yield get
     for provider in made.values():
         asyncio.run(provider.aclose())
-
-
-def request(ds, *, seed=42, trial=1, attempt=1):
-    return ProposeRequest(
-        prompt="not read by offline proposers",
-        train=ds.splits["train"],
-        kind=ds.point.task.kind,
-        seed=seed,
-        trial=trial,
-        attempt=attempt,
-    )
-
-
-def sandbox(code, kind, inputs):
-    """The program's predictions, run as a model's program would be."""
-    ev = evaluate(code, "f", kind, inputs, timeout=60)
-    assert (ev.status, ev.n_errors) == ("ok", 0), ev.errors
-    return ev.predictions
-
-
-def assert_predicts_like(code, ds, predict):
-    kind = ds.point.task.kind
-    for split in SPLITS:
-        inputs = [x for x, _ in ds.splits[split]]
-        expected = [int(p) for p in predict(inputs)]
-        assert sandbox(code, kind, inputs) == expected, split
-
-
-GRIDS = [("fn_e", 20), ("fn_a", 50), ("fn_i", 20), ("fn_aa", 50)]  # binary, decimal, graph
-TABULAR = [("fn_m", 14), ("fn_n", 20), ("fn_p", 8), ("fn_q", 36)]
 
 
 def fitted_tree(ds, attempt=1):
@@ -219,7 +173,7 @@ async def test_proposal_is_recorded_like_a_models(data, providers):
 async def test_event_loop_stays_responsive(data, providers):
     """A 1-second search runs while a ticker on the loop keeps ticking."""
     ds = data("fn_a", 50)
-    provider = providers("formula", time_budget=1.0)
+    provider = providers("formula", time_budget=1.0, max_candidates=None)
     await provider.propose(request(ds, attempt=9))  # start the worker outside the measure
     gaps = []
 
@@ -235,6 +189,7 @@ async def test_event_loop_stays_responsive(data, providers):
     proposal = await provider.propose(request(ds))
     ticker.cancel()
     assert proposal.raw["stopped"] == "time" and proposal.duration_ms >= 1000
+    assert (proposal.status, proposal.incomplete_reason) == ("incomplete", "time_cap")
     assert len(gaps) > 20 and max(gaps) < 0.5  # never blocked for the search's 1 s
 
 
@@ -247,7 +202,7 @@ def test_tree_without_scikit_learn_says_how_to_install(monkeypatch):
     assert "pip install 'llm-pv[baselines]'" in str(info.value)
 
 
-@pytest.mark.parametrize("name,options", [("forest", {}), ("formula", {"depth": 3})])
+@pytest.mark.parametrize("name,options", [("ridge", {}), ("formula", {"depth": 3}), ("knn", {"k": 3})])
 def test_unknown_proposer_or_option_is_refused(name, options):
     with pytest.raises(ProviderError) as info:
         make_offline_provider(name, **options)
@@ -293,7 +248,9 @@ def test_formula_on_data_no_test_separates(kind):
 
 def test_timed_out_search_replays_from_its_candidate_count(data):
     ds = data("fn_a", 20)
-    timed = formula.fit(ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=0.3)
+    timed = formula.fit(
+        ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=0.3, max_candidates=None
+    )
     assert timed.stopped == "time"
     replay = formula.fit(
         ds.splits["train"], "binary", rng_for(42, 1, 1), 1, time_budget=60, max_candidates=timed.candidates

@@ -104,7 +104,7 @@ def test_the_leaderboard_keeps_settings_apart_but_pools_seeds(own_db):
     )
     own_db.conn.commit()
     rows = report_of(own_db, ALL).leaderboard
-    assert {(r["fn"], r["provider"], r["effort"], r["attempts"], r["runs"]) for r in rows} == {
+    assert {(r["fn"], r["provider"], r["setting"], r["attempts"], r["runs"]) for r in rows} == {
         ("fn_a", "tree", None, 3, 1),
         ("fn_a", "openai", "high", 3, 1),
         ("fn_a", "openai", "low", 3, 1),

@@ -21,6 +21,9 @@ import pytest
 from helpers import grid, run_cli
 from openai_server import Reply
 
+from reports.analyses import analyse_scope
+from tracker.prices import load_prices
+from reports.scope import resolve_scope
 from synth.engine.entry import resume_run
 from synth.errors import SynthError
 from tracker.db import open_db
@@ -546,6 +549,30 @@ def test_formula_runs_cut_by_max_candidates_are_the_same_twice(workdir):
     assert "time" not in stopped
     requests = [json.loads(r["request_json"]) for r in db["responses"].rows]
     assert {r["max_candidates"] for r in requests} == {3000}
+
+
+@pytest.mark.slow
+def test_formula_defaults_are_counted_and_a_clock_cap_is_flagged(workdir):
+    """By default the search is cut by its count of formulas, never by the clock; a
+    safety cap that does fire marks the attempt incomplete (time_cap), the leaderboard
+    counts it, and the run records the proposer's settings for the leaderboard."""
+    small = grid("fn_a", attempts=1, train=None, val=None, test=100)
+    assert synth("run", "--provider", "formula", *small, "--db", "f.db", "--run-id", "d").exit_code == 0
+    cap = ["--time-budget", "0.05", "--max-candidates", "100000000"]
+    assert synth("run", "--provider", "formula", *small, *cap, "--db", "f.db", "--run-id", "c").exit_code == 0
+    db = open_db("f.db")
+    rows = db.execute(
+        "select t.run_id, s.status, s.incomplete_reason, s.raw_json from responses s "
+        "join attempts a on a.id = s.attempt_id join trials t on t.id = a.trial_id"
+    ).fetchall()
+    seen = {(run_id, status, reason, json.loads(raw)["stopped"]) for run_id, status, reason, raw in rows}
+    assert seen == {("d", "completed", None, "max_candidates"), ("c", "incomplete", "time_cap", "time")}
+    board = analyse_scope(db, resolve_scope(db, ["d", "c"], None), load_prices(), "f.db").leaderboard
+    flagged = {r["setting"]: r["capped"] for r in board}
+    assert flagged == {
+        "time_budget=60.0, max_candidates=1000000, max_size=8, max_thresholds=8": 0,
+        "time_budget=0.05, max_candidates=100000000, max_size=8, max_thresholds=8": 1,
+    }
 
 
 def test_a_run_puts_back_the_sigterm_handler_it_found(workdir):

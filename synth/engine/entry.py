@@ -40,6 +40,7 @@ from synth.engine.preflight import (
     check_outputs,
     grid_jobs,
     plan,
+    proposer_setting,
     provider_for,
     read_template,
     run_price,
@@ -81,6 +82,7 @@ def start_run(
     config.validate()
     config.prompt_version = PROMPT_VERSIONS[config.prompt]
     use_custom_tasks(load_tasks_files(config.tasks_files or ()))
+    config.proposer_setting = proposer_setting(config)
     if config.prompt_template_path and config.prompt_template is None:
         config.prompt_template = read_template(config.prompt_template_path)
     path = resolve_db(db_path)

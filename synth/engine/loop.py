@@ -132,6 +132,7 @@ class Runner:
             seed=self.config.seed,
             trial=trial["trial"],
             attempt=n,
+            val=job.splits["val"],
         )
         _calling.set((trial["id"], n))
         try:

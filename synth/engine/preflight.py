@@ -109,14 +109,26 @@ def grid_jobs(
         raise
 
 
+def _offline_options(config: RunConfig) -> dict:
+    return {n: getattr(config, n) for n in FORMULA_SETTINGS} if config.provider == "formula" else {}
+
+
+def proposer_setting(config: RunConfig) -> str | None:
+    """An offline proposer's settings in one line, recorded with the run (the report's
+    leaderboard shows them beside a model's reasoning effort); None for the API."""
+    if config.provider not in OFFLINE_PROVIDERS:
+        return None
+    from synth.providers.offline import setting_of
+
+    return setting_of(config.provider, _offline_options(config))
+
+
 def provider_for(config: RunConfig, key_env: str = API_KEY_ENV):
     """The proposer of a run: offline, or the API with the key in ``key_env``."""
     if config.provider in OFFLINE_PROVIDERS:
         from synth.providers.offline import make_offline_provider
 
-        formula = config.provider == "formula"
-        options = {n: getattr(config, n) for n in FORMULA_SETTINGS} if formula else {}
-        return make_offline_provider(config.provider, **options)
+        return make_offline_provider(config.provider, **_offline_options(config))
     key = os.environ.get(key_env)
     if not key:
         raise SynthError(

@@ -6,7 +6,7 @@ same `ProposeRequest` and return the same `Proposal`; the runner records either 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from synth.errors import SynthError
@@ -24,6 +24,9 @@ class ProposeRequest:
     seed: int
     trial: int
     attempt: int
+    # The validation split, for the classical learners' model selection (never the test
+    # split); a model is not shown it.
+    val: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

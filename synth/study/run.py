@@ -35,6 +35,7 @@ from synth.engine.preflight import (
     check_outputs,
     grid_jobs,
     plan,
+    proposer_setting,
     provider_for,
     read_template,
     run_price,
@@ -190,6 +191,7 @@ def _prepare(db, study: Study, path: Path, uci_dir, notify, created: bool) -> li
         if run is None:
             config = cell.config()
             config.prompt_version = PROMPT_VERSIONS.get(config.prompt)
+            config.proposer_setting = proposer_setting(config)
             if config.prompt_template_path:
                 config.prompt_template = read_template(config.prompt_template_path)
         else:

@@ -20,6 +20,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from synth.config import TIME_CAP
 from synth.providers.base import Proposal, ProposeRequest, ProviderError
 
 
@@ -28,12 +29,15 @@ def rng_for(seed: int, trial: int, attempt: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64([seed % 2**64, trial, attempt]))
 
 
-def _work(fit, train, kind, seed, trial, attempt, options) -> tuple[str, dict, dict, float]:
-    """In a worker: fit, then write the program. Returns (code, raw, params, milliseconds)."""
+def _work(fit, train, val, kind, seed, trial, attempt, options) -> tuple[str, dict, dict, bool, float]:
+    """In a worker: fit, then write the program. Returns (code, raw, params, capped,
+    milliseconds), capped when a safety cap on the clock stopped the fit.
+    ``val`` is None for a proposer that does not select on the validation split."""
     start = time.perf_counter()
-    found = fit(train, kind, rng_for(seed, trial, attempt), attempt, **options)
+    rng = rng_for(seed, trial, attempt)
+    found = fit(train, kind, rng, attempt, **options) if val is None else fit(train, kind, rng, attempt, val)
     code = found.program()
-    return code, found.describe(), found.params, (time.perf_counter() - start) * 1000
+    return code, found.describe(), found.params, found.capped, (time.perf_counter() - start) * 1000
 
 
 class OfflineProvider:
@@ -42,6 +46,7 @@ class OfflineProvider:
 
     name: str
     fit = None  # set by subclasses (a staticmethod, so it pickles by name)
+    selects_on_val = False  # True: fit(train, kind, rng, attempt, val) gets the validation split
 
     def __init__(self, **options):
         known = [p.name for p in inspect.signature(self.fit).parameters.values() if p.kind is p.KEYWORD_ONLY]
@@ -57,9 +62,12 @@ class OfflineProvider:
     async def propose(self, req: ProposeRequest) -> Proposal:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("forkserver"))
-        args = (type(self).fit, req.train, req.kind, req.seed, req.trial, req.attempt, self.options)
+        val = req.val if self.selects_on_val else None
+        args = (type(self).fit, req.train, val, req.kind, req.seed, req.trial, req.attempt, self.options)
         try:
-            code, raw, params, ms = await asyncio.get_running_loop().run_in_executor(self._pool, _work, *args)
+            code, raw, params, capped, ms = await asyncio.get_running_loop().run_in_executor(
+                self._pool, _work, *args
+            )
         except BrokenProcessPool as e:
             raise ProviderError(
                 f"{self.name}: a worker process died ({e})", kind="proposer_crashed", fatal=True
@@ -73,8 +81,9 @@ class OfflineProvider:
         }
         return Proposal(
             text=json.dumps({"code": code}),
-            status="completed",
-            incomplete_reason=None,
+            # Stopped by the clock: the answer stands, marked as depending on the machine.
+            status="incomplete" if capped else "completed",
+            incomplete_reason=TIME_CAP if capped else None,
             input_tokens=0,
             cached_tokens=0,
             output_tokens=0,

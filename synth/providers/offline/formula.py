@@ -9,8 +9,9 @@ or its negation's, whichever is higher. Formulas are compared by their truth val
 the training rows (observational equivalence): one that computes the same values as an
 earlier one, or their complement, is skipped, which keeps the search to distinct
 behaviours. The search stops at a perfect fit, at ``max_size``, at ``max_candidates``
-formulas, or when ``time_budget`` runs out; the best formula so far is emitted
-(ties: the first found, so the shortest).
+formulas (the budget: the same on any machine), or when ``time_budget`` runs out (a
+safety cap only: the attempt is then recorded as incomplete); the best formula so far
+is emitted (ties: the first found, so the shortest).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from synth.config import FORMULA_MAX_CANDIDATES, FORMULA_TIME_CAP
 from synth.providers.offline.features import Member, Threshold, categories, columns, cuts, parse, program
 
 if TYPE_CHECKING:
@@ -50,6 +52,11 @@ class FoundFormula:
     candidates: int
     stopped: str  # "solved", "exhausted", "max_size", "max_candidates" or "time"
 
+    @property
+    def capped(self) -> bool:
+        """Stopped by the clock: a result that depends on the machine."""
+        return self.stopped == "time"
+
     def program(self) -> str:
         return program([f"return int({render(self.formula)})"], _tests(self.formula))
 
@@ -75,8 +82,8 @@ def fit(
     rng: np.random.Generator,
     attempt: int = 1,
     *,
-    time_budget: float = 2.0,
-    max_candidates: int | None = None,
+    time_budget: float = FORMULA_TIME_CAP,
+    max_candidates: int | None = FORMULA_MAX_CANDIDATES,
     max_size: int = 8,
     max_thresholds: int = 8,
 ) -> FoundFormula:

@@ -78,21 +78,79 @@ def _encoder(column: Column, values: np.ndarray, y: np.ndarray) -> _Encoder:
 
 
 @dataclass
-class FittedTree:
-    model: object  # sklearn.tree.DecisionTreeClassifier
-    encoders: list[_Encoder]
-    kind: str
-    params: dict  # what was asked of scikit-learn (recorded as the request)
-    train_acc: float
+class Encoding:
+    """Inputs as the numbers tree learners split on, and their splits as tests."""
 
-    def encode(self, inputs: list[str]) -> np.ndarray:
+    kind: str
+    encoders: list[_Encoder]
+
+    def matrix(self, inputs: list[str]) -> np.ndarray:
         """The feature matrix the model was fitted on, for any inputs of this kind."""
         rows = parse(self.kind, inputs)
         return np.column_stack([e.encode(e.column.values(rows)) for e in self.encoders])
 
+
+def encoding(kind: str, train: list[tuple[str, int]], keep: list[int] | None = None) -> Encoding:
+    """The encoding of the training split's columns (those in ``keep``, default all)."""
+    rows = parse(kind, [x for x, _ in train])
+    y = np.array([label for _, label in train])
+    cols = columns(kind, rows)
+    if keep is not None:
+        cols = [cols[i] for i in keep]
+    return Encoding(kind, [_encoder(c, c.values(rows), y) for c in cols])
+
+
+def nested(node, children, test, leaf) -> tuple[list[str], list[Test]]:
+    """A binary tree as lines of if/else, with the tests it uses: ``children(node)`` is
+    (left, right) or None at a leaf, ``test(node)`` the test true for the left branch,
+    ``leaf(node)`` a leaf's lines. Branches whose lines agree are merged."""
+    kids = children(node)
+    if kids is None:
+        return leaf(node), []
+    (a, tests_a), (b, tests_b) = (nested(k, children, test, leaf) for k in kids)
+    if a == b:
+        return a, tests_a
+    t = test(node)
+    lines = [f"if {t.expr()}:", *_indent(a), "else:", *_indent(b)]
+    return lines, [t, *tests_a, *tests_b]
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"    {s}" for s in lines]
+
+
+def sklearn_tree_lines(model, encoders: list[_Encoder], leaf) -> tuple[list[str], list[Test]]:
+    """A fitted scikit-learn tree (``model.tree_``) as if/else; ``leaf(node)`` its lines."""
+    t = model.tree_
+
+    def children(node):
+        return (
+            None if t.children_left[node] == -1 else (int(t.children_left[node]), int(t.children_right[node]))
+        )
+
+    return nested(0, children, lambda node: encoders[t.feature[node]].split(t.threshold[node]), leaf)
+
+
+@dataclass
+class FittedTree:
+    model: object  # sklearn.tree.DecisionTreeClassifier
+    encoding: Encoding
+    kind: str
+    params: dict  # what was asked of scikit-learn (recorded as the request)
+    train_acc: float
+    capped = False  # no clock: the fit is bounded by the data
+
+    def encode(self, inputs: list[str]) -> np.ndarray:
+        return self.encoding.matrix(inputs)
+
     def program(self) -> str:
-        body, tests = self._branch(0)
-        return program(["return " + str(body)] if isinstance(body, int) else body, tests)
+        value, classes = self.model.tree_.value, self.model.classes_
+
+        def label(node: int) -> list[str]:
+            # predict() takes the first class of highest weight; so does argmax.
+            return [f"return {int(classes[np.argmax(value[node, 0])])}"]
+
+        return program(*sklearn_tree_lines(self.model, self.encoding.encoders, label))
 
     def describe(self) -> dict:
         return {
@@ -101,24 +159,6 @@ class FittedTree:
             "leaves": int(self.model.get_n_leaves()),
             "train_acc": self.train_acc,
         }
-
-    def _branch(self, node: int) -> tuple[int | list[str], list[Test]]:
-        """A node as a label (a leaf) or as lines of if/else, with the tests it uses."""
-        t = self.model.tree_
-        left, right = int(t.children_left[node]), int(t.children_right[node])
-        if left == -1:
-            # predict() takes the first class of highest weight; so does argmax.
-            return int(self.model.classes_[np.argmax(t.value[node, 0])]), []
-        (a, tests_a), (b, tests_b) = self._branch(left), self._branch(right)
-        if a == b:
-            return a, tests_a
-        test = self.encoders[t.feature[node]].split(t.threshold[node])
-        lines = [f"if {test.expr()}:", *_indent(a), "else:", *_indent(b)]
-        return lines, [test, *tests_a, *tests_b]
-
-
-def _indent(branch: int | list[str]) -> list[str]:
-    return [f"    return {branch}"] if isinstance(branch, int) else [f"    {s}" for s in branch]
 
 
 def fit(
@@ -133,12 +173,8 @@ def fit(
     """CART on the training split. Attempt 1 grows the tree to ``max_depth``; attempt
     n > 1 refits with that tree's depth halved n - 1 times (at least 1), a crude
     pruning that validation selection can pick when the full tree overfits."""
-    rows = parse(kind, [x for x, _ in train])
-    y = np.array([label for _, label in train])
-    cols = columns(kind, rows)
-    values = [c.values(rows) for c in cols]
-    encoders = [_encoder(c, v, y) for c, v in zip(cols, values)]
-    X = np.column_stack([e.encode(v) for e, v in zip(encoders, values)])
+    enc = encoding(kind, train)
+    X, y = enc.matrix([x for x, _ in train]), np.array([label for _, label in train])
     params = {
         "max_depth": min(max_depth or MAX_DEPTH, MAX_DEPTH),
         "min_samples_leaf": min_samples_leaf,
@@ -149,4 +185,4 @@ def fit(
         params["max_depth"] = max(1, model.get_depth() >> (attempt - 1))
         model = classifier()(**params).fit(X, y)
     train_acc = float((model.predict(X) == y).mean())
-    return FittedTree(model, encoders, kind, params, train_acc)
+    return FittedTree(model, enc, kind, params, train_acc)
