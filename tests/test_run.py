@@ -22,12 +22,12 @@ from helpers import grid, run_cli
 from openai_server import Reply
 
 from reports.analyses import analyse_scope
-from tracker.prices import load_prices
 from reports.scope import resolve_scope
 from synth.engine.entry import resume_run
 from synth.errors import SynthError
 from tracker.db import open_db
 from tracker.exports import EXTRA_COLUMNS, PUBLISHED_COLUMNS
+from tracker.prices import load_prices
 
 pytestmark = pytest.mark.slow  # full runs end to end
 
@@ -225,8 +225,11 @@ def test_runs_and_show(finished_run):
         "done",
         "solved",
         "attempts",
+        "cost",
+        "(USD)",
     ]
-    assert table[2].split() == ["e2e", "completed", "openai", "gpt-5", "6", "12/12", "4", "28"]
+    # 28 responses of 120 input and 40 output tokens at gpt-5's price in the package table.
+    assert table[2].split() == ["e2e", "completed", "openai", "gpt-5", "6", "12/12", "4", "28", "0.0154"]
     shown = json.loads(synth("show", "e2e", "--json", "--db", "runs.db").output)
     assert [(r["fn"], r["length"], r["val_acc"]) for r in shown] == [
         ("fn_a", 20, 1.0),
@@ -293,7 +296,8 @@ def test_chat_mode_and_dry_run(workdir, openai_server):
     assert dry.exit_code == 0, dry.output
     assert "dry run: datasets built and prompts recorded; no model was called" in dry.stderr
     assert "[2/2] fn_a L=20 trial 2: prompt recorded (dry run) | solved 0" in dry.stderr
-    assert dry.stdout.splitlines()[2].split()[:6] == ["fn_a", "20", "2", "—", "(dry", "run)"]
+    # The estimate of the grid (docs/cost.md), not an empty summary: 2 trials of 5 attempts.
+    assert dry.stdout.splitlines()[2].split()[:5] == ["fn_a", "20", "2", "-", "10"]
     assert len(openai_server.requests) == 1, "a dry run calls nothing"
     (shown,) = json.loads(synth("show", "dry", "--db", "r.db", "--json").stdout)
     assert [shown[k] for k in ("val_acc", "test_acc", "oracle_test_acc")] == [None] * 3
