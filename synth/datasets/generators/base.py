@@ -52,6 +52,19 @@ class Task:
     # the source table (a key of synth.datasets.uci.SOURCES).
     fixed_length: int | None = None
     source: str | None = None
+    # labels(xs) -> 0/1 array for many equal-length inputs at once (verify labels a
+    # million); None: label() one input at a time.
+    labels: Callable[[list[str]], np.ndarray] | None = None
+    # Rules defined per length (fn_b, fn_e, fn_f): the columns whose parity is the label
+    # at length L. `synth verify` keeps the training length's columns on longer inputs
+    # (the "extended" reading); None: the rule reads the same thing at every length.
+    reads: Callable[[int], slice | list[int]] | None = None
+
+    def label_all(self, xs: list[str]) -> np.ndarray:
+        """0/1 labels of equal-length inputs, in one batch where the task has one."""
+        if self.labels is not None:
+            return np.asarray(self.labels(xs), dtype=np.uint8)
+        return np.fromiter(map(self.label, xs), dtype=np.uint8, count=len(xs))
 
     @property
     def lengths(self) -> tuple[int, ...]:
