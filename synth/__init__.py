@@ -1,7 +1,7 @@
 """LLM-PV: propose-and-verify program learning experiments, recorded in SQLite.
 
 The Python API (docs/python-api.md): ``synth.RunConfig``, ``synth.start_run``,
-``synth.resume_run``, ``synth.export_run``, ``synth.build_grid``, ``synth.evaluate``,
+``synth.resume_run``, ``synth.export_run``, ``synth.verify_runs``, ``synth.build_grid``, ``synth.evaluate``,
 ``synth.SynthError``... Each is imported when first used, so that ``synth --help``
 loads none of the engine.
 """
@@ -26,6 +26,7 @@ _API = {
     "Sizes": "synth.datasets.grid",
     "TASKS": "synth.tasks",
     "get_task": "synth.tasks",
+    "verify_runs": "synth.verification.verify",
     "evaluate": "synth.sandbox.evaluation",
     "Evaluation": "synth.sandbox.evaluation",
     "SynthError": "synth.errors",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # what editors and type checkers see (`as`: re-exported)
     from synth.sandbox.evaluation import evaluate as evaluate
     from synth.tasks import TASKS as TASKS
     from synth.tasks import get_task as get_task
+    from synth.verification.verify import verify_runs as verify_runs
 
 
 def __getattr__(name: str):
