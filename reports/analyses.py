@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
+from reports.generalisation import counterexamples, generalisation, recovery
 from reports.leakage import leakage_audit
 from reports.prices import PriceTable
 from reports.scope import Scope, scoped
@@ -94,6 +95,10 @@ class Report:
     tokens_runs: list[dict]
     tokens_points: list[dict]
     programs: list[dict]
+    # From `synth verify` (empty when no program was verified).
+    generalisation: list[dict]
+    recovery: list[dict]
+    counterexamples: list[dict]
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -124,6 +129,9 @@ def analyse_scope(db: sqlite_utils.Database, scope: Scope, prices: PriceTable, d
             tokens_runs=tokens(db, scope, prices, by_point=False),
             tokens_points=tokens(db, scope, prices, by_point=True),
             programs=programs(db, scope),
+            generalisation=generalisation(db, scope),
+            recovery=recovery(db, scope),
+            counterexamples=counterexamples(db, scope),
         )
     finally:
         db.execute("rollback")

@@ -182,6 +182,32 @@ def heatmap(report: Report) -> Built:
     return chart, {"rows": _values(report.leaderboard, fields)}
 
 
+def generalisation(report: Report) -> Built:
+    """Training length x evaluation length per task (and reading), on the balanced sets."""
+    rows = [r for r in report.generalisation if r["set_kind"] in ("balanced", "population")]
+    base = alt.Chart().encode(
+        x=alt.X("eval_length:O", title="evaluation L"), y=alt.Y("train_length:O", title="training L")
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "accuracy_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="mean accuracy"
+        ),
+        tooltip=_tooltip("proposer:N task:N train_length:O eval_length:O programs:Q", "accuracy_mean"),
+    )
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("accuracy_mean:Q", format=".2f"),
+        color=alt.condition("datum.accuracy_mean > 0.6", alt.value("black"), alt.value("white")),
+    )
+    chart = (
+        alt.layer(cells, text, data=ROWS)
+        .properties(width=alt.Step(36), height=alt.Step(22))
+        .facet(row=alt.Row("proposer:N", title=None), column=alt.Column("task:N", title=None))
+    )
+    fields = ("train_length", "eval_length", "programs", "accuracy_mean")
+    task = {"task": lambda r: r["fn"] if r["rule"] == "task" else f"{r['fn']} ({r['rule']})"}
+    return chart, {"rows": _values(rows, fields, **task)}
+
+
 def val_vs_test(report: Report) -> Built:
     diagonal = (
         alt.Chart(alt.NamedData("diagonal"))
@@ -279,6 +305,14 @@ CHARTS = [
         "Task x length accuracy",
         heatmap,
         "Mean selected test accuracy over every trial of every run, per proposer.",
+    ),
+    (
+        "generalisation",
+        "Generalisation: training length x evaluation length",
+        generalisation,
+        "Mean accuracy of the selected programs on fresh balanced sets (tabular: the whole "
+        'source table) per task, from `synth verify`; "(extended)": the training rule kept '
+        "on longer inputs.",
     ),
     (
         "progression",

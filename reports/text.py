@@ -94,6 +94,12 @@ def render_text(report: Report) -> str:
         ),
         "Tokens and cost per grid point": _table(t.TOKENS_POINTS, report.tokens_points),
     }
+    if report.generalisation:
+        sections |= {
+            "Generalisation: exact-rule recovery (from synth verify)": _table(t.RECOVERY, report.recovery),
+            "Generalisation: every set and reading": _table(t.GENERALISATION, report.generalisation),
+            "Generalisation: counterexamples": _table(t.COUNTEREXAMPLES, report.counterexamples),
+        }
     return header + "".join(f"\n\n## {title}\n\n{body}" for title, body in sections.items()) + "\n"
 
 

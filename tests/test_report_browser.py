@@ -124,10 +124,12 @@ class DevTools:
 
 
 @pytest.fixture(scope="module")
-def page(report_db, tmp_path_factory):
-    """The report of every fixture run, loaded; yields the driven browser."""
+def page(verified_report_db, tmp_path_factory):
+    """The report of every fixture run (two of them verified), loaded; yields the driven
+    browser."""
     executable = browser()
-    html = build_report(report_db, ["r0", "r1", "r2", "r3", "r4"], report_db.with_name("report.html"))
+    db = verified_report_db
+    html = build_report(db, ["r0", "r1", "r2", "r3", "r4"], db.with_name("report.html"))
     tools = DevTools(executable, tmp_path_factory.mktemp("profile"))
     try:
         target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -195,6 +197,26 @@ def test_selected_programs_open(page):
     page.evaluate("document.querySelector('#table-programs details').open = true")
     code = page.evaluate("document.querySelector('#table-programs details pre').innerText")
     assert code.startswith("def f(x):") and "<b>&amp; stays text</b>" in code
+
+
+def test_generalisation_section(page):
+    assert page.evaluate("document.querySelector('nav a[href=\"#generalisation\"]') !== null")
+    cells = page.evaluate(
+        "[...document.querySelectorAll('#chart-generalisation svg.marks text')].map(t => t.textContent)"
+    )
+    assert "fn_b (extended)" in cells, cells
+    rows = "[...document.querySelectorAll('#table-recovery tbody tr')].map(r => r.innerText.split('\\t'))"
+    assert [r[:2] for r in page.evaluate(rows)] == [
+        ["fn_a", "openai/gpt-5"],
+        ["fn_a", "tree"],
+        ["fn_b", "openai/gpt-5"],
+    ]
+    visible = "document.querySelector('#table-counterexamples').checkVisibility()"
+    assert page.evaluate(visible) is False, "the counterexamples start collapsed"
+    page.evaluate("document.querySelector('#counterexamples').open = true")
+    assert page.evaluate(visible) is True
+    first = page.evaluate("document.querySelector('#table-counterexamples tbody tr').innerText")
+    assert "0001" in first
 
 
 def test_screenshot_saved(page):
