@@ -1,6 +1,7 @@
 """`synth verify`: recorded programs re-checked at other lengths, on every input, on a
 uniform sample and on the source table, through the real sandbox and a real store."""
 
+import csv
 import json
 import signal
 import sqlite3
@@ -265,3 +266,23 @@ def test_the_generalisation_canned_query(recorded):
     assert got[100, "balanced", "extended"] == (2, 1.0, 0)
     assert got[20, "sample", "task"] == (2, 1.0, 0)
     assert got[100, "balanced", "task"][2] == 2, "both refuted at the task's own L=100 positions"
+
+
+def test_export_writes_the_verification_rows_beside_the_run_exports(recorded, workdir):
+    recorded("pos", POSITIONS_AT_20, "fn_e")
+    plain = run_cli("export", "pos", "--db", "runs.db", "--out-dir", "before")
+    assert plain.exit_code == 0, plain.output
+    assert not list((workdir / "before").glob("*verifications*")), "nothing verified: no file"
+    rows = verify_runs(db_path="runs.db", lengths=[20, 40], test_size=20, samples=500, exhaustive_up_to=0)
+    result = run_cli("export", "pos", "--db", "runs.db", "--out-dir", "after")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((workdir / "after" / "results_attempts_manifest.json").read_text())
+    jsonl, table = map(Path, manifest["artifacts"]["verifications"])
+    assert jsonl.parent == table.parent == Path("after")
+    exported = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert exported == [{k: r[k] for k in exported[0]} for r in rows] and len(exported) == 6
+    with table.open() as f:
+        records = list(csv.DictReader(f))
+    assert [r["rule"] for r in records] == [r["rule"] for r in rows]
+    refuted = next(r for r in records if r["counterexample"])
+    assert set(json.loads(refuted["counterexample"])) == {"input", "expected", "got"}
