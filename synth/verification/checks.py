@@ -9,12 +9,13 @@ so counts and counterexamples cover the whole set), and the status is recorded.
 from __future__ import annotations
 
 import json
-from collections.abc import Container
+from collections.abc import Container, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from synth.sandbox import evaluate
-from synth.verification.sets import EvalSet
+from synth.verification.sets import Chunk, EvalSet
 
 # Sets that cover everything there is at their length: all-correct proves the rule.
 COMPLETE = ("exhaustive", "population")
@@ -26,7 +27,7 @@ def check(program: dict, kind: str, evalset: EvalSet, seen: Container[str], *, t
     inputs of the run's own dataset, counted so that overlap is visible."""
     tally: dict[str, dict] = {}
     status, errors, duration, isolation, overlap = "ok", [], 0.0, None, 0
-    for inputs, labels in evalset.chunks():
+    for inputs, labels in _prefetched(evalset.chunks()):
         if status == "ok":
             ev = evaluate(program["code"], program["func_name"], kind, inputs, timeout=timeout)
             duration += ev.duration_ms
@@ -35,7 +36,7 @@ def check(program: dict, kind: str, evalset: EvalSet, seen: Container[str], *, t
             marks = np.frombuffer(ev.marks, dtype=np.uint8)
         else:  # not run after a failed chunk: every row counts as wrong
             marks = np.zeros(len(inputs), dtype=np.uint8)
-        unseen = np.fromiter((x not in seen for x in inputs), dtype=bool, count=len(inputs))
+        unseen = ~np.fromiter(map(seen.__contains__, inputs), dtype=bool, count=len(inputs))
         overlap += int(len(inputs) - unseen.sum())
         for rule, truth in labels.items():
             _score(tally.setdefault(rule, _empty()), inputs, marks, truth, unseen)
@@ -45,6 +46,16 @@ def check(program: dict, kind: str, evalset: EvalSet, seen: Container[str], *, t
         _row(program, evalset, rule, t, status, errors, duration, isolation, overlap)
         for rule, t in tally.items()
     ]
+
+
+def _prefetched(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """The chunks, each next one made (inputs drawn, labelled) in a thread while the
+    sandbox runs the current one: on two cores the two overlap."""
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(next, chunks, None)
+        while (chunk := ahead.result()) is not None:
+            ahead = pool.submit(next, chunks, None)
+            yield chunk
 
 
 def _empty() -> dict:
