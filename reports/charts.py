@@ -163,18 +163,29 @@ def leakage_counts(report: Report) -> Built:
     return alt.layer(cells, text).properties(width=40 * len(LEAKAGE_CHECKS)), {"rows": rows}
 
 
-def heatmap(report: Report) -> Built:
-    base = alt.Chart().encode(x=alt.X("length:O", title="L"), y=alt.Y("fn:N", title="task"))
+def _accuracy_cells(x: alt.X, y: alt.Y, value: str, title: str, tooltip: list) -> alt.LayerChart:
+    """A heatmap of accuracies in [0, 1], each cell written on it."""
+    base = alt.Chart().encode(x=x, y=y)
     cells = base.mark_rect().encode(
-        color=alt.Color("test_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="test mean"),
-        tooltip=_tooltip("proposer:N fn:N length:O runs:Q trials:Q", "test_mean val_mean"),
+        color=alt.Color(f"{value}:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title=title),
+        tooltip=tooltip,
     )
     text = base.mark_text(fontSize=10).encode(
-        text=alt.Text("test_mean:Q", format=".2f"),
-        color=alt.condition("datum.test_mean > 0.6", alt.value("black"), alt.value("white")),
+        text=alt.Text(f"{value}:Q", format=".2f"),
+        color=alt.condition(f"datum.{value} > 0.6", alt.value("black"), alt.value("white")),
     )
+    return alt.layer(cells, text, data=ROWS)
+
+
+def heatmap(report: Report) -> Built:
     chart = (
-        alt.layer(cells, text, data=ROWS)
+        _accuracy_cells(
+            alt.X("length:O", title="L"),
+            alt.Y("fn:N", title="task"),
+            "test_mean",
+            "test mean",
+            _tooltip("proposer:N fn:N length:O runs:Q trials:Q", "test_mean val_mean"),
+        )
         .properties(width=alt.Step(40), height=alt.Step(22))
         .facet(column=alt.Column("proposer:N", title=None))
     )
@@ -185,21 +196,14 @@ def heatmap(report: Report) -> Built:
 def generalisation(report: Report) -> Built:
     """Training length x evaluation length per task (and reading), on the balanced sets."""
     rows = [r for r in report.generalisation if r["set_kind"] in ("balanced", "population")]
-    base = alt.Chart().encode(
-        x=alt.X("eval_length:O", title="evaluation L"), y=alt.Y("train_length:O", title="training L")
-    )
-    cells = base.mark_rect().encode(
-        color=alt.Color(
-            "accuracy_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="mean accuracy"
-        ),
-        tooltip=_tooltip("proposer:N task:N train_length:O eval_length:O programs:Q", "accuracy_mean"),
-    )
-    text = base.mark_text(fontSize=10).encode(
-        text=alt.Text("accuracy_mean:Q", format=".2f"),
-        color=alt.condition("datum.accuracy_mean > 0.6", alt.value("black"), alt.value("white")),
-    )
     chart = (
-        alt.layer(cells, text, data=ROWS)
+        _accuracy_cells(
+            alt.X("eval_length:O", title="evaluation L"),
+            alt.Y("train_length:O", title="training L"),
+            "accuracy_mean",
+            "mean accuracy",
+            _tooltip("proposer:N task:N train_length:O eval_length:O programs:Q", "accuracy_mean"),
+        )
         .properties(width=alt.Step(36), height=alt.Step(22))
         .facet(row=alt.Row("proposer:N", title=None), column=alt.Column("task:N", title=None))
     )

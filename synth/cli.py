@@ -342,6 +342,13 @@ def option_group(*options):
     return add
 
 
+uci_dir_option = click.option(
+    "--uci-dir",
+    type=PathArg(file_okay=False, path_type=Path),
+    help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
+)
+
+
 # The dataset grid flags, named and defaulted as in the published runner.
 grid_options = option_group(
     click.option(
@@ -365,11 +372,7 @@ grid_options = option_group(
         is_flag=True,
         help="Refuse, rather than cap, a tabular test split its source cannot fill",
     ),
-    click.option(
-        "--uci-dir",
-        type=PathArg(file_okay=False, path_type=Path),
-        help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
-    ),
+    uci_dir_option,
 )
 
 
@@ -832,11 +835,7 @@ def export_cmd(run_id, out_dir, db_path):
     show_default=True,
     help="Uniform random inputs checked where every input cannot be",
 )
-@click.option(
-    "--uci-dir",
-    type=PathArg(file_okay=False, path_type=Path),
-    help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
-)
+@uci_dir_option
 @json_option
 @db_option
 @user_errors
@@ -977,11 +976,7 @@ def browse(db_path, host, port):
 @setting("--num-trials", type=INT, defaults=DEMO_DEFAULTS)
 @setting("--attempts", type=INT, defaults=DEMO_DEFAULTS)
 @setting("--test-size", type=INT)
-@click.option(
-    "--uci-dir",
-    type=PathArg(file_okay=False, path_type=Path),
-    help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
-)
+@uci_dir_option
 @setting(
     "--time-budget",
     type=FLOAT,

@@ -286,3 +286,8 @@ def test_export_writes_the_verification_rows_beside_the_run_exports(recorded, wo
     assert [r["rule"] for r in records] == [r["rule"] for r in rows]
     refuted = next(r for r in records if r["counterexample"])
     assert set(json.loads(refuted["counterexample"])) == {"input", "expected", "got"}
+
+
+def test_no_database_is_one_line_and_creates_none(workdir):
+    one_line_error(run_cli("verify", "--db", "missing.db"), "no database at missing.db")
+    assert not (workdir / "missing.db").exists()

@@ -23,7 +23,7 @@ from synth.config import RunConfig
 from synth.datasets import uci
 from synth.datasets.cache import ensure_datasets
 from synth.datasets.generators import tabular
-from synth.datasets.grid import Sizes, plan_grid
+from synth.datasets.grid import GridPoint, Sizes, plan_grid
 from synth.errors import InfeasibleError, SynthError
 from synth.tasks import get_task
 from synth.verification import sets
@@ -72,13 +72,13 @@ def verify_runs(
     program x evaluation set x reading planned, stored ones reused (see
     tracker.verifications.JSON_KEYS)."""
     _check_options(lengths, test_size, programs, exhaustive_up_to, samples)
+    if not resolve_db(db_path).exists():
+        raise SynthError(f"no database at {resolve_db(db_path)}")
     with open_db(db_path) as db:
         chosen = _runs(db, run_ids, db_path)
-        plans = []
-        for run_id in chosen:
-            plans += _plan_run(
-                db, run_id, lengths, test_size, programs, exhaustive_up_to, samples, uci_dir, notify
-            )
+        # Every run checked (and its tables read) before any dataset is built.
+        scopes = [_scope(db, run_id, lengths, test_size, programs, uci_dir, notify) for run_id in chosen]
+        plans = [p for s in scopes for p in _plans(db, s, exhaustive_up_to, samples, uci_dir)]
         done = verified_sets(db, [p.program["attempt_id"] for p in plans])
         todo = [p for p in plans if _key(p) not in done]
         notify(f"verifying {len(todo)} program x set checks ({len(plans) - len(todo)} stored)")
@@ -116,27 +116,44 @@ def _runs(db: sqlite_utils.Database, run_ids: list[str] | None, db_path) -> list
     return [latest[0]]
 
 
-def _plan_run(
-    db, run_id, lengths, test_size, which, exhaustive_up_to, samples, uci_dir, notify
-) -> list[Plan]:
-    """Every program x evaluation set of one run; refused lengths said (or raised) first,
-    then the balanced datasets built and stored."""
+@dataclass(frozen=True)
+class RunScope:
+    """What verifying one run covers, checked: its programs, the evaluation lengths of
+    each (task, training length), and the balanced datasets' grid points."""
+
+    config: RunConfig
+    programs: list[dict]
+    size: int
+    wanted: dict[tuple[str, int], list[int]]
+    points: dict[tuple[str, int], GridPoint]
+
+
+def _scope(db, run_id, lengths, test_size, which, uci_dir, notify) -> RunScope:
+    """One run's scope; refused lengths said (or raised), source tables loaded."""
     config = RunConfig.from_json(json.loads(store.get_run(db, run_id)["config"]))
     programs = recorded_programs(db, run_id, which)
     if not programs:
         raise SynthError(f"run {run_id} has no programs to verify (a dry run, or no attempt produced one)")
+    for source in {get_task(p["fn"]).source for p in programs} - {None}:
+        uci.load_table(source, uci_dir=uci_dir)  # a missing table: refused before any work
     size = test_size or config.test_size
     base_seed = sets.verify_seed(config.seed)
-    wanted, points = _lengths(
-        sorted({(p["fn"], p["train_length"]) for p in programs}), lengths, size, base_seed, notify
-    )
-    stored = {(s.point.task.id, s.point.length): s.id for s in ensure_datasets(db, list(points.values()))}
+    pairs = sorted({(p["fn"], p["train_length"]) for p in programs})
+    return RunScope(config, programs, size, *_lengths(pairs, lengths, size, base_seed, notify))
+
+
+def _plans(db, scope: RunScope, exhaustive_up_to: int, samples: int, uci_dir) -> list[Plan]:
+    """Every program x evaluation set of one run, its balanced datasets built and stored."""
+    config, size, wanted = scope.config, scope.size, scope.wanted
+    stored = {
+        (s.point.task.id, s.point.length): s.id for s in ensure_datasets(db, list(scope.points.values()))
+    }
     balanced = {
         key: [x for x, _ in load_examples(db, dataset_id)["test"]] for key, dataset_id in stored.items()
     }
     plans = []
     seen_of = _seen(db)
-    for program in programs:
+    for program in scope.programs:
         task = get_task(program["fn"])
         fn, train_length = program["fn"], program["train_length"]
         timeout, seen = config.eval_timeout, seen_of(program["dataset_id"])
