@@ -291,3 +291,17 @@ def test_export_writes_the_verification_rows_beside_the_run_exports(recorded, wo
 def test_no_database_is_one_line_and_creates_none(workdir):
     one_line_error(run_cli("verify", "--db", "missing.db"), "no database at missing.db")
     assert not (workdir / "missing.db").exists()
+
+
+def test_a_program_that_dies_on_longer_inputs_is_recorded_so(recorded):
+    recorded(
+        "dies", "import os\ndef f(x):\n    if len(x) > 20:\n        os._exit(3)\n    return x.count('1') % 2"
+    )
+    rows = verify_runs(db_path="runs.db", lengths=[20, 40], test_size=20, samples=100)
+    assert {(r["set"], r["status"]) for r in rows_by(rows, eval_length=20)} == {
+        ("balanced", "ok"),
+        ("exhaustive", "ok"),
+    }
+    for row in rows_by(rows, eval_length=40):
+        assert (row["status"], row["accuracy"], row["exact"]) == ("exit", 0.0, False), row
+        assert row["counterexample"]["got"] is None, "not reached: counted wrong"
