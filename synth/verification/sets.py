@@ -51,17 +51,24 @@ def labelled(inputs: list[str], readings: dict[str, Labeller]) -> Chunk:
 
 
 def listed(
-    kind: str, key: str, length: int, inputs: list[str], labels: dict[str, np.ndarray], **kw
+    kind: str,
+    key: str,
+    length: int,
+    size: int,
+    make: Callable[[], tuple[list[str], dict[str, np.ndarray]]],
+    **kw,
 ) -> EvalSet:
-    """A set already in memory and labelled (a balanced split, a source table), streamed
-    in chunks."""
+    """A set made whole (a balanced split, a source table), then streamed in chunks;
+    made only when it is checked: a verify run again, finding it stored, never labels
+    or encodes it."""
 
     def chunks() -> Iterator[Chunk]:
+        inputs, labels = make()
         for start in range(0, len(inputs), CHUNK):
             end = start + CHUNK
             yield inputs[start:end], {rule: truth[start:end] for rule, truth in labels.items()}
 
-    return EvalSet(kind, key, length, len(inputs), chunks, **kw)
+    return EvalSet(kind, key, length, size, chunks, **kw)
 
 
 def exhaustive(length: int, readings: dict[str, Labeller]) -> EvalSet:

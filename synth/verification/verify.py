@@ -162,10 +162,10 @@ def _plans(db, scope: RunScope, exhaustive_up_to: int, samples: int, uci_dir) ->
         for length in wanted.get((fn, train_length), ()):
             rules = readings(task, train_length, length)
             inputs = balanced[fn, length]
-            labels = {rule: label(inputs) for rule, label in rules.items()}
+            label = functools.partial(sets.labelled, inputs, rules)
             evalsets = [
                 sets.listed(
-                    "balanced", f"balanced:{size}", length, inputs, labels, dataset_id=stored[fn, length]
+                    "balanced", f"balanced:{size}", length, len(inputs), label, dataset_id=stored[fn, length]
                 ),
                 sets.exhaustive(length, rules)
                 if task.kind == "binary" and length <= exhaustive_up_to
@@ -226,18 +226,19 @@ def _seen(db):
 def _population(task, program: dict, uci_dir) -> sets.EvalSet:
     """Every row of the source table, encoded with the affine maps of the run's dataset
     (the first draws of its seed)."""
-    inputs, labels = _encoded_table(task.source, program["derived_seed"], uci_dir)
-    return sets.listed("population", "population", task.fixed_length, inputs, {"task": labels})
+    rows = len(uci.load_table(task.source, uci_dir=uci_dir))
+    encoded = functools.partial(_encoded_table, task.source, program["derived_seed"], uci_dir)
+    return sets.listed("population", "population", task.fixed_length, rows, encoded)
 
 
 @functools.lru_cache(maxsize=4)
-def _encoded_table(source: str, derived_seed: int, uci_dir) -> tuple[list[str], np.ndarray]:
+def _encoded_table(source: str, derived_seed: int, uci_dir) -> tuple[list[str], dict[str, np.ndarray]]:
     """A source table's every row as the dataset of ``derived_seed`` encodes rows (the
     trials of a run share one dataset: encoded once)."""
     table = uci.load_table(source, uci_dir=uci_dir)
     params = tabular.affine_params(table, np.random.Generator(np.random.PCG64(derived_seed)))
     inputs = tabular.encode_rows(table, np.arange(len(table)), params)
-    return inputs, np.asarray(table.labels, dtype=np.uint8)
+    return inputs, {"task": np.asarray(table.labels, dtype=np.uint8)}
 
 
 def _key(plan: Plan) -> tuple[int, int, str]:
