@@ -247,9 +247,11 @@ def _key(plan: Plan) -> tuple[int, int, str]:
 
 def _run_checks(db, plans: list[Plan], notify) -> None:
     """Checks in worker threads (each waits on its sandboxed child), recorded by this
-    thread as each ends."""
+    thread as each ends. Stopped (Ctrl-C, an error), the checks not started are dropped:
+    what was recorded stays, the rest is for the next verify."""
     workers = max(1, min(len(plans), os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    try:
         futures = {
             pool.submit(check, p.program, p.kind, p.evalset, p.seen, timeout=p.timeout): p for p in plans
         }
@@ -262,3 +264,5 @@ def _run_checks(db, plans: list[Plan], notify) -> None:
                 f"{p.program['attempt']}: {p.evalset.kind} L={p.evalset.length} "
                 + ", ".join(f"{r['rule']} {r['accuracy']:.3f}" for r in rows)
             )
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
