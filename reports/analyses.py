@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
+from reports.generalisation import counterexamples, generalisation, recovery
 from reports.leakage import leakage_audit
 from reports.scope import Scope, scoped
 from reports.stats import add_means, add_summaries
@@ -103,6 +104,10 @@ class Report:
     tokens_runs: list[dict]
     tokens_points: list[dict]
     programs: list[dict]
+    # From `synth verify` (empty when no program was verified).
+    generalisation: list[dict]
+    recovery: list[dict]
+    counterexamples: list[dict]
     study: StudyReport | None = None  # a study's tables (synth report --study)
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -152,6 +157,9 @@ def analyse_scope(
             tokens_runs=tokens_runs,
             tokens_points=tokens(db, scope, prices, repriced, by_point=True),
             programs=programs(db, scope),
+            generalisation=generalisation(db, scope),
+            recovery=recovery(db, scope),
+            counterexamples=counterexamples(db, scope),
             study=analyse_study(db, study, tokens_runs) if study else None,
         )
     finally:

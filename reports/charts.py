@@ -223,25 +223,59 @@ def leakage_counts(report: Report, k: Keys) -> Built:
     return alt.layer(cells, text).properties(width=alt.Step(48), height=alt.Step(22)), {"rows": rows}
 
 
-def heatmap(report: Report, k: Keys) -> Built:
-    base = alt.Chart().encode(
-        x=alt.X("length:O", title="L", axis=alt.Axis(labelAngle=0)), y=alt.Y("task:N", title=None)
-    )
+def _accuracy_cells(x: alt.X, y: alt.Y, value: str, title: str, tooltip: list) -> alt.LayerChart:
+    """A heatmap of accuracies in [0, 1], each cell written on it."""
+    base = alt.Chart().encode(x=x, y=y)
     cells = base.mark_rect().encode(
-        color=alt.Color("test_mean:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="test mean"),
-        tooltip=_tooltip("proposer:N task:N length:O runs:Q trials:Q", "test_mean val_mean"),
+        color=alt.Color(f"{value}:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title=title),
+        tooltip=tooltip,
     )
     text = base.mark_text(fontSize=12).encode(
-        text=alt.Text("test_mean:Q", format=".2f"),
-        color=alt.condition("datum.test_mean > 0.6", alt.value("black"), alt.value("white")),
+        text=alt.Text(f"{value}:Q", format=".2f"),
+        color=alt.condition(f"datum.{value} > 0.6", alt.value("black"), alt.value("white")),
     )
+    return alt.layer(cells, text, data=ROWS)
+
+
+def heatmap(report: Report, k: Keys) -> Built:
     chart = (
-        alt.layer(cells, text, data=ROWS)
+        _accuracy_cells(
+            alt.X("length:O", title="L", axis=alt.Axis(labelAngle=0)),
+            alt.Y("task:N", title=None),
+            "test_mean",
+            "test mean",
+            _tooltip("proposer:N task:N length:O runs:Q trials:Q", "test_mean val_mean"),
+        )
         .properties(width=alt.Step(60), height=alt.Step(32))
         .facet(column=alt.Column("proposer:N", title=None, sort=k.proposers))
     )
     fields = ("fn", "length", "runs", "trials", "test_mean", "val_mean")
     return chart, {"rows": k.values(report.leaderboard, fields)}
+
+
+def generalisation(report: Report, k: Keys) -> Built:
+    """Training length x evaluation length per task (and reading), on the balanced sets."""
+    rows = [r for r in report.generalisation if r["set_kind"] in ("balanced", "population")]
+    chart = (
+        _accuracy_cells(
+            alt.X("eval_length:O", title="evaluation L", axis=alt.Axis(labelAngle=0)),
+            alt.Y("train_length:O", title="training L"),
+            "accuracy_mean",
+            "mean accuracy",
+            _tooltip("proposer:N task:N train_length:O eval_length:O programs:Q", "accuracy_mean"),
+        )
+        .properties(width=alt.Step(36), height=alt.Step(22))
+        .facet(
+            row=alt.Row("proposer:N", title=None, sort=k.proposers), column=alt.Column("task:N", title=None)
+        )
+    )
+    fields = ("train_length", "eval_length", "programs", "accuracy_mean")
+
+    def task(r: dict) -> str:
+        name = k.tasks.get(r["fn"], r["fn"])
+        return name if r["rule"] == "task" else f"{name} ({r['rule']})"
+
+    return chart, {"rows": k.values(rows, fields, task=task)}
 
 
 def val_vs_test(report: Report, k: Keys) -> Built:
@@ -341,6 +375,14 @@ CHARTS = [
         "Task x length accuracy",
         heatmap,
         "Mean selected test accuracy over every trial of every run, per proposer.",
+    ),
+    (
+        "generalisation",
+        "Generalisation: training length x evaluation length",
+        generalisation,
+        "Mean accuracy of the selected programs on fresh balanced sets (tabular: the whole "
+        'source table) per task, from `synth verify`; "(extended)": the training rule kept '
+        "on longer inputs.",
     ),
     (
         "progression",

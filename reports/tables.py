@@ -254,6 +254,57 @@ _TOKEN_COLUMNS = [
 ]
 TOKENS_RUNS = [RUN, PROPOSER, Column("attempts", "attempts", "int"), *_TOKEN_COLUMNS]
 TOKENS_POINTS = [RUN, PROPOSER, TASK, LENGTH, *_TOKEN_COLUMNS]
+RULE = Column(
+    "rule", "rule", help="task: the task's rule at the evaluation length; extended: the training rule kept"
+)
+SET = Column(
+    "set_kind",
+    "set",
+    help="balanced, exhaustive (every input), sample (uniform) or population (source table)",
+)
+TRAIN_LENGTH = Column("train_length", "train L", "int")
+EVAL_LENGTH = Column("eval_length", "eval L", "int")
+GENERALISATION = [
+    TASK,
+    PROPOSER,
+    RULE,
+    SET,
+    TRAIN_LENGTH,
+    EVAL_LENGTH,
+    Column("programs", "programs", "int", "selected programs verified"),
+    Column("accuracy_mean", "mean accuracy", "acc"),
+    Column("accuracy_min", "min accuracy", "acc"),
+    Column("exact", "exact", "int", "right on every input there is (exhaustive, population)"),
+    Column("refuted", "refuted", "int", "a counterexample was found"),
+    Column("failed", "failed", "int", "crashed, timed out or ran out of memory"),
+]
+RECOVERY = [
+    TASK,
+    PROPOSER,
+    Column("programs", "programs", "int", "selected programs verified"),
+    Column(
+        "checked", "checked", "int", "with every input (or the whole source table) at the training length"
+    ),
+    Column("exact", "exact rule", "int", "right on every one of them"),
+    Column("exact_rate", "recovery rate", "acc", "exact / checked; empty when none could be checked"),
+    Column("refuted", "refuted anywhere", "int", "a counterexample to the task's rule at some length"),
+]
+COUNTEREXAMPLES = [
+    RUN,
+    TASK,
+    PROPOSER,
+    Column("trial", "trial", "int"),
+    TRAIN_LENGTH,
+    EVAL_LENGTH,
+    SET,
+    RULE,
+    Column("input", "input", "long"),
+    Column("expected", "expected"),
+    Column("got", "got", help="empty: the row raised or was not reached"),
+    Column("status", "status"),
+]
+
+
 # The tables `synth report --table NAME` writes alone: their columns and the Report field
 # that holds their rows.
 TABLES = {
@@ -265,4 +316,6 @@ TABLES = {
     "leakage": (LEAKAGE, "leakage"),
     "compile": (COMPILE, "compile"),
     "tokens": (TOKENS_RUNS, "tokens_runs"),
+    "generalisation": (GENERALISATION, "generalisation"),
+    "recovery": (RECOVERY, "recovery"),
 }

@@ -93,6 +93,12 @@ def render_text(report: Report) -> str:
         f"Tokens and cost ({report.price_note})": _table(t.TOKENS_RUNS, report.tokens_runs),
         "Tokens and cost per grid point": _table(t.TOKENS_POINTS, report.tokens_points),
     }
+    if report.generalisation:
+        sections |= {
+            "Generalisation: exact-rule recovery (from synth verify)": _table(t.RECOVERY, report.recovery),
+            "Generalisation: every set and reading": _table(t.GENERALISATION, report.generalisation),
+            "Generalisation: counterexamples": _table(t.COUNTEREXAMPLES, report.counterexamples),
+        }
     if report.study is not None:  # the study's tables come first
         header += "\n\n" + study_markdown(report.study, _table)
     return header + "".join(f"\n\n## {title}\n\n{body}" for title, body in sections.items()) + "\n"

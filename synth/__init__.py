@@ -1,10 +1,10 @@
 """LLM-PV: propose-and-verify program learning experiments, recorded in SQLite.
 
 The Python API (docs/python-api.md): ``synth.RunConfig``, ``synth.start_run``,
-``synth.resume_run``, ``synth.export_run``, ``synth.build_grid``, ``synth.evaluate``,
-``synth.SynthError``... and, for a tasks file of one's own (docs/custom-tasks.md),
-``synth.task`` and ``synth.tabular_task``. Each is imported when first used, so that
-``synth --help`` loads none of the engine.
+``synth.resume_run``, ``synth.export_run``, ``synth.verify_runs``, ``synth.build_grid``,
+``synth.evaluate``, ``synth.SynthError``... and, for a tasks file of one's own
+(docs/custom-tasks.md), ``synth.task`` and ``synth.tabular_task``. Each is imported when
+first used, so that ``synth --help`` loads none of the engine.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _API = {
     "task": "synth.custom_tasks",
     "tabular_task": "synth.custom_tasks",
     "load_tasks_files": "synth.custom_tasks",
+    "verify_runs": "synth.verification.verify",
     "evaluate": "synth.sandbox.evaluation",
     "Evaluation": "synth.sandbox.evaluation",
     "SynthError": "synth.errors",
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # what editors and type checkers see (`as`: re-exported)
     from synth.study.spec import load_study as load_study
     from synth.tasks import TASKS as TASKS
     from synth.tasks import get_task as get_task
+    from synth.verification.verify import verify_runs as verify_runs
 
 
 def __getattr__(name: str):

@@ -49,6 +49,8 @@ REPORT_TABLES = (
     "leakage",
     "compile",
     "tokens",
+    "generalisation",
+    "recovery",
 )
 
 
@@ -368,6 +370,8 @@ uci_dir_option = click.option(
     type=PathArg(file_okay=False, path_type=Path),
     help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
 )
+
+
 # The dataset grid flags, named and defaulted as in the published runner.
 grid_options = option_group(
     click.option(
@@ -1067,6 +1071,81 @@ def export_cmd(run_id, out_dir, db_path):
         click.echo(path)
 
 
+@cli.command(cls=VariadicCommand)
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@click.option(
+    "--lengths",
+    multiple=True,
+    metavar="L...",
+    help="Evaluation lengths  [default: the training length x1, x2, x5, x10 and the task's own lengths]",
+)
+@click.option("--test-size", type=INT, help="Rows of each balanced set  [default: the run's --test-size]")
+@click.option(
+    "--programs",
+    type=click.Choice(["selected", "all"]),
+    default="selected",
+    show_default=True,
+    help="Each trial's selected program, or every attempt's",
+)
+@click.option(
+    "--exhaustive-up-to",
+    type=INT,
+    default=20,
+    show_default=True,
+    help="Check every input of binary lengths up to this (at most 24)",
+)
+@click.option(
+    "--samples",
+    type=INT,
+    default=100_000,
+    show_default=True,
+    help="Uniform random inputs checked where every input cannot be",
+)
+@uci_dir_option
+@json_option
+@db_option
+@user_errors
+def verify(run_ids, lengths, test_size, programs, exhaustive_up_to, samples, uci_dir, as_json, db_path):
+    """Re-check recorded programs at other lengths, on every input, on the source table.
+
+    No RUN_ID: the latest run. No model is called: each program runs in the sandbox on
+    balanced sets at each length, on every input (binary, short) or a uniform sample,
+    and on the whole source table (tabular). Results are stored; a verify run again (or
+    after being killed) checks only what is not stored yet. See docs/verify.md.
+    """
+    from synth.verification.verify import verify_runs
+
+    rows = verify_runs(
+        list(run_ids) or None,
+        db_path=db_path,
+        lengths=parse_lengths(lengths),
+        test_size=test_size,
+        programs=programs,
+        exhaustive_up_to=exhaustive_up_to,
+        samples=samples,
+        uci_dir=uci_dir,
+        notify=echo_err,
+    )
+    if as_json:
+        rows = [{k: v for k, v in r.items() if k not in ("attempt_id", "set_key")} for r in rows]
+    echo_rows(rows, as_json, VERIFY_COLUMNS)
+
+
+VERIFY_COLUMNS = {
+    "fn": "task",
+    "trial": "trial",
+    "attempt": "attempt",
+    "train_length": "train L",
+    "eval_length": "eval L",
+    "set": "set",
+    "rule": "rule",
+    "n": "n",
+    "accuracy": "accuracy",
+    "exact": "exact",
+    "status": "status",
+}
+
+
 @cli.command()
 @db_argument
 @user_errors
@@ -1163,11 +1242,7 @@ def browse(db_path, host, port):
 @setting("--num-trials", type=INT, defaults=DEMO_DEFAULTS)
 @setting("--attempts", type=INT, defaults=DEMO_DEFAULTS)
 @setting("--test-size", type=INT)
-@click.option(
-    "--uci-dir",
-    type=PathArg(file_okay=False, path_type=Path),
-    help="Folder with the UCI files (else the download cache)  [env var: SYNTH_UCI_DIR]",
-)
+@uci_dir_option
 @setting(
     "--max-candidates",
     type=INT,

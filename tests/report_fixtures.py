@@ -23,6 +23,7 @@ import pytest
 from helpers import dataset_meta
 
 from synth.selection import select
+from synth.verification.verify import verify_runs
 from tracker import runs as store
 from tracker.datasets import save_dataset
 from tracker.db import open_db
@@ -267,6 +268,16 @@ def report_db(tmp_path_factory):
     """The path of the fixture database (built once per test module)."""
     path = tmp_path_factory.mktemp("report") / "runs.db"
     build(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def verified_report_db(tmp_path_factory):
+    """The fixture database with the selected programs of r1 (gpt-5) and r3 (tree)
+    verified for real at L=4 (every input) and L=8 (a balanced set and a sample)."""
+    path = tmp_path_factory.mktemp("verified") / "runs.db"
+    build(path)
+    verify_runs(["r1", "r3"], db_path=path, lengths=[4, 8], test_size=2, samples=64)
     return path
 
 

@@ -124,9 +124,11 @@ class DevTools:
 
 
 @pytest.fixture(scope="module")
-def page(report_db, tmp_path_factory):
-    """The report of every fixture run, loaded; yields the driven browser."""
-    html = build_report(report_db, ["r0", "r1", "r2", "r3", "r4"], report_db.with_name("report.html"))
+def page(verified_report_db, tmp_path_factory):
+    """The report of every fixture run (two of them verified), loaded; yields the driven
+    browser."""
+    db = verified_report_db
+    html = build_report(db, ["r0", "r1", "r2", "r3", "r4"], db.with_name("report.html"))
     yield from _opened(html, tmp_path_factory.mktemp("profile"))
 
 
@@ -156,7 +158,8 @@ def _opened(html: Path, profile: Path):
         tools.send("Page.navigate", {"url": html.resolve().as_uri()})
         tools.wait_for(lambda: any(e.get("method") == "Page.loadEventFired" for e in tools.events))
         drawn = "document.querySelectorAll('.chart svg.marks').length"
-        tools.wait_for(lambda: tools.evaluate(drawn) == len(CHARTS) or _errors(tools.events))
+        boxes = tools.evaluate("document.querySelectorAll('.chart').length")
+        tools.wait_for(lambda: tools.evaluate(drawn) == boxes or _errors(tools.events))
         yield tools
     finally:
         tools.close()
@@ -208,6 +211,26 @@ def test_selected_programs_open(page):
     page.evaluate("document.querySelector('#table-programs details').open = true")
     code = page.evaluate("document.querySelector('#table-programs details pre').innerText")
     assert code.startswith("def f(x):") and "<b>&amp; stays text</b>" in code
+
+
+def test_generalisation_section(page):
+    assert page.evaluate("document.querySelector('nav a[href=\"#generalisation\"]') !== null")
+    cells = page.evaluate(
+        "[...document.querySelectorAll('#chart-generalisation svg.marks text')].map(t => t.textContent)"
+    )
+    assert "fn_b (extended)" in cells, cells
+    rows = "[...document.querySelectorAll('#table-recovery tbody tr')].map(r => r.innerText.split('\\t'))"
+    assert [r[:2] for r in page.evaluate(rows)] == [
+        ["fn_a", "openai/gpt-5"],
+        ["fn_a", "tree"],
+        ["fn_b", "openai/gpt-5"],
+    ]
+    visible = "document.querySelector('#table-counterexamples').checkVisibility()"
+    assert page.evaluate(visible) is False, "the counterexamples start collapsed"
+    page.evaluate("document.querySelector('#counterexamples').open = true")
+    assert page.evaluate(visible) is True
+    first = page.evaluate("document.querySelector('#table-counterexamples tbody tr').innerText")
+    assert "0001" in first
 
 
 def test_screenshot_saved(page):
@@ -283,7 +306,7 @@ def test_every_chart_has_an_svg_and_png_export(figures_page):
         "[...document.querySelectorAll('.chart')].map(c => "
         "[...c.querySelectorAll('.vega-actions a')].map(a => a.textContent.trim()))"
     )
-    assert len(menus) == len(CHARTS)
+    assert len(menus) == len(CHARTS) - 1  # no generalisation chart: nothing was verified
     assert all({"Save as SVG", "Save as PNG"} <= set(menu) for menu in menus), menus
     assert not any("Open in Vega Editor" in menu or "View Source" in menu for menu in menus)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from tracker.files import remove_parts, write_all_atomic
+from tracker.verifications import JSON_KEYS, verification_rows
 
 # A call's time and token counts, as the published header names them.
 TOKEN_COLUMNS = (
@@ -98,6 +99,14 @@ class ExportPaths:
 
     def trial_log(self, fn: str, length: int, trial: int) -> Path:
         return self.jsonl.with_name(f"{self.jsonl.stem}_{fn}_L{length}_trial{trial}.jsonl")
+
+    @property
+    def verifications(self) -> tuple[Path, Path]:
+        """Where `synth verify`'s rows go (JSONL, CSV), beside the run's own exports."""
+        return (
+            self.jsonl.with_name(f"{self.jsonl.stem}_verifications.jsonl"),
+            self.csv.with_name(f"{self.csv.stem}_verifications.csv"),
+        )
 
 
 ATTEMPT_QUERY = """
@@ -270,20 +279,39 @@ def write_exports(db: sqlite_utils.Database, run_id: str, paths: ExportPaths) ->
         table.append(summary)
         for r in rows:
             logs.setdefault(paths.trial_log(r["fn"], r["length"], r["trial"]), []).append(r)
+    verified = _verification_files(db, run_id, paths)
     for path in {paths.jsonl.parent, paths.csv.parent, paths.manifest.parent}:
         path.mkdir(parents=True, exist_ok=True)
-    remove_parts([paths.jsonl, paths.csv, paths.manifest, *logs])
+    remove_parts([paths.jsonl, paths.csv, paths.manifest, *logs, *verified])
     manifest = _manifest(db, run, paths, table, sorted(map(str, logs)))
+    manifest["artifacts"]["verifications"] = [str(path) for path in verified]
     # All or none (a full disk leaves no export half-written); the manifest comes last.
     write_all_atomic(
         {
             paths.jsonl: _jsonl(jsonl),
             paths.csv: _csv(table),
             **{path: _jsonl(rows) for path, rows in logs.items()},
+            **verified,
             paths.manifest: json.dumps(manifest, indent=2) + "\n",
         }
     )
     return manifest
+
+
+def _verification_files(db: sqlite_utils.Database, run_id: str, paths: ExportPaths) -> dict[Path, str]:
+    """The run's verification rows as JSONL and CSV (the keys of `synth verify --json`);
+    nothing when it has none."""
+    rows = [{k: r[k] for k in JSON_KEYS} for r in verification_rows(db, [run_id])]
+    if not rows:
+        return {}
+    jsonl, table = paths.verifications
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=JSON_KEYS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(
+        {**r, "counterexample": json.dumps(r["counterexample"]) if r["counterexample"] else ""} for r in rows
+    )
+    return {jsonl: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), table: out.getvalue()}
 
 
 def _jsonl(rows: list[dict]) -> str:

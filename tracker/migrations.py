@@ -22,6 +22,7 @@ TABLES = (
     "task_files",
     "run_tasks",
     "dataset_audits",
+    "verifications",
 )
 
 
@@ -435,3 +436,63 @@ def _rewrite_view(db, name: str, *changes: tuple[str, str]) -> None:
         sql = sql.replace(old, new)
     db.execute(f"drop view {name}")
     db.execute(sql)
+
+
+@migrations()
+def m010_verify_generalisation(db):
+    """`synth verify`: each recorded program re-checked on an evaluation set (balanced
+    data, every input, a uniform sample or the whole source table) at a length, read
+    against a rule (the task's, or the training rule extended), one row each."""
+    db["verifications"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "attempt_id": int,
+            "program_hash": str,
+            "fn": str,
+            "trial": int,
+            "attempt": int,
+            "selected": int,
+            "train_length": int,
+            "eval_length": int,
+            "set_kind": str,
+            "set_key": str,
+            "rule": str,
+            "dataset_id": int,
+            "n": int,
+            "correct": int,
+            "accuracy": float,
+            "positives": int,
+            "exact": int,
+            "counterexample": str,
+            "seen": int,
+            "unseen_n": int,
+            "unseen_correct": int,
+            "status": str,
+            "errors": str,
+            "duration_ms": float,
+            "isolation": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("run_id", "runs", "run_id"),
+            ("attempt_id", "attempts", "id"),
+            ("program_hash", "programs", "hash"),
+            ("dataset_id", "datasets", "id"),
+        ],
+        not_null={"run_id", "attempt_id", "fn", "eval_length", "set_kind", "set_key", "rule", "n", "status"},
+    )
+    db["verifications"].create_index(["attempt_id", "eval_length", "set_key", "rule"], unique=True)
+    for column in ("run_id", "program_hash", "dataset_id"):
+        db["verifications"].create_index([column])
+    db.create_view(
+        "verification_rows",
+        """
+        select v.run_id, r.provider, r.model, v.fn, v.trial, v.attempt, v.selected,
+          v.train_length, v.eval_length, v.set_kind, v.rule, v.n, v.correct, v.accuracy,
+          v.exact, v.counterexample, v.seen, v.unseen_n, v.unseen_correct, v.status,
+          v.duration_ms, v.isolation, v.program_hash, v.dataset_id, v.attempt_id, v.created_at
+        from verifications v join runs r on r.run_id = v.run_id
+        """,
+    )

@@ -74,6 +74,19 @@ class Task:
     table: Callable[[Path | None], Table] | None = None
     # A researcher's task: where it was declared; None for the built-in tasks.
     origin: Origin | None = None
+    # labels(xs) -> 0/1 array for many equal-length inputs at once (verify labels a
+    # million); None: label() one input at a time.
+    labels: Callable[[list[str]], np.ndarray] | None = None
+    # Rules defined per length (fn_b, fn_e, fn_f): the columns whose parity is the label
+    # at length L. `synth verify` keeps the training length's columns on longer inputs
+    # (the "extended" reading); None: the rule reads the same thing at every length.
+    reads: Callable[[int], slice | list[int]] | None = None
+
+    def label_all(self, xs: list[str]) -> np.ndarray:
+        """0/1 labels of equal-length inputs, in one batch where the task has one."""
+        if self.labels is not None:
+            return np.asarray(self.labels(xs), dtype=np.uint8)
+        return np.fromiter(map(self.label, xs), dtype=np.uint8, count=len(xs))
 
     @property
     def lengths(self) -> tuple[int, ...]:
@@ -82,11 +95,15 @@ class Task:
 
 def bits_to_strings(bits: np.ndarray) -> list[str]:
     """Rows of a 0/1 uint8 matrix as '0'/'1' strings, without a Python loop per bit."""
-    if bits.shape[0] == 0:
+    count, width = bits.shape
+    if count == 0:
         return []
-    chars = (bits.astype(np.uint8) + ord("0")).tobytes()
-    width = bits.shape[1]
-    return [chars[i : i + width].decode("ascii") for i in range(0, len(chars), width)]
+    # One line per row, decoded once and split in C: a million rows in ~0.1 s.
+    chars = np.empty((count, width + 1), dtype=np.uint8)
+    chars[:, :width] = bits
+    chars[:, :width] += ord("0")
+    chars[:, width] = ord("\n")
+    return chars.tobytes().decode("ascii").split("\n")[:-1]
 
 
 def random_bits(rng: np.random.Generator, count: int, length: int) -> np.ndarray:

@@ -367,6 +367,7 @@ def _task(
     unique: Callable[[int], bool] = lambda L: True,
     default_lengths: tuple[int, ...] = DEFAULT_LENGTHS,
     label: Callable[[str], int] | None = None,
+    reads: Callable[[int], slice | list[int]] | None = None,
 ) -> Task:
     """A binary Task whose generate() refuses what length_rule and capacity rule out,
     instead of drawing for MAX_ROUNDS rounds before giving up. ``label`` defaults to
@@ -395,6 +396,8 @@ def _task(
         length_rule=rule,
         capacity=capacity,
         unique=unique,
+        labels=lambda xs: labels(to_bits(xs)),
+        reads=reads,
     )
 
 
@@ -403,9 +406,11 @@ def _parity_task(
     target: str,
     columns: Callable[[int], slice | list[int]],
     rule: Callable[[int], str | None] | None = None,
+    per_length: bool = False,
 ) -> Task:
+    """A parity task; ``per_length``: its columns depend on L (see Task.reads)."""
     labels = _parity(columns)
-    return _task(id, target, labels, _filtered(labels), _halves, rule)
+    return _task(id, target, labels, _filtered(labels), _halves, rule, reads=columns if per_length else None)
 
 
 def _pattern_task(id: str, target: str, pattern: str, unique: bool) -> Task:
@@ -427,6 +432,7 @@ TASKS: list[Task] = [
         "parity_first_half",
         lambda L: slice(0, L // 2),
         _at_least("parity_first_half", 2, "its first half must not be empty"),
+        per_length=True,
     ),
     _pattern_task("fn_c", "patternmatch1", "10101010", unique=True),
     _pattern_task("fn_d", "patternmatch2", "00111111", unique=False),
@@ -435,12 +441,14 @@ TASKS: list[Task] = [
         "parity_rand_3",
         lambda L: list(positions(L, 3)),
         _at_least("parity_rand_3", 3, "it reads 3 distinct positions"),
+        per_length=True,
     ),
     _parity_task(
         "fn_f",
         "parity_rand_10",
         lambda L: list(positions(L, 10)),
         _at_least("parity_rand_10", 10, "it reads 10 distinct positions"),
+        per_length=True,
     ),
     _task(
         "fn_g",

@@ -201,5 +201,6 @@ TASKS: list[Task] = [
         generate=generate,
         label=label,
         length_rule=length_rule,
+        labels=labels,
     )
 ]

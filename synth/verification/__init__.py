@@ -1,0 +1,1 @@
+"""`synth verify`: recorded programs re-checked far beyond their training data."""

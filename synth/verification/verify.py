@@ -1,0 +1,268 @@
+"""`synth verify` as a library function: plan every program x evaluation set of the
+chosen runs, refuse bad requests before anything is evaluated, build the balanced
+datasets into the store, then check what is not stored yet, each set recorded whole.
+
+A verify killed at any moment and started again finds the sets it recorded and checks
+only the rest: nothing is evaluated twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from synth.config import RunConfig
+from synth.datasets import uci
+from synth.datasets.cache import ensure_datasets
+from synth.datasets.generators import tabular
+from synth.datasets.grid import GridPoint, Sizes, plan_grid
+from synth.errors import InfeasibleError, SynthError
+from synth.tasks import get_task
+from synth.verification import sets
+from synth.verification.checks import check
+from synth.verification.readings import readings
+from tracker import runs as store
+from tracker.datasets import load_examples
+from tracker.db import db_path as resolve_db
+from tracker.db import open_db
+from tracker.verifications import record_verification, recorded_programs, verification_rows, verified_sets
+
+PROGRAMS = ("selected", "all")
+DEFAULT_EXHAUSTIVE_UP_TO = 20
+MAX_EXHAUSTIVE = 24  # 2**24 = 16.8 million inputs a program
+DEFAULT_SAMPLES = 100_000
+MAX_SAMPLES = 10_000_000
+# Default evaluation lengths: the training length times these, plus the task's defaults.
+MULTIPLES = (1, 2, 5, 10)
+# Decimal tasks' default lengths stop here: drawing primes of more digits costs
+# seconds a row. Longer ones can still be asked for with --lengths.
+DECIMAL_DEFAULT_MAX = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    program: dict
+    kind: str
+    evalset: sets.EvalSet
+    seen: frozenset[str]
+    timeout: float
+
+
+def verify_runs(
+    run_ids: list[str] | None = None,
+    *,
+    db_path: Path | None = None,
+    lengths: list[int] | None = None,
+    test_size: int | None = None,
+    programs: str = "selected",
+    exhaustive_up_to: int = DEFAULT_EXHAUSTIVE_UP_TO,
+    samples: int = DEFAULT_SAMPLES,
+    uci_dir: Path | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+) -> list[dict]:
+    """Verify the programs of ``run_ids`` (none: the latest run); returns one row per
+    program x evaluation set x reading planned, stored ones reused (see
+    tracker.verifications.JSON_KEYS)."""
+    _check_options(lengths, test_size, programs, exhaustive_up_to, samples)
+    if not resolve_db(db_path).exists():
+        raise SynthError(f"no database at {resolve_db(db_path)}")
+    with open_db(db_path) as db:
+        chosen = _runs(db, run_ids, db_path)
+        # Every run checked (and its tables read) before any dataset is built.
+        scopes = [_scope(db, run_id, lengths, test_size, programs, uci_dir, notify) for run_id in chosen]
+        plans = [p for s in scopes for p in _plans(db, s, exhaustive_up_to, samples, uci_dir)]
+        done = verified_sets(db, [p.program["attempt_id"] for p in plans])
+        todo = [p for p in plans if _key(p) not in done]
+        notify(f"verifying {len(todo)} program x set checks ({len(plans) - len(todo)} stored)")
+        _run_checks(db, todo, notify)
+        wanted = {_key(p) for p in plans}
+        rows = verification_rows(db, chosen)
+        return [r for r in rows if (r["attempt_id"], r["eval_length"], r["set_key"]) in wanted]
+
+
+def _check_options(lengths, test_size, programs, exhaustive_up_to, samples) -> None:
+    if programs not in PROGRAMS:
+        raise SynthError(f"--programs must be one of {', '.join(PROGRAMS)} (got {programs!r})")
+    if not 0 <= exhaustive_up_to <= MAX_EXHAUSTIVE:
+        raise SynthError(
+            f"--exhaustive-up-to must be from 0 to {MAX_EXHAUSTIVE} (got {exhaustive_up_to}): "
+            f"2^{MAX_EXHAUSTIVE} inputs is the most a program is run on"
+        )
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise SynthError(f"--samples must be from 1 to {MAX_SAMPLES:,} (got {samples})")
+    if test_size is not None:
+        Sizes(2, 2, test_size)  # refuses a size that is not positive and even
+    if lengths is not None and (bad := [L for L in lengths if L < 1]):
+        raise SynthError(f"--lengths must be positive (got {bad[0]})")
+
+
+def _runs(db: sqlite_utils.Database, run_ids: list[str] | None, db_path) -> list[str]:
+    if run_ids:
+        for run_id in run_ids:
+            if store.get_run(db, run_id) is None:
+                raise SynthError(f"no run {run_id!r} in {resolve_db(db_path)}")
+        return list(dict.fromkeys(run_ids))
+    latest = db.execute("select run_id from runs order by created_at desc, run_id desc limit 1").fetchone()
+    if latest is None:
+        raise SynthError(f"no run in {resolve_db(db_path)} to verify")
+    return [latest[0]]
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """What verifying one run covers, checked: its programs, the evaluation lengths of
+    each (task, training length), and the balanced datasets' grid points."""
+
+    config: RunConfig
+    programs: list[dict]
+    size: int
+    wanted: dict[tuple[str, int], list[int]]
+    points: dict[tuple[str, int], GridPoint]
+
+
+def _scope(db, run_id, lengths, test_size, which, uci_dir, notify) -> RunScope:
+    """One run's scope; refused lengths said (or raised), source tables loaded."""
+    config = RunConfig.from_json(json.loads(store.get_run(db, run_id)["config"]))
+    programs = recorded_programs(db, run_id, which)
+    if not programs:
+        raise SynthError(f"run {run_id} has no programs to verify (a dry run, or no attempt produced one)")
+    for source in {get_task(p["fn"]).source for p in programs} - {None}:
+        uci.load_table(source, uci_dir=uci_dir)  # a missing table: refused before any work
+    size = test_size or config.test_size
+    base_seed = sets.verify_seed(config.seed)
+    pairs = sorted({(p["fn"], p["train_length"]) for p in programs})
+    return RunScope(config, programs, size, *_lengths(pairs, lengths, size, base_seed, notify))
+
+
+def _plans(db, scope: RunScope, exhaustive_up_to: int, samples: int, uci_dir) -> list[Plan]:
+    """Every program x evaluation set of one run, its balanced datasets built and stored."""
+    config, size, wanted = scope.config, scope.size, scope.wanted
+    stored = {
+        (s.point.task.id, s.point.length): s.id for s in ensure_datasets(db, list(scope.points.values()))
+    }
+    balanced = {
+        key: [x for x, _ in load_examples(db, dataset_id)["test"]] for key, dataset_id in stored.items()
+    }
+    plans = []
+    seen_of = _seen(db)
+    for program in scope.programs:
+        task = get_task(program["fn"])
+        fn, train_length = program["fn"], program["train_length"]
+        timeout, seen = config.eval_timeout, seen_of(program["dataset_id"])
+        if task.source:
+            plans.append(Plan(program, task.kind, _population(task, program, uci_dir), seen, timeout))
+        for length in wanted.get((fn, train_length), ()):
+            rules = readings(task, train_length, length)
+            inputs = balanced[fn, length]
+            label = functools.partial(sets.labelled, inputs, rules)
+            evalsets = [
+                sets.listed(
+                    "balanced", f"balanced:{size}", length, len(inputs), label, dataset_id=stored[fn, length]
+                ),
+                sets.exhaustive(length, rules)
+                if task.kind == "binary" and length <= exhaustive_up_to
+                else sets.sample(
+                    task.kind, length, samples, sets.verify_seed(config.seed, fn, length), rules
+                ),
+            ]
+            plans += [Plan(program, task.kind, e, seen, timeout) for e in evalsets]
+    return plans
+
+
+def _lengths(pairs, lengths, size: int, base_seed: int, notify):
+    """The evaluation lengths of each (fn, training length) of a non-tabular task, and
+    the balanced dataset's grid point of each (fn, length). A requested length no task
+    of the run can serve is refused; one only some can serve is skipped for those, with
+    a warning naming the rule."""
+    wanted, points, refused = {}, {}, {}
+    for fn, train_length in pairs:
+        task = get_task(fn)
+        if task.source:
+            continue
+        for length in lengths if lengths is not None else _default_lengths(task, train_length):
+            if (fn, length) not in points:
+                try:
+                    (points[fn, length],) = plan_grid([fn], [length], Sizes(2, 2, size), base_seed)
+                except InfeasibleError as e:
+                    refused.setdefault(length, {})[str(e)] = None
+                    continue
+            wanted.setdefault((fn, train_length), []).append(length)
+    if lengths is not None:
+        for length, reasons in refused.items():
+            if not any(L == length for _, L in points):
+                raise SynthError(f"no task of the run can be verified at L={length}: {'; '.join(reasons)}")
+            for reason in reasons:
+                notify(f"Warning: skipped {reason}")
+    return wanted, points
+
+
+def _default_lengths(task, train_length: int) -> list[int]:
+    wanted = dict.fromkeys([train_length * m for m in MULTIPLES] + sorted(task.default_lengths))
+    cap = DECIMAL_DEFAULT_MAX if task.kind == "decimal" else None
+    return [L for L in wanted if task.length_rule(L) is None and (cap is None or L <= cap)]
+
+
+def _seen(db):
+    """dataset id -> the set of its inputs (every split), read once per dataset."""
+    cache: dict[int, frozenset[str]] = {}
+
+    def seen(dataset_id: int) -> frozenset[str]:
+        if dataset_id not in cache:
+            splits = load_examples(db, dataset_id)
+            cache[dataset_id] = frozenset(x for rows in splits.values() for x, _ in rows)
+        return cache[dataset_id]
+
+    return seen
+
+
+def _population(task, program: dict, uci_dir) -> sets.EvalSet:
+    """Every row of the source table, encoded with the affine maps of the run's dataset
+    (the first draws of its seed)."""
+    rows = len(uci.load_table(task.source, uci_dir=uci_dir))
+    encoded = functools.partial(_encoded_table, task.source, program["derived_seed"], uci_dir)
+    return sets.listed("population", "population", task.fixed_length, rows, encoded)
+
+
+@functools.lru_cache(maxsize=4)
+def _encoded_table(source: str, derived_seed: int, uci_dir) -> tuple[list[str], dict[str, np.ndarray]]:
+    """A source table's every row as the dataset of ``derived_seed`` encodes rows (the
+    trials of a run share one dataset: encoded once)."""
+    table = uci.load_table(source, uci_dir=uci_dir)
+    params = tabular.affine_params(table, np.random.Generator(np.random.PCG64(derived_seed)))
+    inputs = tabular.encode_rows(table, np.arange(len(table)), params)
+    return inputs, {"task": np.asarray(table.labels, dtype=np.uint8)}
+
+
+def _key(plan: Plan) -> tuple[int, int, str]:
+    return plan.program["attempt_id"], plan.evalset.length, plan.evalset.key
+
+
+def _run_checks(db, plans: list[Plan], notify) -> None:
+    """Checks in worker threads (each waits on its sandboxed child), recorded by this
+    thread as each ends. Stopped (Ctrl-C, an error), the checks not started are dropped:
+    what was recorded stays, the rest is for the next verify."""
+    workers = max(1, min(len(plans), os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = {
+            pool.submit(check, p.program, p.kind, p.evalset, p.seen, timeout=p.timeout): p for p in plans
+        }
+        for done, future in enumerate(as_completed(futures), 1):
+            rows = future.result()
+            record_verification(db, rows)
+            p = futures[future]
+            notify(
+                f"[{done}/{len(plans)}] {p.program['fn']} trial {p.program['trial']} attempt "
+                f"{p.program['attempt']}: {p.evalset.kind} L={p.evalset.length} "
+                + ", ".join(f"{r['rule']} {r['accuracy']:.3f}" for r in rows)
+            )
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
