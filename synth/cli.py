@@ -971,12 +971,21 @@ def study():
     """Studies: systems x prompt wordings x seeds over one grid, each cell a run."""
 
 
+study_cap = click.option(
+    "--max-cost",
+    type=FLOAT,
+    metavar="USD",
+    help="What the whole study may spend, what it spent so far included",
+)
+
+
 @study.command(name="run")
 @click.argument("file", type=PathArg(dir_okay=False, path_type=Path))
+@study_cap
 @uci_dir_option
 @db_option
 @user_errors
-def study_run(file, uci_dir, db_path):
+def study_run(file, max_cost, uci_dir, db_path):
     """Run every cell of the study FILE (YAML; see docs/studies.md) in one process.
 
     The whole file is checked, every cell's datasets built and prompts rendered, before
@@ -986,18 +995,23 @@ def study_run(file, uci_dir, db_path):
     from synth.study.run import run_study
     from synth.study.spec import load_study
 
-    _echo_study(run_study(load_study(file), db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err))
+    study = load_study(file)
+    _echo_study(
+        run_study(study, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err, max_cost=max_cost)
+    )
 
 
 @study.command(name="resume")
 @click.argument("name")
+@study_cap
 @db_option
 @user_errors
-def study_resume(name, db_path):
-    """Go on with a stored study from the file it was started with."""
+def study_resume(name, max_cost, db_path):
+    """Go on with a stored study from the file it was started with (a cell stopped at a
+    cost cap goes on under the cap given now)."""
     from synth.study.run import resume_study
 
-    _echo_study(resume_study(name, db_path=db_path, notify=echo_err))
+    _echo_study(resume_study(name, db_path=db_path, notify=echo_err, max_cost=max_cost))
 
 
 def _echo_study(result) -> None:

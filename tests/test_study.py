@@ -258,3 +258,38 @@ def test_each_endpoint_has_its_own_concurrency_limit(study_env, servers):
     study_file(study_env, servers, num_trials=4, seeds=[1])
     assert run_cli("study", "run", "study.yaml", "--db", "s.db").exit_code == 0
     assert weak.max_in_flight <= 2 < good.max_in_flight <= 5
+
+
+def test_a_study_cap_bounds_every_cell_together_and_a_higher_one_goes_on(study_env, servers):
+    """Each call costs $40 (40 output tokens at $1 each) and may cost $50 at most: a
+    $130 cap over the whole study leaves it at most $130 spent, whichever cells spent it;
+    a resume under a higher cap finishes without asking any recorded call again."""
+    dear = {"models": {m: {"input": 0, "output": 1_000_000} for m in ("m-good", "m-weak")}}
+    (study_env / "prices.json").write_text(json.dumps(dear))
+    study_file(
+        study_env, servers, seeds=[1], prompts=["default"], max_output_tokens=50, prices_path="prices.json"
+    )
+
+    def spent() -> float:
+        with sqlite3.connect(study_env / "s.db") as conn:
+            return conn.execute("select coalesce(sum(cost_usd), 0) from responses").fetchone()[0]
+
+    capped = run_cli("study", "run", "study.yaml", "--db", "s.db", "--max-cost", 130)
+    assert capped.exit_code == 0, capped.output
+    assert "stopped at a cost cap" in capped.stderr
+    assert 0 < spent() <= 130
+    assert "budget_exhausted" in {r["status"] for r in cells(study_env / "s.db")}
+    asked, before = sum(len(s.requests) for s in servers), spent()
+    resumed = run_cli("study", "resume", "duel", "--db", "s.db", "--max-cost", 1000)
+    assert resumed.exit_code == 0, resumed.output
+    assert {r["status"] for r in cells(study_env / "s.db")} == {"completed"}
+    assert spent() == 40 * sum(len(s.requests) for s in servers)
+    assert (spent() - before) / 40 == sum(len(s.requests) for s in servers) - asked
+
+
+def test_a_study_cap_needs_every_price(study_env, servers):
+    study_file(study_env, servers)
+    before = snapshot(study_env)
+    result = run_cli("study", "run", "study.yaml", "--db", "s.db", "--max-cost", 10)
+    one_line_error(result, "--max-cost needs the price of model 'm-good'")
+    assert snapshot(study_env) == before

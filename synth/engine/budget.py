@@ -31,8 +31,18 @@ def input_tokens(prompt: str, recorded: int | None = None) -> tuple[int, int]:
 
 
 @dataclass
+class Pool:
+    """A cap shared by several runs (a whole study's): what they spent and reserved."""
+
+    cap: float
+    spent: float = 0.0
+    reserved: float = 0.0
+
+
+@dataclass
 class Budget:
-    """What a run has spent and reserved against its cap (None: no cap, spend is counted)."""
+    """What a run has spent and reserved against its cap (None: no cap, spend is counted),
+    and against a ``pool`` it shares with other runs."""
 
     cap: float | None
     price: ModelPrice
@@ -41,6 +51,7 @@ class Budget:
     recorded_inputs: dict[str, int] = field(default_factory=dict)  # prompt hash -> input tokens
     reserved: float = 0.0
     refused: float | None = None  # the worst case of the first call refused
+    pool: Pool | None = None
 
     @property
     def exhausted(self) -> bool:
@@ -53,13 +64,18 @@ class Budget:
     def reserve(self, prompt_hash: str, prompt: str) -> float | None:
         """The amount reserved for one call, or None when it cannot be afforded (then no
         later call is: the run ends once those in flight are recorded)."""
-        if self.cap is None:
+        if self.cap is None and self.pool is None:
             return 0.0
         worst = self.worst_case(prompt_hash, prompt)
-        if self.exhausted or self.spent + self.reserved + worst > self.cap:
+        over_own = self.cap is not None and self.spent + self.reserved + worst > self.cap
+        pool = self.pool
+        over_pool = pool is not None and pool.spent + pool.reserved + worst > pool.cap
+        if self.exhausted or over_own or over_pool:
             self.refused = self.refused or worst
             return None
         self.reserved += worst
+        if pool is not None:
+            pool.reserved += worst
         return worst
 
     def settle(self, reserved: float, cost: float | None, prompt_hash: str, input_tokens: int | None) -> None:
@@ -67,5 +83,8 @@ class Budget:
         self.reserved -= reserved
         if self.spent is not None:
             self.spent = None if cost is None else self.spent + cost
+        if self.pool is not None:
+            self.pool.reserved -= reserved
+            self.pool.spent += cost or 0.0  # a pooled run's price is known: checked up front
         if input_tokens:
             self.recorded_inputs[prompt_hash] = max(input_tokens, self.recorded_inputs.get(prompt_hash, 0))

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from synth.config import PROMPT_VERSIONS, RunConfig
+from synth.config import OFFLINE_PROVIDERS, PROMPT_VERSIONS, RunConfig
 from synth.custom_tasks import definition, load_tasks_files
 from synth.datasets.cache import ensure_datasets
-from synth.engine.budget import Budget
+from synth.engine.budget import Budget, Pool
 from synth.engine.entry import (
     BUDGET_EXHAUSTED,
     export_paths,
@@ -83,15 +84,19 @@ def run_study(
     argv: list[str] | None = None,
     progress_stream=None,
     notify=lambda message: None,
+    max_cost: float | None = None,
 ) -> StudyResult:
-    """Run (or go on with) every cell of ``study``; see the module's docstring."""
+    """Run (or go on with) every cell of ``study``; see the module's docstring.
+    ``max_cost``: USD the whole study may spend, its recorded spend included."""
+    if max_cost is not None and not 0 < max_cost < math.inf:
+        raise SynthError(f"--max-cost must be a positive number of USD, finite (got {max_cost})")
     path = resolve_db(db_path)
     check_writable(path)
     created = not path.exists()
     with open_db(path) as db:
         try:
             _check_stored(db, study)
-            cells = _prepare(db, study, path, uci_dir, notify, created)
+            cells = _prepare(db, study, path, uci_dir, notify, created, max_cost)
         except BaseException:
             if created:
                 remove_if_empty(db, path)
@@ -125,7 +130,11 @@ def run_study(
                         "; stop it before resuming the study"
                     )
                 store.record_event(db, c.config.run_id, "resumed", f"cell of study {study.name}")
-        statuses = _execute(db, path, study, cells, progress_stream, notify)
+        pool = None
+        if max_cost is not None:
+            recorded = [store.run_cost(db, c.run_id) for c in study.cells if store.get_run(db, c.run_id)]
+            pool = Pool(max_cost, sum(cost or 0.0 for cost in recorded))
+        statuses = _execute(db, path, study, cells, progress_stream, notify, pool)
     return StudyResult(study.name, path, statuses)
 
 
@@ -177,7 +186,9 @@ def _first_difference(a, b, where: str = ""):
     return where, a, b
 
 
-def _prepare(db, study: Study, path: Path, uci_dir, notify, created: bool) -> list[_Prepared]:
+def _prepare(
+    db, study: Study, path: Path, uci_dir, notify, created: bool, max_cost: float | None = None
+) -> list[_Prepared]:
     """Every cell's config, proposer (its key), datasets and prompts, before any is
     recorded: a cell that would fail refuses the whole study."""
     files = sorted({f for cell in study.cells for f in cell.config().tasks_files or ()})
@@ -211,6 +222,8 @@ def _prepare(db, study: Study, path: Path, uci_dir, notify, created: bool) -> li
         total += (len(points) if points is not None else 0) * config.num_trials
         cells.append(_Prepared(cell, config, provider, price, {}, run is None, points))
     check_grid_size(total, 1)
+    if max_cost is not None:
+        _check_priced(cells)
     for c in cells:
         stored = ensure_datasets(db, c.points, uci_dir=uci_dir) if c.new else recorded_grid(db, c.config)
         c.jobs = grid_jobs(c.config, db, stored, created=created)
@@ -218,7 +231,19 @@ def _prepare(db, study: Study, path: Path, uci_dir, notify, created: bool) -> li
     return cells
 
 
-def _execute(db, path: Path, study: Study, cells: list[_Prepared], progress_stream, notify) -> dict[str, str]:
+def _check_priced(cells: list[_Prepared]) -> None:
+    """A study's cap needs the price of every model it calls."""
+    for c in cells:
+        if c.config.provider not in OFFLINE_PROVIDERS and c.price.price is None:
+            raise SynthError(
+                f"--max-cost needs the price of model {c.config.model!r} (system {c.cell.system.name!r}), "
+                "which the price table does not have: give one with prices_path in the study file"
+            )
+
+
+def _execute(
+    db, path: Path, study: Study, cells: list[_Prepared], progress_stream, notify, pool
+) -> dict[str, str]:
     trials = {c.config.run_id: store.trials_of(db, c.config.run_id) for c in cells}
     done = [t for ts in trials.values() for t in ts if t["status"] == "done"]
     progress = Progress(
@@ -228,7 +253,7 @@ def _execute(db, path: Path, study: Study, cells: list[_Prepared], progress_stre
         solved_trials=sum(t["val_acc"] == 1.0 for t in done),
     )
     try:
-        statuses = asyncio.run(_run_all(db, cells, trials, progress, notify))
+        statuses = asyncio.run(_run_all(db, cells, trials, progress, notify, pool))
     except KeyboardInterrupt:
         for c in cells:
             run = store.get_run(db, c.config.run_id)
@@ -252,7 +277,9 @@ def _execute(db, path: Path, study: Study, cells: list[_Prepared], progress_stre
     return {r["run_id"]: r["status"] for r in studies.study_cells(db, study.name)}
 
 
-async def _run_all(db, cells: list[_Prepared], trials: dict, progress: Progress, notify) -> dict[str, str]:
+async def _run_all(
+    db, cells: list[_Prepared], trials: dict, progress: Progress, notify, pool
+) -> dict[str, str]:
     """Every cell's trials in this one event loop; a cell whose calls all fail (a bad key,
     an unknown model) stops alone, marked failed, and the others go on."""
     eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
@@ -273,6 +300,7 @@ async def _run_all(db, cells: list[_Prepared], trials: dict, progress: Progress,
             recorded_inputs=store.recorded_input_tokens(
                 db, c.config.model, [j.prompt_hash for j in c.jobs.values()]
             ),
+            pool=pool,
         )
         label = f"{c.cell.system.name}/{c.cell.prompt_label}/s{c.cell.seed}"
         runner = Runner(
@@ -289,7 +317,8 @@ async def _run_all(db, cells: list[_Prepared], trials: dict, progress: Progress,
             statuses[run_id] = "completed"
             if budget.exhausted:
                 message = (
-                    f"{run_id} stopped at its cost cap: ${budget.spent:.4f} spent of ${c.config.max_cost:g}"
+                    f"{run_id} stopped at a cost cap (its own, or the study's): ${budget.spent:.4f} "
+                    f"spent; go on with a higher one: synth study resume {c.cell.study} --max-cost USD"
                 )
                 store.stop_run(db, run_id, BUDGET_EXHAUSTED, BUDGET_EXHAUSTED, message, level="warning")
                 statuses[run_id] = BUDGET_EXHAUSTED
