@@ -781,6 +781,7 @@ def _echo_estimate(rows: list[dict]) -> None:
         rows,
         False,
         {
+            **({"system": "system"} if rows and "system" in rows[0] else {}),
             "fn": "fn",
             "L": "L",
             "calls": "calls",
@@ -982,20 +983,26 @@ study_cap = click.option(
 @study.command(name="run")
 @click.argument("file", type=PathArg(dir_okay=False, path_type=Path))
 @study_cap
+@click.option(
+    "--dry-run", is_flag=True, help="Build the datasets and print what the study would cost; call nothing"
+)
 @uci_dir_option
 @db_option
 @user_errors
-def study_run(file, max_cost, uci_dir, db_path):
+def study_run(file, max_cost, dry_run, uci_dir, db_path):
     """Run every cell of the study FILE (YAML; see docs/studies.md) in one process.
 
     The whole file is checked, every cell's datasets built and prompts rendered, before
     anything is recorded or paid for. Running the same file again goes on with the
     study; a changed file under the same name is refused.
     """
-    from synth.study.run import run_study
+    from synth.study.run import estimate_study, run_study
     from synth.study.spec import load_study
 
     study = load_study(file)
+    if dry_run:
+        _echo_estimate(estimate_study(study, db_path=db_path, uci_dir=uci_dir, notify=echo_err))
+        return
     _echo_study(
         run_study(study, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err, max_cost=max_cost)
     )

@@ -11,6 +11,7 @@ import yaml
 from helpers import one_line_error, run_cli, snapshot, synth_process
 from openai_server import OpenAIServer, Reply
 
+from synth.study.run import estimate_study
 from synth.study.spec import load_study
 
 KEY_GOOD, KEY_WEAK = "sk-GOOD-3f9a1c77e2", "sk-WEAK-8b0d2e5a41"
@@ -293,3 +294,23 @@ def test_a_study_cap_needs_every_price(study_env, servers):
     result = run_cli("study", "run", "study.yaml", "--db", "s.db", "--max-cost", 10)
     one_line_error(result, "--max-cost needs the price of model 'm-good'")
     assert snapshot(study_env) == before
+
+
+def test_a_dry_run_estimates_the_study_and_brackets_what_it_spends(study_env, servers):
+    """Before any call: per system, task and length, what its cells would cost at least
+    and at most; the real run's spend lies in between."""
+    prices = {"models": {m: {"input": 1_000_000, "output": 1_000_000} for m in ("m-good", "m-weak")}}
+    (study_env / "prices.json").write_text(json.dumps(prices))
+    study_file(study_env, servers, max_output_tokens=50, prices_path="prices.json")
+    dry = run_cli("study", "run", "study.yaml", "--db", "s.db", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert sum(len(s.requests) for s in servers) == 0 and cells(study_env / "s.db") == []
+    lines = dry.stdout.splitlines()
+    assert lines[0].split()[:3] == ["system", "fn", "L"]
+    assert [line.split()[0] for line in lines[2:]] == ["good", "weak", "total"]
+    total = estimate_study(load_study(study_env / "study.yaml"), db_path=study_env / "s.db")[-1]
+    assert run_cli("study", "run", "study.yaml", "--db", "s.db").exit_code == 0
+    with sqlite3.connect(study_env / "s.db") as conn:
+        spent = conn.execute("select sum(cost_usd) from responses").fetchone()[0]
+    assert total["usd_min"] <= spent <= total["usd_max"]
+    assert total["calls_min"] <= sum(len(s.requests) for s in servers) <= total["calls_max"]

@@ -29,6 +29,7 @@ from synth.engine.entry import (
     run_record,
     terminate_cancels,
 )
+from synth.engine.estimate import estimate
 from synth.engine.loop import Runner
 from synth.engine.preflight import (
     check_cap,
@@ -136,6 +137,47 @@ def run_study(
             pool = Pool(max_cost, sum(cost or 0.0 for cost in recorded))
         statuses = _execute(db, path, study, cells, progress_stream, notify, pool)
     return StudyResult(study.name, path, statuses)
+
+
+def estimate_study(
+    study: Study, *, db_path: Path | None = None, uci_dir: Path | None = None, notify=lambda message: None
+) -> list[dict]:
+    """What the study's cells not yet finished will cost, before any call and without
+    recording a run (their datasets are built and stored, as a run's dry run does): one
+    row per system, task and length, summed over its wordings and seeds, then a total."""
+    path = resolve_db(db_path)
+    check_writable(path)
+    created = not path.exists()
+    with open_db(path) as db:
+        try:
+            _check_stored(db, study)
+            cells = _prepare(db, study, path, uci_dir, notify, created)
+        except BaseException:
+            if created:
+                remove_if_empty(db, path)
+            raise
+        rows: dict[tuple, dict] = {}
+        for c in cells:
+            recorded = store.recorded_input_tokens(
+                db, c.config.model, [j.prompt_hash for j in c.jobs.values()]
+            )
+            for r in estimate(c.config, c.jobs, c.price, recorded)[:-1]:  # its own total left out
+                key = (c.cell.system.name, r["fn"], r["length"])
+                rows[key] = _added(rows.get(key), {**r, "system": c.cell.system.name})
+    total = None
+    for row in rows.values():
+        total = _added(total, {**row, "system": "total", "fn": "", "length": None})
+    return [*rows.values(), *([total] if total else [])]
+
+
+def _added(into: dict | None, row: dict) -> dict:
+    """``row``'s counts and dollars added to ``into``'s (dollars None once one is unknown)."""
+    if into is None:
+        return dict(row)
+    for key, value in row.items():
+        if key.endswith(("_min", "_max")):
+            into[key] = None if value is None or into[key] is None else into[key] + value
+    return into
 
 
 def resume_study(name: str, *, db_path: Path | None = None, **kwargs) -> StudyResult:
