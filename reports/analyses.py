@@ -36,8 +36,11 @@ EFFORT = "case when r.provider = 'openai' then json_extract(r.config, '$.reasoni
 SETTING = f"coalesce({EFFORT}, json_extract(r.config, '$.proposer_setting'))"
 # Attempts of a trial that an offline proposer's safety cap on the clock stopped (their
 # response's incomplete_reason, synth.config.TIME_CAP): results that depend on the machine.
-CAPPED = """(select count(*) from attempts a join responses s on s.attempt_id = a.id
-  where a.trial_id = t.id and s.incomplete_reason = 'time_cap')"""
+# Attempts an offline proposer's clock cap stopped; the API has no such cap, so its trials
+# are not looked into (a lookup per trial made the leaderboard 4x slower on 100,000).
+CAPPED = """case when r.provider = 'openai' then 0 else (
+  select count(*) from attempts a join responses s on s.attempt_id = a.id
+  where a.trial_id = t.id and s.incomplete_reason = 'time_cap') end"""
 DONE_TRIALS = f"""
 from trials t
 join runs r on r.run_id = t.run_id
