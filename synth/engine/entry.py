@@ -40,9 +40,8 @@ from synth.engine.preflight import (
     check_outputs,
     grid_jobs,
     plan,
-    proposer_setting,
     provider_for,
-    read_template,
+    recorded_settings,
     run_price,
 )
 from synth.errors import RunFailed, RunInterrupted, SetupFailed, SynthError
@@ -80,11 +79,8 @@ def start_run(
 ) -> RunResult:
     """A new run of ``config``; ``notify`` receives warnings meant for the user."""
     config.validate()
-    config.prompt_version = PROMPT_VERSIONS[config.prompt]
     use_custom_tasks(load_tasks_files(config.tasks_files or ()))
-    config.proposer_setting = proposer_setting(config)
-    if config.prompt_template_path and config.prompt_template is None:
-        config.prompt_template = read_template(config.prompt_template_path)
+    recorded_settings(config)
     path = resolve_db(db_path)
     check_writable(path)
     provider = None if config.dry_run else provider_for(config)  # the key, before any download

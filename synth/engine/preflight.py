@@ -12,7 +12,14 @@ from pathlib import Path
 
 import sqlite_utils
 
-from synth.config import FORMULA_SETTINGS, MAX_TRIALS, MAX_TRIALS_ENV, OFFLINE_PROVIDERS, RunConfig
+from synth.config import (
+    FORMULA_SETTINGS,
+    MAX_TRIALS,
+    MAX_TRIALS_ENV,
+    OFFLINE_PROVIDERS,
+    PROMPT_VERSIONS,
+    RunConfig,
+)
 from synth.datasets.cache import StoredDataset
 from synth.datasets.grid import GridPoint, Sizes, plan_grid
 from synth.engine.loop import GridJob
@@ -73,6 +80,16 @@ def check_cap(config: RunConfig, price: ModelPrice) -> None:
             f"--max-cost needs the price of model {config.model!r}, which the price table "
             f"({price.source}) does not have: give it with --prices FILE (see synth prices)"
         )
+
+
+def recorded_settings(config: RunConfig) -> None:
+    """What a new run records beside the settings it was given: its prompt wording's
+    version, an offline proposer's settings in one line, and its template's text (so a
+    resume renders the same prompts). A resume reads them back instead."""
+    config.prompt_version = PROMPT_VERSIONS[config.prompt]
+    config.proposer_setting = proposer_setting(config)
+    if config.prompt_template_path and config.prompt_template is None:
+        config.prompt_template = read_template(config.prompt_template_path)
 
 
 def read_template(path: str) -> str:

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from synth.config import OFFLINE_PROVIDERS, PROMPT_VERSIONS, RunConfig
+from synth.config import OFFLINE_PROVIDERS, RunConfig
 from synth.custom_tasks import definition, load_tasks_files
 from synth.datasets.cache import ensure_datasets
 from synth.engine.budget import Budget, Pool
@@ -37,9 +37,8 @@ from synth.engine.preflight import (
     check_outputs,
     grid_jobs,
     plan,
-    proposer_setting,
     provider_for,
-    read_template,
+    recorded_settings,
     run_price,
 )
 from synth.errors import RunFailed, RunInterrupted, SynthError
@@ -243,10 +242,7 @@ def _prepare(
             continue
         if run is None:
             config = cell.config()
-            config.prompt_version = PROMPT_VERSIONS.get(config.prompt)
-            config.proposer_setting = proposer_setting(config)
-            if config.prompt_template_path:
-                config.prompt_template = read_template(config.prompt_template_path)
+            recorded_settings(config)
         else:
             config = RunConfig.from_json(json.loads(run["config"]))
         config.validate(new_run=run is None)
