@@ -462,6 +462,18 @@ def call_options(shown_default: str | None = None):
             help="Stop the run when its first N calls all fail alike (400, or no connection) "
             "and none succeeds; 0: never",
         ),
+        setting(
+            "--batch-poll-interval",
+            type=FLOAT,
+            shown_default=shown_default,
+            help="--batch: seconds before a batch's first poll; each next one waits twice as long",
+        ),
+        setting(
+            "--batch-poll-max",
+            type=FLOAT,
+            shown_default=shown_default,
+            help="--batch: the longest wait between two polls of a batch",
+        ),
     )
 
 
@@ -679,6 +691,12 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
     "a dash, at most 128 bytes  [default: a timestamp id]",
 )
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the attempts through the Batch API in waves, at half price, answered within "
+    "24 hours (docs/scale.md)",
+)
 @click.option(
     "--resume",
     "resume_id",

@@ -59,6 +59,8 @@ RESUMABLE = (
     "dataset_dir",
     "fail_fast_after",
     "max_cost",
+    "batch_poll_interval",
+    "batch_poll_max",
 )
 # Settings only the OpenAI providers read (an offline proposer records --model as its label).
 API_SETTINGS = (
@@ -75,6 +77,9 @@ API_SETTINGS = (
     "retry_max_delay",
     "fail_fast_after",
     "max_cost",
+    "batch",
+    "batch_poll_interval",
+    "batch_poll_max",
 )
 
 
@@ -91,6 +96,8 @@ ENV_VARS = {
     "retry_base_delay": "SYNTH_RETRY_BASE_DELAY",
     "retry_max_delay": "SYNTH_RETRY_MAX_DELAY",
     "eval_timeout": "SYNTH_EVAL_TIMEOUT",
+    "batch_poll_interval": "SYNTH_BATCH_POLL_INTERVAL",
+    "batch_poll_max": "SYNTH_BATCH_POLL_MAX",
     "tasks_files": "SYNTH_TASKS_FILE",  # several: separated by os.pathsep (":")
 }
 
@@ -160,6 +167,12 @@ class RunConfig:
     # A run whose first this many calls all fail alike stops (synth.engine.failfast); 0: never.
     fail_fast_after: int = 8
     max_cost: float | None = None  # USD the run may spend in all (synth.engine.budget)
+    # Attempts go out in waves through the Batch API, at its prices (synth.engine.waves):
+    # the first poll of a batch after this many seconds, each next one twice as late, up to
+    # batch_poll_max.
+    batch: bool = False
+    batch_poll_interval: float = 30.0
+    batch_poll_max: float = 600.0
     prices_path: str | None = None  # a price table over the package's (tracker.prices)
     dry_run: bool = False
     run_id: str = field(default_factory=lambda: new_run_id())
@@ -246,6 +259,16 @@ class RunConfig:
                 self.max_cost is None or not self.enable_code_interpreter,
                 "--max-cost cannot bound a run with --enable-code-interpreter: its tool output "
                 "is billed as input tokens no prompt shows",
+            ),
+            (
+                not self.batch or self.provider == OPENAI_PROVIDER,
+                f"--batch needs --provider {OPENAI_PROVIDER}: the offline proposer "
+                f"{self.provider} calls no API",
+            ),
+            (
+                0 < self.batch_poll_interval <= self.batch_poll_max <= MAX_SECONDS,
+                "--batch-poll-interval must be positive and at most --batch-poll-max"
+                f"{AT_MOST} (got {self.batch_poll_interval} and {self.batch_poll_max})",
             ),
             (bool(self.model), "--model must not be empty"),
             (self.model.isprintable(), f"--model must be one printable line (got {_shown(self.model)})"),

@@ -67,6 +67,16 @@ class Progress:
         else:
             self._write(line + "\n")
 
+    def wave(self, wave: int, batch: dict) -> None:
+        """A --batch run's batch reached a new status or count."""
+        counts = batch.get("request_counts") or {}
+        line = (
+            f"wave {wave}: batch {batch['id']} {batch['status']}, "
+            f"{counts.get('completed', 0)} of {counts.get('total', 0)} requests done, {counts.get('failed', 0)} failed"
+        )
+        self._write(("\r\033[K" if self.tty else "") + line + "\n")
+        self._status()
+
     def _status(self) -> None:
         if not self.tty:
             return

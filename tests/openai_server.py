@@ -5,11 +5,17 @@ errors and body parsing all happen for real. A test sets `server.script`, a call
 `(path, body) -> Reply`; the server records every request in `server.requests`.
 Loaded as a pytest plugin (tests/conftest.py), it provides the `openai_server` fixture;
 benchmarks can use `OpenAIServer` directly as a context manager.
+
+It also speaks the Batch API (`BatchAPI`): files uploaded with purpose=batch, batches
+created, polled, listed and cancelled; each batch ends as `server.batches.plan` says
+(after how many polls, completed, expired or failed) and its lines are answered by the
+same `script`, so a batch run and a direct run of one script get the same answers.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import threading
@@ -18,7 +24,10 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -233,17 +242,36 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = None
+        self._serve(body, raw)
+
+    def do_GET(self):
+        self._serve(None, b"")
+
+    def _serve(self, body: dict | None, raw: bytes) -> None:
         sent = {name.lower(): value for name, value in self.headers.items()}
         self.server.record(Recorded(self.path, body, sent))
         try:
             with self.server.answering():
-                self._answer(body)
+                batch = self.server.batches.answer(self.command, self.path, body, raw, sent)
+                if batch is not None:
+                    self._send(*batch)
+                else:
+                    self._answer(body)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             self.close_connection = True
 
+    def _send(self, status: int, payload: bytes | dict) -> None:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def _answer(self, body: dict | None) -> None:
         build = _BUILDERS.get(self.path)
-        if build is None:
+        if self.command != "POST" or build is None:
             reply = Reply(status=404, raw_body=error_body(404, f"no route for {self.path}"))
         elif body is None:
             reply = Reply(status=400, raw_body=error_body(400, "the request body is not JSON"))
@@ -293,6 +321,7 @@ class OpenAIServer(ThreadingHTTPServer):
     def __init__(self, script: Script = default_script):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.script = script
+        self.batches = BatchAPI(self)
         self.requests: list[Recorded] = []
         self.in_flight = 0
         self.max_in_flight = 0  # most requests being answered at once (concurrency tests)
@@ -330,6 +359,187 @@ class OpenAIServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join()
+
+
+def reply_line(server: OpenAIServer, line: dict) -> tuple[bool, dict]:
+    """One input line of a batch answered by the server's script, as the Batch API writes
+    it: (whether it went to the output file rather than the error file, the line)."""
+    url, body = line["url"], line["body"]
+    reply = server.script(url, body)
+    ok = reply.status == 200
+    payload = _BUILDERS[url](body, reply) if ok else error_body(reply.status)
+    response = {"status_code": reply.status, "request_id": _id("req"), "body": payload}
+    return ok, {"id": _id("batch_req"), "custom_id": line["custom_id"], "response": response, "error": None}
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one batch ends: after ``polls`` retrievals, as ``outcome`` (completed, expired,
+    failed); an expired one answers its first ``answered`` lines only."""
+
+    polls: int = 1
+    outcome: str = "completed"
+    answered: int = 0
+
+
+class BatchAPI:
+    """The files and batches endpoints. ``plan(n)`` says how the n-th batch created (from
+    1) ends; ``hold``, when set to an Event, keeps each POST /v1/batches waiting on it
+    after the batch is created (so a client killed meanwhile never learns its id);
+    ``enabled`` False answers 404, as a server without the Batch API does."""
+
+    def __init__(self, server: OpenAIServer):
+        self.server = server
+        self.files: dict[str, bytes] = {}
+        self.created: list[dict] = []  # every batch, oldest first
+        self.plan: Callable[[int], BatchPlan] = lambda n: BatchPlan()
+        self.hold: threading.Event | None = None
+        self.enabled = True
+        self._polls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def answer(
+        self, method: str, path: str, body, raw: bytes, headers: dict
+    ) -> tuple[int, bytes | dict] | None:
+        """The reply to a Batch API request, or None for a request of another endpoint."""
+        url = urlsplit(path)
+        if not url.path.startswith(("/v1/files", "/v1/batches")):
+            return None
+        if not self.enabled:
+            return 404, error_body(404, f"no route for {url.path}")
+        route = (method, re.sub(r"/(file|batch)_[0-9a-f]+", r"/{\1}", url.path))
+        ids = re.findall(r"(?:file|batch)_[0-9a-f]+", url.path)
+        if route == ("POST", "/v1/files"):
+            return 200, self._upload(raw, headers["content-type"])
+        if route == ("GET", "/v1/files/{file}/content"):
+            return 200, self.files[ids[0]]
+        if route == ("POST", "/v1/batches"):
+            return 200, self._create(body)
+        if route == ("GET", "/v1/batches/{batch}"):
+            return 200, self._retrieve(ids[0])
+        if route == ("GET", "/v1/batches"):
+            return 200, self._list(parse_qs(url.query))
+        if route == ("POST", "/v1/batches/{batch}/cancel"):
+            return 200, self._cancel(ids[0])
+        return 404, error_body(404, f"no route for {method} {url.path}")
+
+    def _upload(self, raw: bytes, content_type: str) -> dict:
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        parts = {p.get_param("name", header="content-disposition"): p for p in message.iter_parts()}
+        assert parts["purpose"].get_content() == "batch"
+        data = parts["file"].get_payload(decode=True)
+        file_id = _id("file")
+        with self._lock:
+            self.files[file_id] = data
+        return _file(file_id, len(data), "input.jsonl", "batch")
+
+    def _create(self, body: dict) -> dict:
+        with self._lock:
+            batch = {
+                "id": _id("batch"),
+                "object": "batch",
+                "endpoint": body["endpoint"],
+                "errors": None,
+                "input_file_id": body["input_file_id"],
+                "completion_window": body["completion_window"],
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": int(time.time()),
+                "in_progress_at": None,
+                "expires_at": int(time.time()) + 86400,
+                "completed_at": None,
+                "failed_at": None,
+                "expired_at": None,
+                "cancelled_at": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"),
+            }
+            self.created.append(batch)
+            self._polls[batch["id"]] = 0
+            answered = dict(batch)
+        if self.hold is not None:
+            self.hold.wait()
+        return answered
+
+    def _retrieve(self, batch_id: str) -> dict:
+        with self._lock:
+            batch = next(b for b in self.created if b["id"] == batch_id)
+            if batch["status"] in ("validating", "in_progress", "cancelling"):
+                self._polls[batch_id] += 1
+                plan = self.plan(self.created.index(batch) + 1)
+                if batch["status"] == "cancelling":
+                    self._end(batch, BatchPlan(outcome="cancelled", answered=plan.answered))
+                elif self._polls[batch_id] >= plan.polls:
+                    self._end(batch, plan)
+                else:
+                    batch["status"] = "in_progress"
+            return dict(batch)
+
+    def _end(self, batch: dict, plan: BatchPlan) -> None:
+        """The batch reaches ``plan.outcome``: its answered lines in the output or error
+        file, an expired or cancelled one's others in the error file as such."""
+        batch["status"] = plan.outcome
+        batch[f"{plan.outcome}_at"] = int(time.time())
+        if plan.outcome == "failed":
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_request", "message": "scripted"}]}
+            return
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].splitlines() if x.strip()]
+        output, errors = [], []
+        for i, line in enumerate(lines):
+            if plan.outcome != "completed" and i >= plan.answered:
+                code = f"batch_{plan.outcome}"
+                errors.append(
+                    {
+                        "id": _id("batch_req"),
+                        "custom_id": line["custom_id"],
+                        "response": None,
+                        "error": {"code": code, "message": f"this request was not run: {code}"},
+                    }
+                )
+                continue
+            ok, answered = reply_line(self.server, line)
+            (output if ok else errors).append(answered)
+        for kind, rows in (("output_file_id", output), ("error_file_id", errors)):
+            if rows:
+                file_id = _id("file")
+                self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[kind] = file_id
+        batch["request_counts"] = {"total": len(lines), "completed": len(output), "failed": len(errors)}
+
+    def _list(self, query: dict) -> dict:
+        with self._lock:
+            newest_first = [dict(b) for b in reversed(self.created)]
+        after = query.get("after", [None])[0]
+        if after is not None:
+            newest_first = newest_first[[b["id"] for b in newest_first].index(after) + 1 :]
+        limit = int(query.get("limit", ["20"])[0])
+        page = newest_first[:limit]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(newest_first) > limit,
+        }
+
+    def _cancel(self, batch_id: str) -> dict:
+        with self._lock:
+            batch = next(b for b in self.created if b["id"] == batch_id)
+            batch["status"] = "cancelling"
+            return dict(batch)
+
+
+def _file(file_id: str, size: int, name: str, purpose: str) -> dict:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": int(time.time()),
+        "filename": name,
+        "purpose": purpose,
+        "status": "processed",
+    }
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ TABLES = (
     "run_tasks",
     "dataset_audits",
     "verifications",
+    "batches",
 )
 
 
@@ -494,5 +495,48 @@ def m010_verify_generalisation(db):
           v.exact, v.counterexample, v.seen, v.unseen_n, v.unseen_correct, v.status,
           v.duration_ms, v.isolation, v.program_hash, v.dataset_id, v.attempt_id, v.created_at
         from verifications v join runs r on r.run_id = v.run_id
+        """,
+    )
+
+
+@migrations()
+def m011_batches(db):
+    """`synth run --batch`: every Batch API batch a run submits, recorded the moment its
+    input file exists, then its batch id, status, counts and result files, so that a
+    resume polls it rather than submit its wave again."""
+    db["batches"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "wave": int,
+            "key": str,
+            "endpoint": str,
+            "input_file_id": str,
+            "batch_id": str,
+            "status": str,
+            "requests": int,
+            "completed": int,
+            "failed": int,
+            "custom_ids": str,
+            "output_file_id": str,
+            "error_file_id": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "run_id")],
+        not_null={"run_id", "wave", "key", "endpoint", "input_file_id", "status", "requests", "custom_ids"},
+    )
+    db["batches"].create_index(["run_id", "wave"])
+    db["batches"].create_index(["key"], unique=True)
+    db["batches"].create_index(["batch_id"], unique=True)
+    db.create_view(
+        "batch_waves",
+        """
+        select run_id, wave, count(*) as batches, sum(requests) as requests,
+          sum(coalesce(completed, 0)) as completed, sum(coalesce(failed, 0)) as failed,
+          group_concat(distinct status) as statuses, min(created_at) as created_at,
+          max(updated_at) as updated_at
+        from batches group by run_id, wave
         """,
     )

@@ -62,6 +62,13 @@ class ModelPrice:
         """The most a call of these many tokens can cost (no input cached); needs a price."""
         return (input_tokens * self.price["input"] + output_tokens * self.price["output"]) / PER_TOKENS
 
+    def batch(self) -> ModelPrice:
+        """This price at the Batch API's discount (every part): what a --batch run pays."""
+        price = None if self.price is None else {k: v * BATCH_DISCOUNT for k, v in self.price.items()}
+        return ModelPrice(
+            self.model, price, self.as_of, f"{self.source}, at Batch API prices", self.source_url
+        )
+
     def to_json(self) -> dict:
         return asdict(self)
 

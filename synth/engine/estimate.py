@@ -37,12 +37,14 @@ def estimate(config: RunConfig, jobs: dict, price: ModelPrice, recorded: dict[st
     for key in rows[0] if rows else ():
         if key not in total:
             total[key] = sum(r[key] for r in rows)
-    return [_priced(r, price) for r in (*rows, total)]
+    return [_priced(r, price, config.batch) for r in (*rows, total)]
 
 
-def _priced(row: dict, price: ModelPrice) -> dict:
+def _priced(row: dict, price: ModelPrice, batch: bool) -> dict:
+    """``batch``: ``price`` is a --batch run's, at Batch prices already."""
+    standard, discounted = (1 / BATCH_DISCOUNT, 1) if batch else (1, BATCH_DISCOUNT)
     for end in ("min", "max"):
         usd = price.costs(row[f"input_tokens_{end}"], 0, row[f"output_tokens_{end}"])["cost_usd"]
-        row[f"usd_{end}"] = usd
-        row[f"batch_usd_{end}"] = None if usd is None else usd * BATCH_DISCOUNT
+        row[f"usd_{end}"] = None if usd is None else usd * standard
+        row[f"batch_usd_{end}"] = None if usd is None else usd * discounted
     return row

@@ -9,6 +9,7 @@ loses at most its calls in flight and resumes from what is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import json
@@ -22,6 +23,7 @@ from synth.config import RunConfig
 from synth.datasets.cache import StoredDataset
 from synth.engine.budget import Budget
 from synth.engine.failfast import FailFast
+from synth.engine.waves import Waves
 from synth.errors import RunFailed, SetupFailed
 from synth.extract import extract_program
 from synth.progress import Progress
@@ -77,27 +79,40 @@ class Runner:
         study's cells share their endpoint's limit and one sandbox's cores)."""
         self.db = db
         self.config = config
-        self.provider = provider  # None for a dry run
+        # A --batch run's calls wait for their wave, never for a call slot.
+        self.waves = Waves(db, config, provider, progress) if config.batch and provider is not None else None
+        self.provider = self.waves or provider  # None for a dry run
         self.budget = budget
         if provider is not None:
-            provider.on_failed_call = self.record_failed_call
+            self.provider.on_failed_call = self.record_failed_call
         self.progress = progress
-        self.call_slots = call_slots or asyncio.Semaphore(config.concurrency)
+        self.call_slots = (
+            contextlib.nullcontext() if self.waves else call_slots or asyncio.Semaphore(config.concurrency)
+        )
         self.eval_slots = eval_slots or asyncio.Semaphore(os.cpu_count() or 1)
         self.fail_fast = FailFast(config.fail_fast_after)
         self.halted = False  # once set, no call starts: calls in flight finish
 
     async def run(self, jobs: dict[tuple[str, int], GridJob], trials: list[dict]) -> None:
         """Run every unfinished trial; a fatal provider error cancels the rest."""
+        open_trials = [t for t in trials if t["status"] != "done"]
+        if self.waves is not None:
+            self.waves.expect(len(open_trials))
         try:
             async with asyncio.TaskGroup() as group:
-                for t in trials:
-                    if t["status"] != "done":
-                        group.create_task(self.run_trial(jobs[(t["fn"], t["length"])], t))
+                for t in open_trials:
+                    group.create_task(self._trial(jobs[(t["fn"], t["length"])], t))
         except* RunFailed as eg:
             raise eg.exceptions[0] from None
         if (reason := self.fail_fast.verdict()) is not None:  # a run of fewer calls than the rule's
             self._stop_fast(reason)
+
+    async def _trial(self, job: GridJob, trial: dict) -> None:
+        try:
+            await self.run_trial(job, trial)
+        finally:
+            if self.waves is not None:  # it asks for no more attempts
+                self.waves.trial_ended()
 
     async def run_trial(self, job: GridJob, trial: dict) -> None:
         results = [await self._recorded_result(job, a) for a in store.attempts_of(self.db, trial["id"])]
@@ -133,6 +148,7 @@ class Runner:
             trial=trial["trial"],
             attempt=n,
             val=job.splits["val"],
+            trial_id=trial["id"],
         )
         _calling.set((trial["id"], n))
         try:

@@ -71,7 +71,7 @@ def run_price(config: RunConfig) -> ModelPrice:
     except PriceError as e:
         raise SynthError(str(e)) from None
     check_cap(config, price)
-    return price
+    return price.batch() if config.batch else price
 
 
 def check_cap(config: RunConfig, price: ModelPrice) -> None:
@@ -161,7 +161,12 @@ def provider_for(config: RunConfig, key_env: str = API_KEY_ENV):
         )
     from synth.providers.openai_api import make_provider
 
-    return make_provider(config.api, api_key=key)
+    provider = make_provider(config.api, api_key=key)
+    if config.batch:
+        from synth.providers.batch_api import check_batch_api
+
+        check_batch_api(provider)
+    return provider
 
 
 def check_out_dir(config: RunConfig, db_path: Path) -> None:

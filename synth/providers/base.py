@@ -27,6 +27,8 @@ class ProposeRequest:
     # The validation split, for the classical learners' model selection (never the test
     # split); a model is not shown it.
     val: list[tuple[str, int]] = field(default_factory=list)
+    # The trial's row id: what names its request in a Batch API input file.
+    trial_id: int | None = None
 
 
 @dataclass(frozen=True)

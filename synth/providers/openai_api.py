@@ -20,9 +20,10 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import AnyStr
 
+import httpx2
 import openai
 
 from synth.config import API_MODES, ApiSettings
@@ -142,17 +143,25 @@ class _OpenAIProvider(ABC):
         trial waiting for a call slot may get it before the others are cancelled.)
         """
         body = self._body(req.prompt)
-        for call in itertools.count(1):
+        return await self.retrying(lambda: self._call(body))
+
+    async def retrying(self, call: Callable[[], Awaitable[Proposal]], *, sleep: bool = True) -> Proposal:
+        """What ``call()`` (one try) returns, after up to `retry.max_retries` retries of its
+        failures, each reported to `on_failed_call`. ``sleep`` False: a retry needs no wait
+        of ours (a Batch API line is tried again in the next wave), reported as 0 s."""
+        for call_number in itertools.count(1):
             if self.fatal is not None:
                 raise ProviderError(
                     str(self.fatal), kind=self.fatal.kind, fatal=True, status_code=self.fatal.status_code
                 )
             try:
-                return await self._call(body)
+                return await call()
             except ProviderError as error:
-                wait = self.retry.next_wait(call, error, _retry_after(error))
+                wait = self.retry.next_wait(call_number, error, _retry_after(error))
+                if not sleep and wait is not None:
+                    wait = 0.0
                 if self.on_failed_call is not None:
-                    self.on_failed_call(error.kind, error.status_code, str(error), call, wait)
+                    self.on_failed_call(error.kind, error.status_code, str(error), call_number, wait)
                 if error.fatal:
                     self.fatal = error
                 if wait is None:
@@ -177,13 +186,31 @@ class _OpenAIProvider(ABC):
             reply = json.loads(content)
         except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, or nested too deep
             raise self._bad_response(f"the body is not JSON ({err}): {content[:200]!r}") from err
+        return self.proposal(reply, body, duration_ms)
+
+    def proposal(self, reply, body: dict, duration_ms: float) -> Proposal:
+        """A 200 reply's JSON (a direct call's, or a Batch API output line's
+        ``response.body``) as the Proposal it holds; a bad_response error when it holds none."""
         if not isinstance(reply, dict):
-            raise self._bad_response(f"the body is not a JSON object: {content[:200]!r}")
+            raise self._bad_response(f"the body is not a JSON object: {json.dumps(reply)[:200]!r}")
         try:
             fields = self._read(reply)
         except (AttributeError, IndexError, KeyError, TypeError) as err:
             raise self._bad_response(f"a field is missing or malformed ({err!r})") from err
         return Proposal(**fields, duration_ms=duration_ms, raw=reply, request=body)
+
+    def status_error(self, status_code: int, body) -> ProviderError:
+        """The error a reply of ``status_code`` with JSON ``body`` is (a Batch API line that
+        failed), classified as a direct call's status error is."""
+        response = httpx2.Response(status_code, request=httpx2.Request("POST", str(self.client.base_url)))
+        err = self.client._make_status_error(
+            f"Error code: {status_code} - {body}", body=body, response=response
+        )
+        return self._error(err)
+
+    def body(self, prompt: str) -> dict:
+        """The request body of one call of ``prompt``, as sent and recorded."""
+        return self._body(prompt)
 
     async def aclose(self) -> None:
         await self.client.close()
