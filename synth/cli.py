@@ -905,31 +905,38 @@ def usd(cost: float | None) -> str:
 @db_option
 @user_errors
 def runs(as_json, db_path):
-    """List the runs in the database with their status and counts."""
-    from tracker.runs import list_runs
+    """List the runs in the database with their status and counts (a --batch run's waves
+    too: the last one's status and requests answered in the table, each one's in --json)."""
+    from tracker.batches import runs_with_waves
 
-    rows = read_store(db_path, list_runs)
+    rows = read_store(db_path, runs_with_waves)
     _add_done(rows, as_json)
+    columns = {
+        "run_id": "run_id",
+        "status": "status",
+        "provider": "provider",
+        "model": "model",
+        "grid_points": "points",
+        "done": "trials done",
+        "trials_solved": "solved",
+        "attempts": "attempts",
+        "cost": "cost (USD)",
+    }
     if not as_json:
         for r in rows:
             r["cost"] = usd(r["cost_usd"])
             if r["alive"] is False:  # killed outright: it could not mark itself
                 r["status"] = "running (process gone)"
-    echo_rows(
-        rows,
-        as_json,
-        {
-            "run_id": "run_id",
-            "status": "status",
-            "provider": "provider",
-            "model": "model",
-            "grid_points": "points",
-            "done": "trials done",
-            "trials_solved": "solved",
-            "attempts": "attempts",
-            "cost": "cost (USD)",
-        },
-    )
+            r["last_wave"] = _wave(r["waves"][-1]) if r["waves"] else ""
+        if any(r["waves"] for r in rows):
+            columns["last_wave"] = "batch wave"
+    echo_rows(rows, as_json, columns)
+
+
+def _wave(wave: dict) -> str:
+    """A wave in a few words: "2: in_progress, 3/10 answered (1 failed)"."""
+    answered = f"{wave['completed'] + wave['failed']}/{wave['requests']} answered"
+    return f"{wave['wave']}: {wave['statuses']}, {answered}" + (f" ({wave['failed']} failed)" if wave["failed"] else "")
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 of a small run, running the CLI, its one-line errors, snapshots of a folder, and an
 offline proposer's request and its program's predictions in the sandbox."""
 
+import csv
+import json
 import os
 import stat
 import subprocess
@@ -92,6 +94,23 @@ def snapshot(folder: Path, skip: tuple[str, ...] = ()) -> dict:
         else:
             state[str(path.relative_to(folder))] = stat.S_IFMT(mode)
     return state
+
+
+# What differs between two runs of the same grid: call timings and the server's reply ids.
+VARYING = ("duration_ms", "response_id")
+
+
+def exports(out: Path) -> dict:
+    """A run's export files with the fields that differ between runs of one grid removed."""
+    files = {}
+    for path in sorted(out.glob("results_attempts*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        files[path.name] = [{k: v for k, v in r.items() if k not in VARYING} for r in rows]
+    with open(out / "results_attempts.csv", newline="") as fh:
+        files["csv"] = [{k: v for k, v in r.items() if k not in VARYING} for r in csv.DictReader(fh)]
+    manifest = json.loads((out / "results_attempts_manifest.json").read_text())
+    files["manifest"] = {k: manifest[k] for k in ("row_stats", "dataset_fingerprints", "status")}
+    return files
 
 
 def dataset_meta(fingerprint: str, fn: str = "fn_a", **over) -> dict:

@@ -375,25 +375,26 @@ def reply_line(server: OpenAIServer, line: dict) -> tuple[bool, dict]:
 @dataclass(frozen=True)
 class BatchPlan:
     """How one batch ends: after ``polls`` retrievals, as ``outcome`` (completed, expired,
-    failed); an expired one answers its first ``answered`` lines only."""
+    failed); an expired one answers its first ``answered`` lines only. ``hold``: its
+    POST /v1/batches, once the batch is created, waits for BatchAPI.release (so a client
+    killed meanwhile never learns its id)."""
 
     polls: int = 1
     outcome: str = "completed"
     answered: int = 0
+    hold: bool = False
 
 
 class BatchAPI:
     """The files and batches endpoints. ``plan(n)`` says how the n-th batch created (from
-    1) ends; ``hold``, when set to an Event, keeps each POST /v1/batches waiting on it
-    after the batch is created (so a client killed meanwhile never learns its id);
-    ``enabled`` False answers 404, as a server without the Batch API does."""
+    1) goes; ``enabled`` False answers 404, as a server without the Batch API does."""
 
     def __init__(self, server: OpenAIServer):
         self.server = server
         self.files: dict[str, bytes] = {}
         self.created: list[dict] = []  # every batch, oldest first
         self.plan: Callable[[int], BatchPlan] = lambda n: BatchPlan()
-        self.hold: threading.Event | None = None
+        self.release = threading.Event()
         self.enabled = True
         self._polls: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -457,9 +458,9 @@ class BatchAPI:
             }
             self.created.append(batch)
             self._polls[batch["id"]] = 0
-            answered = dict(batch)
-        if self.hold is not None:
-            self.hold.wait()
+            answered, number = dict(batch), len(self.created)
+        if self.plan(number).hold:
+            self.release.wait()
         return answered
 
     def _retrieve(self, batch_id: str) -> dict:

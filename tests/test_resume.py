@@ -6,7 +6,6 @@ The runner is a real subprocess; the loopback server answers by the prompt's con
 only, so every run of the grid gives the same results whatever the timing.
 """
 
-import csv
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import time
 import helpers
 import pytest
 from click.testing import CliRunner
-from helpers import grid
+from helpers import exports, grid
 from openai_server import Reply
 
 from synth.cli import cli
@@ -76,23 +75,6 @@ def wait_for(condition, proc, timeout=60):
         assert proc.poll() is None, f"the run ended before the kill point: {proc.communicate()}"
         time.sleep(0.005)
     raise AssertionError("kill point never reached")
-
-
-# What differs between two runs of the same grid: call timings and the server's reply ids.
-VARYING = ("duration_ms", "response_id")
-
-
-def exports(out):
-    """Export files with the fields that differ between runs removed."""
-    files = {}
-    for path in sorted(out.glob("results_attempts*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
-        files[path.name] = [{k: v for k, v in r.items() if k not in VARYING} for r in rows]
-    with open(out / "results_attempts.csv", newline="") as fh:
-        files["csv"] = [{k: v for k, v in r.items() if k not in VARYING} for r in csv.DictReader(fh)]
-    manifest = json.loads((out / "results_attempts_manifest.json").read_text())
-    files["manifest"] = {k: manifest[k] for k in ("row_stats", "dataset_fingerprints", "status")}
-    return files
 
 
 def counts(db_path):

@@ -8,7 +8,7 @@ import json
 
 import sqlite_utils
 
-from tracker.runs import _insert, _recording, _run_id, _update, now, translated
+from tracker.runs import _insert, _recording, _run_id, _update, list_runs, now, translated
 
 
 def _run_of_batch(db: sqlite_utils.Database, row_id: int, *args) -> str | None:
@@ -80,3 +80,12 @@ def waves(db: sqlite_utils.Database, run_ids: list[str]) -> dict[str, list[dict]
     for r in db.query(f"select * from batch_waves where run_id in ({marks}) order by run_id, wave", run_ids):
         found.setdefault(r["run_id"], []).append(dict(r))
     return found
+
+
+def runs_with_waves(db: sqlite_utils.Database) -> list[dict]:
+    """list_runs, each run with its waves (empty unless it ran with --batch)."""
+    rows = list_runs(db)
+    found = waves(db, [r["run_id"] for r in rows])
+    for r in rows:
+        r["waves"] = found.get(r["run_id"], [])
+    return rows
