@@ -936,7 +936,9 @@ def runs(as_json, db_path):
 def _wave(wave: dict) -> str:
     """A wave in a few words: "2: in_progress, 3/10 answered (1 failed)"."""
     answered = f"{wave['completed'] + wave['failed']}/{wave['requests']} answered"
-    return f"{wave['wave']}: {wave['statuses']}, {answered}" + (f" ({wave['failed']} failed)" if wave["failed"] else "")
+    return f"{wave['wave']}: {wave['statuses']}, {answered}" + (
+        f" ({wave['failed']} failed)" if wave["failed"] else ""
+    )
 
 
 @cli.command()

@@ -67,11 +67,11 @@ class Progress:
         else:
             self._write(line + "\n")
 
-    def wave(self, wave: int, batch: dict) -> None:
-        """A --batch run's batch reached a new status or count."""
+    def wave(self, wave: int, batch: dict, label: str = "") -> None:
+        """A --batch run's batch reached a new status or count; ``label`` as trial_done's."""
         counts = batch.get("request_counts") or {}
         line = (
-            f"wave {wave}: batch {batch['id']} {batch['status']}, "
+            f"{label + ' ' if label else ''}wave {wave}: batch {batch['id']} {batch['status']}, "
             f"{counts.get('completed', 0)} of {counts.get('total', 0)} requests done, {counts.get('failed', 0)} failed"
         )
         self._write(("\r\033[K" if self.tty else "") + line + "\n")
@@ -122,3 +122,6 @@ class CellProgress:
 
     def trial_done(self, job, trial: int, result: dict | None) -> None:
         self.shared.trial_done(job, trial, result, self.label)
+
+    def wave(self, wave: int, batch: dict) -> None:
+        self.shared.wave(wave, batch, self.label)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import exports, grid, one_line_error, run_cli, snapshot, synth_process
-from openai_server import BatchPlan, Reply
+from openai_server import BatchPlan, Reply, Usage
 
 from synth.engine import waves
 
@@ -41,7 +41,9 @@ def server(workdir, monkeypatch, openai_server):
 
 def run(server, *args, db="r.db", out="out"):
     """`synth run` of the grid as run "r"."""
-    return run_cli("run", *GRID, "--api-base-url", server.base_url, "--run-id", "r", "--db", db, "--out-dir", out, *args)
+    return run_cli(
+        "run", *GRID, "--api-base-url", server.base_url, "--run-id", "r", "--db", db, "--out-dir", out, *args
+    )
 
 
 def rows(db, sql, *params):
@@ -65,9 +67,9 @@ def test_a_batch_run_exports_what_a_direct_run_does(server, mode):
 
     assert exports(Path("out")) == exports(Path("direct"))
     endpoint = {"responses": "/v1/responses", "chat": "/v1/chat/completions"}[mode]
-    assert [(b["endpoint"], b["metadata"]["run_id"], b["completion_window"]) for b in server.batches.created] == [
-        (endpoint, "r", "24h")
-    ] * 2
+    assert [
+        (b["endpoint"], b["metadata"]["run_id"], b["completion_window"]) for b in server.batches.created
+    ] == [(endpoint, "r", "24h")] * 2
     assert waves_of(server) == ["1", "2"]
     recorded = rows("r.db", "select wave, requests, completed, failed, status from batches")
     assert recorded == [
@@ -75,7 +77,11 @@ def test_a_batch_run_exports_what_a_direct_run_does(server, mode):
         {"wave": 2, "requests": 2, "completed": 2, "failed": 0, "status": "completed"},
     ]
     bodies = [r.body for r in server.requests if r.path == endpoint]
-    lines = [json.loads(x) for b in server.batches.created for x in server.batches.files[b["input_file_id"]].splitlines()]
+    lines = [
+        json.loads(x)
+        for b in server.batches.created
+        for x in server.batches.files[b["input_file_id"]].splitlines()
+    ]
     assert sorted(json.dumps(x["body"], sort_keys=True) for x in lines) == sorted(
         json.dumps(b, sort_keys=True) for b in bodies
     )
@@ -89,3 +95,204 @@ def test_a_batch_run_exports_what_a_direct_run_does(server, mode):
     ]
     assert batch["cost_usd"] == pytest.approx(direct["cost_usd"] / 2)  # Batch prices
     assert "2: completed, 2/2 answered" in run_cli("runs", "--db", "r.db").stdout
+
+
+@pytest.fixture
+def direct(server):
+    """The grid's exports when run directly (no --batch)."""
+    result = run(server, db="direct.db", out="direct")
+    assert result.exit_code == 0, result.output
+    return exports(Path("direct"))
+
+
+def recorded_batch_ids(db="r.db"):
+    return [r["batch_id"] for r in rows(db, "select batch_id from batches order by id")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["wave_in_progress", "between_upload_and_batch"])
+def test_kill_9_then_resume_submits_each_wave_once(server, direct, workdir, moment, wait_until):
+    if moment == "wave_in_progress":  # wave 2's batch runs until the runner is killed
+        server.batches.plan = lambda n: BatchPlan(polls=10**9 if n == 2 else 1)
+        reached = lambda: len(server.batches.created) == 2 and None not in recorded_batch_ids()  # noqa: E731
+    else:  # wave 2's batch is created, but its id never reaches the runner
+        server.batches.plan = lambda n: BatchPlan(hold=n == 2)
+        reached = lambda: len(server.batches.created) == 2  # noqa: E731
+    child = synth_process(
+        workdir,
+        "run",
+        *GRID,
+        "--api-base-url",
+        server.base_url,
+        "--batch",
+        *FAST,
+        "--run-id",
+        "r",
+        "--db",
+        "r.db",
+        "--out-dir",
+        "out",
+    )
+    assert wait_until(reached, timeout=60), child.communicate()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    server.batches.plan = lambda n: BatchPlan()
+    server.batches.release.set()
+    ids = recorded_batch_ids()
+    assert len(ids) == 2 and (ids[1] is None) == (moment == "between_upload_and_batch")
+    asked = len(server.requests)
+
+    result = run_cli("resume", "r", "--db", "r.db", *FAST)
+    assert result.exit_code == 0, result.output
+    assert waves_of(server) == ["1", "2"], "exactly one batch per wave"
+    assert recorded_batch_ids() == [b["id"] for b in server.batches.created]
+    assert exports(Path("out")) == direct
+    found = any(r.path.startswith("/v1/batches?") and "limit=100" in r.path for r in server.requests[asked:])
+    assert found == (moment == "between_upload_and_batch"), (
+        "an unrecorded batch is looked for by its metadata"
+    )
+    assert not [r for r in server.requests[asked:] if r.path == "/v1/files"], "no file uploaded again"
+
+
+def failing_first(status: int):
+    """The script: the first line answered fails with ``status``, the rest as `answer`."""
+    calls = []
+
+    def script(path, body):
+        calls.append(path)
+        return Reply(status=status) if len(calls) == 1 else answer(path, body)
+
+    return script
+
+
+def test_a_failed_line_is_retried_in_the_next_wave(server, direct):
+    server.script = failing_first(500)
+    result = run(server, "--batch", *FAST)
+    assert result.exit_code == 0, result.output
+    assert exports(Path("out")) == direct, "the retried line's answer is recorded as its attempt"
+    assert waves_of(server) == ["1", "2"]
+    second = json.loads(server.batches.files[server.batches.created[1]["input_file_id"]].splitlines()[0])
+    assert second["custom_id"] == "trial-1-attempt-1", "the retry leads the next wave"
+    (event,) = rows("r.db", "select level, data from events where kind = 'call_failed'")
+    assert event["level"] == "warning"
+    said = json.loads(event["data"])
+    assert {k: said[k] for k in ("kind", "status_code", "call", "wait_s")} == {
+        "kind": "server",
+        "status_code": 500,
+        "call": 1,
+        "wait_s": 0.0,
+    }
+
+
+def test_a_line_refused_is_spent_as_its_attempt(server):
+    server.script = failing_first(400)
+    result = run(server, "--batch", *FAST)
+    assert result.exit_code == 0, result.output
+    (failed,) = rows(
+        "r.db", "select attempt, status, failure_class from attempts where status = 'call_failed'"
+    )
+    assert failed == {"attempt": 1, "status": "call_failed", "failure_class": "call_bad_request"}
+    assert waves_of(server) == ["1", "2"]
+
+
+def test_a_line_refused_for_the_key_stops_the_run(server):
+    server.script = failing_first(401)
+    result = run(server, "--batch", *FAST)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.splitlines()[-1].startswith("Error: openai-responses: Error code: 401")
+    assert rows("r.db", "select status from runs") == [{"status": "failed"}]
+    assert waves_of(server) == ["1"], "no wave after a fatal line"
+
+
+def test_an_expired_batch_has_its_unanswered_requests_sent_again(server, direct):
+    server.batches.plan = lambda n: BatchPlan(outcome="expired", answered=1) if n == 1 else BatchPlan()
+    result = run(server, "--batch", *FAST)
+    assert result.exit_code == 0, result.output
+    assert exports(Path("out")) == direct
+    assert rows("r.db", "select wave, requests, status from batches") == [
+        {"wave": 1, "requests": 4, "status": "expired"},
+        {"wave": 2, "requests": 3, "status": "completed"},  # the three it never ran
+        {"wave": 3, "requests": 2, "status": "completed"},  # fn_g's second attempts
+    ]
+    assert rows("r.db", "select * from events where kind = 'call_failed'") == [], "no retry spent"
+
+
+SPLITS = [
+    ("MAX_REQUESTS", 3, [3, 1, 2], [(1, 2), (2, 1)]),
+    ("MAX_BYTES", 1, [1, 1, 1, 1, 1, 1], [(1, 4), (2, 2)]),  # a line alone is over the limit
+]
+
+
+@pytest.mark.parametrize("limit, value, sizes, per_wave", SPLITS)
+def test_a_wave_larger_than_a_batch_is_split(server, direct, monkeypatch, limit, value, sizes, per_wave):
+    monkeypatch.setattr(waves, limit, value)
+    result = run(server, "--batch", *FAST)
+    assert result.exit_code == 0, result.output
+    assert exports(Path("out")) == direct
+    assert [r["requests"] for r in rows("r.db", "select requests from batches order by id")] == sizes
+    assert [(w["wave"], w["batches"]) for w in rows("r.db", "select * from batch_waves")] == per_wave
+
+
+def test_the_cost_cap_cuts_a_wave_to_what_it_can_afford(server, tmp_path):
+    # $1 an output token, input free; at Batch prices a call reserves 50 x $0.5 and costs 40 x $0.5
+    (tmp_path / "dear.json").write_text(
+        json.dumps({"models": {"gpt-test": {"input": 0, "output": 1_000_000}}})
+    )
+    server.script = lambda path, body: Reply(ZERO, usage=Usage(output_tokens=40))
+    capped = ("--model", "gpt-test", "--prices", "dear.json", "--max-output-tokens", "50", "--batch", *FAST)
+    result = run(server, *capped, "--max-cost", "60")
+    assert result.exit_code == 0, result.output
+    assert rows("r.db", "select wave, requests from batches") == [{"wave": 1, "requests": 2}], "2 of 4 fit"
+    assert rows("r.db", "select status from runs") == [{"status": "budget_exhausted"}]
+    assert rows("r.db", "select cost_usd from run_costs") == [{"cost_usd": 40.0}]
+
+    resumed = run_cli("resume", "r", "--db", "r.db", "--max-cost", "1000")
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["requests"] for r in rows("r.db", "select requests from batches order by id")] == [2, 4, 2]
+    assert rows("r.db", "select cost_usd from run_costs") == [{"cost_usd": 8 * 20.0}]
+
+
+def test_batch_with_an_offline_proposer_is_refused_before_anything_is_written(workdir):
+    before = snapshot(workdir)
+    one_line_error(run_cli("run", *GRID, "--provider", "tree", "--batch"), "--batch needs --provider openai")
+    assert snapshot(workdir) == before
+
+
+def test_a_server_without_the_batch_api_is_refused_before_anything_is_written(server, workdir):
+    server.batches.enabled = False
+    before = snapshot(workdir)
+    one_line_error(run(server, "--batch"), "has no Batch API (404 on /v1/batches); run without --batch")
+    assert snapshot(workdir) == before
+    assert [r.path for r in server.requests] == ["/v1/batches?limit=1"]
+
+
+def test_a_study_system_may_run_in_batch_mode(server, workdir):
+    spec = {
+        "name": "halves",
+        "functions": ["fn_a", "fn_g"],
+        "lengths": [20],
+        "num_trials": 2,
+        "attempts": 2,
+        "train_size": 10,
+        "val_size": 10,
+        "test_size": 20,
+        "seeds": [42],
+        "batch_poll_interval": 0.01,
+        "batch_poll_max": 0.05,
+        "systems": [
+            {"name": "direct", "api_base_url": server.base_url},
+            {"name": "batch", "api_base_url": server.base_url, "batch": True},
+        ],
+    }
+    (workdir / "study.yaml").write_text(json.dumps(spec))
+    result = run_cli("study", "run", "study.yaml", "--db", "s.db")
+    assert result.exit_code == 0, result.output
+    assert {b["metadata"]["run_id"] for b in server.batches.created} == {"halves.batch.default.s42"}
+    assert waves_of(server) == ["1", "2"]
+    responses = rows(
+        "s.db",
+        "select t.run_id, count(*) as n, sum(s.cost_usd) as usd from responses s join attempts a on a.id = "
+        "s.attempt_id join trials t on t.id = a.trial_id group by t.run_id order by t.run_id",
+    )
+    assert [r["n"] for r in responses] == [REQUESTS, REQUESTS]
+    assert responses[0]["usd"] == pytest.approx(responses[1]["usd"] / 2), "the batch cell at Batch prices"
