@@ -905,8 +905,10 @@ def usd(cost: float | None) -> str:
 @db_option
 @user_errors
 def runs(as_json, db_path):
-    """List the runs in the database with their status and counts (a --batch run's waves
-    too: the last one's status and requests answered in the table, each one's in --json)."""
+    """List the runs in the database with their status and counts.
+
+    A --batch run shows its last wave's status and requests answered (--json: every wave's).
+    """
     from tracker.batches import runs_with_waves
 
     rows = read_store(db_path, runs_with_waves)

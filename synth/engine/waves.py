@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlite_utils
 
@@ -156,10 +157,7 @@ class Waves:
             await asyncio.sleep(wait)
             wait = min(wait * 2, most)
             polled = await self.api.retrieve(batch["id"])
-            if (polled["status"], polled.get("request_counts")) != (
-                batch["status"],
-                batch.get("request_counts"),
-            ):
+            if _state(polled) != _state(batch):
                 self._recorded(row, polled)
             batch = polled
         lines = await self.api.lines(batch)
@@ -181,15 +179,20 @@ class Waves:
             batch = await self.api.retrieve(row["batch_id"])
         else:
             metadata = {"run_id": self.run_id, "wave": str(row["wave"]), "key": row["key"]}
-            batch = (await self.api.find(row["key"]) if resumed else None) or await self.api.create(
-                row["input_file_id"], metadata
-            )
+            # A server's clock may run behind ours: an hour of slack.
+            since = datetime.fromisoformat(row["created_at"]).timestamp() - 3600 if resumed else None
+            found = await self.api.find(row["key"], since) if resumed else None
+            batch = found or await self.api.create(row["input_file_id"], metadata)
         self._recorded(row, batch)
         return batch
 
     def _recorded(self, row: dict, batch: dict) -> None:
         store.update_batch(self.db, row["id"], batch)
         self.progress.wave(row["wave"], batch)
+
+
+def _state(batch: dict) -> tuple:
+    return batch["status"], batch.get("request_counts")
 
 
 def split(requests: list[_Request]) -> list[list[_Request]]:

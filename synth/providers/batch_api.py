@@ -69,13 +69,16 @@ class BatchClient:
     async def retrieve(self, batch_id: str) -> dict:
         return await self._batch(lambda: self.client.batches.retrieve(batch_id))
 
-    async def find(self, key: str) -> dict | None:
-        """The batch created with metadata ``key``, if any (newest first, every page)."""
+    async def find(self, key: str, since: float) -> dict | None:
+        """The batch created with metadata ``key``, if any: the list is read newest first,
+        page by page, down to the batches created before ``since`` (a Unix time)."""
 
         async def search():
             async for batch in self.client.batches.list(limit=100):
                 if (batch.metadata or {}).get("key") == key:
                     return batch.to_dict()
+                if batch.created_at < since:
+                    return None
             return None
 
         return await self._retried(search)
