@@ -39,11 +39,25 @@ def server(workdir, monkeypatch, openai_server):
     return openai_server
 
 
-def run(server, *args, db="r.db", out="out"):
-    """`synth run` of the grid as run "r"."""
-    return run_cli(
-        "run", *GRID, "--api-base-url", server.base_url, "--run-id", "r", "--db", db, "--out-dir", out, *args
-    )
+def run_args(server, *args, db="r.db", out="out") -> list:
+    """The arguments of `synth run` of the grid as run "r"."""
+    return [
+        "run",
+        *GRID,
+        "--api-base-url",
+        server.base_url,
+        "--run-id",
+        "r",
+        "--db",
+        db,
+        "--out-dir",
+        out,
+        *args,
+    ]
+
+
+def run(server, *args, **where):
+    return run_cli(*run_args(server, *args, **where))
 
 
 def rows(db, sql, *params):
@@ -118,21 +132,7 @@ def test_kill_9_then_resume_submits_each_wave_once(server, direct, workdir, mome
     else:  # wave 2's batch is created, but its id never reaches the runner
         server.batches.plan = lambda n: BatchPlan(hold=n == 2)
         reached = lambda: len(server.batches.created) == 2  # noqa: E731
-    child = synth_process(
-        workdir,
-        "run",
-        *GRID,
-        "--api-base-url",
-        server.base_url,
-        "--batch",
-        *FAST,
-        "--run-id",
-        "r",
-        "--db",
-        "r.db",
-        "--out-dir",
-        "out",
-    )
+    child = synth_process(workdir, *run_args(server, "--batch", *FAST))
     assert wait_until(reached, timeout=60), child.communicate()
     child.send_signal(signal.SIGKILL)
     child.wait()
@@ -267,24 +267,13 @@ def test_a_server_without_the_batch_api_is_refused_before_anything_is_written(se
 
 
 def test_a_study_system_may_run_in_batch_mode(server, workdir):
-    spec = {
-        "name": "halves",
-        "functions": ["fn_a", "fn_g"],
-        "lengths": [20],
-        "num_trials": 2,
-        "attempts": 2,
-        "train_size": 10,
-        "val_size": 10,
-        "test_size": 20,
-        "seeds": [42],
-        "batch_poll_interval": 0.01,
-        "batch_poll_max": 0.05,
-        "systems": [
-            {"name": "direct", "api_base_url": server.base_url},
-            {"name": "batch", "api_base_url": server.base_url, "batch": True},
-        ],
-    }
-    (workdir / "study.yaml").write_text(json.dumps(spec))
+    (workdir / "study.yaml").write_text(
+        "name: halves\n"
+        "functions: [fn_a, fn_g]\nlengths: [20]\nnum_trials: 2\nattempts: 2\nseeds: [42]\n"
+        "train_size: 10\nval_size: 10\ntest_size: 20\nbatch_poll_interval: 0.01\nbatch_poll_max: 0.05\n"
+        f"systems:\n  - {{name: direct, api_base_url: '{server.base_url}'}}\n"
+        f"  - {{name: batch, api_base_url: '{server.base_url}', batch: true}}\n"
+    )
     result = run_cli("study", "run", "study.yaml", "--db", "s.db")
     assert result.exit_code == 0, result.output
     assert {b["metadata"]["run_id"] for b in server.batches.created} == {"halves.batch.default.s42"}
