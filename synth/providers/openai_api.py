@@ -186,13 +186,15 @@ class _OpenAIProvider(ABC):
             reply = json.loads(content)
         except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, or nested too deep
             raise self._bad_response(f"the body is not JSON ({err}): {content[:200]!r}") from err
-        return self.proposal(reply, body, duration_ms)
+        return self.proposal(reply, body, duration_ms, content)
 
-    def proposal(self, reply, body: dict, duration_ms: float) -> Proposal:
-        """A 200 reply's JSON (a direct call's, or a Batch API output line's
-        ``response.body``) as the Proposal it holds; a bad_response error when it holds none."""
+    def proposal(self, reply, body: dict, duration_ms: float, content: bytes | None = None) -> Proposal:
+        """A 200 reply's JSON (a direct call's, read from ``content``, or a Batch API output
+        line's ``response.body``) as the Proposal it holds; a bad_response error when it
+        holds none."""
         if not isinstance(reply, dict):
-            raise self._bad_response(f"the body is not a JSON object: {json.dumps(reply)[:200]!r}")
+            shown = json.dumps(reply).encode() if content is None else content
+            raise self._bad_response(f"the body is not a JSON object: {shown[:200]!r}")
         try:
             fields = self._read(reply)
         except (AttributeError, IndexError, KeyError, TypeError) as err:
