@@ -123,9 +123,20 @@ def recorded_batch_ids(db="r.db"):
     return [r["batch_id"] for r in rows(db, "select batch_id from batches order by id")]
 
 
+STOPS = [
+    ("wave_in_progress", signal.SIGKILL),
+    ("between_upload_and_batch", signal.SIGKILL),
+    ("wave_in_progress", signal.SIGTERM),  # marked interrupted, the batch left running
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["wave_in_progress", "between_upload_and_batch"])
-def test_kill_9_then_resume_submits_each_wave_once(server, direct, workdir, moment, wait_until):
+@pytest.mark.parametrize(
+    "moment, stop", STOPS, ids=["kill-9-mid-wave", "kill-9-before-batch-recorded", "term"]
+)
+def test_a_stopped_batch_run_resumes_submitting_each_wave_once(
+    server, direct, workdir, moment, stop, wait_until
+):
     if moment == "wave_in_progress":  # wave 2's batch runs until the runner is killed
         server.batches.plan = lambda n: BatchPlan(polls=10**9 if n == 2 else 1)
         reached = lambda: len(server.batches.created) == 2 and None not in recorded_batch_ids()  # noqa: E731
@@ -134,8 +145,11 @@ def test_kill_9_then_resume_submits_each_wave_once(server, direct, workdir, mome
         reached = lambda: len(server.batches.created) == 2  # noqa: E731
     child = synth_process(workdir, *run_args(server, "--batch", *FAST))
     assert wait_until(reached, timeout=60), child.communicate()
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    child.send_signal(stop)
+    _, err = child.communicate(timeout=60)
+    if stop == signal.SIGTERM:
+        assert child.returncode == 130 and "Resume it with: synth resume r" in err, err
+        assert rows("r.db", "select status from runs") == [{"status": "interrupted"}]
     server.batches.plan = lambda n: BatchPlan()
     server.batches.release.set()
     ids = recorded_batch_ids()

@@ -166,6 +166,8 @@ class Waves:
             line = lines.get(r.custom_id)
             if batch["status"] == "failed":
                 line = failed_batch_line(r.custom_id, batch)
+            if r.answer.done():  # the wave failed meanwhile (another of its batches)
+                continue
             if line is None or (line.get("error") or {}).get("code") in NOT_RUN:
                 self.pending.append(r)  # expired or cancelled before it ran: sent again
             else:
