@@ -2,6 +2,7 @@
 (files and batches endpoints, the real openai SDK over HTTP), answered by the same
 script a direct run is, so both runs of one grid must export the same results."""
 
+import io
 import json
 import signal
 import sqlite3
@@ -11,7 +12,9 @@ import pytest
 from helpers import exports, grid, one_line_error, run_cli, snapshot, synth_process
 from openai_server import BatchPlan, Reply, Usage
 
+from synth.config import RunConfig
 from synth.engine import waves
+from synth.engine.entry import start_run
 
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
 ZERO = '{"code": "def f(x):\\n    return 0"}'
@@ -299,3 +302,24 @@ def test_a_study_system_may_run_in_batch_mode(server, workdir):
     )
     assert [r["n"] for r in responses] == [REQUESTS, REQUESTS]
     assert responses[0]["usd"] == pytest.approx(responses[1]["usd"] / 2), "the batch cell at Batch prices"
+
+
+def test_a_dry_run_estimates_a_batch_run_at_batch_prices(workdir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-batch")
+    totals = {}
+    for batch in (False, True):
+        config = RunConfig(
+            functions=["fn_a"],
+            lengths=[20],
+            train_size=10,
+            val_size=10,
+            test_size=20,
+            dry_run=True,
+            batch=batch,
+        )
+        totals[batch] = start_run(config, db_path=workdir / "d.db", progress_stream=io.StringIO()).estimate[
+            -1
+        ]
+    assert totals[True]["usd_max"] == pytest.approx(totals[False]["usd_max"])
+    assert totals[True]["batch_usd_max"] == pytest.approx(totals[False]["batch_usd_max"])
+    assert totals[True]["batch_usd_max"] == pytest.approx(totals[True]["usd_max"] / 2)
