@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import exports, grid, one_line_error, run_cli, snapshot, synth_process
-from openai_server import BatchPlan, Reply, Usage
+from openai_server import BatchPlan, OpenAIServer, Reply, Usage
 
 from synth.config import RunConfig
 from synth.engine import waves
@@ -74,7 +74,7 @@ def waves_of(server) -> list[str]:
     return [b["metadata"]["wave"] for b in server.batches.created]
 
 
-@pytest.mark.parametrize("mode", ["responses", "chat"])
+@pytest.mark.parametrize("mode", ["responses", pytest.param("chat", marks=pytest.mark.slow)])
 def test_a_batch_run_exports_what_a_direct_run_does(server, mode):
     direct = run(server, "--api-mode", mode, db="direct.db", out="direct")
     assert direct.exit_code == 0, direct.output
@@ -114,12 +114,15 @@ def test_a_batch_run_exports_what_a_direct_run_does(server, mode):
     assert "2: completed, 2/2 answered" in run_cli("runs", "--db", "r.db").stdout
 
 
-@pytest.fixture
-def direct(server):
-    """The grid's exports when run directly (no --batch)."""
-    result = run(server, db="direct.db", out="direct")
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory):
+    """The grid's exports when run directly (no --batch), once for the module."""
+    tmp = tmp_path_factory.mktemp("direct")
+    with OpenAIServer(answer) as server, pytest.MonkeyPatch.context() as env:
+        env.setenv("OPENAI_API_KEY", "sk-test-batch")
+        result = run_cli(*run_args(server, db=tmp / "d.db", out=tmp / "out"))
     assert result.exit_code == 0, result.output
-    return exports(Path("direct"))
+    return exports(tmp / "out")
 
 
 def recorded_batch_ids(db="r.db"):
@@ -236,7 +239,9 @@ def test_an_expired_batch_has_its_unanswered_requests_sent_again(server, direct)
 
 SPLITS = [
     ("MAX_REQUESTS", 3, [3, 1, 2], [(1, 2), (2, 1)]),
-    ("MAX_BYTES", 1, [1, 1, 1, 1, 1, 1], [(1, 4), (2, 2)]),  # a line alone is over the limit
+    pytest.param(
+        "MAX_BYTES", 1, [1, 1, 1, 1, 1, 1], [(1, 4), (2, 2)], marks=pytest.mark.slow
+    ),  # a line alone
 ]
 
 
@@ -283,6 +288,7 @@ def test_a_server_without_the_batch_api_is_refused_before_anything_is_written(se
     assert [r.path for r in server.requests] == ["/v1/batches?limit=1"]
 
 
+@pytest.mark.slow
 def test_a_study_system_may_run_in_batch_mode(server, workdir):
     (workdir / "study.yaml").write_text(
         "name: halves\n"
