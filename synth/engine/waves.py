@@ -121,17 +121,20 @@ class Waves:
                     new.append(r)
                 else:
                     resumed.setdefault(row["id"], (row, []))[1].append(r)
-            sends = [self._batch(row, requests, resumed=True) for row, requests in resumed.values()]
+            batches = [(row, requests, True) for row, requests in resumed.values()]
             if new:
                 number = next(self.waves)
-                sends += [self._batch(await self._submitted(number, part), part) for part in split(new)]
-            await asyncio.gather(*sends)
-        except BaseException as e:
+                for part in split(new):
+                    batches.append((await self._submitted(number, part), part, False))
+            await asyncio.gather(*(self._batch(*batch) for batch in batches))
+        except Exception as e:
             for r in wave:
                 if not r.answer.done():
-                    r.answer.set_exception(e) if isinstance(e, Exception) else r.answer.cancel()
-            if not isinstance(e, Exception):
-                raise
+                    r.answer.set_exception(e)
+        except BaseException:  # cancelled: the run stops
+            for r in wave:
+                r.answer.cancel()
+            raise
 
     async def _submitted(self, wave: int, requests: list[_Request]) -> dict:
         """Upload a batch's input file and record it (before the batch is created)."""
@@ -148,7 +151,7 @@ class Waves:
         )
         return {"id": row_id, "wave": wave, "key": key, "input_file_id": file_id, "batch_id": None}
 
-    async def _batch(self, row: dict, requests: list[_Request], resumed: bool = False) -> None:
+    async def _batch(self, row: dict, requests: list[_Request], resumed: bool) -> None:
         """Create (or find) the batch of ``row``, poll it to its end, answer its requests;
         those it never ran wait for the next wave."""
         batch = await self._created(row, resumed)
