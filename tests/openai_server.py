@@ -375,7 +375,8 @@ def reply_line(server: OpenAIServer, line: dict) -> tuple[bool, dict]:
 @dataclass(frozen=True)
 class BatchPlan:
     """How one batch ends: after ``polls`` retrievals, as ``outcome`` (completed, expired,
-    failed); an expired one answers its first ``answered`` lines only. ``hold``: its
+    failed); an expired one (or one cancelled meanwhile) answers its first ``answered``
+    lines only. ``hold``: its
     POST /v1/batches, once the batch is created, waits for BatchAPI.release (so a client
     killed meanwhile never learns its id)."""
 

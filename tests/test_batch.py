@@ -6,8 +6,10 @@ import io
 import json
 import signal
 import sqlite3
+import threading
 from pathlib import Path
 
+import openai
 import pytest
 from helpers import exports, grid, one_line_error, run_cli, snapshot, synth_process
 from openai_server import BatchPlan, OpenAIServer, Reply, Usage
@@ -235,6 +237,27 @@ def test_an_expired_batch_has_its_unanswered_requests_sent_again(server, direct)
         {"wave": 3, "requests": 2, "status": "completed"},  # fn_g's second attempts
     ]
     assert rows("r.db", "select * from events where kind = 'call_failed'") == [], "no retry spent"
+
+
+def test_a_batch_cancelled_by_hand_has_its_requests_sent_again(server, direct, wait_until):
+    server.batches.plan = lambda n: BatchPlan(polls=10**9 if n == 1 else 1)
+
+    def cancel_the_first():  # as one would from the dashboard, while the run waits
+        assert wait_until(lambda: server.batches.created)
+        client = openai.OpenAI(base_url=server.base_url, api_key="sk-test-batch")
+        client.batches.cancel(server.batches.created[0]["id"])
+
+    canceller = threading.Thread(target=cancel_the_first)
+    canceller.start()
+    result = run(server, "--batch", *FAST)
+    canceller.join()
+    assert result.exit_code == 0, result.output
+    assert exports(Path("out")) == direct
+    assert [(r["wave"], r["requests"], r["status"]) for r in rows("r.db", "select * from batches")] == [
+        (1, 4, "cancelled"),
+        (2, 4, "completed"),
+        (3, 2, "completed"),
+    ]
 
 
 SPLITS = [
