@@ -23,6 +23,7 @@ TABLES = (
     "run_tasks",
     "dataset_audits",
     "verifications",
+    "run_shards",
 )
 
 
@@ -494,5 +495,45 @@ def m010_verify_generalisation(db):
           v.exact, v.counterexample, v.seen, v.unseen_n, v.unseen_correct, v.status,
           v.duration_ms, v.isolation, v.program_hash, v.dataset_id, v.attempt_id, v.created_at
         from verifications v join runs r on r.run_id = v.run_id
+        """,
+    )
+
+
+@migrations()
+def m012_shards(db):
+    """Runs split across machines (`synth run --shard I/N`) and folded back together
+    (`synth merge`): one row per shard a run holds (``source``: the database a merge
+    took it from; NULL in the shard's own database, whose runs row has its status), and
+    the shard each trial and event belongs to (NULL: an unsharded run's)."""
+    db["run_shards"].create(
+        {
+            "run_id": str,
+            "shard": int,
+            "shards": int,
+            "settings_sha256": str,
+            "status": str,
+            "created_at": str,
+            "finished_at": str,
+            "host": str,
+            "config": str,
+            "source": str,
+            "merged_at": str,
+        },
+        pk=("run_id", "shard"),
+        foreign_keys=[("run_id", "runs", "run_id")],
+        not_null={"shards", "settings_sha256", "created_at", "config"},
+    )
+    db["trials"].add_column("shard", int)
+    db["events"].add_column("shard", int)
+    db["trials"].create_index(["run_id", "shard"])
+    db.create_view(
+        "shard_progress",
+        """
+        select s.run_id, s.shard, s.shards, s.status, s.host, s.created_at, s.finished_at,
+          s.source, s.merged_at,
+          (select count(*) from trials t where t.run_id = s.run_id and t.shard = s.shard) as trials,
+          (select count(*) from trials t where t.run_id = s.run_id and t.shard = s.shard
+            and t.status = 'done') as trials_done
+        from run_shards s
         """,
     )
