@@ -256,6 +256,8 @@ def test_merging_into_a_database_datasette_is_reading(workdir, served):
             return len(response.json())
 
         before = trials()
+        missing = asyncio.run(ds.client.get("/m/missing_shards.json?_shape=array")).json()
+        assert [(r["status"], r["merged"], r["missing"]) for r in missing] == [("partial", 1, "2/2")]
         assert run_cli("merge", "m.db", "s2.db").exit_code == 0
         assert (before, trials()) == (3, 6)
         reader.rollback()
