@@ -1024,10 +1024,16 @@ study_cap = click.option(
 @click.option(
     "--dry-run", is_flag=True, help="Build the datasets and print what the study would cost; call nothing"
 )
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Run shard I of N of every cell's trials, into this machine's database; `synth merge` "
+    "folds the shards' databases into one study (docs/scale.md)",
+)
 @uci_dir_option
 @db_option
 @user_errors
-def study_run(file, max_cost, dry_run, uci_dir, db_path):
+def study_run(file, max_cost, dry_run, shard, uci_dir, db_path):
     """Run every cell of the study FILE (YAML; see docs/studies.md) in one process.
 
     The whole file is checked, every cell's datasets built and prompts rendered, before
@@ -1042,7 +1048,15 @@ def study_run(file, max_cost, dry_run, uci_dir, db_path):
         _echo_estimate(estimate_study(study, db_path=db_path, uci_dir=uci_dir, notify=echo_err))
         return
     _echo_study(
-        run_study(study, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err, max_cost=max_cost)
+        run_study(
+            study,
+            db_path=db_path,
+            uci_dir=uci_dir,
+            argv=sys.argv,
+            notify=echo_err,
+            max_cost=max_cost,
+            shard=shard,
+        )
     )
 
 

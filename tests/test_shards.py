@@ -90,7 +90,7 @@ def test_split_is_every_trial_once_balanced_and_from_the_grid_alone():
 def test_merged_shards_equal_the_unsharded_run(workdir):
     result = run_cli("run", *OFFLINE, "--run-id", "whole", "--db", "whole.db", "--out-dir", "ow")
     assert result.exit_code == 0, result.output
-    run_id = run_shards(*served)
+    run_id = run_shards(*OFFLINE)
     with open_db("s1.db", readonly=True) as db:
         (mine,) = db.execute("select count(*) from trials").fetchone()
     assert mine == 3  # a shard runs its share only
