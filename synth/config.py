@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -165,9 +165,10 @@ class RunConfig:
     prices_path: str | None = None  # a price table over the package's (tracker.prices)
     dry_run: bool = False
     # "I/N": this run is shard I of N of one experiment (tracker.shards.assign); its run
-    # id, when not given, is derived from the settings, the same on every machine.
+    # id, when not given, is derived from the settings when it starts, the same on every
+    # machine (synth.engine.preflight.shard_record). None: a timestamp id, unsharded.
     shard: str | None = None
-    run_id: str | None = field(default_factory=lambda: new_run_id())
+    run_id: str | None = None
     dataset_dir: str | None = None
     out_dir: str | None = None
     out_jsonl: str | None = None
@@ -175,6 +176,8 @@ class RunConfig:
     out_manifest: str | None = None
 
     def __post_init__(self):
+        if self.run_id is None and self.shard is None:
+            self.run_id = new_run_id()
         if self.model is None:
             self.model = DEFAULT_MODEL if self.provider == OPENAI_PROVIDER else self.provider
 
@@ -186,8 +189,6 @@ class RunConfig:
         if unknown:
             raise TypeError(f"RunConfig has no setting {', '.join(unknown)}")
         chosen = {k: v for k, v in given.items() if v is not None}
-        if chosen.get("shard") is not None and "run_id" not in chosen:
-            chosen["run_id"] = None  # derived from the settings when the run starts
         return cls(**{**environment_settings(set(ENV_VARS) - set(chosen), environ), **chosen})
 
     def validate(self, *, new_run: bool = True) -> None:
