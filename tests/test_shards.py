@@ -277,3 +277,17 @@ def test_merge_knows_how_to_copy_every_table(tmp_path):
     tables = {t for t in db.table_names() if not t.startswith("_") and not re.search(r"_fts(_\w+)?$", t)}
     db.close()
     assert tables == set(merging.TABLES)
+
+
+def test_a_shards_dry_run_estimates_its_own_trials(workdir):
+    args = [*grid("fn_a", "fn_e", trials=3, attempts=2), "--model", "gpt-5", "--dry-run"]
+    whole = run_cli("run", *args, "--db", "w.db", "--out-dir", "ow")
+    shard = run_cli("run", *args, "--shard", "2/2", "--db", "s.db", "--out-dir", "os")
+    assert whole.exit_code == 0 and shard.exit_code == 0, shard.output
+    total = [
+        line.split()
+        for line in (whole.stdout, shard.stdout)
+        for line in line.splitlines()
+        if line.startswith("total")
+    ]
+    assert [t[1:4] for t in total] == [["6", "-", "12"], ["3", "-", "6"]]  # calls at least - at most

@@ -10,6 +10,7 @@ import platform
 import signal
 import sqlite3
 import sys
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -315,7 +316,8 @@ def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPric
     status = "dry_run" if config.dry_run else "completed"
     costs = None
     if config.dry_run and config.provider not in OFFLINE_PROVIDERS:
-        costs = estimate(config, jobs, price, budget.recorded_inputs)
+        mine = Counter((t["fn"], t["length"]) for t in trials) if config.shard else None
+        costs = estimate(config, jobs, price, budget.recorded_inputs, mine)
     try:
         manifest = store.end_run(
             db, config.run_id, status, lambda: write_exports(db, config.run_id, export_paths(config))
