@@ -220,6 +220,9 @@ def test_bad_merges_are_one_line_and_write_nothing(workdir, served):
         one_line_error(run_cli("merge", "dest.db", *sources), message)
         assert snapshot(workdir) == before, sources
     one_line_error(run_cli("merge", "notes.txt", "s1.db"), "not a SQLite database")
+    one_line_error(
+        run_cli("merge", "s1.db", "s2.db"), "s1.db is the database shard 1 of run", "a new database"
+    )
     one_line_error(run_cli("merge", "new.db", "a.db", "newer.db"), "newer version")
     assert snapshot(workdir) == before
 

@@ -58,6 +58,7 @@ class Run:
     created_at: str
     where: str
     shards: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # shard: (N, settings, start)
+    running_here: int | None = None  # the shard this database runs (its own, not merged)
 
 
 def merge_databases(dest: str | Path, sources: list[str | Path]) -> list[dict]:
@@ -76,6 +77,7 @@ def merge_databases(dest: str | Path, sources: list[str | Path]) -> list[dict]:
         with open_db(source, readonly=True) as db:  # ours, up to date, not newer
             incoming, their_studies = _read(db, str(source))
         for run in incoming.values():
+            run.running_here = None  # only the destination's own shard matters
             known[run.run_id] = _fold(known.get(run.run_id), run)
         for name, (sha, where) in their_studies.items():
             if studies.setdefault(name, (sha, where))[0] != sha:
@@ -107,10 +109,12 @@ def _destination(dest: Path) -> tuple[dict[str, Run], dict[str, tuple[str, str]]
 def _read(db: sqlite_utils.Database, where: str) -> tuple[dict[str, Run], dict[str, tuple[str, str]]]:
     """A database's runs (with their shards) and studies (name: (sha256, where))."""
     runs = {r: Run(r, created, where) for r, created in db.execute("select run_id, created_at from runs")}
-    for run_id, shard, shards, settings, created in db.execute(
-        "select run_id, shard, shards, settings_sha256, created_at from run_shards"
+    for run_id, shard, shards, settings, created, source in db.execute(
+        "select run_id, shard, shards, settings_sha256, created_at, source from run_shards"
     ):
         runs[run_id].shards[shard] = (shards, settings, created)
+        if source is None:
+            runs[run_id].running_here = shard
     studies = {name: (sha, where) for name, sha in db.execute("select name, sha256 from studies")}
     return runs, studies
 
@@ -121,6 +125,11 @@ def _fold(held: Run | None, new: Run) -> Run:
     if held is None:
         return new
     name = repr(new.run_id)
+    if held.running_here is not None and set(new.shards) - {held.running_here}:
+        raise StoreError(
+            f"{held.where} is the database shard {held.running_here} of run {name} runs in: "
+            "merge the shards into a new database"
+        )
     if bool(held.shards) != bool(new.shards):
         sharded, whole = (held, new) if held.shards else (new, held)
         raise StoreError(
@@ -147,7 +156,7 @@ def _fold(held: Run | None, new: Run) -> Run:
                 f"shard {shard}/{n} of run {name} was run twice (started {held.shards[shard][2]} "
                 f"in {held.where} and {created} in {new.where}); merge only one of them"
             )
-    return Run(held.run_id, held.created_at, held.where, {**held.shards, **new.shards})
+    return Run(held.run_id, held.created_at, held.where, {**held.shards, **new.shards}, held.running_here)
 
 
 def _merge_one(db: sqlite_utils.Database, source: Path) -> list[dict]:
