@@ -303,25 +303,26 @@ def _delete(conn: sqlite3.Connection, run_id: str, shard: int | None) -> None:
 
 # A source row of a table with a run_id and a shard that belongs to a run or shard to copy.
 IN_TODO = "join temp.todo u on u.run_id = x.run_id and (u.shard is null or x.shard = u.shard)"
+# A source row of a run with a run or shard to copy.
+OF_TODO = "x.run_id in (select run_id from temp.todo)"
 
 
 def _copy_runs(conn: sqlite3.Connection, source: str) -> None:
     """Every run and shard in temp.todo, with everything under it."""
     conn.execute(
-        "insert into main.runs select x.* from src.runs x "
-        "where x.run_id in (select run_id from temp.todo) and x.run_id not in (select run_id from main.runs)"
+        f"insert into main.runs select x.* from src.runs x "
+        f"where {OF_TODO} and x.run_id not in (select run_id from main.runs)"
     )
-    for table in ("run_datasets", "run_tasks", "study_runs"):
-        _insert_select(
-            conn,
-            table,
-            f"src.{table} x left join temp.dmap on dmap.old = x.dataset_id "
-            "where x.run_id in (select run_id from temp.todo) order by x.rowid"
-            if table == "run_datasets"
-            else f"src.{table} x where x.run_id in (select run_id from temp.todo)",
-            verb="insert or ignore",
-            **({"dataset_id": "dmap.new"} if table == "run_datasets" else {}),
-        )
+    # The grid in its order (the exports follow it); a shard's run brings it again: ignored.
+    _insert_select(
+        conn,
+        "run_datasets",
+        f"src.run_datasets x join temp.dmap on dmap.old = x.dataset_id where {OF_TODO} order by x.rowid",
+        verb="insert or ignore",
+        dataset_id="dmap.new",
+    )
+    for table in ("run_tasks", "study_runs"):
+        _insert_select(conn, table, f"src.{table} x where {OF_TODO}", verb="insert or ignore")
     _insert_select(
         conn,
         "run_shards",
