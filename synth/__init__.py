@@ -2,7 +2,7 @@
 
 The Python API (docs/python-api.md): ``synth.RunConfig``, ``synth.start_run``,
 ``synth.resume_run``, ``synth.export_run``, ``synth.verify_runs``, ``synth.build_grid``,
-``synth.evaluate``, ``synth.SynthError``... and, for a tasks file of one's own
+``synth.evaluate``, ``synth.merge_databases``, ``synth.SynthError``... and, for a tasks file of one's own
 (docs/custom-tasks.md), ``synth.task`` and ``synth.tabular_task``. Each is imported when
 first used, so that ``synth --help`` loads none of the engine.
 """
@@ -39,6 +39,7 @@ _API = {
     "load_study": "synth.study.spec",
     "run_study": "synth.study.run",
     "resume_study": "synth.study.run",
+    "merge_databases": "tracker.merge",
 }
 __all__ = sorted(_API)
 
@@ -66,6 +67,7 @@ if TYPE_CHECKING:  # what editors and type checkers see (`as`: re-exported)
     from synth.tasks import TASKS as TASKS
     from synth.tasks import get_task as get_task
     from synth.verification.verify import verify_runs as verify_runs
+    from tracker.merge import merge_databases as merge_databases
 
 
 def __getattr__(name: str):

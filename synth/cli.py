@@ -688,7 +688,13 @@ def datasets_export(dataset_dir, functions, lengths, db_path):
 @click.option(
     "--run-id",
     help="Name of the run: no spaces, no /, not starting with a dot or "
-    "a dash, at most 128 bytes  [default: a timestamp id]",
+    "a dash, at most 128 bytes  [default: a timestamp id; with --shard, one derived from the settings]",
+)
+@setting(
+    "--shard",
+    metavar="I/N",
+    help="Run shard I of N of the grid's trials (the same split on any machine): each machine "
+    "runs one shard into its own database, and `synth merge` folds them into one run (docs/scale.md)",
 )
 @click.option("--dry-run", is_flag=True, help="Build datasets and record prompts; call nothing")
 @click.option(
@@ -834,6 +840,7 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
     from tracker.db import open_db
     from tracker.exports import grid_rows
     from tracker.runs import failed_calls, get_run, point_costs, run_cost
+    from tracker.shards import describe, shard_states
 
     with open_db(db_path, readonly=readonly) as db:
         run = get_run(db, run_id)
@@ -842,12 +849,15 @@ def _echo_summary(db_path, run_id: str, as_json: bool = False, *, readonly: bool
         made, failed = failed_calls(db, run_id)
         rows = [summary for _, summary in grid_rows(db, run_id)]
         costs, total = point_costs(db, run_id), run_cost(db, run_id)
+        state = shard_states(db, [run_id]).get(run_id)
     if failed:
         classes = ", ".join(f"{n} {kind}" for kind, n in failed.items())
         echo_err(
             f"Warning: {sum(failed.values())} of {made} attempts got no answer from the "
             f"model ({classes}); they score as wrong. The events table says why."
         )
+    if state is not None:
+        echo_err(f"run {run_id} ({run['status']}): {describe(state)}")
     if not rows:
         echo_err(f"run {run_id} ({run['status']}): no trial has finished yet")
     keys = (
@@ -919,6 +929,7 @@ def runs(as_json, db_path):
         "provider": "provider",
         "model": "model",
         "grid_points": "points",
+        "shards": "shards",
         "done": "trials done",
         "trials_solved": "solved",
         "attempts": "attempts",
@@ -996,6 +1007,33 @@ def show(run_id, as_json, db_path):
     _echo_summary(db_path, run_id, as_json)
 
 
+@cli.command()
+@click.argument("dest", type=PathArg(dir_okay=False, path_type=Path))
+@click.argument("sources", nargs=-1, required=True, type=PathArg(dir_okay=False, path_type=Path))
+@json_option
+@user_errors
+def merge(dest, sources, as_json):
+    """Merge the databases SOURCES into DEST (created if absent).
+
+    Datasets are matched by fingerprint; runs are copied whole with their run ids; the
+    shards of one experiment (`synth run --shard I/N`, one run id) become one run,
+    completed once every shard is merged and completed. Merging a source again changes
+    nothing, or brings in what its runs did since. Every source is checked first: one
+    that is not an LLM-PV database, is newer, is DEST, or holds a run id DEST uses for
+    another run is refused, and nothing is written.
+    """
+    from tracker.merge import merge_databases
+    from tracker.shards import describe, shard_states
+
+    rows = merge_databases(dest, list(sources))
+    run_ids = list(dict.fromkeys(r["run_id"] for r in rows))
+    states = read_store(dest, lambda db: shard_states(db, run_ids))
+    echo_rows(rows, as_json, {"source": "source", "run_id": "run_id", "shard": "shard", "action": "action"})
+    for run_id, state in states.items():
+        echo_err(f"run {run_id}: {describe(state)}")
+    echo_err(f"merged {len(sources)} database(s) into {dest}")
+
+
 @cli.group()
 def study():
     """Studies: systems x prompt wordings x seeds over one grid, each cell a run."""
@@ -1015,10 +1053,16 @@ study_cap = click.option(
 @click.option(
     "--dry-run", is_flag=True, help="Build the datasets and print what the study would cost; call nothing"
 )
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Run shard I of N of every cell's trials, into this machine's database; `synth merge` "
+    "folds the shards' databases into one study (docs/scale.md)",
+)
 @uci_dir_option
 @db_option
 @user_errors
-def study_run(file, max_cost, dry_run, uci_dir, db_path):
+def study_run(file, max_cost, dry_run, shard, uci_dir, db_path):
     """Run every cell of the study FILE (YAML; see docs/studies.md) in one process.
 
     The whole file is checked, every cell's datasets built and prompts rendered, before
@@ -1033,7 +1077,15 @@ def study_run(file, max_cost, dry_run, uci_dir, db_path):
         _echo_estimate(estimate_study(study, db_path=db_path, uci_dir=uci_dir, notify=echo_err))
         return
     _echo_study(
-        run_study(study, db_path=db_path, uci_dir=uci_dir, argv=sys.argv, notify=echo_err, max_cost=max_cost)
+        run_study(
+            study,
+            db_path=db_path,
+            uci_dir=uci_dir,
+            argv=sys.argv,
+            notify=echo_err,
+            max_cost=max_cost,
+            shard=shard,
+        )
     )
 
 

@@ -7,11 +7,13 @@ need. It never holds a secret: the API key is read from OPENAI_API_KEY at call t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -175,7 +177,11 @@ class RunConfig:
     batch_poll_max: float = 600.0
     prices_path: str | None = None  # a price table over the package's (tracker.prices)
     dry_run: bool = False
-    run_id: str = field(default_factory=lambda: new_run_id())
+    # "I/N": this run is shard I of N of one experiment (tracker.shards.assign); its run
+    # id, when not given, is derived from the settings when it starts, the same on every
+    # machine (synth.engine.preflight.shard_record). None: a timestamp id, unsharded.
+    shard: str | None = None
+    run_id: str | None = None
     dataset_dir: str | None = None
     out_dir: str | None = None
     out_jsonl: str | None = None
@@ -183,6 +189,8 @@ class RunConfig:
     out_manifest: str | None = None
 
     def __post_init__(self):
+        if self.run_id is None and self.shard is None:
+            self.run_id = new_run_id()
         if self.model is None:
             self.model = DEFAULT_MODEL if self.provider == OPENAI_PROVIDER else self.provider
 
@@ -282,7 +290,13 @@ class RunConfig:
                 f"e.g. http://localhost:8000/v1 (got {_shown(self.api_base_url or '')})",
             ),
             (
-                not new_run or _plain_name(self.run_id),
+                self.shard is None or parse_shard(self.shard) is not None,
+                f"--shard must be I/N, this machine's shard I of N (1 <= I <= N), e.g. 1/4 (got {_shown(self.shard or '')})",
+            ),
+            (
+                not new_run
+                or (self.run_id is None and self.shard is not None)
+                or _plain_name(self.run_id or ""),
                 "--run-id must be a plain name of at most 128 bytes, not starting with '-' or "
                 f"'.' (got {_shown(self.run_id)})",
             ),
@@ -397,6 +411,29 @@ class ApiSettings:
     verbosity: str | None = None
     tool_choice: str | None = None
     enable_code_interpreter: bool = False
+
+
+# Settings that do not change what a run measures: the shards of one experiment may
+# differ in them (each machine its own paths, concurrency, server address, price table).
+NOT_MEASURED = (*RESUMABLE, "run_id", "shard", "prompt_template_path", "tasks_files", "prices_path")
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """``"I/N"`` as (I, N) with 1 <= I <= N, in the digits 0-9; None when it is not."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text or "")
+    if not match:
+        return None
+    i, n = int(match[1]), int(match[2])
+    return (i, n) if 1 <= i <= n else None
+
+
+def experiment_sha256(config: RunConfig, task_keys: list[tuple[str, str]]) -> str:
+    """What the shards of one experiment must share: the SHA-256 of every setting that
+    changes what is measured, and of each own task's definition (``task_keys``: (id,
+    key)), not of the paths that name them."""
+    settings = {k: v for k, v in config.to_json().items() if k not in NOT_MEASURED}
+    text = json.dumps({**settings, "tasks": sorted(task_keys)}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _plain_name(run_id: str) -> bool:

@@ -314,3 +314,28 @@ def test_a_dry_run_estimates_the_study_and_brackets_what_it_spends(study_env, se
         spent = conn.execute("select sum(cost_usd) from responses").fetchone()[0]
     assert total["usd_min"] <= spent <= total["usd_max"]
     assert total["calls_min"] <= sum(len(s.requests) for s in servers) <= total["calls_max"]
+
+
+def trial_rows(db_path) -> list[tuple]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "select c.system, c.prompt, c.seed, t.fn, t.length, t.trial, t.status, t.attempts_made, "
+            "t.selected_attempt, t.val_acc, t.test_acc from study_runs c join trials t on t.run_id = c.run_id "
+            "order by 1, 2, 3, 4, 5, 6"
+        ).fetchall()
+
+
+@pytest.mark.slow  # a study three times
+def test_a_sharded_study_merged_is_the_whole_study(study_env, servers):
+    study_file(study_env, servers, seeds=[1], prompts=["default"])
+    assert run_cli("study", "run", "study.yaml", "--db", "whole.db").exit_code == 0
+    for i in (1, 2):
+        result = run_cli("study", "run", "study.yaml", "--shard", f"{i}/2", "--db", f"s{i}.db")
+        assert result.exit_code == 0, result.output
+    one_line_error(
+        run_cli("study", "run", "study.yaml", "--shard", "2/2", "--db", "s1.db"), "is shard 1/2", "not 2/2"
+    )
+    assert len(trial_rows(study_env / "s1.db")) == 2  # each cell's own trials: one of two
+    assert run_cli("merge", "m.db", "s1.db", "s2.db").exit_code == 0
+    assert trial_rows(study_env / "m.db") == trial_rows(study_env / "whole.db")
+    assert {r["status"] for r in cells(study_env / "m.db")} == {"completed"}

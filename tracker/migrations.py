@@ -24,6 +24,7 @@ TABLES = (
     "dataset_audits",
     "verifications",
     "batches",
+    "run_shards",
 )
 
 
@@ -538,5 +539,45 @@ def m011_batches(db):
           group_concat(distinct status) as statuses, min(created_at) as created_at,
           max(updated_at) as updated_at
         from batches group by run_id, wave
+        """,
+    )
+
+
+@migrations()
+def m012_shards(db):
+    """Runs split across machines (`synth run --shard I/N`) and folded back together
+    (`synth merge`): one row per shard a run holds (``source``: the database a merge
+    took it from; NULL in the shard's own database, whose runs row has its status), and
+    the shard each trial and event belongs to (NULL: an unsharded run's)."""
+    db["run_shards"].create(
+        {
+            "run_id": str,
+            "shard": int,
+            "shards": int,
+            "settings_sha256": str,
+            "status": str,
+            "created_at": str,
+            "finished_at": str,
+            "host": str,
+            "config": str,
+            "source": str,
+            "merged_at": str,
+        },
+        pk=("run_id", "shard"),
+        foreign_keys=[("run_id", "runs", "run_id")],
+        not_null={"shards", "settings_sha256", "created_at", "config"},
+    )
+    db["trials"].add_column("shard", int)
+    db["events"].add_column("shard", int)
+    db["trials"].create_index(["run_id", "shard"])
+    db.create_view(
+        "shard_progress",
+        """
+        select s.run_id, s.shard, s.shards, s.status, s.host, s.created_at, s.finished_at,
+          s.source, s.merged_at,
+          (select count(*) from trials t where t.run_id = s.run_id and t.shard = s.shard) as trials,
+          (select count(*) from trials t where t.run_id = s.run_id and t.shard = s.shard
+            and t.status = 'done') as trials_done
+        from run_shards s
         """,
     )

@@ -16,6 +16,7 @@ from typing import TypeVar
 import sqlite_utils
 
 from tracker.db import DamagedDatabase, StoreError, StoreFault, explain
+from tracker.shards import assign, describe, shard_states
 
 T = TypeVar("T")
 
@@ -162,11 +163,14 @@ def create_run(
     *,
     tasks: list[dict] = (),
     study_cell: dict | None = None,
+    shard: dict | None = None,
 ) -> None:
     """The run, the dataset of each grid point, every trial (pending), each of its own
     tasks (``tasks``: a run_tasks row with ``file_text``, the text of the file that
     declared it) and, for a study's cell, its link to the study (study_runs),
-    atomically. Whether the run id is free is checked inside that write transaction: of
+    atomically. A shard's run (``shard``: its ``shard``, ``shards`` and
+    ``settings_sha256``) records every grid point but only its own trials
+    (tracker.shards.assign), and its run_shards row. Whether the run id is free is checked inside that write transaction: of
     two runs started together with one id, the second raises RunExists, as a later one
     would."""
     with db.conn:
@@ -180,6 +184,20 @@ def create_run(
                 raise
             raise _exists(db, run["run_id"]) from None
         _own(db.conn, run["run_id"])
+        owner = None
+        if shard is not None:
+            owner = assign([(fn, length) for fn, length, _ in grid], num_trials, shard["shards"])
+            _insert(
+                db.conn,
+                "run_shards",
+                {
+                    **shard,
+                    "run_id": run["run_id"],
+                    "created_at": now(),
+                    "host": platform.node(),
+                    "config": run["config"],
+                },
+            )
         if study_cell is not None:
             _insert(db.conn, "study_runs", {**study_cell, "run_id": run["run_id"]})
         for task in tasks:
@@ -198,6 +216,8 @@ def create_run(
                 {"run_id": run["run_id"], "fn": fn, "length": length, "dataset_id": dataset_id},
             )
             for trial in range(1, num_trials + 1):
+                if owner is not None and owner[fn, length, trial] != shard["shard"]:
+                    continue
                 _insert(
                     db.conn,
                     "trials",
@@ -209,6 +229,7 @@ def create_run(
                         "dataset_id": dataset_id,
                         "status": "pending",
                         "attempts_made": 0,
+                        "shard": shard and shard["shard"],
                     },
                 )
 
@@ -341,8 +362,18 @@ def _event(
             "trial_id": trial_id,
             "message": message,
             "data": json.dumps(data) if data is not None else None,
+            "shard": _own_shard(conn, run_id),
         },
     )
+
+
+def _own_shard(conn, run_id: str) -> int | None:
+    """The shard a run in its own database is (None: unsharded), which its events carry
+    so that a merge can tell whose they are."""
+    row = conn.execute(
+        "select shard from run_shards where run_id = ? and source is null", [run_id]
+    ).fetchone()
+    return row[0] if row else None
 
 
 @_recording(_run_of_trial)
@@ -512,7 +543,8 @@ def attempts_of(db: sqlite_utils.Database, trial_id: int) -> list[dict]:
 @translated
 def list_runs(db: sqlite_utils.Database) -> list[dict]:
     """Every run with its status and counts, newest first. ``alive`` says, for a run
-    marked running, whether its process still is (None: unknown, e.g. another machine)."""
+    marked running, whether its process still is (None: unknown, e.g. another machine);
+    ``shards``, for a sharded run, which shards it holds ("" for a whole run)."""
     rows = [
         dict(r)
         for r in db.query(
@@ -530,7 +562,9 @@ def list_runs(db: sqlite_utils.Database) -> list[dict]:
             """
         )
     ]
+    states = shard_states(db)
     for r in rows:
         environment = r.pop("environment")
         r["alive"] = process_alive(environment) if r["status"] == "running" else None
+        r["shards"] = describe(states[r["run_id"]]) if r["run_id"] in states else ""
     return rows

@@ -10,6 +10,7 @@ import platform
 import signal
 import sqlite3
 import sys
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -43,6 +44,7 @@ from synth.engine.preflight import (
     provider_for,
     recorded_settings,
     run_price,
+    shard_record,
 )
 from synth.errors import RunFailed, RunInterrupted, SetupFailed, SynthError
 from synth.progress import Progress
@@ -54,6 +56,7 @@ from tracker.db import db_path as resolve_db
 from tracker.exports import ExportPaths, write_exports
 from tracker.prices import ModelPrice, load_prices
 from tracker.runs import RunStopped
+from tracker.shards import merged_shards
 
 BUDGET_EXHAUSTED = "budget_exhausted"
 
@@ -87,6 +90,7 @@ def start_run(
     price = run_price(config)
     points = plan(config, uci_dir, notify)
     check_grid_size(len(points), config.num_trials)
+    shard = shard_record(config, points, notify)
     check_outputs(config, path)
     created = not path.exists()
     # Closed at the end: the last connection to close folds the WAL into the file, so
@@ -117,6 +121,7 @@ def start_run(
                     for t in {s.point.task.id: s.point.task for s in stored}.values()
                     if t.origin
                 ],
+                shard=shard,
             )
         except KeyboardInterrupt:  # its transaction rolled back: no run to resume
             raise RunInterrupted(
@@ -153,6 +158,11 @@ def resume_run(
         run = store.get_run(db, run_id)
         if run is None:
             raise SynthError(f"no run {run_id!r} in {path}")
+        if merged_shards(db, run_id):
+            raise SynthError(
+                f"run {run_id!r} in {path} was merged from shards: resume each unfinished shard "
+                "in its own database, then merge it again (synth merge)"
+            )
         recorded = json.loads(run["config"])
         overrides = dict(overrides or {})
         own_tasks = store.run_tasks(db, run_id)
@@ -306,7 +316,8 @@ def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPric
     status = "dry_run" if config.dry_run else "completed"
     costs = None
     if config.dry_run and config.provider not in OFFLINE_PROVIDERS:
-        costs = estimate(config, jobs, price, budget.recorded_inputs)
+        mine = Counter((t["fn"], t["length"]) for t in trials) if config.shard else None
+        costs = estimate(config, jobs, price, budget.recorded_inputs, mine)
     try:
         manifest = store.end_run(
             db, config.run_id, status, lambda: write_exports(db, config.run_id, export_paths(config))

@@ -14,13 +14,19 @@ from synth.engine.budget import input_tokens
 from tracker.prices import BATCH_DISCOUNT, ModelPrice
 
 
-def estimate(config: RunConfig, jobs: dict, price: ModelPrice, recorded: dict[str, int]) -> list[dict]:
+def estimate(
+    config: RunConfig, jobs: dict, price: ModelPrice, recorded: dict[str, int], trials: dict | None = None
+) -> list[dict]:
     """One row per grid point, then a total row (fn "total"); dollars None when the
-    model has no price."""
+    model has no price. ``trials``: the run's trials per grid point, where they are not
+    --num-trials each (a shard's); a point with none has no row."""
     rows = []
     for (fn, length), job in jobs.items():
         low, high = input_tokens(job.prompt, recorded.get(job.prompt_hash))
-        calls = (config.num_trials, config.num_trials * config.attempts)
+        n = config.num_trials if trials is None else trials.get((fn, length), 0)
+        if not n:
+            continue
+        calls = (n, n * config.attempts)
         rows.append(
             {
                 "fn": fn,

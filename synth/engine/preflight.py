@@ -19,6 +19,8 @@ from synth.config import (
     OFFLINE_PROVIDERS,
     PROMPT_VERSIONS,
     RunConfig,
+    experiment_sha256,
+    parse_shard,
 )
 from synth.datasets.cache import StoredDataset
 from synth.datasets.grid import GridPoint, Sizes, plan_grid
@@ -49,6 +51,27 @@ def check_grid_size(points: int, num_trials: int) -> None:
             f"{num_trials:,}), more than {int(most):,}; lower --num-trials, or raise the bound with "
             f"{MAX_TRIALS_ENV}=N"
         )
+
+
+def shard_record(config: RunConfig, points: list[GridPoint], notify) -> dict | None:
+    """What a shard's run records of its shard (tracker.runs.create_run), once its grid is
+    known: the experiment's settings fingerprint, and the run id derived from it when
+    none was given (printed: every machine given these settings derives the same). A
+    shard that would hold no trial is refused."""
+    if config.shard is None:
+        return None
+    i, n = parse_shard(config.shard)
+    trials = len(points) * config.num_trials
+    if n > trials:
+        raise SynthError(
+            f"--shard {i}/{n}: the grid holds {trials:,} trial(s), so at most {trials:,} shard(s)"
+        )
+    keys = {(p.task.id, p.task.origin.key) for p in points if p.task.origin}
+    sha = experiment_sha256(config, list(keys))
+    if config.run_id is None:
+        config.run_id = f"sharded_{sha[:16]}"
+        notify(f"run id {config.run_id}: derived from the settings, the same for every shard given them")
+    return {"shard": i, "shards": n, "settings_sha256": sha}
 
 
 def plan(config: RunConfig, uci_dir: Path | None, notify) -> list[GridPoint]:

@@ -40,6 +40,7 @@ from synth.engine.preflight import (
     provider_for,
     recorded_settings,
     run_price,
+    shard_record,
 )
 from synth.errors import RunFailed, RunInterrupted, SynthError
 from synth.progress import CellProgress, Progress
@@ -74,6 +75,7 @@ class _Prepared:
     jobs: dict
     new: bool
     points: list | None = None
+    shard: dict | None = None  # what create_run records of a sharded cell
 
 
 def run_study(
@@ -85,9 +87,12 @@ def run_study(
     progress_stream=None,
     notify=lambda message: None,
     max_cost: float | None = None,
+    shard: str | None = None,
 ) -> StudyResult:
     """Run (or go on with) every cell of ``study``; see the module's docstring.
-    ``max_cost``: USD the whole study may spend, its recorded spend included."""
+    ``max_cost``: USD the whole study may spend, its recorded spend included; ``shard``
+    ("I/N"): each cell runs only its shard I of N of the grid's trials, as
+    `synth run --shard` does (docs/scale.md)."""
     if max_cost is not None and not 0 < max_cost < math.inf:
         raise SynthError(f"--max-cost must be a positive number of USD, finite (got {max_cost})")
     path = resolve_db(db_path)
@@ -96,7 +101,7 @@ def run_study(
     with open_db(path) as db:
         try:
             _check_stored(db, study)
-            cells = _prepare(db, study, path, uci_dir, notify, created, max_cost)
+            cells = _prepare(db, study, path, uci_dir, notify, created, max_cost, shard)
         except BaseException:
             if created:
                 remove_if_empty(db, path)
@@ -120,6 +125,7 @@ def run_study(
                         "prompt": c.cell.prompt_label,
                         "seed": c.cell.seed,
                     },
+                    shard=c.shard,
                 )
                 store.record_event(db, c.config.run_id, "run_started", f"cell of study {study.name}")
             else:
@@ -228,20 +234,35 @@ def _first_difference(a, b, where: str = ""):
 
 
 def _prepare(
-    db, study: Study, path: Path, uci_dir, notify, created: bool, max_cost: float | None = None
+    db,
+    study: Study,
+    path: Path,
+    uci_dir,
+    notify,
+    created: bool,
+    max_cost: float | None = None,
+    shard: str | None = None,
 ) -> list[_Prepared]:
     """Every cell's config, proposer (its key), datasets and prompts, before any is
-    recorded: a cell that would fail refuses the whole study."""
+    recorded: a cell that would fail refuses the whole study. A stored cell keeps its
+    shard; one of another shard than ``shard`` refuses it."""
     files = sorted({f for cell in study.cells for f in cell.config().tasks_files or ()})
     use_custom_tasks(load_tasks_files(files))  # every cell's own tasks, one registry
     cells = []
     total = 0
     for cell in study.cells:
         run = store.get_run(db, cell.run_id)
+        stored_shard = json.loads(run["config"]).get("shard") if run is not None else shard
+        if shard is not None and stored_shard != shard:
+            raise SynthError(
+                f"study {study.name}: run {cell.run_id} is shard {stored_shard or 'none (a whole run)'} "
+                f"in {path}, not {shard}; each shard of a study goes in its own database"
+            )
         if run is not None and run["status"] in ENDED:
             continue
         if run is None:
             config = cell.config()
+            config.shard = shard
             recorded_settings(config)
         else:
             config = RunConfig.from_json(json.loads(run["config"]))
@@ -258,7 +279,18 @@ def _prepare(
             check_cap(config, price)
         points = plan(config, uci_dir, notify) if run is None else None
         total += (len(points) if points is not None else 0) * config.num_trials
-        cells.append(_Prepared(cell, config, provider, price, {}, run is None, points))
+        cells.append(
+            _Prepared(
+                cell,
+                config,
+                provider,
+                price,
+                {},
+                run is None,
+                points,
+                shard_record(config, points, notify) if run is None else None,
+            )
+        )
     check_grid_size(total, 1)
     if max_cost is not None:
         _check_priced(cells)
