@@ -314,3 +314,33 @@ def test_a_dry_run_estimates_the_study_and_brackets_what_it_spends(study_env, se
         spent = conn.execute("select sum(cost_usd) from responses").fetchone()[0]
     assert total["usd_min"] <= spent <= total["usd_max"]
     assert total["calls_min"] <= sum(len(s.requests) for s in servers) <= total["calls_max"]
+
+
+def test_files_a_study_names_are_read_from_its_folder_wherever_it_runs(study_env, servers, monkeypatch):
+    folder = study_env / "study"
+    folder.mkdir()
+    (folder / "tasks.py").write_text(
+        'import synth\n\n@synth.task(kind="binary", lengths=(20,))\n'
+        "def odd(x: str) -> int:\n    return x.count('1') % 2\n"
+    )
+    (folder / "mine.j2").write_text('{% extends "_base.j2" %}{% block input_format %}bits{% endblock %}')
+    systems = [{"name": "formula", "provider": "formula", "time_budget": 0.5}]
+    study_file(
+        folder, servers, functions=["odd"], tasks_files=["tasks.py"], prompts=["mine.j2"], systems=systems
+    )
+    elsewhere = study_env / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run_cli("study", "run", "../study/study.yaml", "--db", "s.db")
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect("s.db") as conn:
+        files = {f for (f,) in conn.execute("select file from run_task_definitions")}
+        (study_path,) = conn.execute("select path from studies").fetchone()
+        templates = {
+            json.loads(c)["prompt_template_path"] for (c,) in conn.execute("select config from runs")
+        }
+    assert files == {str(folder / "tasks.py")} and templates == {str(folder / "mine.j2")}
+    # Recorded whole, the study's file is found again from any folder.
+    assert study_path == str(folder / "study.yaml")
+    monkeypatch.chdir(study_env)
+    assert run_cli("study", "resume", "duel", "--db", elsewhere / "s.db").exit_code == 0
