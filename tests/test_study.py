@@ -344,3 +344,28 @@ def test_files_a_study_names_are_read_from_its_folder_wherever_it_runs(study_env
     assert study_path == str(folder / "study.yaml")
     monkeypatch.chdir(study_env)
     assert run_cli("study", "resume", "duel", "--db", elsewhere / "s.db").exit_code == 0
+
+
+def test_the_study_report_shows_each_systems_generalisation_beside_its_accuracy(duel_db, tmp_path):
+    verified = run_cli(
+        "verify", "duel.good.default.s1", "duel.weak.default.s1", "--lengths", "20", "40", "--db", duel_db
+    )
+    assert verified.exit_code == 0, verified.output
+    text = run_cli("report", "--study", "duel", "--db", duel_db, "--format", "md").output
+    table = text.split("## Study duel")[1].split("\n## ")[0]
+    # good: parity, exact on all 2^20 inputs and right at 40; weak: a constant, refuted.
+    assert "| fn_a | 20 | **1.000 [1.000, 1.000] 8/8; exact 2/2, L=40 1.000** |" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("| fn_a | 20 |")]
+    assert row.endswith("; exact 0/2, L=40 0.500 |")
+    section = text.split("## Generalisation per system")[1].split("\n## ")[0]
+    assert "| weak | fn_a | 20 | " in section and "| exhaustive | 2 | 0.500 | 0 | 2 |" in section
+    header, row = run_cli(
+        "report", "--study", "duel", "--db", duel_db, "--format", "csv"
+    ).output.splitlines()[:2]
+    found = dict(zip(header.split(","), row.split(",")))
+    assert (found["good exact"], found["good checked"], found["good longest_length"]) == ("2", "2", "40")
+    assert float(found["weak longest_accuracy"]) == 0.5
+    assert run_cli("report", "--study", "duel", "--db", duel_db, "-o", tmp_path / "r.html").exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<strong>1.000 [1.000, 1.000] 8/8; exact 2/2, L=40 1.000</strong>" in page
+    assert "Generalisation per system" in page
