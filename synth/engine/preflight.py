@@ -161,7 +161,7 @@ def provider_for(config: RunConfig, key_env: str = API_KEY_ENV):
         )
     from synth.providers.openai_api import make_provider
 
-    return make_provider(config.api, api_key=key)
+    return make_provider(config.api, key_env=key_env)  # read again at each call
 
 
 def check_out_dir(config: RunConfig, db_path: Path) -> None:
