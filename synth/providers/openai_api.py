@@ -15,6 +15,7 @@ the rest of our handling of a reply (docs/BENCHMARKS.md, "Grid concurrency").
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -23,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import AnyStr
 
+import httpx2  # the openai SDK's HTTP client
 import openai
 
 from synth.config import API_MODES, ApiSettings
@@ -94,6 +96,13 @@ def _root_cause(err: BaseException) -> str:
     return f" ({type(said).__name__}: {said})" if said else ""
 
 
+@functools.cache
+def _tls_context():
+    """The SDK's default TLS context, made once per process: loading the system's
+    certificates costs 0.1-0.2 s, once per client otherwise (a study has one per cell)."""
+    return httpx2.create_ssl_context()
+
+
 class _OpenAIProvider(ABC):
     """What both APIs share: the client, the key check, timing, retries and error mapping."""
 
@@ -132,6 +141,7 @@ class _OpenAIProvider(ABC):
             # None keeps the SDK's default (10 minutes); the SDK reads None as "no limit".
             timeout=openai.NOT_GIVEN if timeout is None else timeout,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
 
     async def propose(self, req: ProposeRequest) -> Proposal:
