@@ -316,6 +316,7 @@ def test_a_dry_run_estimates_the_study_and_brackets_what_it_spends(study_env, se
     assert total["calls_min"] <= sum(len(s.requests) for s in servers) <= total["calls_max"]
 
 
+@pytest.mark.slow
 def test_files_a_study_names_are_read_from_its_folder_wherever_it_runs(study_env, servers, monkeypatch):
     folder = study_env / "study"
     folder.mkdir()
@@ -346,6 +347,7 @@ def test_files_a_study_names_are_read_from_its_folder_wherever_it_runs(study_env
     assert run_cli("study", "resume", "duel", "--db", elsewhere / "s.db").exit_code == 0
 
 
+@pytest.mark.slow
 def test_the_study_report_shows_each_systems_generalisation_beside_its_accuracy(duel_db, tmp_path):
     verified = run_cli(
         "verify", "duel.good.default.s1", "duel.weak.default.s1", "--lengths", "20", "40", "--db", duel_db
