@@ -11,8 +11,9 @@ import yaml
 from helpers import one_line_error, run_cli, snapshot, synth_process
 from openai_server import OpenAIServer, Reply
 
-from synth.study.run import estimate_study
+from synth.study.run import _prepare, estimate_study
 from synth.study.spec import load_study
+from tracker.db import open_db
 
 KEY_GOOD, KEY_WEAK = "sk-GOOD-3f9a1c77e2", "sk-WEAK-8b0d2e5a41"
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
@@ -371,3 +372,15 @@ def test_the_study_report_shows_each_systems_generalisation_beside_its_accuracy(
     page = (tmp_path / "r.html").read_text()
     assert "<strong>1.000 [1.000, 1.000] 8/8; exact 2/2, L=40 1.000</strong>" in page
     assert "Generalisation per system" in page
+
+
+def test_cells_of_one_grid_load_their_datasets_and_render_each_prompt_once(study_env, servers):
+    study_file(study_env, servers)
+    with open_db(study_env / "s.db") as db:
+        cells = _prepare(db, load_study("study.yaml"), study_env / "s.db", None, lambda m: None, True)
+    job = {(c.cell.system.name, c.cell.prompt_label, c.cell.seed): c.jobs["fn_a", 20] for c in cells}
+    assert len(job) == 8
+    assert job["good", "default", 1] is job["weak", "default", 1]  # one dataset load, one render
+    assert job["good", "default", 1].splits is job["good", "paraphrase-1", 1].splits
+    assert job["good", "default", 1].prompt != job["good", "paraphrase-1", 1].prompt
+    assert job["good", "default", 1].stored.id != job["good", "default", 2].stored.id  # a seed's own data
