@@ -27,8 +27,25 @@ import yaml
 from grid import server_process  # bench/grid.py: the loopback server in its own process
 
 from synth.datasets.build import build_grid
+from synth.study import run as study_run
 from synth.study.run import run_study
 from synth.study.spec import load_study
+
+
+def timed_setup() -> list[float]:
+    """The seconds of the study's set-up (every cell's datasets, prompts and clients,
+    before anything is recorded), appended to the list returned."""
+    seconds, prepare = [], study_run._prepare
+
+    def measured(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return prepare(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - started)
+
+    study_run._prepare = measured
+    return seconds
 
 
 def main() -> None:
@@ -68,6 +85,7 @@ def main() -> None:
         db = Path(tmp) / "bench.db"
         os.chdir(tmp)  # the runs' exports
         build_grid(functions=functions, lengths=lengths, test_size=args.test_size, db_path=db)
+        setup = timed_setup()
         started = time.perf_counter()
         result = run_study(load_study(Path(tmp) / "study.yaml"), db_path=db, progress_stream=io.StringIO())
         wall = time.perf_counter() - started
@@ -79,7 +97,8 @@ def main() -> None:
         f"{runs} runs, {calls} calls over 2 endpoints at concurrency {args.concurrency}, latency "
         f"{args.latency} s, test size {args.test_size}"
     )
-    print(f"wall {wall:.2f} s, ideal {ideal:.2f} s, ratio {wall / ideal:.3f}")
+    print(f"wall {wall:.2f} s, ideal {ideal:.2f} s, ratio {wall / ideal:.3f}; set-up {setup[0]:.2f} s")
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores")
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
 
 

@@ -4,6 +4,9 @@ systems on identical datasets, and tokens and cost per system.
 
 Every figure is a statistic of finished trials' selected test accuracy (the trials
 table): a cell of the study table pools a system's trials over its prompts and seeds.
+Where `synth verify` has checked the selected programs (the verifications table), each
+cell adds their generalisation: how many are the exact rule at the training length, and
+their mean accuracy on the balanced set at the longest length verified.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class StudyReport:
     paired: list[dict]  # per pair of systems, task and length: mean difference, bootstrap CI
     duels: list[dict]  # per pair of systems: wins, ties and losses over paired trials
     costs: list[dict]  # per system: calls, tokens and cost
+    generalisation: list[dict]  # per system, task, length, evaluation length and set (synth verify)
 
 
 def study_runs(db: sqlite_utils.Database, name: str) -> list[str]:
@@ -57,15 +61,20 @@ def analyse_study(db: sqlite_utils.Database, name: str, tokens_runs: list[dict])
     systems = list(
         dict.fromkeys(r[0] for r in db.execute("select system from study_runs where study = ?", [name]))
     )
+    table = _table(trials, systems)
+    generalisation = _generalisation(db, name)
+    _add_verified(table, generalisation)
+    pairs = {(a, b): _pairs(trials, a, b) for a, b in combinations(systems, 2)}
     return StudyReport(
         name=name,
         systems=systems,
-        table=_table(trials, systems),
+        table=table,
         robustness=_spread(trials, "prompt"),
         seeds=_spread(trials, "seed"),
-        paired=_paired(trials, systems),
-        duels=_duels(trials, systems),
+        paired=_paired(pairs),
+        duels=_duels(pairs),
         costs=_costs(db, name, tokens_runs, systems),
+        generalisation=generalisation,
     )
 
 
@@ -137,11 +146,11 @@ def bootstrap_ci(diffs: list[float], rng: random.Random) -> tuple[float, float]:
     return means[int(0.025 * BOOTSTRAP_SAMPLES)], means[int(0.975 * BOOTSTRAP_SAMPLES) - 1]
 
 
-def _paired(trials: list[dict], systems: list[str]) -> list[dict]:
+def _paired(pairs: dict[tuple[str, str], dict]) -> list[dict]:
     rows = []
-    for a, b in combinations(systems, 2):
+    for (a, b), by_point in pairs.items():
         rng = random.Random(BOOTSTRAP_SEED)
-        for (fn, length), diffs in sorted(_pairs(trials, a, b).items()):
+        for (fn, length), diffs in sorted(by_point.items()):
             low, high = bootstrap_ci(diffs, rng)
             rows.append(
                 {
@@ -158,10 +167,10 @@ def _paired(trials: list[dict], systems: list[str]) -> list[dict]:
     return rows
 
 
-def _duels(trials: list[dict], systems: list[str]) -> list[dict]:
+def _duels(pairs: dict[tuple[str, str], dict]) -> list[dict]:
     rows = []
-    for a, b in combinations(systems, 2):
-        diffs = [d for ds in _pairs(trials, a, b).values() for d in ds]
+    for (a, b), by_point in pairs.items():
+        diffs = [d for ds in by_point.values() for d in ds]
         if diffs:
             rows.append(
                 {
@@ -191,3 +200,42 @@ def _costs(db, name: str, tokens_runs: list[dict], systems: list[str]) -> list[d
             total[key] += r[key] or 0
         total["cost"] = None if total["cost"] is None or r["cost"] is None else total["cost"] + r["cost"]
     return list(totals.values())
+
+
+def _generalisation(db, name: str) -> list[dict]:
+    """The selected programs' `synth verify` figures (the task's own rule at each
+    length), per system, task, training length, evaluation length and set."""
+    return [
+        dict(r)
+        for r in db.query(
+            """
+            select c.system, v.fn, v.train_length as length, v.eval_length, v.set_kind,
+              count(*) as programs, avg(v.accuracy) as accuracy,
+              count(case when v.exact = 1 then 1 end) as exact,
+              count(case when v.exact = 0 then 1 end) as refuted
+            from study_runs c join verifications v on v.run_id = c.run_id
+            where c.study = ? and v.selected and v.rule = 'task'
+            group by c.system, v.fn, v.train_length, v.eval_length, v.set_kind
+            order by v.fn, v.train_length, min(c.rowid), v.eval_length, v.set_kind
+            """,
+            [name],
+        )
+    ]
+
+
+def _add_verified(table: list[dict], generalisation: list[dict]) -> None:
+    """Each table cell's ``verified``: of its selected programs checked on every input of
+    the training length (exhaustive or population), how many are exact; and the mean
+    accuracy on the balanced set at the longest length verified beyond it."""
+    found = defaultdict(dict)
+    for g in generalisation:
+        own = found[(g["fn"], g["length"], g["system"])]
+        if g["eval_length"] == g["length"] and g["set_kind"] in ("exhaustive", "population"):
+            own["checked"], own["exact"] = g["programs"], g["exact"]
+        elif g["eval_length"] > g["length"] and g["set_kind"] == "balanced":
+            if g["eval_length"] > own.get("longest_length", 0):
+                own["longest_length"], own["longest_accuracy"] = g["eval_length"], g["accuracy"]
+    for row in table:
+        for system, cell in row["cells"].items():
+            if verified := found.get((row["fn"], row["length"], system)):
+                cell["verified"] = verified

@@ -1212,8 +1212,10 @@ def verify(run_ids, lengths, test_size, programs, exhaustive_up_to, samples, uci
 
     No RUN_ID: the latest run. No model is called: each program runs in the sandbox on
     balanced sets at each length, on every input (binary, short) or a uniform sample,
-    and on the whole source table (tabular). Results are stored; a verify run again (or
-    after being killed) checks only what is not stored yet. See docs/verify.md.
+    and on the whole source table (tabular). A run's own tasks (--tasks-file) are
+    checked from what the run recorded, a CSV task while its CSV is as recorded. Results
+    are stored; a verify run again (or after being killed) checks only what is not
+    stored yet. See docs/verify.md.
     """
     from synth.verification.verify import verify_runs
 

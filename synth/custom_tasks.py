@@ -134,6 +134,17 @@ def load_tasks_files(paths: Sequence[str | Path]) -> list[Task]:
 def load_text(path: str, text: str) -> tuple[Task, ...]:
     """The tasks a tasks file of this ``text`` declares (``path``: where it is, for its
     messages and its CSVs), each probed."""
+    file_key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    declared = _declarations(path, text)
+    tasks = tuple(_task(d, path, text, file_key) for d in declared)
+    for d, t in zip(declared, tasks):
+        if d.kind != "tabular" and d.generator is None:
+            _probe(t)
+    return tasks
+
+
+def _declarations(path: str, text: str) -> list[_Declared]:
+    """What running a tasks file of this ``text`` declares."""
     global _loading
     namespace = {"__name__": "synth_tasks", "__file__": path}
     _loading = declared = []
@@ -147,12 +158,7 @@ def load_text(path: str, text: str) -> tuple[Task, ...]:
         raise SynthError(f"tasks file {path}: {_raised(e, path)}") from None
     finally:
         _loading = None
-    file_key = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    tasks = tuple(_task(d, path, text, file_key) for d in declared)
-    for d, t in zip(declared, tasks):
-        if d.kind != "tabular" and d.generator is None:
-            _probe(t)
-    return tasks
+    return declared
 
 
 def _raised(e: Exception, path: str) -> str:
@@ -220,18 +226,26 @@ def _probe(t: Task) -> None:
 
 
 def task_of(origin: Origin, fn: str) -> Task:
-    """Task ``fn`` of the tasks file ``origin`` names, again from its text (a worker
-    process building its datasets); refused if what defines it changed since."""
-    found = next(t for t in _loaded(origin.path, origin.text) if t.id == fn)
+    """Task ``fn`` of the tasks file ``origin`` names, again from the text recorded (a
+    worker process building its datasets; `synth verify`, which needs no file): only
+    this task is built, so another task's CSV need not be there. A tabular task reads
+    its CSV again, refused when it is gone or no longer the one ``origin`` names."""
+    declared = next((d for d in _declared_once(origin.path, origin.text) if d.id == fn), None)
+    if declared is None:
+        raise SynthError(f"task {fn}: the recorded text of {origin.path} does not declare it")
+    found = _task(declared, origin.path, origin.text, hashlib.sha256(origin.text.encode("utf-8")).hexdigest())
     if found.origin.key != origin.key:
-        raise SynthError(f"task {fn}: its CSV {found.origin.csv} changed while its datasets were built")
+        raise SynthError(
+            f"task {fn}: its CSV {found.origin.csv} is not the one it was defined with "
+            f"(SHA-256 {(origin.csv_sha256 or '')[:12]}... then, {(found.origin.csv_sha256 or '')[:12]}... now)"
+        )
     return found
 
 
 @functools.lru_cache(maxsize=8)
-def _loaded(path: str, text: str) -> tuple[Task, ...]:
-    """load_text once per worker process (a pool's workers live as long as one build)."""
-    return load_text(path, text)
+def _declared_once(path: str, text: str) -> tuple[_Declared, ...]:
+    """A tasks file's text run once per process (a pool's workers live as long as one build)."""
+    return tuple(_declarations(path, text))
 
 
 def definition(t: Task) -> dict:

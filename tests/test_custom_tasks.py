@@ -295,3 +295,40 @@ def test_a_csv_too_small_for_the_test_split_is_capped_or_refused_with_strict_siz
     outcomes = [line.rsplit(",", 1)[1] for line in toy_csv().splitlines()[1:]]
     smaller = min(outcomes.count("0"), outcomes.count("1"))
     assert row["test_size"] == 400 and row["test_effective"] == 2 * (smaller - 20)
+
+
+def verify_json(*args):
+    result = run_cli("verify", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return result, json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_verify_checks_own_tasks_from_the_record_and_says_what_a_table_task_cannot_give(files):
+    run = run_cli("run", "--tasks-file", "tasks.py", *small("first_equals_last", "toy"), "--run-id", "r1")
+    assert run.exit_code == 0, run.output
+    assert run_cli("run", "--tasks-file", "tasks.py", *small("toy"), "--run-id", "r2").exit_code == 0
+    (files / "tasks.py").unlink()  # what the run recorded is enough
+    result, rows = verify_json("r1", "--lengths", "20", "60", "--samples", "2000")
+    by = {(r["fn"], r["set"], r["eval_length"]): r for r in rows}
+    assert set(by) == {
+        ("first_equals_last", "balanced", 20),
+        ("first_equals_last", "exhaustive", 20),
+        ("first_equals_last", "balanced", 60),
+        ("first_equals_last", "sample", 60),
+        ("toy", "population", 3),
+    }
+    # formula finds x[0] == x[19]: the rule on every input at 20, chance at 60.
+    assert by["first_equals_last", "exhaustive", 20]["n"] == 2**20
+    assert by["first_equals_last", "exhaustive", 20]["exact"] is True
+    assert 0.4 < by["first_equals_last", "sample", 60]["accuracy"] < 0.6
+    assert by["first_equals_last", "sample", 60]["exact"] is False
+    assert by["toy", "population", 3]["n"] == 200
+    assert "toy is a table task of one length (3 features): --lengths does not apply" in result.stderr
+    # Its CSV gone, a table task cannot be checked: said, not failed; the rest stands.
+    (files / "toy.csv").unlink()
+    result, rows = verify_json("r1", "--lengths", "20", "60", "--samples", "2000")
+    assert {r["fn"] for r in rows} == {"first_equals_last"}
+    assert "Warning: skipped task toy: a table task has no other lengths" in result.stderr
+    assert "cannot read the CSV" in result.stderr
+    one_line_error(run_cli("verify", "r2"), "nothing of run r2 can be verified", "toy.csv")

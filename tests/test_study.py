@@ -11,8 +11,9 @@ import yaml
 from helpers import one_line_error, run_cli, snapshot, synth_process
 from openai_server import OpenAIServer, Reply
 
-from synth.study.run import estimate_study
+from synth.study.run import _prepare, estimate_study
 from synth.study.spec import load_study
+from tracker.db import open_db
 
 KEY_GOOD, KEY_WEAK = "sk-GOOD-3f9a1c77e2", "sk-WEAK-8b0d2e5a41"
 PARITY = '{"code": "def f(x):\\n    return x.count(\\"1\\") % 2"}'
@@ -339,3 +340,72 @@ def test_a_sharded_study_merged_is_the_whole_study(study_env, servers):
     assert run_cli("merge", "m.db", "s1.db", "s2.db").exit_code == 0
     assert trial_rows(study_env / "m.db") == trial_rows(study_env / "whole.db")
     assert {r["status"] for r in cells(study_env / "m.db")} == {"completed"}
+
+
+@pytest.mark.slow
+def test_files_a_study_names_are_read_from_its_folder_wherever_it_runs(study_env, servers, monkeypatch):
+    folder = study_env / "study"
+    folder.mkdir()
+    (folder / "tasks.py").write_text(
+        'import synth\n\n@synth.task(kind="binary", lengths=(20,))\n'
+        "def odd(x: str) -> int:\n    return x.count('1') % 2\n"
+    )
+    (folder / "mine.j2").write_text('{% extends "_base.j2" %}{% block input_format %}bits{% endblock %}')
+    systems = [{"name": "formula", "provider": "formula", "time_budget": 0.5}]
+    study_file(
+        folder, servers, functions=["odd"], tasks_files=["tasks.py"], prompts=["mine.j2"], systems=systems
+    )
+    elsewhere = study_env / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run_cli("study", "run", "../study/study.yaml", "--db", "s.db")
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect("s.db") as conn:
+        files = {f for (f,) in conn.execute("select file from run_task_definitions")}
+        (study_path,) = conn.execute("select path from studies").fetchone()
+        templates = {
+            json.loads(c)["prompt_template_path"] for (c,) in conn.execute("select config from runs")
+        }
+    assert files == {str(folder / "tasks.py")} and templates == {str(folder / "mine.j2")}
+    # Recorded whole, the study's file is found again from any folder.
+    assert study_path == str(folder / "study.yaml")
+    monkeypatch.chdir(study_env)
+    assert run_cli("study", "resume", "duel", "--db", elsewhere / "s.db").exit_code == 0
+
+
+@pytest.mark.slow
+def test_the_study_report_shows_each_systems_generalisation_beside_its_accuracy(duel_db, tmp_path):
+    verified = run_cli(
+        "verify", "duel.good.default.s1", "duel.weak.default.s1", "--lengths", "20", "40", "--db", duel_db
+    )
+    assert verified.exit_code == 0, verified.output
+    text = run_cli("report", "--study", "duel", "--db", duel_db, "--format", "md").output
+    table = text.split("## Study duel")[1].split("\n## ")[0]
+    # good: parity, exact on all 2^20 inputs and right at 40; weak: a constant, refuted.
+    assert "| fn_a | 20 | **1.000 [1.000, 1.000] 8/8; exact 2/2, L=40 1.000** |" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("| fn_a | 20 |")]
+    assert row.endswith("; exact 0/2, L=40 0.500 |")
+    section = text.split("## Generalisation per system")[1].split("\n## ")[0]
+    assert "| weak | fn_a | 20 | " in section and "| exhaustive | 2 | 0.500 | 0 | 2 |" in section
+    header, row = run_cli(
+        "report", "--study", "duel", "--db", duel_db, "--format", "csv"
+    ).output.splitlines()[:2]
+    found = dict(zip(header.split(","), row.split(",")))
+    assert (found["good exact"], found["good checked"], found["good longest_length"]) == ("2", "2", "40")
+    assert float(found["weak longest_accuracy"]) == 0.5
+    assert run_cli("report", "--study", "duel", "--db", duel_db, "-o", tmp_path / "r.html").exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<strong>1.000 [1.000, 1.000] 8/8; exact 2/2, L=40 1.000</strong>" in page
+    assert "Generalisation per system" in page
+
+
+def test_cells_of_one_grid_load_their_datasets_and_render_each_prompt_once(study_env, servers):
+    study_file(study_env, servers)
+    with open_db(study_env / "s.db") as db:
+        cells = _prepare(db, load_study("study.yaml"), study_env / "s.db", None, lambda m: None, True)
+    job = {(c.cell.system.name, c.cell.prompt_label, c.cell.seed): c.jobs["fn_a", 20] for c in cells}
+    assert len(job) == 8
+    assert job["good", "default", 1] is job["weak", "default", 1]  # one dataset load, one render
+    assert job["good", "default", 1].splits is job["good", "paraphrase-1", 1].splits
+    assert job["good", "default", 1].prompt != job["good", "paraphrase-1", 1].prompt
+    assert job["good", "default", 1].stored.id != job["good", "default", 2].stored.id  # a seed's own data

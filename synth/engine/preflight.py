@@ -34,8 +34,10 @@ from tracker.prices import ModelPrice, PriceError, load_prices
 API_KEY_ENV = "OPENAI_API_KEY"
 
 
-def _job(db: sqlite_utils.Database, s: StoredDataset, template, wording: str) -> GridJob:
-    splits = load_examples(db, s.id)
+def _job(db: sqlite_utils.Database, s: StoredDataset, template, wording: str, made: dict) -> GridJob:
+    if s.id not in made:
+        made[s.id] = load_examples(db, s.id)
+    splits = made[s.id]
     prompt = render_prompt(s.point.task, s.point.length, splits["train"], template=template, prompt=wording)
     return GridJob(s, splits, prompt)
 
@@ -131,17 +133,31 @@ def _template(config: RunConfig):
 
 
 def grid_jobs(
-    config: RunConfig, db: sqlite_utils.Database, stored: list[StoredDataset], *, created: bool = False
+    config: RunConfig,
+    db: sqlite_utils.Database,
+    stored: list[StoredDataset],
+    *,
+    created: bool = False,
+    made: dict | None = None,
 ) -> dict[tuple[str, int], GridJob]:
     """Every grid point's splits and prompt, the prompt rendered from its own training
     split, sandboxed and within the limits of synth.prompts, before the run is recorded
     (or a resume claims it): a template that fails on any point is refused with the run
     untouched. The datasets are built by then; in a database this call's caller
     ``created``, the ones built are removed again, so that the caller can remove the
-    file (remove_if_empty)."""
+    file (remove_if_empty). ``made``: what earlier calls loaded (splits by dataset id)
+    and made (jobs by dataset, wording and template), reused and added to: a study's
+    cells of one seed share their datasets."""
     template = _template(config)
+    made = {} if made is None else made
     try:
-        return {(s.point.task.id, s.point.length): _job(db, s, template, config.prompt) for s in stored}
+        jobs = {}
+        for s in stored:
+            key = (s.id, config.prompt, config.prompt_template)
+            if key not in made:
+                made[key] = _job(db, s, template, config.prompt, made)
+            jobs[s.point.task.id, s.point.length] = made[key]
+        return jobs
     except SynthError:
         built = [s.id for s in stored if s.built]
         if created and built:
@@ -184,7 +200,7 @@ def provider_for(config: RunConfig, key_env: str = API_KEY_ENV):
         )
     from synth.providers.openai_api import make_provider
 
-    provider = make_provider(config.api, api_key=key)
+    provider = make_provider(config.api, key_env=key_env)  # read again at each call
     if config.batch:
         from synth.providers.batch_api import check_batch_api
 

@@ -15,6 +15,7 @@ the rest of our handling of a reply (docs/BENCHMARKS.md, "Grid concurrency").
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -23,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import AnyStr
 
-import httpx2
+import httpx2  # the openai SDK's HTTP client
 import openai
 
 from synth.config import API_MODES, ApiSettings
@@ -95,6 +96,13 @@ def _root_cause(err: BaseException) -> str:
     return f" ({type(said).__name__}: {said})" if said else ""
 
 
+@functools.cache
+def _tls_context():
+    """The SDK's default TLS context, made once per process: loading the system's
+    certificates costs 0.1-0.2 s, once per client otherwise (a study has one per cell)."""
+    return httpx2.create_ssl_context()
+
+
 class _OpenAIProvider(ABC):
     """What both APIs share: the client, the key check, timing, retries and error mapping."""
 
@@ -105,6 +113,7 @@ class _OpenAIProvider(ABC):
         *,
         model: str,
         api_key: str | None = None,
+        key_env: str = "OPENAI_API_KEY",
         base_url: str | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
@@ -112,14 +121,11 @@ class _OpenAIProvider(ABC):
         reasoning_effort: str | None = None,
         max_output_tokens: int | None = None,
     ):
-        api_key = api_key or os.environ.get("OPENAI_API_KEY")
-        if not api_key:
-            raise ProviderError(
-                "OPENAI_API_KEY is not set: export it before running "
-                "(a local OpenAI-compatible server accepts any non-empty value)",
-                kind="auth",
-                fatal=True,
-            )
+        self.key_env = key_env
+        if not (api_key or os.environ.get(key_env)):
+            raise self._no_key()
+        # Every key sent, masked wherever a server echoes one (kept in memory only).
+        self._keys: set[str] = {api_key} if api_key else set()
         self.model = model
         self.reasoning_effort = reasoning_effort
         self.max_output_tokens = max_output_tokens
@@ -128,11 +134,14 @@ class _OpenAIProvider(ABC):
         self.on_failed_call = on_failed_call
         self.fatal: ProviderError | None = None  # once set, no more calls are made
         self.client = openai.AsyncOpenAI(
-            api_key=api_key,
+            # A key given is used as is; else the variable is read at each call, so a
+            # key rotated during a long run is used from the next call on.
+            api_key=api_key or self._key_now,
             base_url=base_url,
             # None keeps the SDK's default (10 minutes); the SDK reads None as "no limit".
             timeout=openai.NOT_GIVEN if timeout is None else timeout,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
 
     async def propose(self, req: ProposeRequest) -> Proposal:
@@ -217,6 +226,22 @@ class _OpenAIProvider(ABC):
     async def aclose(self) -> None:
         await self.client.close()
 
+    async def _key_now(self) -> str:
+        """The key in ``key_env`` as it is now (the SDK asks before each call)."""
+        key = os.environ.get(self.key_env)
+        if not key:
+            raise self._no_key()
+        self._keys.add(key)
+        return key
+
+    def _no_key(self) -> ProviderError:
+        return ProviderError(
+            f"{self.key_env} is not set: export it before running "
+            "(a local OpenAI-compatible server accepts any non-empty value)",
+            kind="auth",
+            fatal=True,
+        )
+
     def _error(self, err: openai.OpenAIError) -> ProviderError:
         kind, fatal = next(
             ((kind, fatal) for cls, kind, fatal in _ERROR_KINDS if isinstance(err, cls)),
@@ -234,7 +259,7 @@ class _OpenAIProvider(ABC):
         elif kind == "connection":
             message += _root_cause(err)
         elif kind == "auth":
-            message += " (check OPENAI_API_KEY)"
+            message += f" (check {self.key_env})"
         elif kind == "not_found":
             message += f" (unknown model {self.model!r} or wrong base URL {self.client.base_url})"
         said = _field(getattr(err, "body", None), "message")
@@ -263,15 +288,18 @@ class _OpenAIProvider(ABC):
         return self._masked(" ".join(message.split()))
 
     def _masked(self, data: AnyStr) -> AnyStr:
-        """``data`` (a message, or a reply's body) with the key masked, should a server
-        echo it (a placeholder key for a local server, a few characters long, is no
-        secret and is left alone)."""
-        key = self.client.api_key
-        if len(key) < 8:
-            return data
-        if isinstance(data, bytes):
-            return data.replace(key.encode(), b"[OPENAI_API_KEY]")
-        return data.replace(key, "[OPENAI_API_KEY]")
+        """``data`` (a message, or a reply's body) with every key sent masked, should a
+        server echo one (a placeholder key for a local server, a few characters long, is
+        no secret and is left alone)."""
+        for key in self._keys:
+            if len(key) >= 8:
+                shown = f"[{self.key_env}]"
+                data = (
+                    data.replace(key.encode(), shown.encode())
+                    if isinstance(data, bytes)
+                    else data.replace(key, shown)
+                )
+        return data
 
     @abstractmethod
     def _body(self, prompt: str) -> dict:
@@ -393,11 +421,16 @@ class ChatProvider(_OpenAIProvider):
 
 
 def make_provider(
-    settings: ApiSettings, *, api_key: str | None = None, on_failed_call: OnFailedCall | None = None
+    settings: ApiSettings,
+    *,
+    api_key: str | None = None,
+    key_env: str = "OPENAI_API_KEY",
+    on_failed_call: OnFailedCall | None = None,
 ) -> Provider:
     """The provider for ``settings``; raises a fatal ProviderError for what cannot run.
 
-    `api_key` falls back to OPENAI_API_KEY and the base URL to OPENAI_BASE_URL (then
+    Without `api_key`, the key is read from the variable `key_env` at each call
+    (never stored); the base URL falls back to OPENAI_BASE_URL (then
     api.openai.com). Chat Completions has no verbosity or tool choice here, so those
     settings are ignored in "chat" mode; the code interpreter is refused there, since
     silently dropping a requested tool would change the experiment. The retry settings
@@ -407,6 +440,7 @@ def make_provider(
     common = dict(
         model=settings.model,
         api_key=api_key,
+        key_env=key_env,
         base_url=settings.base_url,
         timeout=settings.timeout,
         retry=RetryPolicy(settings.max_retries, settings.retry_base_delay, settings.retry_max_delay),

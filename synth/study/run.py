@@ -100,7 +100,6 @@ def run_study(
     created = not path.exists()
     with open_db(path) as db:
         try:
-            _check_stored(db, study)
             cells = _prepare(db, study, path, uci_dir, notify, created, max_cost, shard)
         except BaseException:
             if created:
@@ -155,7 +154,6 @@ def estimate_study(
     created = not path.exists()
     with open_db(path) as db:
         try:
-            _check_stored(db, study)
             cells = _prepare(db, study, path, uci_dir, notify, created)
         except BaseException:
             if created:
@@ -200,17 +198,20 @@ def resume_study(name: str, *, db_path: Path | None = None, **kwargs) -> StudyRe
     return run_study(study, db_path=path, **kwargs)
 
 
-def _check_stored(db, study: Study) -> None:
+def _check_stored(db, study: Study) -> dict[str, dict | None]:
+    """Each cell's stored run (None: not started), every one checked to be this study's."""
     row = studies.get_study(db, study.name)
     if row is not None and row["sha256"] != study.sha256:
         raise SynthError(_changed(study.name, json.loads(row["spec"]), study.spec))
+    runs = {}
     for cell in study.cells:
-        run = store.get_run(db, cell.run_id)
+        runs[cell.run_id] = run = store.get_run(db, cell.run_id)
         linked = db.execute("select study from study_runs where run_id = ?", [cell.run_id]).fetchone()
         if run is not None and (linked is None or linked[0] != study.name):
             raise SynthError(
                 f"run {cell.run_id} exists and is no cell of study {study.name}: rename the study"
             )
+    return runs
 
 
 def _changed(name: str, stored: dict, now: dict) -> str:
@@ -244,14 +245,17 @@ def _prepare(
     shard: str | None = None,
 ) -> list[_Prepared]:
     """Every cell's config, proposer (its key), datasets and prompts, before any is
-    recorded: a cell that would fail refuses the whole study. A stored cell keeps its
-    shard; one of another shard than ``shard`` refuses it."""
+    recorded: a cell that would fail refuses the whole study. Cells of one grid (the same
+    tasks, lengths, sizes and seed) plan, build and load their datasets once. A stored
+    cell keeps its shard; one of another shard than ``shard`` refuses it."""
+    runs = _check_stored(db, study)
     files = sorted({f for cell in study.cells for f in cell.config().tasks_files or ()})
     use_custom_tasks(load_tasks_files(files))  # every cell's own tasks, one registry
     cells = []
     total = 0
+    grids: dict[tuple, list] = {}
     for cell in study.cells:
-        run = store.get_run(db, cell.run_id)
+        run = runs[cell.run_id]
         stored_shard = json.loads(run["config"]).get("shard") if run is not None else shard
         if shard is not None and stored_shard != shard:
             raise SynthError(
@@ -277,7 +281,9 @@ def _prepare(
         else:
             price = recorded_price(run, config)
             check_cap(config, price)
-        points = plan(config, uci_dir, notify) if run is None else None
+        points = None
+        if run is None:
+            points = _once(grids, _grid(config), plan, config, uci_dir, notify)
         total += (len(points) if points is not None else 0) * config.num_trials
         cells.append(
             _Prepared(
@@ -294,11 +300,36 @@ def _prepare(
     check_grid_size(total, 1)
     if max_cost is not None:
         _check_priced(cells)
+    built: dict[tuple, list] = {}
+    made: dict = {}
     for c in cells:
-        stored = ensure_datasets(db, c.points, uci_dir=uci_dir) if c.new else recorded_grid(db, c.config)
-        c.jobs = grid_jobs(c.config, db, stored, created=created)
+        if c.new:
+            stored = _once(built, _grid(c.config), ensure_datasets, db, c.points, uci_dir=uci_dir)
+        else:
+            stored = recorded_grid(db, c.config)
+        c.jobs = grid_jobs(c.config, db, stored, created=created, made=made)
         c.points = stored
     return cells
+
+
+def _once(cache: dict, key, make, *args, **kwargs):
+    """``cache[key]``, made by ``make(*args, **kwargs)`` the first time it is asked for."""
+    if key not in cache:
+        cache[key] = make(*args, **kwargs)
+    return cache[key]
+
+
+def _grid(config: RunConfig) -> tuple:
+    """What a cell's grid points and datasets depend on (the study's tasks are one registry)."""
+    return (
+        tuple(config.functions or ()),
+        tuple(config.lengths or ()),
+        config.train_size,
+        config.val_size,
+        config.test_size,
+        config.seed,
+        config.strict_sizes,
+    )
 
 
 def _check_priced(cells: list[_Prepared]) -> None:

@@ -48,6 +48,9 @@ PER_CELL = (
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in PER_CELL)
 STUDY_KEYS = ("name", "systems", "seeds", "seed", "prompts", *SETTINGS)
 SYSTEM_KEYS = ("name", "api_key_env", *SETTINGS)
+# Settings naming files: a relative path is read from the study file's folder, wherever
+# the study is run from.
+FILE_SETTINGS = ("tasks_files", "prices_path")
 _TYPES = typing.get_type_hints(RunConfig)
 # A study's and a system's name: part of each run id (a file name), so a plain word.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,39}")
@@ -119,7 +122,7 @@ def canonical(spec: dict) -> str:
 def load_study(path: str | os.PathLike, environ=None) -> Study:
     """The study in the file at ``path``, every cell's settings checked as `synth run`
     checks its flags, and every key a system names present in ``environ``."""
-    path = Path(path)
+    path = Path(os.path.abspath(Path(path).expanduser()))  # recorded whole: found from anywhere
     environ = os.environ if environ is None else environ
     text = _read(path)
     try:
@@ -137,8 +140,8 @@ def load_study(path: str | os.PathLike, environ=None) -> Study:
     name = spec.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SynthError(f"{at('name')}: name must be a word of letters, digits, _ + - (at most 40)")
-    shared = _settings(spec, at, "the study")
-    systems = _systems(spec.get("systems"), shared, at, environ)
+    shared = _settings(spec, at, "the study", path.parent)
+    systems = _systems(spec.get("systems"), shared, at, environ, path.parent)
     prompts = _prompts(spec.get("prompts", ["default"]), path.parent, at)
     seeds = _seeds(spec, at)
     study = Study(name, path, spec, systems, prompts, seeds)
@@ -204,8 +207,9 @@ def _check_keys(mapping: dict, known: tuple[str, ...], at, owner: str, where=())
             raise SynthError(f"{at((*where, key))}: unknown key {str(key)!r} in {owner}{hint}")
 
 
-def _settings(mapping: dict, at, owner: str, where=()) -> dict:
-    """The run settings among ``mapping``'s keys, each read as its flag reads it."""
+def _settings(mapping: dict, at, owner: str, folder: Path, where=()) -> dict:
+    """The run settings among ``mapping``'s keys, each read as its flag reads it; the
+    FILE_SETTINGS' relative paths from ``folder``."""
     found = {}
     for key, value in mapping.items():
         name = key.replace("-", "_")
@@ -214,7 +218,16 @@ def _settings(mapping: dict, at, owner: str, where=()) -> dict:
                 found[name] = _typed(name, value)
             except SynthError as e:
                 raise SynthError(f"{at((*where, key))}: {owner}: {e}") from None
+            if name in FILE_SETTINGS and found[name] is not None:
+                found[name] = _beside(folder, found[name])
     return found
+
+
+def _beside(folder: Path, value: str | list[str]) -> str | list[str]:
+    """A path (or paths) as given, a relative one taken from ``folder``."""
+    if isinstance(value, list):
+        return [_beside(folder, v) for v in value]
+    return str(folder / Path(value).expanduser())
 
 
 def _typed(name: str, value):
@@ -259,7 +272,7 @@ def _typed_item(item: type, value, flag: str):
     return str(value)
 
 
-def _systems(entries, shared: dict, at, environ) -> tuple[System, ...]:
+def _systems(entries, shared: dict, at, environ, folder: Path) -> tuple[System, ...]:
     if not isinstance(entries, list) or not entries:
         raise SynthError(f"{at('systems')}: systems must be a list of at least one system")
     systems: dict[str, System] = {}
@@ -278,7 +291,7 @@ def _systems(entries, shared: dict, at, environ) -> tuple[System, ...]:
         key_env = entry.get("api_key_env", API_KEY_ENV)
         if not isinstance(key_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
             raise SynthError(f"{at(('systems', label, 'api_key_env'))}: api_key_env must name a variable")
-        own = _settings(entry, at, f"system {name!r}", ("systems", label))
+        own = _settings(entry, at, f"system {name!r}", folder, ("systems", label))
         system = System(name, {**shared, **own}, key_env)
         if system.needs_key and not environ.get(key_env):
             raise SynthError(

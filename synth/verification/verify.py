@@ -20,12 +20,13 @@ import numpy as np
 import sqlite_utils
 
 from synth.config import RunConfig
-from synth.datasets import uci
+from synth.custom_tasks import task_of
 from synth.datasets.cache import ensure_datasets
 from synth.datasets.generators import tabular
+from synth.datasets.generators.base import Origin, Task
 from synth.datasets.grid import GridPoint, Sizes, plan_grid
 from synth.errors import InfeasibleError, SynthError
-from synth.tasks import get_task
+from synth.tasks import get_task, use_custom_tasks
 from synth.verification import sets
 from synth.verification.checks import check
 from synth.verification.readings import readings
@@ -123,6 +124,7 @@ class RunScope:
 
     config: RunConfig
     programs: list[dict]
+    tasks: dict[str, Task]
     size: int
     wanted: dict[tuple[str, int], list[int]]
     points: dict[tuple[str, int], GridPoint]
@@ -134,12 +136,46 @@ def _scope(db, run_id, lengths, test_size, which, uci_dir, notify) -> RunScope:
     programs = recorded_programs(db, run_id, which)
     if not programs:
         raise SynthError(f"run {run_id} has no programs to verify (a dry run, or no attempt produced one)")
-    for source in {get_task(p["fn"]).source for p in programs} - {None}:
-        uci.load_table(source, uci_dir=uci_dir)  # a missing table: refused before any work
+    tasks = _run_tasks(db, run_id, {p["fn"] for p in programs}, lengths, notify)
+    programs = [p for p in programs if p["fn"] in tasks]
+    for task in tasks.values():
+        if task.table:
+            task.table(uci_dir)  # a missing source table: refused before any work
     size = test_size or config.test_size
     base_seed = sets.verify_seed(config.seed)
     pairs = sorted({(p["fn"], p["train_length"]) for p in programs})
-    return RunScope(config, programs, size, *_lengths(pairs, lengths, size, base_seed, notify))
+    return RunScope(config, programs, tasks, size, *_lengths(tasks, pairs, lengths, size, base_seed, notify))
+
+
+def _run_tasks(db, run_id: str, fns: set[str], lengths, notify) -> dict[str, Task]:
+    """The tasks of a run's programs: built-in ones, and the run's own as it recorded
+    them (label functions run again from the recorded text of their file; a table task
+    reads its CSV again, and is skipped, said why, when that CSV is gone or changed)."""
+    own, why = {}, {}
+    for row in store.run_tasks(db, run_id):
+        origin = Origin(row["file"], row["file_text"], row["task_sha256"], row["csv"], row["csv_sha256"])
+        try:
+            own[row["fn"]] = task_of(origin, row["fn"])
+        except SynthError as e:
+            why[row["fn"]] = (
+                f"a table task has no other lengths, and checking every row of it needs the CSV "
+                f"run {run_id} read: {e}"
+                if row["kind"] == "tabular"
+                else f"its definition, as run {run_id} recorded it, does not run now: {e}"
+            )
+    use_custom_tasks(own.values())  # for the balanced datasets' grid points
+    tasks = {fn: own[fn] if fn in own else get_task(fn) for fn in sorted(fns) if fn not in why}
+    if not tasks:
+        raise SynthError(f"nothing of run {run_id} can be verified: {'; '.join(why.values())}")
+    for fn in sorted(fns & set(why)):
+        notify(f"Warning: skipped task {fn}: {why[fn]}")
+    for task in tasks.values():
+        if task.origin and task.table and lengths is not None:
+            notify(
+                f"{task.id} is a table task of one length ({task.fixed_length} features): --lengths does "
+                f"not apply to it; every row of {task.origin.csv} is checked instead"
+            )
+    return tasks
 
 
 def _plans(db, scope: RunScope, exhaustive_up_to: int, samples: int, uci_dir) -> list[Plan]:
@@ -154,10 +190,10 @@ def _plans(db, scope: RunScope, exhaustive_up_to: int, samples: int, uci_dir) ->
     plans = []
     seen_of = _seen(db)
     for program in scope.programs:
-        task = get_task(program["fn"])
+        task = scope.tasks[program["fn"]]
         fn, train_length = program["fn"], program["train_length"]
         timeout, seen = config.eval_timeout, seen_of(program["dataset_id"])
-        if task.source:
+        if task.table:
             plans.append(Plan(program, task.kind, _population(task, program, uci_dir), seen, timeout))
         for length in wanted.get((fn, train_length), ()):
             rules = readings(task, train_length, length)
@@ -177,15 +213,15 @@ def _plans(db, scope: RunScope, exhaustive_up_to: int, samples: int, uci_dir) ->
     return plans
 
 
-def _lengths(pairs, lengths, size: int, base_seed: int, notify):
+def _lengths(tasks, pairs, lengths, size: int, base_seed: int, notify):
     """The evaluation lengths of each (fn, training length) of a non-tabular task, and
     the balanced dataset's grid point of each (fn, length). A requested length no task
     of the run can serve is refused; one only some can serve is skipped for those, with
     a warning naming the rule."""
     wanted, points, refused = {}, {}, {}
     for fn, train_length in pairs:
-        task = get_task(fn)
-        if task.source:
+        task = tasks[fn]
+        if task.table:
             continue
         for length in lengths if lengths is not None else _default_lengths(task, train_length):
             if (fn, length) not in points:
@@ -223,19 +259,19 @@ def _seen(db):
     return seen
 
 
-def _population(task, program: dict, uci_dir) -> sets.EvalSet:
-    """Every row of the source table, encoded with the affine maps of the run's dataset
-    (the first draws of its seed)."""
-    rows = len(uci.load_table(task.source, uci_dir=uci_dir))
-    encoded = functools.partial(_encoded_table, task.source, program["derived_seed"], uci_dir)
+def _population(task: Task, program: dict, uci_dir) -> sets.EvalSet:
+    """Every row of the source table (a UCI table, or a table task's CSV), encoded with
+    the affine maps of the run's dataset (the first draws of its seed)."""
+    rows = len(task.table(uci_dir))
+    encoded = functools.partial(_encoded_table, task, program["derived_seed"], uci_dir)
     return sets.listed("population", "population", task.fixed_length, rows, encoded)
 
 
 @functools.lru_cache(maxsize=4)
-def _encoded_table(source: str, derived_seed: int, uci_dir) -> tuple[list[str], dict[str, np.ndarray]]:
+def _encoded_table(task: Task, derived_seed: int, uci_dir) -> tuple[list[str], dict[str, np.ndarray]]:
     """A source table's every row as the dataset of ``derived_seed`` encodes rows (the
     trials of a run share one dataset: encoded once)."""
-    table = uci.load_table(source, uci_dir=uci_dir)
+    table = task.table(uci_dir)
     params = tabular.affine_params(table, np.random.Generator(np.random.PCG64(derived_seed)))
     inputs = tabular.encode_rows(table, np.arange(len(table)), params)
     return inputs, {"task": np.asarray(table.labels, dtype=np.uint8)}
