@@ -141,7 +141,7 @@ def failed_batch_line(custom_id: str, batch: dict) -> dict:
 def check_batch_api(provider: _OpenAIProvider) -> None:
     """Refuse a server without the Batch API (404 on /v1/batches) before anything is
     recorded: one listing call, nothing spent."""
-    client = openai.OpenAI(api_key=provider.client.api_key, base_url=provider.client.base_url, max_retries=0)
+    client = openai.OpenAI(api_key=provider.key(), base_url=provider.client.base_url, max_retries=0)
     try:
         client.batches.list(limit=1)
     except openai.NotFoundError:

@@ -126,6 +126,7 @@ class _OpenAIProvider(ABC):
             raise self._no_key()
         # Every key sent, masked wherever a server echoes one (kept in memory only).
         self._keys: set[str] = {api_key} if api_key else set()
+        self._given_key = api_key
         self.model = model
         self.reasoning_effort = reasoning_effort
         self.max_output_tokens = max_output_tokens
@@ -226,13 +227,17 @@ class _OpenAIProvider(ABC):
     async def aclose(self) -> None:
         await self.client.close()
 
-    async def _key_now(self) -> str:
-        """The key in ``key_env`` as it is now (the SDK asks before each call)."""
-        key = os.environ.get(self.key_env)
+    def key(self) -> str:
+        """The key a call sends now: the one given, else the variable's value now."""
+        key = self._given_key or os.environ.get(self.key_env)
         if not key:
             raise self._no_key()
         self._keys.add(key)
         return key
+
+    async def _key_now(self) -> str:
+        """What the SDK asks for before each call."""
+        return self.key()
 
     def _no_key(self) -> ProviderError:
         return ProviderError(
