@@ -406,7 +406,12 @@ def attempts_to_solve(db, scope: Scope) -> list[dict]:
 
 def progression(db, scope: Scope) -> list[dict]:
     """Per proposer, task and k: mean val and test accuracy of the attempt selection
-    would have chosen had trials stopped after k attempts (early stops carry forward)."""
+    would have chosen had trials stopped after k attempts (early stops carry forward).
+
+    Selection after k keeps the best attempt so far (ties: the earlier), so it changes
+    only at a record, an attempt better than all before it; each record holds from its
+    attempt to the next record's (the last, to every larger k). Ranking every trial's
+    attempts anew for each k took 1.5 s of a ten-run report."""
     return _query(
         db,
         f"""
@@ -417,14 +422,19 @@ def progression(db, scope: Scope) -> list[dict]:
           {ATTEMPTS} and t.status = 'done' and not r.dry_run
         ),
         ks as (select distinct attempt as k from scored),
-        best as (
-          select s.*, ks.k, row_number() over (
-            partition by s.trial_id, ks.k order by s.val desc, s.attempt) as rank
-          from scored s join ks on s.attempt <= ks.k
+        records as (
+          select *, lead(attempt) over (partition by trial_id order by attempt) as until
+          from (
+            select *, max(val) over (
+              partition by trial_id order by attempt
+              rows between unbounded preceding and 1 preceding) as before
+            from scored
+          )
+          where before is null or val > before
         )
         select provider, model, fn, min(target) as target, k as attempt, count(*) as trials,
           avg(val) as val_mean, avg(test) as test_mean
-        from best where rank = 1
+        from records join ks on ks.k >= records.attempt and (until is null or ks.k < until)
         group by provider, model, fn, k order by provider, model, fn, k
         """,
         scope,
