@@ -11,7 +11,8 @@ from reports.tables import Column, fmt
 
 
 def _text(value) -> str:
-    return str(escape(value))
+    """``value`` as Jinja writes it: numbers as they are, text escaped by markupsafe."""
+    return str(value) if type(value) in (int, float) else str(escape(value))
 
 
 def _title(help: str) -> str:

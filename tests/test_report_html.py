@@ -71,6 +71,9 @@ def test_every_chart_is_embedded_with_its_data(page):
         assert f'id="chart-{id}"' in page
         assert "$schema" not in spec
         assert spec["datasets"]["rows"], id  # inline data, aggregated beforehand
+    # a row per dataset with a count above 0 (fn_b's leaks), one for the clean others
+    leakage = [r["dataset"] for r in charts["leakage"]["datasets"]["rows"]]
+    assert leakage == ["fn_b L4 seed 1", "3 other datasets"]
     heatmap = charts["heatmap"]["datasets"]["rows"]
     assert {(v["proposer"], v["fn"], v["test_mean"]) for v in heatmap} == {
         ("tree", "fn_a", 0.75),
