@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from markupsafe import escape
 from openai_server import Reply
 
 from reports import ReportError, build_report
 from reports.charts import CHARTS
 from reports.html import vega_javascript
+from reports.html_tables import table
+from reports.tables import Column, fmt
 from synth.cli import cli
 from tracker.db import open_db
 
@@ -144,6 +147,18 @@ def test_vega_is_inlined_once_and_nothing_refers_outside(page):
 def test_text_from_the_database_is_escaped(page):
     assert "<b>&amp; stays text</b>" not in page
     assert "&lt;b&gt;&amp;amp; stays text&lt;/b&gt;" in page
+
+
+def test_tables_escape_as_jinja_does():
+    """The tables are written in Python (reports.html_tables); every value must come out
+    as Jinja's autoescape (markupsafe) writes it."""
+    texts = ['<b>&amp; it\'s "quoted"</b>', "plain", "", "\u00e9\n\t", 3, 0.1 + 0.2, None, True]
+    row = {"v": None}
+    for value in texts:
+        row["v"] = value
+        cell = table("t", [Column("v", "v")], [row]).split("<tbody>")[1]
+        want = "" if value is None else escape(value)
+        assert f'data-v="{want}">{escape(fmt(value))}</td>' in cell, value
 
 
 def test_markdown_readout(report_db):
