@@ -13,6 +13,9 @@ memory (ru_maxrss) is its own:
   (tracker/datasette/metadata.yaml) over all runs;
 - `--figures` of all ten runs: every chart as SVG, PNG and PDF.
 
+Each prints its wall-clock and CPU seconds, with the machine's load average first: on
+a machine shared with other work the wall clock grows with the load, CPU time far less.
+
 Datasets are stored with their leakage audits, as tracker.datasets.save_dataset stores
 them; the fill times that step (what migration m005 costs such a database, once).
 
