@@ -64,6 +64,8 @@ def vega_javascript() -> str | None:
     try:
         bundle = cache.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
+        bundle = None
+    if not bundle:  # none kept yet (or an empty file, which no report wrote)
         bundle = _make_bundle()
         if bundle is None:
             return None

@@ -10,13 +10,14 @@ import struct
 from pathlib import Path
 
 import pytest
+import vl_convert
 from click.testing import CliRunner
 from markupsafe import escape
 from openai_server import Reply
 
 from reports import ReportError, build_report
 from reports.charts import CHARTS
-from reports.html import vega_javascript
+from reports.html import bundle_file, vega_javascript
 from reports.html_tables import table
 from reports.tables import Column, fmt
 from synth.cli import cli
@@ -147,6 +148,20 @@ def test_vega_is_inlined_once_and_nothing_refers_outside(page):
 def test_text_from_the_database_is_escaped(page):
     assert "<b>&amp; stays text</b>" not in page
     assert "&lt;b&gt;&amp;amp; stays text&lt;/b&gt;" in page
+
+
+def test_the_vega_bundle_is_read_from_the_cache_once_made(tmp_path, monkeypatch):
+    """vl-convert's V8 makes the bundle once per version; later reports read the file."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kept = bundle_file()
+    assert kept.parent == tmp_path / "llm-pv" and vl_convert.__version__ in kept.name
+    kept.parent.mkdir()
+    kept.write_text("var vegaEmbed = 1; // </script>")
+    vega_javascript.cache_clear()
+    try:
+        assert vega_javascript() == "var vegaEmbed = 1; // <\\/script>"
+    finally:
+        vega_javascript.cache_clear()
 
 
 def test_tables_escape_as_jinja_does():
