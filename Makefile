@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "llm-pv needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,baselines]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,baselines,analysis]'
 	@touch $(STAMP)
 
 # The main job on its embedded defaults: a small real grid with an offline proposer (no

@@ -13,6 +13,9 @@ memory (ru_maxrss) is its own:
   (tracker/datasette/metadata.yaml) over all runs;
 - `--figures` of all ten runs: every chart as SVG, PNG and PDF.
 
+Each prints its wall-clock and CPU seconds, with the machine's load average first: on
+a machine shared with other work the wall clock grows with the load, CPU time far less.
+
 Datasets are stored with their leakage audits, as tracker.datasets.save_dataset stores
 them; the fill times that step (what migration m005 costs such a database, once).
 
@@ -293,7 +296,7 @@ def measure(what: str, db: str) -> dict:
 
     imported = time.perf_counter() - start
     out = Path(tempfile.mkdtemp()) / "report"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     runs = [f"bench_seed{s:02d}" for s in SEEDS]
     if what == "report-latest":
         result = reports.build_report(db, None, out.with_suffix(".html"))
@@ -307,10 +310,24 @@ def measure(what: str, db: str) -> dict:
         result = sum(p.stat().st_size for p in build_figures(db, out, runs))
     else:
         result = _leaderboard(what, db)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     size = result.stat().st_size if isinstance(result, Path) else result if what == "figures-all" else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"what": what, "seconds": seconds, "import_s": imported, "peak_mb": peak_mb, "bytes": size}
+    return {
+        "what": what,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "import_s": imported,
+        "peak_mb": peak_mb,
+        "bytes": size,
+    }
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time (user and system, every thread): unlike the wall clock,
+    it hardly grows when other work shares the machine's cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _leaderboard(what: str, db: str) -> int:
@@ -346,7 +363,8 @@ def main() -> None:
             file=sys.stderr,
         )
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"{'measurement':<22}{'seconds':>9}{'import s':>10}{'peak MB':>9}{'output MB':>11}")
+    print(f"machine load (1-minute average): {os.getloadavg()[0]:.2f}")
+    print(f"{'measurement':<22}{'seconds':>9}{'CPU s':>8}{'import s':>10}{'peak MB':>9}{'output MB':>11}")
     for what in MEASUREMENTS:
         child = subprocess.run(
             [sys.executable, __file__, "--db", str(db), "--measure", what], capture_output=True, text=True
@@ -355,7 +373,9 @@ def main() -> None:
             sys.exit(f"{what} failed:\n{child.stderr}")
         r = json.loads(child.stdout)
         size = f"{r['bytes'] / 1e6:.1f}" if r["bytes"] else ""
-        print(f"{what:<22}{r['seconds']:>9.2f}{r['import_s']:>10.2f}{r['peak_mb']:>9.0f}{size:>11}")
+        print(
+            f"{what:<22}{r['seconds']:>9.2f}{r['cpu_s']:>8.2f}{r['import_s']:>10.2f}{r['peak_mb']:>9.0f}{size:>11}"
+        )
     if not args.db and not args.keep:
         for p in db.parent.iterdir():
             p.unlink()

@@ -18,10 +18,12 @@ from reports.html import VL_VERSION, address_space_limited
 from tracker.files import write_all_atomic
 
 PNG_SCALE = 2  # pixels per CSS pixel: about 200 dpi at the charts' printed size
+# Vega draws each chart once, as SVG, and the PNG and PDF are made from that SVG (as
+# vl-convert makes them itself, without running Vega in V8 twice more: the same PNG).
 FORMATS = {
-    "svg": lambda spec: vl_convert.vegalite_to_svg(spec, vl_version=VL_VERSION),
-    "png": lambda spec: vl_convert.vegalite_to_png(spec, vl_version=VL_VERSION, scale=PNG_SCALE),
-    "pdf": lambda spec: vl_convert.vegalite_to_pdf(spec, vl_version=VL_VERSION),
+    "svg": lambda svg: svg,
+    "png": lambda svg: vl_convert.svg_to_png(svg, scale=PNG_SCALE),
+    "pdf": vl_convert.svg_to_pdf,
 }
 
 
@@ -33,10 +35,9 @@ def write_figures(report: Report, folder: Path) -> list[Path]:
             "cannot draw figures under an address-space limit (`ulimit -v`): vl-convert's V8 "
             "would abort; lift the limit for this command"
         )
-    files = {
-        folder / f"{chart.id}.{ext}": draw(chart.spec)
-        for chart in build_charts(report)
-        for ext, draw in FORMATS.items()
-    }
+    files = {}
+    for chart in build_charts(report):
+        svg = vl_convert.vegalite_to_svg(chart.spec, vl_version=VL_VERSION)
+        files.update({folder / f"{chart.id}.{ext}": convert(svg) for ext, convert in FORMATS.items()})
     write_all_atomic(files)
     return list(files)

@@ -8,9 +8,11 @@ Altair writes. Nothing in the page refers to a URL: no CDN, no web font, no sche
 from __future__ import annotations
 
 import functools
+import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import altair as alt
 import vl_convert
@@ -20,6 +22,8 @@ from markupsafe import Markup
 from reports import study_view, tables
 from reports.analyses import Report
 from reports.charts import build_charts
+from reports.html_tables import program_rows, table
+from tracker.files import write_atomic
 
 ENV = Environment(
     loader=PackageLoader("reports", "templates"),
@@ -54,15 +58,37 @@ def address_space_limited() -> bool:
 @functools.cache
 def vega_javascript() -> str | None:
     """Vega, Vega-Lite and vega-embed as one script defining ``vegaEmbed`` (about 0.9 MB);
-    None where it cannot be made (see _BUNDLE)."""
-    if not address_space_limited():
-        bundle = vl_convert.javascript_bundle(vl_version=VL_VERSION)
-    else:
-        bundle = _bundle_in_a_child(VL_VERSION)
+    None where it cannot be made (see _BUNDLE). Made once per vl-convert version and kept
+    in :func:`bundle_file`: making it takes V8 1-5 s, more than the rest of most reports."""
+    cache = bundle_file()
+    try:
+        bundle = cache.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        bundle = None
+    if not bundle:  # none kept yet (or an empty file, which no report wrote)
+        bundle = _make_bundle()
         if bundle is None:
             return None
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, bundle)
+        except OSError:
+            pass  # an unwritable cache: the next report makes it again
     # "</script" would end the inline script early; in JavaScript "<\/" means "</".
     return bundle.replace("</script", "<\\/script")
+
+
+def bundle_file() -> Path:
+    """Where the bundle is kept: the user's cache folder ($XDG_CACHE_HOME, else
+    ~/.cache), named by the vl-convert and Vega-Lite versions it depends on."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return base / "llm-pv" / f"vega-bundle-{vl_convert.__version__}-vl{VL_VERSION}.js"
+
+
+def _make_bundle() -> str | None:
+    if not address_space_limited():
+        return vl_convert.javascript_bundle(vl_version=VL_VERSION)
+    return _bundle_in_a_child(VL_VERSION)
 
 
 def _bundle_in_a_child(version: str) -> str | None:
@@ -94,6 +120,8 @@ def render_html(report: Report) -> str:
         charts=charts,
         t=tables,
         study_view=study_view,
+        table=table,
+        program_rows=program_rows,
         vega_js=Markup(js) if js else None,
         no_charts=NO_CHARTS,
     )

@@ -17,6 +17,7 @@ from helpers import grid, one_line_error, run_cli, snapshot
 
 import tracker.dataset_files
 import tracker.runs
+from reports.html import bundle_file, vega_javascript
 from tracker.files import write_all_atomic
 
 pytestmark = pytest.mark.slow  # a full run (or several) per case
@@ -130,19 +131,24 @@ def test_standard_output_that_cannot_be_written_is_one_line(args, done_run):
     assert done.stderr == "Error: cannot write to standard output: No space left on device\n"
 
 
-def test_the_report_under_an_address_space_limit_has_no_charts_and_says_why(done_run):
-    """Under `ulimit -v` (16 GiB here), V8 aborted `synth report` with SIGTRAP before."""
+def test_the_report_under_an_address_space_limit_has_no_charts_and_says_why(done_run, monkeypatch):
+    """Under `ulimit -v` (16 GiB here), V8 aborted `synth report` with SIGTRAP before. With
+    no bundle made yet there are no charts; once one is cached, the page has them."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(done_run / "cache"))
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
 
-    done = subprocess.run(
-        [sys.executable, "-m", "synth", "report", "--db", "runs.db", "-o", "r.html"],
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=limit,
-        timeout=300,
-    )
+    def report():
+        return subprocess.run(
+            [sys.executable, "-m", "synth", "report", "--db", "runs.db", "-o", "r.html"],
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=limit,
+            timeout=300,
+        )
+
+    done = report()
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
         "Warning: the charts are not drawn: their JavaScript could not be made here (vl-convert's "
@@ -152,6 +158,13 @@ def test_the_report_under_an_address_space_limit_has_no_charts_and_says_why(done
     html = (done_run / "r.html").read_text()
     assert "the charts are not drawn" in html and "vegaEmbed(" not in html.split("<body>")[0]
     assert ">done<" in html or "done" in html  # the tables are there
+    assert not bundle_file().exists()
+    vega_javascript.cache_clear()
+    bundle = vega_javascript()  # made here, with no limit, and kept
+    assert bundle_file().is_file() and bundle_file().is_relative_to(done_run / "cache")
+    done = report()
+    assert done.returncode == 0 and done.stderr == "report written to r.html\n", done.stderr
+    assert bundle in (done_run / "r.html").read_text()
 
 
 @pytest.mark.parametrize("make", ["folder", "dangling"])

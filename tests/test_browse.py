@@ -243,6 +243,28 @@ def test_the_flat_views_name_the_task_and_show_the_code(get):
     assert [(a["task"], a["code"]) for a in attempts] == [("fn_a", WRONG), ("fn_a", PARITY)]
 
 
+def test_program_hashes_link_to_their_program(get):
+    link = f'<a href="/synth/programs/{sha(PARITY)}">{sha(PARITY)}</a>'
+    pages = [
+        "/synth/attempts?trial_id=1",
+        "/synth/attempt_rows?run_id=r1",
+        "/synth/trial_results?run_id=r1",
+        "/synth/solved_programs?fn=fn_a&length=4&run_id=",
+        "/synth/selected_programs?run_id=r1",
+    ]
+    for page in pages:
+        assert link in get(page), page
+    assert "x.count(&#39;1&#39;) % 2  # popcount" in get(f"/synth/programs/{sha(PARITY)}")
+
+
+def test_programs_that_solved_a_task_by_its_name(db_path, get):
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("update datasets set target = 'parity_all' where fn = 'fn_a'")
+    by_name = canned(get, "solved_programs", fn="parity_all", length=4, run_id="")
+    assert [(r["fn"], r["task"], r["code"]) for r in by_name] == [("fn_a", "parity_all", PARITY)]
+    assert canned(get, "solved_programs", fn="fn_a", length=4, run_id="") == by_name
+
+
 def test_compile_errors(get):
     rows = canned(get, "compile_errors")
     assert [(r["run_id"], r["trial"], r["attempt"], r["failure"], r["code"]) for r in rows] == [

@@ -1,6 +1,9 @@
 """The report's analyses against values worked out by hand from tests/report_fixtures.py."""
 
 import json
+import random
+import statistics
+from statistics import mean
 
 import pytest
 
@@ -9,6 +12,7 @@ from reports.analyses import analyse_scope
 from reports.scope import resolve_scope
 from reports.stats import summary, t_975
 from tracker.db import open_db
+from tracker.exact_stats import pstdev
 from tracker.exports import summarise
 from tracker.prices import PriceError, load_prices
 
@@ -222,6 +226,35 @@ def test_progression_of_the_selection_over_attempts(report):
     assert rows[("fn_b", 3)]["test_mean"] == 0.8125  # later attempts never beat the ties
 
 
+def test_progression_is_the_selection_after_k_attempts_of_every_trial(db, report):
+    """The query (each trial's record attempts) against the selection itself, made anew
+    for each k in Python from every attempt, as the query it replaced ranked them."""
+    rows = db.query(
+        "select a.trial_id, r.provider, r.model, a.fn, a.attempt, coalesce(a.val_acc, 0) as val, "
+        "coalesce(a.test_acc, 0) as test from attempt_rows a join trials t on t.id = a.trial_id "
+        "join runs r on r.run_id = t.run_id where t.status = 'done' and not r.dry_run"
+    )
+    trials = {}
+    for row in rows:
+        trials.setdefault(row["trial_id"], []).append(row)
+    ks = sorted({a["attempt"] for attempts in trials.values() for a in attempts})
+    chosen = {}
+    for attempts in trials.values():
+        for k in ks:
+            so_far = [a for a in attempts if a["attempt"] <= k]
+            if so_far:
+                best = max(so_far, key=lambda a: (a["val"], -a["attempt"]))
+                chosen.setdefault((best["provider"], best["model"], best["fn"], k), []).append(best)
+    expected = {
+        key: (len(c), mean(a["val"] for a in c), mean(a["test"] for a in c)) for key, c in chosen.items()
+    }
+    got = {
+        (r["provider"], r["model"], r["fn"], r["attempt"]): (r["trials"], r["val_mean"], r["test_mean"])
+        for r in report.progression
+    }
+    assert got == expected and len(got) > 8  # the values are sums of halves and quarters: exact
+
+
 def test_tokens_and_cost_per_run_and_grid_point(report):
     runs = by(report.tokens_runs, "run_id")
     r1 = runs["r1"]  # 8 replies of 100 input (40 cached), 50 output (30 reasoning)
@@ -338,3 +371,22 @@ def test_prices_snapshots_overrides_and_bad_files(tmp_path, monkeypatch):
         load_prices()
     with pytest.raises(PriceError, match="cannot read price table"):
         load_prices(tmp_path / "missing.json")
+
+
+def test_pstdev_is_the_standard_librarys_to_the_last_bit():
+    """tracker.exact_stats.pstdev against statistics.pstdev: accuracies, halves, floats of
+    every magnitude (subnormal ones too), negative numbers and whole numbers."""
+    rng = random.Random(7)
+    draws = [
+        lambda: rng.randint(0, 10_000) / 10_000,
+        lambda: rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]),
+        lambda: rng.random() * 10 ** rng.randint(-300, 300),
+        lambda: rng.uniform(-1e6, 1e6),
+        lambda: rng.randint(-5, 5),
+        lambda: rng.random() * 2 ** rng.randint(-1074, -1000),
+    ]
+    for _ in range(3000):
+        draw = rng.choice(draws)
+        values = [draw() for _ in range(rng.choice([1, 2, 3, 34, 337]))]
+        assert pstdev(values) == statistics.pstdev(values), values
+    assert pstdev([1, 1, 1]) == 0.0 and type(pstdev([1, 2])) is float

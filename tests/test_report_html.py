@@ -10,12 +10,16 @@ import struct
 from pathlib import Path
 
 import pytest
+import vl_convert
 from click.testing import CliRunner
+from markupsafe import escape
 from openai_server import Reply
 
 from reports import ReportError, build_report
 from reports.charts import CHARTS
-from reports.html import vega_javascript
+from reports.html import bundle_file, vega_javascript
+from reports.html_tables import table
+from reports.tables import Column, fmt
 from synth.cli import cli
 from tracker.db import open_db
 
@@ -71,6 +75,9 @@ def test_every_chart_is_embedded_with_its_data(page):
         assert f'id="chart-{id}"' in page
         assert "$schema" not in spec
         assert spec["datasets"]["rows"], id  # inline data, aggregated beforehand
+    # a row per dataset with a count above 0 (fn_b's leaks), one for the clean others
+    leakage = [r["dataset"] for r in charts["leakage"]["datasets"]["rows"]]
+    assert leakage == ["fn_b L4 seed 1", "3 other datasets"]
     heatmap = charts["heatmap"]["datasets"]["rows"]
     assert {(v["proposer"], v["fn"], v["test_mean"]) for v in heatmap} == {
         ("tree", "fn_a", 0.75),
@@ -141,6 +148,32 @@ def test_vega_is_inlined_once_and_nothing_refers_outside(page):
 def test_text_from_the_database_is_escaped(page):
     assert "<b>&amp; stays text</b>" not in page
     assert "&lt;b&gt;&amp;amp; stays text&lt;/b&gt;" in page
+
+
+def test_the_vega_bundle_is_read_from_the_cache_once_made(tmp_path, monkeypatch):
+    """vl-convert's V8 makes the bundle once per version; later reports read the file."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kept = bundle_file()
+    assert kept.parent == tmp_path / "llm-pv" and vl_convert.__version__ in kept.name
+    kept.parent.mkdir()
+    kept.write_text("var vegaEmbed = 1; // </script>")
+    vega_javascript.cache_clear()
+    try:
+        assert vega_javascript() == "var vegaEmbed = 1; // <\\/script>"
+    finally:
+        vega_javascript.cache_clear()
+
+
+def test_tables_escape_as_jinja_does():
+    """The tables are written in Python (reports.html_tables); every value must come out
+    as Jinja's autoescape (markupsafe) writes it."""
+    texts = ['<b>&amp; it\'s "quoted"</b>', "plain", "", "\u00e9\n\t", 3, 0.1 + 0.2, None, True]
+    row = {"v": None}
+    for value in texts:
+        row["v"] = value
+        cell = table("t", [Column("v", "v")], [row]).split("<tbody>")[1]
+        want = "" if value is None else escape(value)
+        assert f'data-v="{want}">{escape(fmt(value))}</td>' in cell, value
 
 
 def test_markdown_readout(report_db):

@@ -20,6 +20,7 @@ from datasette.database import Database
 from tracker.db import BUSY_TIMEOUT_MS, StoreError, open_db, readonly_uri
 
 METADATA = Path(__file__).with_name("datasette") / "metadata.yaml"
+PLUGINS = METADATA.with_name("plugins")  # program hashes as links to their programs
 SETTINGS = {
     # Local and read-only: leave room for the leakage audit and facets on large runs.
     "sql_time_limit_ms": 20_000,
@@ -64,7 +65,7 @@ def make_datasette(db_path: str | os.PathLike) -> Datasette:
     path = Path(db_path).resolve()
     with open_db(path, readonly=True):  # a clear error now, not a 500 later
         pass
-    ds = Datasette(metadata=metadata(path.stem), settings=SETTINGS)
+    ds = Datasette(metadata=metadata(path.stem), settings=SETTINGS, plugins_dir=str(PLUGINS))
     ds.remove_database("_memory")  # added because no files were given
     ds.add_database(ReadOnlyDatabase(ds, path=str(path), is_mutable=True), name=path.stem)
     return ds

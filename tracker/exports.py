@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from tracker.exact_stats import pstdev
 from tracker.files import remove_parts, write_all_atomic
 from tracker.verifications import JSON_KEYS, verification_rows
 
@@ -211,7 +212,7 @@ def attempt_row(meta: dict, r: dict) -> dict:
 
 def summarise(values: list[float]) -> tuple[float, float]:
     """Mean and population standard deviation over trials, as the published summaries."""
-    return statistics.fmean(values), statistics.pstdev(values)
+    return statistics.fmean(values), pstdev(values)
 
 
 def summary_row(meta: dict, rows: list[dict]) -> dict:
