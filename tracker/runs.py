@@ -157,13 +157,14 @@ def _update(conn, table: str, pk: str, key, record: dict) -> None:
 def create_run(
     db: sqlite_utils.Database,
     run: dict,
-    grid: list[tuple[str, int, int]],
-    num_trials: int,
+    grid: list[tuple[str, int, int, int]],
     *,
     tasks: list[dict] = (),
     study_cell: dict | None = None,
 ) -> None:
-    """The run, the dataset of each grid point, every trial (pending), each of its own
+    """The run, each grid point's dataset and how many trials the run covers there
+    (``grid``: fn, length, dataset_id, trials; the trials' rows are written as each
+    starts, see start_trial), each of its own
     tasks (``tasks``: a run_tasks row with ``file_text``, the text of the file that
     declared it) and, for a study's cell, its link to the study (study_runs),
     atomically. Whether the run id is free is checked inside that write transaction: of
@@ -191,26 +192,29 @@ def create_run(
                 or_ignore=True,
             )
             _insert(db.conn, "run_tasks", {"run_id": run["run_id"], **row})
-        for fn, length, dataset_id in grid:
+        for fn, length, dataset_id, trials in grid:
             _insert(
                 db.conn,
                 "run_datasets",
-                {"run_id": run["run_id"], "fn": fn, "length": length, "dataset_id": dataset_id},
+                {
+                    "run_id": run["run_id"],
+                    "fn": fn,
+                    "length": length,
+                    "dataset_id": dataset_id,
+                    "trials": trials,
+                },
             )
-            for trial in range(1, num_trials + 1):
-                _insert(
-                    db.conn,
-                    "trials",
-                    {
-                        "run_id": run["run_id"],
-                        "fn": fn,
-                        "length": length,
-                        "trial": trial,
-                        "dataset_id": dataset_id,
-                        "status": "pending",
-                        "attempts_made": 0,
-                    },
-                )
+
+
+@_recording(_run_id)
+def start_trial(db: sqlite_utils.Database, run_id: str, key: dict) -> dict:
+    """The row of a trial that starts now (``key``: its fn, length, trial and dataset_id),
+    pending until its first attempt is recorded."""
+    row = {k: key[k] for k in ("fn", "length", "trial", "dataset_id")}
+    row |= {"run_id": run_id, "status": "pending", "attempts_made": 0}
+    with db.conn:
+        row["id"] = _insert(db.conn, "trials", row)
+    return row
 
 
 def _exists(db: sqlite_utils.Database, run_id: str) -> RunExists:
@@ -520,7 +524,7 @@ def list_runs(db: sqlite_utils.Database) -> list[dict]:
             select r.run_id, r.status, r.provider, r.model, r.created_at, r.finished_at,
               r.environment,
               (select count(*) from run_datasets d where d.run_id = r.run_id) as grid_points,
-              count(t.id) as trials,
+              (select coalesce(sum(d.trials), 0) from run_datasets d where d.run_id = r.run_id) as trials,
               coalesce(sum(t.status = 'done'), 0) as trials_done,
               coalesce(sum(t.status = 'done' and t.val_acc = 1.0), 0) as trials_solved,
               coalesce(sum(t.attempts_made), 0) as attempts,

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,13 +88,24 @@ class Runner:
         self.fail_fast = FailFast(config.fail_fast_after)
         self.halted = False  # once set, no call starts: calls in flight finish
 
-    async def run(self, jobs: dict[tuple[str, int], GridJob], trials: list[dict]) -> None:
-        """Run every unfinished trial; a fatal provider error cancels the rest."""
+    async def run(self, jobs: dict[tuple[str, int], GridJob], trials: Iterable[dict]) -> None:
+        """Run the unfinished ``trials`` (synth.engine.trials.unfinished), in order, a few
+        at a time: enough to keep every call and evaluation slot busy, never a task per
+        trial of a large grid. A fatal provider error cancels the rest."""
+        todo = iter(trials)
+
+        async def worker() -> None:
+            for t in todo:
+                if "id" not in t:  # not started yet: recorded now, unless no call may start
+                    if self.halted and not self.config.dry_run:
+                        continue
+                    t = store.start_trial(self.db, self.config.run_id, t)
+                await self.run_trial(jobs[(t["fn"], t["length"])], t)
+
         try:
             async with asyncio.TaskGroup() as group:
-                for t in trials:
-                    if t["status"] != "done":
-                        group.create_task(self.run_trial(jobs[(t["fn"], t["length"])], t))
+                for _ in range(self.config.concurrency + (os.cpu_count() or 1)):
+                    group.create_task(worker())
         except* RunFailed as eg:
             raise eg.exceptions[0] from None
         if (reason := self.fail_fast.verdict()) is not None:  # a run of fewer calls than the rule's
