@@ -192,6 +192,9 @@ def create_run(
                 or_ignore=True,
             )
             _insert(db.conn, "run_tasks", {"run_id": run["run_id"], **row})
+        # Read now, in this transaction, though the trials' rows come as each starts: a
+        # damaged table refuses the run before anything of it is recorded.
+        db.conn.execute("select max(id) from trials").fetchone()
         for fn, length, dataset_id, trials in grid:
             _insert(
                 db.conn,
