@@ -60,9 +60,9 @@ def exhaustive() -> None:
     }
     program |= {"code": PARITY, "func_name": "f"}
     before = peak_mb()
-    check(program, "binary", sets.exhaustive(4, rules), frozenset(), timeout=60)  # the zygote starts
+    check([(program, frozenset())], "binary", sets.exhaustive(4, rules), timeout=60)  # the zygote starts
     start = time.perf_counter()
-    (row,) = check(program, "binary", sets.exhaustive(20, rules), frozenset(), timeout=60)
+    (row,) = check([(program, frozenset())], "binary", sets.exhaustive(20, rules), timeout=60)
     sandboxed = time.perf_counter() - start
     after = peak_mb()
     assert row["exact"] == 1, row

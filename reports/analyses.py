@@ -190,6 +190,11 @@ def proposer(row: dict) -> str:
     return row["provider"] if not model or model == row["provider"] else f"{row['provider']}/{model}"
 
 
+# A run's grid points in the report's task scope: they count its trials, those not
+# started (whose rows are written as each starts) included.
+POINTS_IN_SCOPE = "(:tasks is null or d.fn in (select value from json_each(:tasks)))"
+
+
 def runs_overview(db, scope: Scope) -> list[dict]:
     return _query(
         db,
@@ -203,7 +208,9 @@ def runs_overview(db, scope: Scope) -> list[dict]:
           json_extract(r.config, '$.train_size') as train_size,
           json_extract(r.config, '$.val_size') as val_size,
           json_extract(r.config, '$.test_size') as test_size,
-          count(distinct t.fn || ' ' || t.length) as grid_points, count(t.id) as trials,
+          (select count(*) from run_datasets d where d.run_id = r.run_id and {POINTS_IN_SCOPE}) as grid_points,
+          (select coalesce(sum(d.trials), 0) from run_datasets d where d.run_id = r.run_id
+            and {POINTS_IN_SCOPE}) as trials,
           coalesce(sum(t.status = 'done'), 0) as trials_done,
           coalesce(sum(t.attempts_made), 0) as attempts
         from runs r left join trials t on t.run_id = r.run_id

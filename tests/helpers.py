@@ -1,6 +1,7 @@
 """Plain helpers the test modules share (fixtures live in conftest.py): the grid options
 of a small run, running the CLI, its one-line errors, snapshots of a folder, and an
-offline proposer's request and its program's predictions in the sandbox."""
+offline proposer's request and its program's predictions in the sandbox, and a run
+recorded by hand."""
 
 import csv
 import json
@@ -16,6 +17,7 @@ from synth.cli import cli
 from synth.datasets.grid import SPLITS
 from synth.providers import ProposeRequest
 from synth.sandbox import evaluate
+from tracker import runs as store
 
 # Grid points the offline proposers are checked on: binary, decimal, graph; UCI tables.
 GRIDS = [("fn_e", 20), ("fn_a", 50), ("fn_i", 20), ("fn_aa", 50)]
@@ -185,3 +187,15 @@ def assert_predicts_like(code, ds, predict):
         inputs = [x for x, _ in ds.splits[split]]
         expected = [int(p) for p in predict(inputs)]
         assert sandbox(code, kind, inputs) == expected, split
+
+
+def started_run(db, record: dict, grid: list[tuple[str, int, int]], num_trials: int) -> list[dict]:
+    """A run recorded as `synth run` records it (``grid``: fn, length, dataset_id), then
+    every trial started in order, as its runner starts each: the trials' rows."""
+    store.create_run(db, record, [(*point, num_trials) for point in grid])
+    keys = [
+        {"fn": fn, "length": length, "trial": k, "dataset_id": d}
+        for fn, length, d in grid
+        for k in range(1, num_trials + 1)
+    ]
+    return [store.start_trial(db, record["run_id"], key) for key in keys]

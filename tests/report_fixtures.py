@@ -20,7 +20,7 @@ import hashlib
 import json
 
 import pytest
-from helpers import dataset_meta
+from helpers import dataset_meta, started_run
 
 from synth.selection import select
 from synth.verification.verify import verify_runs
@@ -230,7 +230,7 @@ def build(path) -> None:
             "provider": provider,
             "model": model,
         }
-        store.create_run(
+        started = started_run(
             db,
             {
                 "run_id": run_id,
@@ -246,7 +246,7 @@ def build(path) -> None:
             [(fn, 4, ids[name]) for fn, name in grid],
             num_trials=max(map(len, grid.values())),
         )
-        trials = {(t["fn"], t["trial"]): t["id"] for t in store.trials_of(db, run_id)}
+        trials = {(t["fn"], t["trial"]): t["id"] for t in started}
         in_flight = False
         for (fn, _), attempts_of_trials in grid.items():
             for k, attempts in enumerate(attempts_of_trials, start=1):

@@ -388,7 +388,6 @@ def test_two_runs_with_one_id_the_loser_gets_the_usual_line(db, workdir, monkeyp
             other,
             {"run_id": run_id, "provider": "formula", "model": "formula", "dry_run": 0, "config": "{}"},
             [],
-            1,
         )
         other.close()
         return found
@@ -408,7 +407,7 @@ def test_create_run_is_atomic_with_its_check(db):
     conn = open_db(db)
     record = {"run_id": "done", "provider": "formula", "config": "{}"}
     with pytest.raises(store.RunExists, match="run 'done' already exists in .*runs.db"):
-        store.create_run(conn, record, [], 1)
+        store.create_run(conn, record, [])
     assert conn.execute("select count(*) from runs").fetchone() == (1,)
     conn.close()
 

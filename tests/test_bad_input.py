@@ -266,7 +266,6 @@ def test_a_new_database_another_process_used_meanwhile_is_kept(workdir, monkeypa
             other,
             {"run_id": "theirs", "provider": "tree", "model": "tree", "dry_run": 0, "config": "{}"},
             [],
-            1,
         )
         other.close()
         raise SynthError("refused while drawing data")

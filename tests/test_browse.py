@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
-from helpers import CLEAN_ROWS, LEAKY_ROWS, dataset_meta
+from helpers import CLEAN_ROWS, LEAKY_ROWS, dataset_meta, started_run
 
 from synth.cli import cli
 from tracker import runs as store
@@ -73,13 +73,8 @@ def attempt(db, trial_id, n, status, *, code=None, failure=None, error=None, rep
 
 
 def run(db, run_id, model, grid, num_trials, dry_run=0):
-    store.create_run(
-        db,
-        {"run_id": run_id, "provider": "openai", "model": model, "dry_run": dry_run, "config": CONFIG},
-        grid,
-        num_trials,
-    )
-    return [t["id"] for t in store.trials_of(db, run_id)]
+    record = {"run_id": run_id, "provider": "openai", "model": model, "dry_run": dry_run, "config": CONFIG}
+    return [t["id"] for t in started_run(db, record, grid, num_trials)]
 
 
 def finish(db, trial_id, selected, val, test):

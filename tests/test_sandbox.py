@@ -122,6 +122,20 @@ def test_tabular_inputs_arrive_as_dicts_of_floats_and_strings():
     assert result.score([1, 0, 0]) == (1.0, 3, 3)
 
 
+def test_each_tabular_row_is_a_dict_of_its_own():
+    """Rows repeat values (a parsed value is reused): a row the program changes must not
+    change the next row with the same values."""
+    inputs = ["x0:0.50,x1:c03"] * 3
+    code = program("""
+        def f(x):
+            seen = dict(x)
+            x["x0"], x["x1"] = -1.0, "changed"
+            return seen == {"x0": 0.5, "x1": "c03"}
+    """)
+    result = evaluate(code, "f", "tabular", inputs)
+    assert (result.status, result.predictions) == ("ok", [1, 1, 1]), result.errors
+
+
 def test_normalisation_follows_the_published_rules():
     code = program("""
         import numpy as np

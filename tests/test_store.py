@@ -190,7 +190,7 @@ def test_a_run_is_marked_ended_only_with_its_exports_written(db):
     (or a process killed while they are written) leave the run as it was, running."""
     from tracker.runs import create_run, end_run, get_run
 
-    create_run(db, {"run_id": "r", "provider": "tree", "config": "{}"}, [], 1)
+    create_run(db, {"run_id": "r", "provider": "tree", "config": "{}"}, [])
 
     def exports():
         assert get_run(db, "r")["status"] == "completed", "the exports see the run ended"

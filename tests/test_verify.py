@@ -138,6 +138,31 @@ def test_fn_e_gets_both_readings_beyond_its_training_length(recorded):
         assert task["counterexample"] is not None and extended["counterexample"] is None
 
 
+def test_trials_of_the_same_program_share_one_check_and_get_its_rows(recorded):
+    """Three trials proposing one program are checked once per set, each given the rows
+    a run of that program alone gets (the stored labels, shared sets and one sandboxed
+    run change nothing but the time)."""
+    recorded("one", POSITIONS_AT_20, "fn_e")
+    recorded("three", POSITIONS_AT_20, "fn_e", trials=3)
+    rows = verify_runs(
+        ["one", "three"],
+        db_path="runs.db",
+        lengths=[20, 100],
+        test_size=200,
+        samples=2000,
+        exhaustive_up_to=0,
+    )
+    volatile = ("run_id", "trial", "attempt_id", "duration_ms")
+    alone = [{k: v for k, v in r.items() if k not in volatile} for r in rows_by(rows, run_id="one")]
+    assert len(alone) == 2 + 4, "L=20: two sets; L=100: both readings of two sets"
+    assert any(r["counterexample"] for r in alone) and any(r["accuracy"] == 1.0 for r in alone)
+    by_trial = [rows_by(rows, run_id="three", trial=trial) for trial in (1, 2, 3)]
+    for trial_rows in by_trial:
+        assert [{k: v for k, v in r.items() if k not in volatile} for r in trial_rows] == alone
+    durations = [[r["duration_ms"] for r in trial_rows] for trial_rows in by_trial]
+    assert durations[0] == durations[1] == durations[2], "one sandboxed run per set, shared"
+
+
 @pytest.mark.slow
 def test_tabular_population(uci_dir, workdir):
     result = run_cli(

@@ -12,6 +12,7 @@ read-only and copied with INSERT ... SELECT in one transaction."""
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import sqlite_utils
 from tracker.db import OutdatedDatabase, StoreError, check_file, check_writable, open_db
 from tracker.files import same_file
 from tracker.runs import now
+from tracker.shards import assign
 
 # How a merge copies each table (a test checks that every table the migrations make is
 # here: a new table must say how it is merged).
@@ -397,6 +399,20 @@ def _refresh(conn: sqlite3.Connection, run_id: str) -> None:
     else:
         status = next(s for s in statuses if s not in FINAL)
     error = f"shard(s) {', '.join(f'{i}/{n}' for i in missing)} not merged yet" if missing else None
+    # Each grid point counts the trials of the shards merged (in a shard's own database,
+    # its own share): trials not started are that count less the rows.
+    points = conn.execute(
+        "select fn, length from main.run_datasets where run_id = ? order by rowid", [run_id]
+    ).fetchall()
+    (num_trials,) = conn.execute(
+        "select json_extract(config, '$.num_trials') from main.runs where run_id = ?", [run_id]
+    ).fetchone()
+    held = {r[0] for r in rows}
+    counts = Counter(point for (*point, _), s in assign(points, num_trials, n).items() if s in held)
+    conn.executemany(
+        "update main.run_datasets set trials = ? where run_id = ? and fn = ? and length = ?",
+        [(counts[fn, length], run_id, fn, length) for fn, length in points],
+    )
     ended = None if missing or status not in FINAL else max(r[4] for r in rows)
     conn.execute(
         "update main.runs set status = ?, error = ?, finished_at = ?, created_at = ?, "

@@ -581,3 +581,24 @@ def m012_shards(db):
         from run_shards s
         """,
     )
+
+
+@migrations()
+def m013_lazy_trials(db):
+    """Trial rows are written as each trial starts, so each grid point of a run records
+    how many trials the run covers there (run_datasets.trials): the count of a run not
+    finished, its trials not started included. Runs recorded before wrote every trial
+    when they were recorded, so their count is their rows."""
+    db["run_datasets"].add_column("trials", int)
+    db.execute(
+        "update run_datasets set trials = (select count(*) from trials t "
+        "where t.run_id = run_datasets.run_id and t.fn = run_datasets.fn and t.length = run_datasets.length)"
+    )
+    _rewrite_view(
+        db,
+        "study_cells",
+        (
+            "(select count(*) from trials t where t.run_id = c.run_id) as trials,",
+            "(select coalesce(sum(d.trials), 0) from run_datasets d where d.run_id = c.run_id) as trials,",
+        ),
+    )

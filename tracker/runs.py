@@ -16,7 +16,7 @@ from typing import TypeVar
 import sqlite_utils
 
 from tracker.db import DamagedDatabase, StoreError, StoreFault, explain
-from tracker.shards import assign, describe, shard_states
+from tracker.shards import describe, shard_states
 
 T = TypeVar("T")
 
@@ -158,21 +158,22 @@ def _update(conn, table: str, pk: str, key, record: dict) -> None:
 def create_run(
     db: sqlite_utils.Database,
     run: dict,
-    grid: list[tuple[str, int, int]],
-    num_trials: int,
+    grid: list[tuple[str, int, int, int]],
     *,
     tasks: list[dict] = (),
     study_cell: dict | None = None,
     shard: dict | None = None,
 ) -> None:
-    """The run, the dataset of each grid point, every trial (pending), each of its own
+    """The run, each grid point's dataset and how many trials the run covers there
+    (``grid``: fn, length, dataset_id, trials; the trials' rows are written as each
+    starts, see start_trial), each of its own
     tasks (``tasks``: a run_tasks row with ``file_text``, the text of the file that
     declared it) and, for a study's cell, its link to the study (study_runs),
     atomically. A shard's run (``shard``: its ``shard``, ``shards`` and
-    ``settings_sha256``) records every grid point but only its own trials
-    (tracker.shards.assign), and its run_shards row. Whether the run id is free is checked inside that write transaction: of
-    two runs started together with one id, the second raises RunExists, as a later one
-    would."""
+    ``settings_sha256``) records every grid point, counting only its own trials there,
+    and its run_shards row. Whether the run id is free is checked inside that write
+    transaction: of two runs started together with one id, the second raises RunExists,
+    as a later one would."""
     with db.conn:
         db.conn.execute("begin immediate")
         if db.conn.execute("select 1 from runs where run_id = ?", [run["run_id"]]).fetchone():
@@ -184,9 +185,7 @@ def create_run(
                 raise
             raise _exists(db, run["run_id"]) from None
         _own(db.conn, run["run_id"])
-        owner = None
         if shard is not None:
-            owner = assign([(fn, length) for fn, length, _ in grid], num_trials, shard["shards"])
             _insert(
                 db.conn,
                 "run_shards",
@@ -209,29 +208,32 @@ def create_run(
                 or_ignore=True,
             )
             _insert(db.conn, "run_tasks", {"run_id": run["run_id"], **row})
-        for fn, length, dataset_id in grid:
+        # Read now, in this transaction, though the trials' rows come as each starts: a
+        # damaged table refuses the run before anything of it is recorded.
+        db.conn.execute("select max(id) from trials").fetchone()
+        for fn, length, dataset_id, trials in grid:
             _insert(
                 db.conn,
                 "run_datasets",
-                {"run_id": run["run_id"], "fn": fn, "length": length, "dataset_id": dataset_id},
+                {
+                    "run_id": run["run_id"],
+                    "fn": fn,
+                    "length": length,
+                    "dataset_id": dataset_id,
+                    "trials": trials,
+                },
             )
-            for trial in range(1, num_trials + 1):
-                if owner is not None and owner[fn, length, trial] != shard["shard"]:
-                    continue
-                _insert(
-                    db.conn,
-                    "trials",
-                    {
-                        "run_id": run["run_id"],
-                        "fn": fn,
-                        "length": length,
-                        "trial": trial,
-                        "dataset_id": dataset_id,
-                        "status": "pending",
-                        "attempts_made": 0,
-                        "shard": shard and shard["shard"],
-                    },
-                )
+
+
+@_recording(_run_id)
+def start_trial(db: sqlite_utils.Database, run_id: str, key: dict) -> dict:
+    """The row of a trial that starts now (``key``: its fn, length, trial, dataset_id and
+    shard), pending until its first attempt is recorded."""
+    row = {k: key[k] for k in ("fn", "length", "trial", "dataset_id", "shard")}
+    row |= {"run_id": run_id, "status": "pending", "attempts_made": 0}
+    with db.conn:
+        row["id"] = _insert(db.conn, "trials", row)
+    return row
 
 
 def _exists(db: sqlite_utils.Database, run_id: str) -> RunExists:
@@ -552,7 +554,7 @@ def list_runs(db: sqlite_utils.Database) -> list[dict]:
             select r.run_id, r.status, r.provider, r.model, r.created_at, r.finished_at,
               r.environment,
               (select count(*) from run_datasets d where d.run_id = r.run_id) as grid_points,
-              count(t.id) as trials,
+              (select coalesce(sum(d.trials), 0) from run_datasets d where d.run_id = r.run_id) as trials,
               coalesce(sum(t.status = 'done'), 0) as trials_done,
               coalesce(sum(t.status = 'done' and t.val_acc = 1.0), 0) as trials_solved,
               coalesce(sum(t.attempts_made), 0) as attempts,

@@ -10,7 +10,6 @@ import platform
 import signal
 import sqlite3
 import sys
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -30,6 +29,7 @@ from synth.config import (
 from synth.custom_tasks import check_unchanged, definition, load_tasks_files, recorded_task
 from synth.datasets.cache import StoredDataset, ensure_datasets
 from synth.datasets.grid import GridPoint, Sizes
+from synth.engine import trials
 from synth.engine.budget import Budget
 from synth.engine.estimate import estimate
 from synth.engine.loop import Runner
@@ -114,8 +114,7 @@ def start_run(
             store.create_run(
                 db,
                 run_record(config, path, argv, price),
-                [(s.point.task.id, s.point.length, s.id) for s in stored],
-                config.num_trials,
+                trials.grid_record(stored, config),
                 tasks=[
                     definition(t)
                     for t in {s.point.task.id: s.point.task for s in stored}.values()
@@ -135,7 +134,7 @@ def start_run(
                 f"{len(stored)} grid points",
                 data={"dry_run": config.dry_run},
             )
-            return _execute(db, path, config, jobs, provider, progress_stream, price)
+            return _execute(db, path, config, stored, jobs, provider, progress_stream, price)
 
 
 def resume_run(
@@ -206,7 +205,7 @@ def resume_run(
             if run["prices"] is None:
                 store.set_run_prices(db, run_id, price.to_json())
             store.record_event(db, run_id, "resumed", f"resumed with {overrides or {}}", data=overrides)
-            return _execute(db, path, config, jobs, provider, progress_stream, price)
+            return _execute(db, path, config, stored, jobs, provider, progress_stream, price)
 
 
 def recorded_price(run: dict, config: RunConfig) -> ModelPrice:
@@ -279,9 +278,8 @@ def export_paths(config: RunConfig) -> ExportPaths:
     return ExportPaths(config.jsonl_path, config.csv_path, config.manifest_path)
 
 
-def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPrice) -> RunResult:
-    trials = store.trials_of(db, config.run_id)
-    done = [t for t in trials if t["status"] == "done"]
+def _execute(db, path, config, stored, jobs, provider, progress_stream, price: ModelPrice) -> RunResult:
+    total, done, todo = trials.unfinished(db, stored, config)
     budget = Budget(
         config.max_cost,
         price,
@@ -290,7 +288,7 @@ def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPric
         recorded_inputs=store.recorded_input_tokens(db, config.model, [j.prompt_hash for j in jobs.values()]),
     )
     progress = Progress(
-        len(trials),
+        total,
         len(done),
         progress_stream,
         solved_trials=sum(t["val_acc"] == 1.0 for t in done),
@@ -298,7 +296,7 @@ def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPric
     )
     runner = Runner(db, config, provider, progress, budget)
     try:
-        asyncio.run(_run_and_close(runner, jobs, trials))
+        asyncio.run(_run_and_close(runner, jobs, todo))
     except RunFailed as e:
         message = str(e)
         if isinstance(e, SetupFailed):
@@ -316,7 +314,7 @@ def _execute(db, path, config, jobs, provider, progress_stream, price: ModelPric
     status = "dry_run" if config.dry_run else "completed"
     costs = None
     if config.dry_run and config.provider not in OFFLINE_PROVIDERS:
-        mine = Counter((t["fn"], t["length"]) for t in trials) if config.shard else None
+        mine = {(fn, n): k for fn, n, _, k in trials.grid_record(stored, config)} if config.shard else None
         costs = estimate(config, jobs, price, budget.recorded_inputs, mine)
     try:
         manifest = store.end_run(

@@ -14,6 +14,7 @@ import contextvars
 import functools
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,26 +94,38 @@ class Runner:
         self.fail_fast = FailFast(config.fail_fast_after)
         self.halted = False  # once set, no call starts: calls in flight finish
 
-    async def run(self, jobs: dict[tuple[str, int], GridJob], trials: list[dict]) -> None:
-        """Run every unfinished trial; a fatal provider error cancels the rest."""
-        open_trials = [t for t in trials if t["status"] != "done"]
+    async def run(self, jobs: dict[tuple[str, int], GridJob], trials: Iterable[dict]) -> None:
+        """Run the unfinished ``trials`` (synth.engine.trials.unfinished), in order, a few
+        at a time: enough to keep every call and evaluation slot busy, never a task per
+        trial of a large grid. A --batch run's wave leaves once every open trial has asked,
+        so there every open trial runs at once. A fatal provider error cancels the rest."""
+        workers = self.config.concurrency + (os.cpu_count() or 1)
         if self.waves is not None:
-            self.waves.expect(len(open_trials))
+            trials = list(trials)
+            self.waves.expect(len(trials))
+            workers = len(trials)
+        todo = iter(trials)
+
+        async def worker() -> None:
+            for t in todo:
+                try:
+                    if "id" not in t:  # not started yet: recorded now, unless no call may start
+                        if self.halted and not self.config.dry_run:
+                            continue
+                        t = store.start_trial(self.db, self.config.run_id, t)
+                    await self.run_trial(jobs[(t["fn"], t["length"])], t)
+                finally:
+                    if self.waves is not None:  # it asks for no more attempts
+                        self.waves.trial_ended()
+
         try:
             async with asyncio.TaskGroup() as group:
-                for t in open_trials:
-                    group.create_task(self._trial(jobs[(t["fn"], t["length"])], t))
+                for _ in range(workers):
+                    group.create_task(worker())
         except* RunFailed as eg:
             raise eg.exceptions[0] from None
         if (reason := self.fail_fast.verdict()) is not None:  # a run of fewer calls than the rule's
             self._stop_fast(reason)
-
-    async def _trial(self, job: GridJob, trial: dict) -> None:
-        try:
-            await self.run_trial(job, trial)
-        finally:
-            if self.waves is not None:  # it asks for no more attempts
-                self.waves.trial_ended()
 
     async def run_trial(self, job: GridJob, trial: dict) -> None:
         results = [await self._recorded_result(job, a) for a in store.attempts_of(self.db, trial["id"])]

@@ -20,6 +20,7 @@ from pathlib import Path
 from synth.config import OFFLINE_PROVIDERS, RunConfig
 from synth.custom_tasks import definition, load_tasks_files
 from synth.datasets.cache import ensure_datasets
+from synth.engine import trials
 from synth.engine.budget import Budget, Pool
 from synth.engine.entry import (
     BUDGET_EXHAUSTED,
@@ -111,8 +112,7 @@ def run_study(
                 store.create_run(
                     db,
                     run_record(c.config, path, argv, c.price),
-                    [(s.point.task.id, s.point.length, s.id) for s in c.points],
-                    c.config.num_trials,
+                    trials.grid_record(c.points, c.config),
                     tasks=[
                         definition(t)
                         for t in {s.point.task.id: s.point.task for s in c.points}.values()
@@ -345,16 +345,17 @@ def _check_priced(cells: list[_Prepared]) -> None:
 def _execute(
     db, path: Path, study: Study, cells: list[_Prepared], progress_stream, notify, pool
 ) -> dict[str, str]:
-    trials = {c.config.run_id: store.trials_of(db, c.config.run_id) for c in cells}
-    done = [t for ts in trials.values() for t in ts if t["status"] == "done"]
+    cell_trials = {c.config.run_id: trials.unfinished(db, c.points, c.config) for c in cells}
+    done = [t for _, finished, _ in cell_trials.values() for t in finished]
     progress = Progress(
-        sum(len(ts) for ts in trials.values()),
+        sum(total for total, _, _ in cell_trials.values()),
         len(done),
         progress_stream,
         solved_trials=sum(t["val_acc"] == 1.0 for t in done),
     )
     try:
-        statuses = asyncio.run(_run_all(db, cells, trials, progress, notify, pool))
+        todo = {run_id: rest for run_id, (_, _, rest) in cell_trials.items()}
+        statuses = asyncio.run(_run_all(db, cells, todo, progress, notify, pool))
     except KeyboardInterrupt:
         for c in cells:
             run = store.get_run(db, c.config.run_id)
@@ -379,7 +380,7 @@ def _execute(
 
 
 async def _run_all(
-    db, cells: list[_Prepared], trials: dict, progress: Progress, notify, pool
+    db, cells: list[_Prepared], todo: dict, progress: Progress, notify, pool
 ) -> dict[str, str]:
     """Every cell's trials in this one event loop; a cell whose calls all fail (a bad key,
     an unknown model) stops alone, marked failed, and the others go on."""
@@ -414,7 +415,7 @@ async def _run_all(
             eval_slots=eval_slots,
         )
         try:
-            await runner.run(c.jobs, trials[run_id])
+            await runner.run(c.jobs, todo[run_id])
             statuses[run_id] = "completed"
             if budget.exhausted:
                 message = (

@@ -1,5 +1,6 @@
 """One program checked on one evaluation set: each chunk run by the sandbox (inputs
 only), scored here against every reading's labels, the first counterexample kept.
+Programs of the same code (trials that proposed the same program) share the run.
 
 A chunk that does not end "ok" (a crash, a timeout, memory) ends the evaluation: its
 unreached rows and every later chunk's rows count as wrong (they are still labelled,
@@ -22,29 +23,36 @@ COMPLETE = ("exhaustive", "population")
 _MARK_VALUE = {ord("0"): 0, ord("1"): 1}
 
 
-def check(program: dict, kind: str, evalset: EvalSet, seen: Container[str], *, timeout: float) -> list[dict]:
-    """Verification rows (one per reading) of ``program`` on ``evalset``; ``seen``: the
-    inputs of the run's own dataset, counted so that overlap is visible."""
-    tally: dict[str, dict] = {}
-    status, errors, duration, isolation, overlap = "ok", [], 0.0, None, 0
+def check(
+    programs: list[tuple[dict, Container[str]]], kind: str, evalset: EvalSet, *, timeout: float
+) -> list[dict]:
+    """Verification rows (one per program and reading) of programs that share one code on
+    ``evalset``: the code runs once, and each program is scored as if checked alone.
+    Each comes with ``seen``, the inputs of its run's dataset, counted so that overlap is
+    visible."""
+    code, func_name = programs[0][0]["code"], programs[0][0]["func_name"]
+    seens = {id(seen): seen for _, seen in programs}
+    tallies: dict[int, dict[str, dict]] = {key: {} for key in seens}
+    overlaps = dict.fromkeys(seens, 0)
+    status, errors, duration, isolation = "ok", [], 0.0, None
     for inputs, labels in _prefetched(evalset.chunks()):
         if status == "ok":
-            ev = evaluate(program["code"], program["func_name"], kind, inputs, timeout=timeout)
+            ev = evaluate(code, func_name, kind, inputs, timeout=timeout)
             duration += ev.duration_ms
             isolation = ev.isolation if isolation is None else isolation
             status, errors = ev.status, errors or ev.errors
             marks = np.frombuffer(ev.marks, dtype=np.uint8)
         else:  # not run after a failed chunk: every row counts as wrong
             marks = np.zeros(len(inputs), dtype=np.uint8)
-        unseen = ~np.fromiter(map(seen.__contains__, inputs), dtype=bool, count=len(inputs))
-        overlap += int(len(inputs) - unseen.sum())
-        for rule, truth in labels.items():
-            _score(tally.setdefault(rule, _empty()), inputs, marks, truth, unseen)
-    for t in tally.values():
-        del t["wrong_at"]
+        for key, seen in seens.items():
+            unseen = ~np.fromiter(map(seen.__contains__, inputs), dtype=bool, count=len(inputs))
+            overlaps[key] += int(len(inputs) - unseen.sum())
+            for rule, truth in labels.items():
+                _score(tallies[key].setdefault(rule, _empty()), inputs, marks, truth, unseen)
     return [
-        _row(program, evalset, rule, t, status, errors, duration, isolation, overlap)
-        for rule, t in tally.items()
+        _row(program, evalset, rule, t, status, errors, duration, isolation, overlaps[id(seen)])
+        for program, seen in programs
+        for rule, t in tallies[id(seen)].items()
     ]
 
 
@@ -59,7 +67,7 @@ def _prefetched(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
 
 
 def _empty() -> dict:
-    return {"correct": 0, "positives": 0, "unseen_correct": 0, "counterexample": None, "wrong_at": None}
+    return {"correct": 0, "positives": 0, "unseen_correct": 0, "counterexample": None}
 
 
 def _score(t: dict, inputs: list[str], marks: np.ndarray, truth: np.ndarray, unseen: np.ndarray) -> None:

@@ -46,8 +46,16 @@ def verify_seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") & 0x7FFFFFFF
 
 
-def labelled(inputs: list[str], readings: dict[str, Labeller]) -> Chunk:
-    return inputs, {rule: np.asarray(label(inputs), dtype=np.uint8) for rule, label in readings.items()}
+def labelled(
+    inputs: list[str], readings: dict[str, Labeller], known: dict[str, np.ndarray] | None = None
+) -> Chunk:
+    """The inputs with their labels under every reading; ``known``: labels already at
+    hand for some readings (a stored split's), used instead of labelling again."""
+    known = known or {}
+    return inputs, {
+        rule: known[rule] if rule in known else np.asarray(label(inputs), dtype=np.uint8)
+        for rule, label in readings.items()
+    }
 
 
 def listed(

@@ -184,33 +184,51 @@ def _plans(db, scope: RunScope, exhaustive_up_to: int, samples: int, uci_dir) ->
     stored = {
         (s.point.task.id, s.point.length): s.id for s in ensure_datasets(db, list(scope.points.values()))
     }
-    balanced = {
-        key: [x for x, _ in load_examples(db, dataset_id)["test"]] for key, dataset_id in stored.items()
-    }
+    balanced = {key: _split(load_examples(db, dataset_id)["test"]) for key, dataset_id in stored.items()}
     plans = []
     seen_of = _seen(db)
+    # Made once per (task, training length, length): the programs checked on a set share
+    # it, so the checks of one code on it are run once (see _run_checks).
+    shared: dict[tuple, list[sets.EvalSet]] = {}
     for program in scope.programs:
         task = scope.tasks[program["fn"]]
         fn, train_length = program["fn"], program["train_length"]
         timeout, seen = config.eval_timeout, seen_of(program["dataset_id"])
         if task.table:
-            plans.append(Plan(program, task.kind, _population(task, program, uci_dir), seen, timeout))
+            key = (fn, program["derived_seed"])
+            if key not in shared:
+                shared[key] = [_population(task, program, uci_dir)]
+            plans.append(Plan(program, task.kind, shared[key][0], seen, timeout))
         for length in wanted.get((fn, train_length), ()):
-            rules = readings(task, train_length, length)
-            inputs = balanced[fn, length]
-            label = functools.partial(sets.labelled, inputs, rules)
-            evalsets = [
-                sets.listed(
-                    "balanced", f"balanced:{size}", length, len(inputs), label, dataset_id=stored[fn, length]
-                ),
-                sets.exhaustive(length, rules)
-                if task.kind == "binary" and length <= exhaustive_up_to
-                else sets.sample(
-                    task.kind, length, samples, sets.verify_seed(config.seed, fn, length), rules
-                ),
-            ]
-            plans += [Plan(program, task.kind, e, seen, timeout) for e in evalsets]
+            key = (fn, train_length, length)
+            if key not in shared:
+                rules = readings(task, train_length, length)
+                inputs, stored_labels = balanced[fn, length]
+                # The split's stored labels are the task's (they were drawn so): the
+                # "task" reading is not computed again (a prime test per row at L=100).
+                label = functools.partial(sets.labelled, inputs, rules, known={"task": stored_labels})
+                shared[key] = [
+                    sets.listed(
+                        "balanced",
+                        f"balanced:{size}",
+                        length,
+                        len(inputs),
+                        label,
+                        dataset_id=stored[fn, length],
+                    ),
+                    sets.exhaustive(length, rules)
+                    if task.kind == "binary" and length <= exhaustive_up_to
+                    else sets.sample(
+                        task.kind, length, samples, sets.verify_seed(config.seed, fn, length), rules
+                    ),
+                ]
+            plans += [Plan(program, task.kind, e, seen, timeout) for e in shared[key]]
     return plans
+
+
+def _split(rows: list[tuple[str, int]]) -> tuple[list[str], np.ndarray]:
+    """A stored split as its inputs and their labels."""
+    return [x for x, _ in rows], np.fromiter((y for _, y in rows), dtype=np.uint8, count=len(rows))
 
 
 def _lengths(tasks, pairs, lengths, size: int, base_seed: int, notify):
@@ -283,22 +301,42 @@ def _key(plan: Plan) -> tuple[int, int, str]:
 
 def _run_checks(db, plans: list[Plan], notify) -> None:
     """Checks in worker threads (each waits on its sandboxed child), recorded by this
-    thread as each ends. Stopped (Ctrl-C, an error), the checks not started are dropped:
-    what was recorded stays, the rest is for the next verify."""
-    workers = max(1, min(len(plans), os.cpu_count() or 1))
+    thread as each ends. The plans of one code on one set (trials that proposed the same
+    program) are one check; the largest sets start first, so that no long check is left
+    for the end. Stopped (Ctrl-C, an error), the checks not started are dropped: what was
+    recorded stays, the rest is for the next verify."""
+    groups: dict[tuple, list[Plan]] = {}
+    for p in plans:
+        key = (p.program["program_hash"], p.program["func_name"], p.kind, p.timeout, id(p.evalset))
+        groups.setdefault(key, []).append(p)
+    checks = sorted(groups.values(), key=lambda group: -group[0].evalset.size)
+    workers = max(1, min(len(checks), os.cpu_count() or 1))
     pool = ThreadPoolExecutor(workers)
     try:
         futures = {
-            pool.submit(check, p.program, p.kind, p.evalset, p.seen, timeout=p.timeout): p for p in plans
+            pool.submit(
+                check,
+                [(p.program, p.seen) for p in group],
+                group[0].kind,
+                group[0].evalset,
+                timeout=group[0].timeout,
+            ): group
+            for group in checks
         }
-        for done, future in enumerate(as_completed(futures), 1):
+        done = 0
+        for future in as_completed(futures):
             rows = future.result()
             record_verification(db, rows)
-            p = futures[future]
-            notify(
-                f"[{done}/{len(plans)}] {p.program['fn']} trial {p.program['trial']} attempt "
-                f"{p.program['attempt']}: {p.evalset.kind} L={p.evalset.length} "
-                + ", ".join(f"{r['rule']} {r['accuracy']:.3f}" for r in rows)
-            )
+            for p in futures[future]:
+                done += 1
+                notify(
+                    f"[{done}/{len(plans)}] {p.program['fn']} trial {p.program['trial']} attempt "
+                    f"{p.program['attempt']}: {p.evalset.kind} L={p.evalset.length} "
+                    + ", ".join(
+                        f"{r['rule']} {r['accuracy']:.3f}"
+                        for r in rows
+                        if r["attempt_id"] == p.program["attempt_id"]
+                    )
+                )
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

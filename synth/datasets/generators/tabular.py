@@ -87,14 +87,17 @@ def encode_rows(table: Table, rows: np.ndarray, params: np.ndarray) -> list[str]
     parts = []
     for i, column in enumerate(table.columns):
         codes = column.codes[rows]
-        if i in affine:
-            a, b = affine[i]
-            values = (a * column.numbers[codes] + b).tolist()
-            parts.append([f"x{i}:{v:.2f}" for v in values])
-        else:
+        if i not in affine:
             width = len(str(len(column.values) - 1))
             names = [f"x{i}:c{j:0{width}d}" for j in range(len(column.values))]
-            parts.append([names[j] for j in codes.tolist()])
+        elif len(column.numbers) > len(codes) // 2:  # values mostly distinct: one per row
+            a, b = affine[i]
+            parts.append([f"x{i}:{v:.2f}" for v in (a * column.numbers[codes] + b).tolist()])
+            continue
+        else:  # each distinct value written once (a whole table is up to 250,000 rows)
+            a, b = affine[i]
+            names = [f"x{i}:{v:.2f}" for v in (a * column.numbers + b).tolist()]
+        parts.append([names[j] for j in codes.tolist()])
     return [",".join(fields) for fields in zip(*parts)]
 
 
