@@ -897,7 +897,8 @@ def usd(cost: float | None) -> str:
 @db_option
 @user_errors
 def runs(as_json, db_path):
-    """List the runs in the database with their status and counts."""
+    """List the runs in the database with their status and counts (and the shards of a
+    sharded run)."""
     from tracker.runs import list_runs
 
     rows = read_store(db_path, list_runs)
@@ -916,7 +917,7 @@ def runs(as_json, db_path):
             "provider": "provider",
             "model": "model",
             "grid_points": "points",
-            "shards": "shards",
+            **({"shards": "shards"} if any(r["shards"] for r in rows) else {}),  # only where one is sharded
             "done": "trials done",
             "trials_solved": "solved",
             "attempts": "attempts",
