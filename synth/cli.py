@@ -915,7 +915,8 @@ def usd(cost: float | None) -> str:
 @db_option
 @user_errors
 def runs(as_json, db_path):
-    """List the runs in the database with their status and counts.
+    """List the runs in the database with their status and counts (and the shards of a
+    sharded run).
 
     A --batch run shows its last wave's status and requests answered (--json: every wave's).
     """
@@ -929,7 +930,7 @@ def runs(as_json, db_path):
         "provider": "provider",
         "model": "model",
         "grid_points": "points",
-        "shards": "shards",
+        **({"shards": "shards"} if any(r["shards"] for r in rows) else {}),  # only where one is sharded
         "done": "trials done",
         "trials_solved": "solved",
         "attempts": "attempts",

@@ -136,6 +136,7 @@ def test_merges_of_merges_and_a_missing_shard(workdir, served):
     assert shown.exit_code == 0 and f"run {run_id} (partial): shard 1/2 (2/2 missing)" in shown.stderr
     runs = json.loads(run_cli("runs", "--db", "m1.db", "--json").stdout)
     assert [(r["status"], r["shards"]) for r in runs] == [("partial", "shard 1/2 (2/2 missing)")]
+    assert "shard 1/2 (2/2 missing)" in run_cli("runs", "--db", "m1.db").stdout
     resumed = run_cli("resume", run_id, "--db", "m1.db")
     one_line_error(resumed, "was merged from shards", "resume each unfinished shard in its own database")
 

@@ -408,7 +408,9 @@ def _refresh(conn: sqlite3.Connection, run_id: str) -> None:
         "select json_extract(config, '$.num_trials') from main.runs where run_id = ?", [run_id]
     ).fetchone()
     held = {r[0] for r in rows}
-    counts = Counter(point for (*point, _), s in assign(points, num_trials, n).items() if s in held)
+    counts = Counter(
+        (fn, length) for (fn, length, _), s in assign(points, num_trials, n).items() if s in held
+    )
     conn.executemany(
         "update main.run_datasets set trials = ? where run_id = ? and fn = ? and length = ?",
         [(counts[fn, length], run_id, fn, length) for fn, length in points],

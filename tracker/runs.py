@@ -229,7 +229,7 @@ def create_run(
 def start_trial(db: sqlite_utils.Database, run_id: str, key: dict) -> dict:
     """The row of a trial that starts now (``key``: its fn, length, trial, dataset_id and
     shard), pending until its first attempt is recorded."""
-    row = {k: key[k] for k in ("fn", "length", "trial", "dataset_id", "shard")}
+    row = {k: key[k] for k in ("fn", "length", "trial", "dataset_id")} | {"shard": key.get("shard")}
     row |= {"run_id": run_id, "status": "pending", "attempts_made": 0}
     with db.conn:
         row["id"] = _insert(db.conn, "trials", row)
