@@ -352,3 +352,23 @@ def test_a_dry_run_estimates_a_batch_run_at_batch_prices(workdir, monkeypatch):
     assert totals[True]["usd_max"] == pytest.approx(totals[False]["usd_max"])
     assert totals[True]["batch_usd_max"] == pytest.approx(totals[False]["batch_usd_max"])
     assert totals[True]["batch_usd_max"] == pytest.approx(totals[True]["usd_max"] / 2)
+
+
+@pytest.mark.slow  # a direct run and two batch shards
+def test_batch_shards_merged_keep_their_batches_and_equal_the_whole_run(server):
+    whole = run(server, db="whole.db", out="whole")
+    assert whole.exit_code == 0, whole.output
+    for i in (1, 2):
+        shard = run(server, "--batch", *FAST, "--shard", f"{i}/2", db=f"s{i}.db", out=f"s{i}")
+        assert shard.exit_code == 0, shard.output
+    sent = rows("s1.db", "select key, batch_id, wave from batches") + rows(
+        "s2.db", "select key, batch_id, wave from batches"
+    )
+    assert len(sent) == len(server.batches.created)
+    assert run_cli("merge", "m.db", "s1.db", "s2.db").exit_code == 0
+    assert run_cli("export", "r", "--db", "m.db", "--out-dir", "merged").exit_code == 0
+    assert exports(Path("merged")) == exports(Path("whole"))
+    merged = "select key, batch_id, wave from batches order by key"
+    assert rows("m.db", merged) == sorted(sent, key=lambda r: r["key"])
+    assert run_cli("merge", "m.db", "s1.db", "s2.db").exit_code == 0  # again: nothing changes
+    assert rows("m.db", merged) == sorted(sent, key=lambda r: r["key"])
