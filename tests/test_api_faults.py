@@ -329,11 +329,12 @@ def test_transient_faults_are_retried_and_each_is_an_event(run, openai_server):
         Reply(status=429, headers={"retry-after-ms": "20"}),
         Reply(status=503),
         Reply(reset=True),
-        Reply(delay=0.6),
+        Reply(delay=2.0),
         Reply(raw_body="<html>", headers=HTML),
         Reply(text=PARITY),
     )
-    result, db = run("--attempts", 3, "--max-retries", 5, "--timeout", 0.3)
+    # A timeout well above a loaded machine's quick reply, well below the slow one.
+    result, db = run("--attempts", 3, "--max-retries", 5, "--timeout", 1.0)
     assert result.exit_code == 0, result.output
     assert "no answer" not in result.stderr, "retried faults that end in an answer are no warning"
     assert len(openai_server.requests) == 6
