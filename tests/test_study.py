@@ -5,13 +5,14 @@ import asyncio
 import json
 import signal
 import sqlite3
+import threading
 
 import pytest
 import yaml
 from helpers import one_line_error, run_cli, snapshot, synth_process
 from openai_server import OpenAIServer, Reply
 
-from synth.study.run import _prepare, estimate_study
+from synth.study.run import _prepare, estimate_study, run_study
 from synth.study.spec import load_study
 from tracker.db import open_db
 
@@ -260,6 +261,43 @@ def test_each_endpoint_has_its_own_concurrency_limit(study_env, servers):
     study_file(study_env, servers, num_trials=4, seeds=[1])
     assert run_cli("study", "run", "study.yaml", "--db", "s.db").exit_code == 0
     assert weak.max_in_flight <= 2 < good.max_in_flight <= 5
+
+
+def test_a_cell_ends_with_its_exports_while_the_other_cells_still_call(study_env, servers, wait_until):
+    """The weak endpoint answers only once the good system's cells are over: those are
+    completed, their exports on disk, while the weak cells still wait for their replies."""
+    good, weak = servers
+    answer = threading.Event()
+    weak.script = lambda path, body: Reply(ZERO) if answer.wait(60) else Reply(status=500)
+    study_file(study_env, servers)
+    study = load_study(study_env / "study.yaml")
+    thread = threading.Thread(target=run_study, args=(study,), kwargs={"db_path": study_env / "s.db"})
+    thread.start()
+    try:
+
+        def good_ended() -> bool:
+            try:
+                rows = cells(study_env / "s.db")
+            except sqlite3.Error:
+                return False
+            return len(rows) == 8 and {r["status"] for r in rows if r["system"] == "good"} == {"completed"}
+
+        assert wait_until(good_ended)
+        rows = cells(study_env / "s.db")
+        assert {r["status"] for r in rows if r["system"] == "weak"} == {"running"}
+        for row in rows:
+            if row["system"] == "good":
+                folder = study_env / "runs" / row["run_id"]
+                manifest = json.loads((folder / "results_attempts_manifest.json").read_text())
+                assert manifest["run_id"] == row["run_id"]
+                assert sorted(p.name for p in folder.glob("*_trial*.jsonl")) == [
+                    "results_attempts_fn_a_L20_trial1.jsonl",
+                    "results_attempts_fn_a_L20_trial2.jsonl",
+                ]
+    finally:
+        answer.set()
+        thread.join(60)
+    assert {r["status"] for r in cells(study_env / "s.db")} == {"completed"}
 
 
 def test_a_study_cap_bounds_every_cell_together_and_a_higher_one_goes_on(study_env, servers):

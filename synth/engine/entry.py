@@ -32,7 +32,7 @@ from synth.datasets.grid import GridPoint, Sizes
 from synth.engine import trials
 from synth.engine.budget import Budget
 from synth.engine.estimate import estimate
-from synth.engine.loop import Runner
+from synth.engine.loop import Runner, setup_frozen
 from synth.engine.preflight import (
     API_KEY_ENV,
     check_cap,
@@ -296,7 +296,8 @@ def _execute(db, path, config, stored, jobs, provider, progress_stream, price: M
     )
     runner = Runner(db, config, provider, progress, budget)
     try:
-        asyncio.run(_run_and_close(runner, jobs, todo))
+        with setup_frozen():
+            asyncio.run(_run_and_close(runner, jobs, todo))
     except RunFailed as e:
         message = str(e)
         if isinstance(e, SetupFailed):

@@ -31,7 +31,7 @@ from synth.engine.entry import (
     terminate_cancels,
 )
 from synth.engine.estimate import estimate
-from synth.engine.loop import Runner
+from synth.engine.loop import Runner, setup_frozen
 from synth.engine.preflight import (
     check_cap,
     check_grid_size,
@@ -355,7 +355,8 @@ def _execute(
     )
     try:
         todo = {run_id: rest for run_id, (_, _, rest) in cell_trials.items()}
-        statuses = asyncio.run(_run_all(db, cells, todo, progress, notify, pool))
+        with setup_frozen():
+            asyncio.run(_run_all(db, cells, todo, progress, notify, pool))
     except KeyboardInterrupt:
         for c in cells:
             run = store.get_run(db, c.config.run_id)
@@ -367,21 +368,24 @@ def _execute(
             f"study {study.name} interrupted; nothing recorded is lost. Resume it with: "
             f"synth study resume {study.name} --db {path.resolve()}"
         ) from None
-    for c in cells:
-        run_id = c.config.run_id
-        if statuses[run_id] == "completed":
-            store.end_run(
-                db,
-                run_id,
-                "completed",
-                lambda c=c: write_exports(db, c.config.run_id, export_paths(c.config)),
-            )
     return {r["run_id"]: r["status"] for r in studies.study_cells(db, study.name)}
 
 
-async def _run_all(
-    db, cells: list[_Prepared], todo: dict, progress: Progress, notify, pool
-) -> dict[str, str]:
+def _end(db, c: _Prepared, notify) -> None:
+    """A cell whose trials are all done ends there and then, its exports written while
+    the other cells' calls go on. Exports that cannot be written leave the run open
+    (end_run's transaction), and a resume of the study writes them."""
+    run_id = c.config.run_id
+    try:
+        store.end_run(db, run_id, "completed", lambda: write_exports(db, run_id, export_paths(c.config)))
+    except OSError as e:
+        notify(
+            f"Warning: {run_id}: every result is recorded, but the exports could not be written "
+            f"({e}); write them with: synth study resume {c.cell.study}"
+        )
+
+
+async def _run_all(db, cells: list[_Prepared], todo: dict, progress: Progress, notify, pool) -> None:
     """Every cell's trials in this one event loop; a cell whose calls all fail (a bad key,
     an unknown model) stops alone, marked failed, and the others go on."""
     eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
@@ -390,7 +394,6 @@ async def _run_all(
         endpoint = c.cell.system.endpoint
         limits[endpoint] = max(limits.get(endpoint, 0), c.config.concurrency)
     call_slots = {endpoint: asyncio.Semaphore(n) for endpoint, n in limits.items()}
-    statuses: dict[str, str] = {}
 
     async def one(c: _Prepared) -> None:
         run_id = c.config.run_id
@@ -416,18 +419,17 @@ async def _run_all(
         )
         try:
             await runner.run(c.jobs, todo[run_id])
-            statuses[run_id] = "completed"
             if budget.exhausted:
                 message = (
                     f"{run_id} stopped at a cost cap (its own, or the study's): ${budget.spent:.4f} "
                     f"spent; go on with a higher one: synth study resume {c.cell.study} --max-cost USD"
                 )
                 store.stop_run(db, run_id, BUDGET_EXHAUSTED, BUDGET_EXHAUSTED, message, level="warning")
-                statuses[run_id] = BUDGET_EXHAUSTED
                 notify(f"Warning: {message}")
+            else:
+                _end(db, c, notify)
         except RunFailed as e:
             store.stop_run(db, run_id, "failed", "run_failed", str(e), level="error", error=str(e))
-            statuses[run_id] = "failed"
             notify(f"Warning: {run_id} failed: {e}")
         finally:
             await c.provider.aclose()
@@ -441,4 +443,3 @@ async def _run_all(
             if terminated:
                 raise KeyboardInterrupt from None
             raise
-    return statuses
