@@ -300,6 +300,34 @@ def test_a_cell_ends_with_its_exports_while_the_other_cells_still_call(study_env
     assert {r["status"] for r in cells(study_env / "s.db")} == {"completed"}
 
 
+def test_exports_that_cannot_be_written_leave_the_cell_open_and_a_resume_writes_them(
+    study_env, servers, monkeypatch
+):
+    import synth.study.run as study_run
+
+    write, failed = study_run.write_exports, []
+
+    def disk_full_once(db, run_id, paths):
+        if not failed:
+            failed.append(run_id)
+            raise OSError(28, "No space left on device")
+        return write(db, run_id, paths)
+
+    monkeypatch.setattr(study_run, "write_exports", disk_full_once)
+    study_file(study_env, servers, seeds=[1])
+    result = run_cli("study", "run", "study.yaml", "--db", "s.db")
+    assert result.exit_code == 0, result.output
+    assert f"{failed[0]}: every result is recorded, but the exports could not be written" in result.output
+    status = {r["run_id"]: r["status"] for r in cells(study_env / "s.db")}
+    assert status.pop(failed[0]) == "running" and set(status.values()) == {"completed"}
+    assert not (study_env / "runs" / failed[0]).exists()
+    asked = sum(len(s.requests) for s in servers)
+    assert run_cli("study", "resume", "duel", "--db", "s.db").exit_code == 0
+    assert sum(len(s.requests) for s in servers) == asked, "the resume only writes the exports"
+    assert {r["status"] for r in cells(study_env / "s.db")} == {"completed"}
+    assert (study_env / "runs" / failed[0] / "results_attempts_manifest.json").is_file()
+
+
 def test_a_study_cap_bounds_every_cell_together_and_a_higher_one_goes_on(study_env, servers):
     """Each call costs $40 (40 output tokens at $1 each) and may cost $50 at most: a
     $130 cap over the whole study leaves it at most $130 spent, whichever cells spent it;
