@@ -1,25 +1,35 @@
-"""The report's analyses: SQL over the runs of a scope, aggregated in SQLite.
+"""The report's analyses: SQL over the runs of a scope, aggregated in SQLite, except the
+accuracy analyses, which group the scope's finished trials read once (reports.accuracy).
 
 Each function takes the database and a :class:`Scope` and returns rows (dicts);
-:func:`analyse` runs them all in one read transaction, so a report is one consistent
-snapshot even while a run writes. Accuracy analyses count finished trials of runs that
-called a proposer (a dry run has no results); an attempt with no evaluation scores 0,
-as in selection. "Proposer" is a run's provider and model, so offline proposers are
-rows of their own.
+:func:`analyse_scope` runs them all in one read transaction, so a report is one
+consistent snapshot even while a run writes. Accuracy analyses count finished trials of
+runs that called a proposer (a dry run has no results); an attempt with no evaluation
+scores 0, as in selection. "Proposer" is a run's provider and model, so offline
+proposers are rows of their own.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlite_utils
 
+from reports.accuracy import (
+    EFFORT,
+    attempts_to_solve,
+    finished_trials,
+    grid_points,
+    leaderboard,
+    progression,
+    raw_vs_clean,
+    run_results,
+    seed_spread,
+)
 from reports.generalisation import counterexamples, generalisation, recovery
 from reports.leakage import leakage_audit
 from reports.scope import Scope, scoped
-from reports.stats import add_means, add_summaries
 from reports.study import StudyReport, analyse_study
 from tracker.prices import PriceTable
 
@@ -28,45 +38,6 @@ GATE_COMPILE_OK = 0.99
 NOT_COMPILED = ("compile_error", "no_function")
 TOP_ERRORS = 10
 
-# The reasoning effort a run asked for; none for offline proposers, which have no such
-# setting (their config keeps the flag's default).
-EFFORT = "case when r.provider = 'openai' then json_extract(r.config, '$.reasoning_effort') end"
-# What a leaderboard row's proposer was set to: the reasoning effort, or an offline
-# proposer's settings as its run recorded them (config.proposer_setting).
-SETTING = f"coalesce({EFFORT}, json_extract(r.config, '$.proposer_setting'))"
-# Attempts of a trial that an offline proposer's safety cap on the clock stopped (their
-# response's incomplete_reason, synth.config.TIME_CAP): results that depend on the machine.
-# Attempts an offline proposer's clock cap stopped; the API has no such cap, so its trials
-# are not looked into (a lookup per trial made the leaderboard 4x slower on 100,000).
-CAPPED = """case when r.provider = 'openai' then 0 else (
-  select count(*) from attempts a join responses s on s.attempt_id = a.id
-  where a.trial_id = t.id and s.incomplete_reason = 'time_cap') end"""
-DONE_TRIALS = f"""
-from trials t
-join runs r on r.run_id = t.run_id
-join datasets d on d.id = t.dataset_id
-left join attempts a1 on a1.trial_id = t.id and a1.attempt = 1
-left join evaluations e1 on e1.attempt_id = a1.id
-where t.status = 'done' and not r.dry_run and {scoped()}
-"""
-
-
-def values(expr: str, name: str) -> str:
-    """Every value of ``expr`` in the group, for stats.add_summaries and add_means: 17
-    significant digits, so each float comes back exactly (json_group_array keeps 15)."""
-    return f"group_concat(printf('%!.17g', {expr}), ' ') as {name}_values"
-
-
-# Selected (by validation) accuracies over trials, as per-trial values; attempt 1 and the
-# test-oracle choice beside them.
-ACCURACY = f"""
-count(*) as trials, sum(t.stopped_early) as solved, avg(t.attempts_made) as attempts_mean,
-{values("t.test_acc", "test")}, min(t.test_acc) as test_min, max(t.test_acc) as test_max,
-{values("t.val_acc", "val")}, min(t.val_acc) as val_min, max(t.val_acc) as val_max,
-{values("t.val_acc - t.test_acc", "gap")},
-{values("coalesce(e1.test_acc, 0)", "first_test")},
-{values("t.oracle_test_acc", "oracle_test")}
-"""
 # Every attempt of the scope with its evaluation. Responses are joined only where tokens
 # are counted: looking up 100,000 wide rows for nothing cost each query ~0.15 s.
 ATTEMPTS = f"""
@@ -142,7 +113,8 @@ def analyse_scope(
         audit = leakage_audit(db, scope)
         compile_rows = compile_stats(db, scope)
         runs = runs_overview(db, scope)
-        tokens_runs = tokens(db, scope, prices, repriced, by_point=False)
+        tokens_runs, tokens_points = tokens(db, scope, prices, repriced)
+        trials = finished_trials(db, scope)
         return Report(
             database=database,
             scope=scope,
@@ -150,19 +122,19 @@ def analyse_scope(
             repriced=repriced,
             runs=runs,
             gate=gate(runs, compile_rows, audit),
-            grid_points=grid_points(db, scope),
-            run_results=run_results(db, scope),
-            leaderboard=leaderboard(db, scope),
-            seed_spread=seed_spread(db, scope),
+            grid_points=grid_points(trials),
+            run_results=run_results(trials),
+            leaderboard=leaderboard(trials),
+            seed_spread=seed_spread(trials),
             leakage=audit,
-            raw_vs_clean=raw_vs_clean(db, scope, audit),
+            raw_vs_clean=raw_vs_clean(trials, audit),
             compile=compile_rows,
             failure_classes=failure_classes(db, scope),
             errors=common_errors(db, scope),
-            attempts_to_solve=attempts_to_solve(db, scope),
-            progression=progression(db, scope),
+            attempts_to_solve=attempts_to_solve(trials),
+            progression=progression(trials),
             tokens_runs=tokens_runs,
-            tokens_points=tokens(db, scope, prices, repriced, by_point=True),
+            tokens_points=tokens_points,
             programs=programs(db, scope),
             generalisation=generalisation(db, scope),
             recovery=recovery(db, scope),
@@ -219,116 +191,6 @@ def runs_overview(db, scope: Scope) -> list[dict]:
         group by r.run_id order by r.created_at, r.run_id
         """,
         scope,
-    )
-
-
-def _accuracy(rows: list[dict]) -> list[dict]:
-    for row in rows:
-        add_summaries(row, "test", "val")
-        add_means(row, "gap", "first_test", "oracle_test")
-        row["improvement_selected"] = row["test_mean"] - row["first_test_mean"]
-        row["improvement_oracle"] = row["oracle_test_mean"] - row["first_test_mean"]
-    return rows
-
-
-def grid_points(db, scope: Scope) -> list[dict]:
-    """Per run and grid point: selected test and val accuracy over trials, the gap, and
-    attempt 1 and the test-oracle choice for comparison."""
-    return _accuracy(
-        _query(
-            db,
-            f"""
-        select t.run_id, r.provider, r.model, d.base_seed as seed, t.fn, d.target, t.length,
-          {ACCURACY}
-        {DONE_TRIALS}
-        group by t.run_id, t.fn, t.length order by r.created_at, t.run_id, t.fn, t.length
-        """,
-            scope,
-        )
-    )
-
-
-def run_results(db, scope: Scope) -> list[dict]:
-    """The same over every trial of a run: attempt 1 -> selected -> test-oracle."""
-    return _accuracy(
-        _query(
-            db,
-            f"""
-        select t.run_id, r.provider, r.model, {ACCURACY} {DONE_TRIALS}
-        group by t.run_id order by r.created_at, t.run_id
-        """,
-            scope,
-        )
-    )
-
-
-def leaderboard(db, scope: Scope) -> list[dict]:
-    """Per task and length, each proposer and setting (reasoning effort or an offline
-    proposer's settings, attempts, split sizes) over all its runs, best first: runs of one
-    setting under several seeds pool. ``capped`` counts attempts stopped by a clock."""
-    return _accuracy(
-        _query(
-            db,
-            f"""
-        select r.provider, r.model, {SETTING} as setting,
-          json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
-          d.test_size, t.fn, d.target, t.length, count(distinct t.run_id) as runs, {ACCURACY},
-          sum({CAPPED}) as capped
-        {DONE_TRIALS}
-        group by r.provider, r.model, setting, attempts, d.train_size, d.val_size, d.test_size,
-          t.fn, t.length
-        order by t.fn, t.length, avg(t.test_acc) desc, r.provider, r.model, setting, attempts
-        """,
-            scope,
-        )
-    )
-
-
-def seed_spread(db, scope: Scope) -> list[dict]:
-    """Across global seeds: runs of one proposer and setting that share a grid point,
-    each run's mean selected test accuracy as one value. Only points with 2+ seeds."""
-    rows = _query(
-        db,
-        f"""
-        with per_run as (
-          select r.provider, r.model, {SETTING} as setting,
-            json_extract(r.config, '$.attempts') as attempts, d.train_size, d.val_size,
-            d.test_size, t.fn, t.length, d.base_seed as seed, avg(t.test_acc) as test
-          {DONE_TRIALS}
-          group by t.run_id, t.fn, t.length
-        )
-        select provider, model, setting, attempts, train_size, val_size, test_size, fn, length,
-          count(*) as runs, count(distinct seed) as seeds, group_concat(distinct seed) as seed_list,
-          {values("test", "test")}, min(test) as test_min, max(test) as test_max
-        from per_run
-        group by provider, model, setting, attempts, train_size, val_size, test_size, fn, length
-        having count(distinct seed) > 1
-        order by fn, length, provider, model
-        """,
-        scope,
-    )
-    return [add_summaries(r, "test") for r in rows]
-
-
-def raw_vs_clean(db, scope: Scope, audit: list[dict]) -> list[dict]:
-    """Per proposer and grid point (task and length): mean selected test accuracy over all
-    trials (raw) and over the trials whose dataset is leakage-clean (no input shared
-    between splits). Per length, as accuracy depends on it: a mean across lengths would
-    mix a hard point's leak with an easy point's result."""
-    clean = json.dumps([d["dataset_id"] for d in audit if d["clean"]])
-    return _query(
-        db,
-        f"""
-        select r.provider, r.model, t.fn, d.target, t.length, count(*) as trials,
-          avg(t.test_acc) as raw_test_mean,
-          sum(t.dataset_id in (select value from json_each(:clean))) as clean_trials,
-          avg(case when t.dataset_id in (select value from json_each(:clean))
-              then t.test_acc end) as clean_test_mean
-        {DONE_TRIALS}
-        group by r.provider, r.model, t.fn, t.length order by t.fn, t.length, r.provider, r.model
-        """,
-        scope,
-        clean=clean,
     )
 
 
@@ -400,83 +262,42 @@ def common_errors(db, scope: Scope) -> list[dict]:
     )
 
 
-def attempts_to_solve(db, scope: Scope) -> list[dict]:
-    """Per run: how many trials reached validation accuracy 1.0 (and stopped) at each
-    attempt; ``solved_at`` is None for trials that never did."""
-    return _query(
-        db,
-        f"""
-        select t.run_id, r.provider, r.model,
-          case when t.stopped_early then t.selected_attempt end as solved_at, count(*) as trials
-        {DONE_TRIALS}
-        group by t.run_id, solved_at order by r.created_at, t.run_id, solved_at is null, solved_at
-        """,
-        scope,
-    )
+# What a run's token row sums over its grid points' rows.
+SUMMED = ("attempts", "calls", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 
 
-def progression(db, scope: Scope) -> list[dict]:
-    """Per proposer, task and k: mean val and test accuracy of the attempt selection
-    would have chosen had trials stopped after k attempts (early stops carry forward).
-
-    Selection after k keeps the best attempt so far (ties: the earlier), so it changes
-    only at a record, an attempt better than all before it; each record holds from its
-    attempt to the next record's (the last, to every larger k). Ranking every trial's
-    attempts anew for each k took 1.5 s of a ten-run report."""
-    return _query(
-        db,
-        f"""
-        with scored as (
-          select a.trial_id, a.attempt, coalesce(e.val_acc, 0) as val, coalesce(e.test_acc, 0) as test
-          {ATTEMPTS} and t.status = 'done' and not r.dry_run
-        ),
-        ks as (select distinct attempt as k from scored),
-        records as (
-          select *, lead(attempt) over (partition by trial_id order by attempt) as until
-          from (
-            select *, max(val) over (
-              partition by trial_id order by attempt
-              rows between unbounded preceding and 1 preceding) as before
-            from scored
-          )
-          where before is null or val > before
-        )
-        select r.provider, r.model, t.fn, min(d.target) as target, k as attempt, count(*) as trials,
-          avg(val) as val_mean, avg(test) as test_mean
-        from records join ks on ks.k >= records.attempt and (until is null or ks.k < until)
-        join trials t on t.id = records.trial_id
-        join runs r on r.run_id = t.run_id
-        join datasets d on d.id = t.dataset_id
-        group by r.provider, r.model, t.fn, k order by r.provider, r.model, t.fn, k
-        """,
-        scope,
-    )
-
-
-def tokens(db, scope: Scope, prices: PriceTable, repriced: bool, *, by_point: bool) -> list[dict]:
-    """Token sums per run (or per run and grid point) and their cost: as recorded with
+def tokens(db, scope: Scope, prices: PriceTable, repriced: bool) -> tuple[list[dict], list[dict]]:
+    """Token sums per run, and per run and grid point, and their cost: as recorded with
     each response, unless ``repriced`` (or some response was recorded without a cost:
-    then from the price table). ``cost`` is None when the model has no price."""
-    point = ", t.fn, t.length" if by_point else ""
-    rows = _query(
+    then from the price table). ``cost`` is None when the model has no price. One query
+    per grid point, the runs' rows summed from them (two queries cost 0.2 s more)."""
+    points = _query(
         db,
         f"""
-        select t.run_id, r.provider, r.model{point}, count(*) as attempts, {TOKENS},
+        select t.run_id, r.provider, r.model, t.fn, t.length, count(*) as attempts, {TOKENS},
           coalesce(sum(s.cost_usd), 0) as recorded_cost,
           count(s.attempt_id) - count(s.cost_usd) as unpriced
         {WITH_RESPONSES}
-        group by t.run_id{point} order by r.created_at, t.run_id{point}
+        group by t.run_id, t.fn, t.length order by r.created_at, t.run_id, t.fn, t.length
         """,
         scope,
     )
-    for r in rows:
+    runs: dict[str, dict] = {}
+    for point in points:
+        run = runs.setdefault(
+            point["run_id"],
+            {k: point[k] for k in ("run_id", "provider", "model")} | dict.fromkeys(SUMMED, 0),
+        )
+        for k in (*SUMMED, "recorded_cost", "unpriced"):
+            run[k] = run.get(k, 0) + point[k]
+    for r in [*runs.values(), *points]:
         recorded, unpriced = r.pop("recorded_cost"), r.pop("unpriced")
         r["cost"] = (
             prices.cost(r["model"], r["input_tokens"], r["cached_tokens"], r["output_tokens"])
             if repriced or unpriced
             else recorded
         )
-    return rows
+    return list(runs.values()), points
 
 
 def programs(db, scope: Scope) -> list[dict]:

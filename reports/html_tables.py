@@ -5,6 +5,8 @@ escapes."""
 
 from __future__ import annotations
 
+import functools
+
 from markupsafe import Markup
 
 from reports.tables import Column, fmt
@@ -56,29 +58,32 @@ def program_rows(programs: list[dict]) -> Markup:
     folded away."""
     if not programs:
         return Markup('      <tr class="empty"><td colspan="8">no finished trials</td></tr>')
-    return Markup("\n".join(map(_program_row, programs)))
+    # The same few runs, tasks, numbers and statuses come back row after row: each is
+    # escaped once (typed: 1 and 1.0 are written differently).
+    short = functools.lru_cache(maxsize=None, typed=True)(_text)
+    return Markup("\n".join(_program_row(p, short) for p in programs))
 
 
-def _program_row(p: dict) -> str:
+def _program_row(p: dict, short) -> str:
     if p["code"] is not None:
         program = (
-            f"          <details><summary>{_text(p['eval_status'] or 'program')}</summary>"
+            f"          <details><summary>{short(p['eval_status'] or 'program')}</summary>"
             f"<pre><code>{_text(p['code'])}</code></pre></details>\n"
         )
     else:
-        program = f'          <span class="note">no program ({_text(p["failure_class"] or "none")})</span>\n'
+        program = f'          <span class="note">no program ({short(p["failure_class"] or "none")})</span>\n'
     run, fn, length, trial, chosen = (
-        _text(p[k]) for k in ("run_id", "fn", "length", "trial", "selected_attempt")
+        short(p[k]) for k in ("run_id", "fn", "length", "trial", "selected_attempt")
     )
-    val, test = _text(p["val_acc"]), _text(p["test_acc"])
+    val, test = short(p["val_acc"]), short(p["test_acc"])
     return (
         "      <tr>\n"
         f'        <td data-v="{run}">{run}</td><td data-v="{fn}">{fn}</td>\n'
         f'        <td class="int" data-v="{length}">{length}</td>\n'
         f'        <td class="int" data-v="{trial}">{trial}</td>\n'
-        f'        <td class="int" data-v="{chosen}">{chosen} of {_text(p["attempts_made"])}</td>\n'
-        f'        <td class="acc" data-v="{val}">{_text(fmt(p["val_acc"], "acc"))}</td>\n'
-        f'        <td class="acc" data-v="{test}">{_text(fmt(p["test_acc"], "acc"))}</td>\n'
+        f'        <td class="int" data-v="{chosen}">{chosen} of {short(p["attempts_made"])}</td>\n'
+        f'        <td class="acc" data-v="{val}">{short(fmt(p["val_acc"], "acc"))}</td>\n'
+        f'        <td class="acc" data-v="{test}">{short(fmt(p["test_acc"], "acc"))}</td>\n'
         f'        <td data-v="">\n{program}        </td>\n'
         "      </tr>"
     )

@@ -1,4 +1,4 @@
-"""Summary statistics of per-trial values that SQL collects (reports.analyses.values).
+"""Summary statistics of per-trial values (reports.accuracy groups them).
 
 Means and standard deviations come from tracker.exports.summarise, so the report, `synth
 show` and the exports print the same digits (SQLite's sum() adds naively; fmean rounds
@@ -70,22 +70,12 @@ def summary(values: list[float]) -> dict:
     return {"mean": mean, "std": std, "ci_low": max(0.0, mean - half), "ci_high": min(1.0, mean + half)}
 
 
-def add_summaries(row: dict, *names: str) -> dict:
-    """Replace the ``<name>_values`` of an SQL row by ``<name>_mean/_std/_ci_*``."""
-    for name in names:
-        row.update({f"{name}_{k}": v for k, v in summary(_values(row, name)).items()})
-    return row
+def summaries(**named: list[float]) -> dict:
+    """``<name>_mean``, ``_std``, ``_ci_low`` and ``_ci_high`` of each list of values."""
+    return {f"{name}_{k}": v for name, values in named.items() for k, v in summary(values).items()}
 
 
-def add_means(row: dict, *names: str) -> dict:
-    """Replace the ``<name>_values`` of an SQL row by ``<name>_mean`` (summarise's mean,
-    without the exact standard deviation nobody reads here)."""
-    for name in names:
-        values = _values(row, name)
-        row[f"{name}_mean"] = statistics.fmean(values) if values else None
-    return row
-
-
-def _values(row: dict, name: str) -> list[float]:
-    """The space-separated values reports.analyses.values collected."""
-    return [float(v) for v in (row.pop(f"{name}_values") or "").split()]
+def means(**named: list[float]) -> dict:
+    """``<name>_mean`` of each list of values (summarise's mean, without the exact
+    standard deviation nobody reads here); None for an empty list."""
+    return {f"{name}_mean": statistics.fmean(values) if values else None for name, values in named.items()}
