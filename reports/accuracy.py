@@ -64,7 +64,7 @@ def finished_trials(db: sqlite_utils.Database, scope: Scope) -> list[dict]:
     for row in db.query(
         f"""
         select t.id, t.run_id, r.provider, r.model, d.train_size, d.val_size, d.test_size,
-          d.base_seed as seed, t.fn, d.target, t.length, t.dataset_id, t.stopped_early,
+          d.base_seed as seed, t.fn, d.target, t.length, t.trial, t.dataset_id, t.stopped_early,
           t.selected_attempt, t.attempts_made, t.test_acc, t.val_acc, t.oracle_test_acc,
           {CAPPED} as capped
         {FINISHED}

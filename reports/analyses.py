@@ -135,7 +135,7 @@ def analyse_scope(
             progression=progression(trials),
             tokens_runs=tokens_runs,
             tokens_points=tokens_points,
-            programs=programs(db, scope),
+            programs=programs(db, scope, trials),
             generalisation=generalisation(db, scope),
             recovery=recovery(db, scope),
             counterexamples=counterexamples(db, scope),
@@ -300,24 +300,47 @@ def tokens(db, scope: Scope, prices: PriceTable, repriced: bool) -> tuple[list[d
     return list(runs.values()), points
 
 
-def programs(db, scope: Scope) -> list[dict]:
-    """Each finished trial's selected attempt and its program (None: no program)."""
-    return _query(
-        db,
-        f"""
-        select t.run_id, r.provider, r.model, t.fn, t.length, t.trial, t.selected_attempt,
-          t.attempts_made, t.val_acc, t.test_acc, t.stopped_early, a.failure_class,
-          e.status as eval_status, p.code
-        from trials t
-        join runs r on r.run_id = t.run_id
-        left join attempts a on a.trial_id = t.id and a.attempt = t.selected_attempt
-        left join evaluations e on e.attempt_id = a.id
-        left join programs p on p.hash = a.program_hash
-        where t.status = 'done' and not r.dry_run and {scoped()}
-        order by r.created_at, t.run_id, t.fn, t.length, t.trial
-        """,
-        scope,
-    )
+# What the program table shows of each finished trial, beside its selected attempt.
+PROGRAM_FIELDS = (
+    "run_id",
+    "provider",
+    "model",
+    "fn",
+    "length",
+    "trial",
+    "selected_attempt",
+    "attempts_made",
+    "val_acc",
+    "test_acc",
+    "stopped_early",
+)
+
+
+def programs(db, scope: Scope, trials: list[dict]) -> list[dict]:
+    """Each finished trial's selected attempt and its program (None: no program), in the
+    trials' order (looked up by trial, not sorted again with every program's text)."""
+    selected = {
+        trial_id: rest
+        for trial_id, *rest in db.execute(
+            f"""
+            select t.id, a.failure_class, e.status, p.code
+            from trials t
+            join runs r on r.run_id = t.run_id
+            left join attempts a on a.trial_id = t.id and a.attempt = t.selected_attempt
+            left join evaluations e on e.attempt_id = a.id
+            left join programs p on p.hash = a.program_hash
+            where t.status = 'done' and not r.dry_run and {scoped()}
+            """,
+            scope.params,
+        )
+    }
+    return [
+        {
+            **{k: t[k] for k in PROGRAM_FIELDS},
+            **dict(zip(("failure_class", "eval_status", "code"), selected[t["id"]], strict=True)),
+        }
+        for t in trials
+    ]
 
 
 def gate(runs: list[dict], compile_rows: list[dict], audit: list[dict]) -> dict:
