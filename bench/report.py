@@ -331,13 +331,13 @@ def _cpu_seconds() -> float:
 
 
 def _leaderboard(what: str, db: str) -> int:
-    from reports.accuracy import finished_trials, leaderboard
+    from reports.accuracy import finished_points, leaderboard
     from reports.scope import resolve_scope
     from tracker.db import open_db
 
     conn = open_db(db, readonly=True)
     if what == "leaderboard-report":
-        return len(leaderboard(finished_trials(conn, resolve_scope(conn, None, {"provider": "openai"}))))
+        return len(leaderboard(finished_points(conn, resolve_scope(conn, None, {"provider": "openai"}))))
     import yaml
 
     meta = yaml.safe_load((ROOT / "tracker/datasette/metadata.yaml").read_text())

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 
 import sqlite_utils
 
 from reports.accuracy import (
     EFFORT,
     attempts_to_solve,
-    finished_trials,
-    grid_points,
+    finished_points,
     leaderboard,
+    point_results,
     progression,
     raw_vs_clean,
     run_results,
@@ -114,7 +115,7 @@ def analyse_scope(
         compile_rows = compile_stats(db, scope)
         runs = runs_overview(db, scope)
         tokens_runs, tokens_points = tokens(db, scope, prices, repriced)
-        trials = finished_trials(db, scope)
+        points = finished_points(db, scope)
         return Report(
             database=database,
             scope=scope,
@@ -122,20 +123,20 @@ def analyse_scope(
             repriced=repriced,
             runs=runs,
             gate=gate(runs, compile_rows, audit),
-            grid_points=grid_points(trials),
-            run_results=run_results(trials),
-            leaderboard=leaderboard(trials),
-            seed_spread=seed_spread(trials),
+            grid_points=point_results(points),
+            run_results=run_results(points),
+            leaderboard=leaderboard(points),
+            seed_spread=seed_spread(points),
             leakage=audit,
-            raw_vs_clean=raw_vs_clean(trials, audit),
+            raw_vs_clean=raw_vs_clean(points, audit),
             compile=compile_rows,
             failure_classes=failure_classes(db, scope),
             errors=common_errors(db, scope),
-            attempts_to_solve=attempts_to_solve(trials),
-            progression=progression(trials),
+            attempts_to_solve=attempts_to_solve(points),
+            progression=progression(db, scope),
             tokens_runs=tokens_runs,
             tokens_points=tokens_points,
-            programs=programs(db, scope, trials),
+            programs=programs(db, scope),
             generalisation=generalisation(db, scope),
             recovery=recovery(db, scope),
             counterexamples=counterexamples(db, scope),
@@ -300,47 +301,28 @@ def tokens(db, scope: Scope, prices: PriceTable, repriced: bool) -> tuple[list[d
     return list(runs.values()), points
 
 
-# What the program table shows of each finished trial, beside its selected attempt.
-PROGRAM_FIELDS = (
-    "run_id",
-    "provider",
-    "model",
-    "fn",
-    "length",
-    "trial",
-    "selected_attempt",
-    "attempts_made",
-    "val_acc",
-    "test_acc",
-    "stopped_early",
-)
-
-
-def programs(db, scope: Scope, trials: list[dict]) -> list[dict]:
-    """Each finished trial's selected attempt and its program (None: no program), in the
-    trials' order (looked up by trial, not sorted again with every program's text)."""
-    selected = {
-        trial_id: rest
-        for trial_id, *rest in db.execute(
-            f"""
-            select t.id, a.failure_class, e.status, p.code
-            from trials t
-            join runs r on r.run_id = t.run_id
-            left join attempts a on a.trial_id = t.id and a.attempt = t.selected_attempt
-            left join evaluations e on e.attempt_id = a.id
-            left join programs p on p.hash = a.program_hash
-            where t.status = 'done' and not r.dry_run and {scoped()}
-            """,
-            scope.params,
-        )
-    }
-    return [
-        {
-            **{k: t[k] for k in PROGRAM_FIELDS},
-            **dict(zip(("failure_class", "eval_status", "code"), selected[t["id"]], strict=True)),
-        }
-        for t in trials
-    ]
+def programs(db, scope: Scope) -> list[dict]:
+    """Each finished trial's selected attempt and its program (None: no program), in
+    report order (sorted here: SQLite sorted the rows with their programs' text)."""
+    rows = _query(
+        db,
+        f"""
+        select r.created_at, t.run_id, r.provider, r.model, t.fn, t.length, t.trial,
+          t.selected_attempt, t.attempts_made, t.val_acc, t.test_acc, t.stopped_early,
+          a.failure_class, e.status as eval_status, p.code
+        from trials t
+        join runs r on r.run_id = t.run_id
+        left join attempts a on a.trial_id = t.id and a.attempt = t.selected_attempt
+        left join evaluations e on e.attempt_id = a.id
+        left join programs p on p.hash = a.program_hash
+        where t.status = 'done' and not r.dry_run and {scoped()}
+        """,
+        scope,
+    )
+    rows.sort(key=itemgetter("created_at", "run_id", "fn", "length", "trial"))
+    for row in rows:
+        del row["created_at"]
+    return rows
 
 
 def gate(runs: list[dict], compile_rows: list[dict], audit: list[dict]) -> dict:
