@@ -1410,7 +1410,7 @@ def _self_command() -> str:
     "fmt",
     type=click.Choice(["html", "md", "latex", "csv"]),
     help="html: a self-contained page; md: a text readout for terminals; with --table: "
-    "md, latex (booktabs) or csv; with --study: csv writes the study table  [default: html; "
+    "md, latex (booktabs) or csv; with --study alone: csv writes the study table  [default: html; "
     "with --table: md]",
 )
 @click.option(
