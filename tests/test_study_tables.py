@@ -135,6 +135,7 @@ def test_the_generalisation_table_once_verified(study_env, servers):
         "verify", "duel.good.default.s1", "duel.weak.default.s1", "--lengths", "8", "16", "--db", "s.db"
     )
     assert verified.exit_code == 0, verified.output
+    assert all(build_table("s.db", name, fmt="csv", study="duel") for name in STUDY_TABLES)  # each one there
     columns, rows = latex_rows(table("s.db", "generalisation", "latex"))
     assert rows[0][:3] == ["system", "task", "L"] and all(len(row) == columns for row in rows)
     found = {
