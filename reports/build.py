@@ -13,7 +13,7 @@ from reports.errors import ReportError
 from reports.html import NO_CHARTS, render_html, vega_javascript
 from reports.scope import resolve_scope
 from reports.study import study_runs
-from reports.study_view import study_csv
+from reports.study_view import render_study_table, study_csv
 from reports.text import render_text
 from tracker.db import StoreError, open_db
 from tracker.db import db_path as resolve_db
@@ -105,13 +105,17 @@ def build_table(
     pivot: bool = False,
     filters: dict | None = None,
     prices: str | os.PathLike | None = None,
+    study: str | None = None,
 ) -> str:
     """One table of the report on ``run_ids`` alone, as Markdown, LaTeX or CSV text
-    (reports.table_formats); ``pivot`` turns the leaderboard as papers print it."""
+    (reports.table_formats); ``pivot`` turns the leaderboard as papers print it. With
+    ``study``: one of that study's tables (reports.tables.STUDY_TABLES), on its runs."""
     from reports.table_formats import check_table, render_table
 
-    check_table(name, fmt, pivot)
-    report = _snapshot(resolve_db(db_path), run_ids, filters, prices)
+    check_table(name, fmt, pivot, study is not None)
+    report = _snapshot(resolve_db(db_path), run_ids, filters, prices, study)
+    if study is not None:
+        return render_study_table(report.study, name, fmt)
     return render_table(report, name, fmt, pivot)
 
 

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from reports.analyses import Report, proposer
 from reports.errors import ReportError
-from reports.tables import LENGTH, TABLES, TASK, Column, setting
-from reports.text import _table as markdown
+from reports.tables import LENGTH, STUDY_TABLES, TABLES, TASK, Column, setting
 
 FORMATS = ("md", "latex", "csv")
 
@@ -31,13 +30,18 @@ def render_table(report: Report, name: str, fmt: str = "md", pivot: bool = False
     return RENDERERS[fmt](columns, rows, compared)
 
 
-def check_table(name: str, fmt: str, pivot: bool) -> None:
-    """Refuse, before any work, a table, format or pivot there is not."""
-    if name not in TABLES:
-        raise ReportError(f"unknown table {name!r}: use one of {', '.join(TABLES)}")
+def check_table(name: str, fmt: str, pivot: bool, study: bool = False) -> None:
+    """Refuse, before any work, a table, format or pivot there is not: a study's tables
+    (reports.tables.STUDY_TABLES) with ``study``, the runs' (TABLES) without."""
+    if study and name not in STUDY_TABLES:
+        why = "a table of runs: drop --study" if name in TABLES else "not a table"
+        raise ReportError(f"{name!r} is {why}; a study's tables are {', '.join(STUDY_TABLES)}")
+    if not study and name not in TABLES:
+        why = "a study's table: add --study NAME" if name in STUDY_TABLES else "not a table"
+        raise ReportError(f"{name!r} is {why}; the runs' tables are {', '.join(TABLES)}")
     if fmt not in FORMATS:
         raise ReportError(f"unknown table format {fmt!r}: use {', '.join(FORMATS)}")
-    if pivot and name != "leaderboard":
+    if pivot and (study or name != "leaderboard"):
         raise ReportError(f"only the leaderboard can be pivoted, not {name!r}")
 
 
@@ -67,10 +71,11 @@ def pivot_leaderboard(rows: list[dict], order: list[str]) -> tuple[list[Column],
 
 
 def _best(row: dict, columns: list[Column], compared: list[str]) -> set[str]:
-    """The keys of the compared columns holding the row's highest value (ties: all)."""
+    """The keys of the compared columns holding the row's highest value (ties: all, as
+    means of the same trials summed in another order round apart)."""
     values = {c.key: c.value(row) for c in columns if c.key in compared and c.value(row) is not None}
     top = max(values.values(), default=None)
-    return {k for k, v in values.items() if v == top}
+    return {k for k, v in values.items() if abs(v - top) < 1e-9}
 
 
 def _cells(
@@ -80,9 +85,25 @@ def _cells(
     return [mark(escape(c.text(row))) if c.key in best else escape(c.text(row)) for c in columns]
 
 
+def markdown_table(columns: list[Column], rows: list[dict], cells=None) -> str:
+    """A Markdown table; ``cells(row)`` gives a row's cells as text (default: as the
+    columns write them)."""
+    if not rows:
+        return "(none)"
+    lines = [
+        "| " + " | ".join(c.label for c in columns) + " |",
+        "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|",
+    ]
+    for row in rows:
+        texts = cells(row) if cells else [c.text(row) for c in columns]
+        lines.append("| " + " | ".join(t.replace("|", "\\|").replace("\n", " ") for t in texts) + " |")
+    return "\n".join(lines)
+
+
 def to_markdown(columns: list[Column], rows: list[dict], compared: list[str]) -> str:
     return (
-        markdown(columns, rows, lambda row: _cells(columns, row, compared, lambda x: f"**{x}**", str)) + "\n"
+        markdown_table(columns, rows, lambda row: _cells(columns, row, compared, lambda x: f"**{x}**", str))
+        + "\n"
     )
 
 

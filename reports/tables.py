@@ -20,6 +20,7 @@ class Column:
     kind: str = "text"  # text, long (wraps), time, int, acc, delta, cost, ci, bool
     help: str = ""
     get: Callable[[dict], object] | None = None
+    show: Callable[[dict], str] | None = None  # the text, when it says more than the value
 
     @property
     def numeric(self) -> bool:
@@ -38,7 +39,7 @@ class Column:
         return value[0] if self.kind == "ci" else value
 
     def text(self, row: dict) -> str:
-        return fmt(self.value(row), self.kind)
+        return self.show(row) if self.show else fmt(self.value(row), self.kind)
 
 
 def fmt(value, kind: str = "text") -> str:
@@ -319,3 +320,6 @@ TABLES = {
     "generalisation": (GENERALISATION, "generalisation"),
     "recovery": (RECOVERY, "recovery"),
 }
+# The study report's tables (reports.study_view.study_tables), which `synth report --study
+# NAME --table NAME` writes alone; seed-spread and generalisation are the study's own there.
+STUDY_TABLES = ("study", "robustness", "seed-spread", "paired", "wins", "cost", "generalisation")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from reports import tables as t
 from reports.analyses import Report
 from reports.study_view import study_markdown
+from reports.table_formats import markdown_table as _table
 from reports.tables import Column
 
 
@@ -100,25 +101,10 @@ def render_text(report: Report) -> str:
             "Generalisation: counterexamples": _table(t.COUNTEREXAMPLES, report.counterexamples),
         }
     if report.study is not None:  # the study's tables come first
-        header += "\n\n" + study_markdown(report.study, _table)
+        header += "\n\n" + study_markdown(report.study)
     return header + "".join(f"\n\n## {title}\n\n{body}" for title, body in sections.items()) + "\n"
 
 
 def _pick(columns: list[Column], *keys: str) -> list[Column]:
     by_key = {c.key: c for c in columns}
     return [by_key[k] for k in keys]
-
-
-def _table(columns: list[Column], rows: list[dict], cells=None) -> str:
-    """A Markdown table; ``cells(row)`` gives a row's cells as text (default: as the
-    columns write them)."""
-    if not rows:
-        return "(none)"
-    lines = [
-        "| " + " | ".join(c.label for c in columns) + " |",
-        "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|",
-    ]
-    for row in rows:
-        texts = cells(row) if cells else [c.text(row) for c in columns]
-        lines.append("| " + " | ".join(t.replace("|", "\\|").replace("\n", " ") for t in texts) + " |")
-    return "\n".join(lines)

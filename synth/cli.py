@@ -52,6 +52,8 @@ REPORT_TABLES = (
     "generalisation",
     "recovery",
 )
+# reports.tables.STUDY_TABLES, likewise: the tables `--study NAME --table` writes.
+STUDY_TABLES = ("study", "robustness", "seed-spread", "paired", "wins", "cost", "generalisation")
 
 
 class UserError(click.ClickException):
@@ -1408,13 +1410,15 @@ def _self_command() -> str:
     "fmt",
     type=click.Choice(["html", "md", "latex", "csv"]),
     help="html: a self-contained page; md: a text readout for terminals; with --table: "
-    "md, latex (booktabs) or csv; with --study: csv writes the study table  [default: html; "
+    "md, latex (booktabs) or csv; with --study alone: csv writes the study table  [default: html; "
     "with --table: md]",
 )
 @click.option(
     "--table",
-    type=click.Choice(REPORT_TABLES),
-    help="Write this table of the report alone (stdout unless -o)",
+    type=click.Choice(list(dict.fromkeys(REPORT_TABLES + STUDY_TABLES))),
+    help="Write this table of the report alone (stdout unless -o). With --study, one of "
+    "the study's: study (task x length by system), robustness, seed-spread, paired, wins, "
+    "cost, generalisation; study, robustness, paired, wins and cost need --study",
 )
 @click.option(
     "--pivot",
@@ -1456,10 +1460,10 @@ def report(run_ids, output, fmt, table, pivot, figures, study, model, provider, 
 
     task = split_values(task)
     filters = {k: list(v) for k, v in (("model", model), ("provider", provider), ("task", task)) if v}
-    if study is not None and (figures is not None or table is not None):
-        raise click.UsageError("--study writes the study's page, or its table with --format md or csv")
+    if study is not None and figures is not None:
+        raise click.UsageError("--figures draws the charts of runs: drop --study")
     if figures is not None or table is not None:
-        return _report_part(run_ids, output, fmt, table, pivot, figures, filters, prices, db_path)
+        return _report_part(run_ids, output, fmt, table, pivot, figures, filters, prices, db_path, study)
     if pivot:
         raise click.UsageError("--pivot turns a table: use it with --table leaderboard")
     fmt = fmt or "html"
@@ -1486,8 +1490,9 @@ def report(run_ids, output, fmt, table, pivot, figures, study, model, provider, 
         click.echo(f"report written to {result}", err=True)
 
 
-def _report_part(run_ids, output, fmt, table, pivot, figures, filters, prices, db_path):
-    """`synth report --table NAME` or `--figures DIR`: one table, or every chart as files."""
+def _report_part(run_ids, output, fmt, table, pivot, figures, filters, prices, db_path, study):
+    """`synth report --table NAME` (of runs, or of a ``study``) or `--figures DIR`: one
+    table, or every chart as files."""
     from reports import ReportError
     from reports.build import build_figures, build_table, check_output
     from tracker.db import db_path as resolve_db
@@ -1510,7 +1515,14 @@ def _report_part(run_ids, output, fmt, table, pivot, figures, filters, prices, d
         if out is not None:
             check_output(out)
         text = build_table(
-            resolve_db(db_path), table, list(run_ids) or None, fmt or "md", pivot, filters or None, prices
+            resolve_db(db_path),
+            table,
+            list(run_ids) or None,
+            fmt or "md",
+            pivot,
+            filters or None,
+            prices,
+            study,
         )
         if out is not None:
             write_atomic(out, text)

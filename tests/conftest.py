@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["openai_server", "report_fixtures"]
+pytest_plugins = ["openai_server", "report_fixtures", "study_fixtures"]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 UCI_DIR = Path(os.environ.get("SYNTH_TEST_UCI_DIR", SHARED / "uci"))

@@ -1,11 +1,12 @@
 """Plain helpers the test modules share (fixtures live in conftest.py): the grid options
 of a small run, running the CLI, its one-line errors, snapshots of a folder, and an
 offline proposer's request and its program's predictions in the sandbox, and a run
-recorded by hand."""
+recorded by hand; a LaTeX table read by its structure."""
 
 import csv
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -199,3 +200,20 @@ def started_run(db, record: dict, grid: list[tuple[str, int, int]], num_trials: 
         for k in range(1, num_trials + 1)
     ]
     return [store.start_trial(db, record["run_id"], key) for key in keys]
+
+
+def latex_rows(text: str) -> tuple[int, list[list[str]]]:
+    """A booktabs tabular read by its structure: the number of columns it declares and
+    each row's cells; fails on unbalanced braces or a missing rule."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "{}" and (i == 0 or text[i - 1] != "\\"):
+            depth += 1 if ch == "{" else -1
+            assert depth >= 0, f"a closing brace too many at {i}"
+    assert depth == 0, "unbalanced braces"
+    body = text[text.index("\\begin{tabular}") : text.index("\\end{tabular}")]
+    spec = re.match(r"\\begin\{tabular\}\{([lrc]+)\}", body).group(1)
+    lines = [line.strip() for line in body.splitlines()[1:]]
+    assert [line for line in lines if line.endswith("rule")] == ["\\toprule", "\\midrule", "\\bottomrule"]
+    rows = [re.split(r"(?<!\\)&", line.removesuffix("\\\\")) for line in lines if line.endswith("\\\\")]
+    return len(spec), [[cell.strip() for cell in row] for row in rows]

@@ -3,12 +3,11 @@ structure, CSV), the leaderboard pivoted, and every chart as SVG, PNG and PDF fi
 
 import csv
 import io
-import re
 import struct
 import xml.etree.ElementTree as ET
 
 import pytest
-from helpers import one_line_error, run_cli
+from helpers import latex_rows, one_line_error, run_cli
 
 from reports.build import build_figures
 from reports.charts import CHARTS
@@ -26,23 +25,6 @@ def table(db, *args):
 
 def test_the_command_offers_every_table():
     assert list(REPORT_TABLES) == list(TABLES)
-
-
-def latex_rows(text: str) -> tuple[int, list[list[str]]]:
-    """A booktabs tabular read by its structure: the number of columns it declares and
-    each row's cells; fails on unbalanced braces or a missing rule."""
-    depth = 0
-    for i, ch in enumerate(text):
-        if ch in "{}" and (i == 0 or text[i - 1] != "\\"):
-            depth += 1 if ch == "{" else -1
-            assert depth >= 0, f"a closing brace too many at {i}"
-    assert depth == 0, "unbalanced braces"
-    body = text[text.index("\\begin{tabular}") : text.index("\\end{tabular}")]
-    spec = re.match(r"\\begin\{tabular\}\{([lrc]+)\}", body).group(1)
-    lines = [line.strip() for line in body.splitlines()[1:]]
-    assert [line for line in lines if line.endswith("rule")] == ["\\toprule", "\\midrule", "\\bottomrule"]
-    rows = [re.split(r"(?<!\\)&", line.removesuffix("\\\\")) for line in lines if line.endswith("\\\\")]
-    return len(spec), [[cell.strip() for cell in row] for row in rows]
 
 
 def test_leaderboard_pivoted_in_latex(report_db):
