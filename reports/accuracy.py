@@ -92,8 +92,8 @@ def finished_points(db: sqlite_utils.Database, scope: Scope) -> list[dict]:
     )
     for point in points:
         for name in VALUES:
-            point[name] = [float(v) for v in (point[name] or "").split()]
-        point["solved_at"] = [int(v) for v in (point["solved_at"] or "").split()]
+            point[name] = list(map(float, (point[name] or "").split()))
+        point["solved_at"] = list(map(int, (point["solved_at"] or "").split()))
     return points
 
 
