@@ -25,7 +25,7 @@ from operator import itemgetter
 import sqlite_utils
 
 from reports.scope import Scope, scoped
-from reports.stats import means, summaries
+from reports.stats import mean, means, summaries
 
 # The reasoning effort a run asked for; none for offline proposers, which have no such
 # setting (their config keeps the flag's default).
@@ -126,8 +126,17 @@ def leaderboard(points: list[dict]) -> list[dict]:
         }
         for group in _groups(points, (*SETTING_KEYS, "fn", "length"))
     ]
-    best_first = lambda r: (r["test_mean"] is None, -(r["test_mean"] or 0))  # noqa: E731 (NULLs last)
-    return sorted(rows, key=lambda r: (r["fn"], r["length"], *best_first(r), *_order(r, *SETTING_KEYS[:4])))
+    # Best first, a point with no test accuracy last (as SQLite puts NULL in descending order).
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["fn"],
+            r["length"],
+            r["test_mean"] is None,
+            -(r["test_mean"] or 0),
+            *_order(r, *SETTING_KEYS[:4]),
+        ),
+    )
 
 
 def seed_spread(points: list[dict]) -> list[dict]:
@@ -138,7 +147,7 @@ def seed_spread(points: list[dict]) -> list[dict]:
         seeds = list(dict.fromkeys(p["seed"] for p in group if p["seed"] is not None))
         if len(seeds) < 2:
             continue
-        tests = [statistics.fmean(p["test"]) for p in group if p["test"]]
+        tests = [mean(p["test"]) for p in group if p["test"]]
         rows.append(
             {
                 **_first(group, *SETTING_KEYS, "fn", "length"),
@@ -166,9 +175,9 @@ def raw_vs_clean(points: list[dict], audit: list[dict]) -> list[dict]:
             {
                 **_first(group, "provider", "model", "fn", "target", "length"),
                 "trials": sum(p["trials"] for p in group),
-                "raw_test_mean": _mean(_pooled(group, "test")),
+                "raw_test_mean": mean(_pooled(group, "test")),
                 "clean_trials": sum(p["trials"] for p in kept),
-                "clean_test_mean": _mean(_pooled(kept, "test")),
+                "clean_test_mean": mean(_pooled(kept, "test")),
             }
         )
     return sorted(rows, key=lambda r: (r["fn"], r["length"], *_order(r, "provider", "model")))
@@ -257,10 +266,6 @@ def _first(group: list[dict], *keys: str) -> dict:
 def _pooled(points: list[dict], name: str) -> list:
     """The per-trial values ``name`` of every point of the group."""
     return list(chain.from_iterable(p[name] for p in points))
-
-
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
 
 
 def _order(row: dict, *keys: str) -> tuple:

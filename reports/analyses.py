@@ -1,5 +1,5 @@
-"""The report's analyses: SQL over the runs of a scope, aggregated in SQLite, except the
-accuracy analyses, which group the scope's finished trials read once (reports.accuracy).
+"""The report's analyses: SQL over the runs of a scope, aggregated in SQLite; the accuracy
+analyses pool the per-trial values one query gathers per grid point (reports.accuracy).
 
 Each function takes the database and a :class:`Scope` and returns rows (dicts);
 :func:`analyse_scope` runs them all in one read transaction, so a report is one
@@ -264,7 +264,16 @@ def common_errors(db, scope: Scope) -> list[dict]:
 
 
 # What a run's token row sums over its grid points' rows.
-SUMMED = ("attempts", "calls", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+SUMMED = (
+    "attempts",
+    "calls",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "recorded_cost",
+    "unpriced",
+)
 
 
 def tokens(db, scope: Scope, prices: PriceTable, repriced: bool) -> tuple[list[dict], list[dict]]:
@@ -289,8 +298,8 @@ def tokens(db, scope: Scope, prices: PriceTable, repriced: bool) -> tuple[list[d
             point["run_id"],
             {k: point[k] for k in ("run_id", "provider", "model")} | dict.fromkeys(SUMMED, 0),
         )
-        for k in (*SUMMED, "recorded_cost", "unpriced"):
-            run[k] = run.get(k, 0) + point[k]
+        for k in SUMMED:
+            run[k] += point[k]
     for r in [*runs.values(), *points]:
         recorded, unpriced = r.pop("recorded_cost"), r.pop("unpriced")
         r["cost"] = (

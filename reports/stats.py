@@ -78,4 +78,9 @@ def summaries(**named: list[float]) -> dict:
 def means(**named: list[float]) -> dict:
     """``<name>_mean`` of each list of values (summarise's mean, without the exact
     standard deviation nobody reads here); None for an empty list."""
-    return {f"{name}_mean": statistics.fmean(values) if values else None for name, values in named.items()}
+    return {f"{name}_mean": mean(values) for name, values in named.items()}
+
+
+def mean(values: list[float]) -> float | None:
+    """The exactly rounded mean; None for no values."""
+    return statistics.fmean(values) if values else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from reports import tables as t
 from reports.analyses import Report
 from reports.study_view import study_markdown
-from reports.table_formats import markdown_table as _table
+from reports.table_formats import markdown_table
 from reports.tables import Column
 
 
@@ -20,8 +20,8 @@ def render_text(report: Report) -> str:
     )
     sections = {
         f"Research-standard gate: {gate['verdict'].upper()}": f"Zero input leakage and compile-ok rate >= {gate['threshold']}.\n\n"
-        + _table(t.GATE, gate["runs"]),
-        "Runs": _table(
+        + markdown_table(t.GATE, gate["runs"]),
+        "Runs": markdown_table(
             _pick(
                 t.RUNS,
                 "run_id",
@@ -35,8 +35,10 @@ def render_text(report: Report) -> str:
             ),
             report.runs,
         ),
-        "Leaderboard: each proposer and setting over all its runs": _table(t.LEADERBOARD, report.leaderboard),
-        "Results per grid point (selected by validation accuracy)": _table(
+        "Leaderboard: each proposer and setting over all its runs": markdown_table(
+            t.LEADERBOARD, report.leaderboard
+        ),
+        "Results per grid point (selected by validation accuracy)": markdown_table(
             _pick(
                 t.GRID_POINTS,
                 "run_id",
@@ -52,7 +54,7 @@ def render_text(report: Report) -> str:
             ),
             report.grid_points,
         ),
-        "Seed spread": _table(
+        "Seed spread": markdown_table(
             _pick(
                 t.SEED_SPREAD,
                 "fn",
@@ -70,9 +72,9 @@ def render_text(report: Report) -> str:
         if report.seed_spread
         else "No grid point was run under several seeds.",
         "Leakage audit": f"{len(report.leakage)} datasets audited, {len(leaky)} with inputs shared "
-        "between splits." + ("\n\n" + _table(t.LEAKAGE, leaky) if leaky else ""),
-        "Raw vs leakage-clean": _table(t.RAW_VS_CLEAN, report.raw_vs_clean),
-        "Compile and extraction": _table(
+        "between splits." + ("\n\n" + markdown_table(t.LEAKAGE, leaky) if leaky else ""),
+        "Raw vs leakage-clean": markdown_table(t.RAW_VS_CLEAN, report.raw_vs_clean),
+        "Compile and extraction": markdown_table(
             _pick(
                 t.COMPILE,
                 "run_id",
@@ -85,20 +87,22 @@ def render_text(report: Report) -> str:
             ),
             report.compile,
         ),
-        "Failure classes": _table(t.FAILURES, report.failure_classes),
-        "Most common errors": _table(t.ERRORS, report.errors),
-        "Improvement (test-oracle: chosen with test labels, an upper bound, not a result)": _table(
+        "Failure classes": markdown_table(t.FAILURES, report.failure_classes),
+        "Most common errors": markdown_table(t.ERRORS, report.errors),
+        "Improvement (test-oracle: chosen with test labels, an upper bound, not a result)": markdown_table(
             t.IMPROVEMENT, report.run_results
         ),
-        "Attempts to solve": _table(t.SOLVE, report.attempts_to_solve),
-        f"Tokens and cost ({report.price_note})": _table(t.TOKENS_RUNS, report.tokens_runs),
-        "Tokens and cost per grid point": _table(t.TOKENS_POINTS, report.tokens_points),
+        "Attempts to solve": markdown_table(t.SOLVE, report.attempts_to_solve),
+        f"Tokens and cost ({report.price_note})": markdown_table(t.TOKENS_RUNS, report.tokens_runs),
+        "Tokens and cost per grid point": markdown_table(t.TOKENS_POINTS, report.tokens_points),
     }
     if report.generalisation:
         sections |= {
-            "Generalisation: exact-rule recovery (from synth verify)": _table(t.RECOVERY, report.recovery),
-            "Generalisation: every set and reading": _table(t.GENERALISATION, report.generalisation),
-            "Generalisation: counterexamples": _table(t.COUNTEREXAMPLES, report.counterexamples),
+            "Generalisation: exact-rule recovery (from synth verify)": markdown_table(
+                t.RECOVERY, report.recovery
+            ),
+            "Generalisation: every set and reading": markdown_table(t.GENERALISATION, report.generalisation),
+            "Generalisation: counterexamples": markdown_table(t.COUNTEREXAMPLES, report.counterexamples),
         }
     if report.study is not None:  # the study's tables come first
         header += "\n\n" + study_markdown(report.study)
