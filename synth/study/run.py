@@ -356,7 +356,7 @@ def _execute(
     try:
         todo = {run_id: rest for run_id, (_, _, rest) in cell_trials.items()}
         with setup_frozen():
-            asyncio.run(_run_all(db, cells, todo, progress, notify, pool))
+            asyncio.run(_run_all(db, path, cells, todo, progress, notify, pool))
     except KeyboardInterrupt:
         for c in cells:
             run = store.get_run(db, c.config.run_id)
@@ -371,7 +371,7 @@ def _execute(
     return {r["run_id"]: r["status"] for r in studies.study_cells(db, study.name)}
 
 
-def _end(db, c: _Prepared, notify) -> None:
+def _end(db, path: Path, c: _Prepared, notify) -> None:
     """A cell whose trials are all done ends there and then, its exports written while
     the other cells' calls go on. Exports that cannot be written leave the run open
     (end_run's transaction), and a resume of the study writes them."""
@@ -381,11 +381,13 @@ def _end(db, c: _Prepared, notify) -> None:
     except OSError as e:
         notify(
             f"Warning: {run_id}: every result is recorded, but the exports could not be written "
-            f"({e}); write them with: synth study resume {c.cell.study}"
+            f"({e}); write them with: synth study resume {c.cell.study} --db {path.resolve()}"
         )
 
 
-async def _run_all(db, cells: list[_Prepared], todo: dict, progress: Progress, notify, pool) -> None:
+async def _run_all(
+    db, path: Path, cells: list[_Prepared], todo: dict, progress: Progress, notify, pool
+) -> None:
     """Every cell's trials in this one event loop; a cell whose calls all fail (a bad key,
     an unknown model) stops alone, marked failed, and the others go on."""
     eval_slots = asyncio.Semaphore(os.cpu_count() or 1)
@@ -422,12 +424,13 @@ async def _run_all(db, cells: list[_Prepared], todo: dict, progress: Progress, n
             if budget.exhausted:
                 message = (
                     f"{run_id} stopped at a cost cap (its own, or the study's): ${budget.spent:.4f} "
-                    f"spent; go on with a higher one: synth study resume {c.cell.study} --max-cost USD"
+                    f"spent; go on with a higher one: synth study resume {c.cell.study} --max-cost USD "
+                    f"--db {path.resolve()}"
                 )
                 store.stop_run(db, run_id, BUDGET_EXHAUSTED, BUDGET_EXHAUSTED, message, level="warning")
                 notify(f"Warning: {message}")
             else:
-                _end(db, c, notify)
+                _end(db, path, c, notify)
         except RunFailed as e:
             store.stop_run(db, run_id, "failed", "run_failed", str(e), level="error", error=str(e))
             notify(f"Warning: {run_id} failed: {e}")
